@@ -1,0 +1,52 @@
+//! Events: one per state change, numbered by the store in commit order.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::job::{JobId, NodeId};
+use crate::reason::Reason;
+use crate::state::JobState;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A job was stored.
+    Submitted,
+    /// A node claimed the job and opened an attempt (`starting`).
+    Claimed,
+    /// The attempt's process group is recorded and it may run (`running`).
+    Started,
+    /// The attempt ended and the job is terminal.
+    Finished,
+    /// The attempt ended and the job will run again (retry budget left).
+    Requeued,
+    /// A cancel of a live attempt was asked for; `Finished` follows once the tree is gone.
+    CancelRequested,
+    /// A waiting job was cancelled before it ran.
+    Cancelled,
+    /// A user re-queued a job that had ended.
+    Retried,
+}
+
+/// One committed change. `seq` increases by one per event, in commit order, and never repeats:
+/// a client that saw `seq` N can ask for everything after N.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Global sequence number, assigned by the store at commit.
+    pub seq: u64,
+    /// When it was committed.
+    pub at: DateTime<Utc>,
+    /// What happened.
+    pub kind: EventKind,
+    /// The job it happened to.
+    pub job_id: JobId,
+    /// The attempt concerned, if any.
+    pub attempt: Option<u32>,
+    /// The job's state after the change.
+    pub state: JobState,
+    /// The node concerned, if any.
+    pub node: Option<NodeId>,
+    /// Why, for endings.
+    pub reason: Option<Reason>,
+}

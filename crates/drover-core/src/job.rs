@@ -1,0 +1,145 @@
+//! The read side of a job: what the store returns and the API shows.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::reason::Reason;
+use crate::spec::JobSpec;
+use crate::state::JobState;
+
+/// A job's id: a UUID v7, so ids sort by submit time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub Uuid);
+
+impl JobId {
+    /// Wraps a UUID minted by the caller (the store mints v7 ids at submit).
+    pub const fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for JobId {
+    type Err = uuid::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+/// A node's stable id (kept in its data dir).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(pub String);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The fencing token of one attempt: a completion or heartbeat is accepted only for the attempt
+/// the store currently considers live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AttemptRef {
+    /// The job.
+    pub job_id: JobId,
+    /// The attempt number, starting at 1.
+    pub attempt: u32,
+}
+
+impl fmt::Display for AttemptRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.job_id, self.attempt)
+    }
+}
+
+/// One attempt at running a job, kept forever.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The node that claimed it.
+    pub node: NodeId,
+    /// `starting` or `running` while live, else the outcome.
+    pub state: JobState,
+    /// When the node claimed it.
+    pub claimed_at: DateTime<Utc>,
+    /// When its process was allowed to exec.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The lease: past this instant, a live attempt with no heartbeat is presumed lost.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// The leader's pid (also the process group id).
+    pub pid: Option<i32>,
+    /// The exit code, when it exited on its own.
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, when one did.
+    pub signal: Option<i32>,
+    /// Why it ended.
+    pub reason: Option<Reason>,
+    /// Peak resident memory of the tree, in bytes.
+    pub peak_memory_bytes: Option<u64>,
+    /// User + system CPU time of the tree, in milliseconds.
+    pub cpu_time_ms: Option<u64>,
+}
+
+/// A job as the API shows it: its spec, where it is, and every attempt.
+///
+/// The top-level outcome fields (`exit_code`, `signal`, `reason`, `node`, times, usage) are those
+/// of the latest attempt, so scripts need not dig into `attempts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Time-ordered id.
+    pub id: JobId,
+    /// The display name.
+    pub name: String,
+    /// The current state.
+    pub state: JobState,
+    /// The program and its arguments.
+    pub argv: Vec<String>,
+    /// The latest attempt number (0 before the first claim).
+    pub attempt: u32,
+    /// The node of the latest attempt.
+    pub node: Option<NodeId>,
+    /// Exit code of the latest attempt.
+    pub exit_code: Option<i32>,
+    /// Terminating signal of the latest attempt.
+    pub signal: Option<i32>,
+    /// Why the latest attempt (or the job, if it never ran) ended.
+    pub reason: Option<Reason>,
+    /// When the job was submitted.
+    pub created_at: DateTime<Utc>,
+    /// When the latest attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the job reached its current terminal state.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Peak memory of the latest attempt.
+    pub peak_memory_bytes: Option<u64>,
+    /// CPU time of the latest attempt.
+    pub cpu_time_ms: Option<u64>,
+    /// A cancel was asked for and is being carried out.
+    pub cancel_requested: bool,
+    /// The spec as stored (defaults filled in).
+    pub spec: JobSpec,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+impl JobRecord {
+    /// The latest attempt, if the job was ever claimed.
+    pub fn current_attempt(&self) -> Option<&AttemptRecord> {
+        self.attempts.last()
+    }
+}

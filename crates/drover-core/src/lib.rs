@@ -1,0 +1,20 @@
+//! The drover domain: what a job is, which states it moves through, what an event says, and how
+//! people write durations and sizes.
+//!
+//! This crate does no I/O and reads no clock: every time it needs is handed to it. That keeps the
+//! rules here testable by property tests, and lets the store (SQLite or PostgreSQL) and the node
+//! share one definition of what is legal.
+
+pub mod event;
+pub mod job;
+pub mod reason;
+pub mod spec;
+pub mod state;
+pub mod units;
+
+pub use event::{Event, EventKind};
+pub use job::{AttemptRecord, AttemptRef, JobId, JobRecord, NodeId};
+pub use reason::Reason;
+pub use spec::{JobSpec, Limits, SpecError};
+pub use state::{JobState, TransitionError};
+pub use units::{HumanDuration, Size, UnitError};

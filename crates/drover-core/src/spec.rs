@@ -1,0 +1,282 @@
+//! What a user asks for when submitting a job, and the checks that keep bad input out of the store.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::units::HumanDuration;
+
+/// The timeout a job gets when its submitter names none. Every job runs with an explicit timeout:
+/// the default is written into the stored spec at submit.
+pub const DEFAULT_TIMEOUT: HumanDuration = HumanDuration::from_secs(24 * 3600);
+/// The SIGTERM → SIGKILL gap a job gets when its submitter names none.
+pub const DEFAULT_GRACE: HumanDuration = HumanDuration::from_secs(10);
+
+/// A job as submitted: an argv (never a shell string unless the user runs `sh -c` themselves),
+/// its environment and working directory, and how long it may run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// The program and its arguments. `argv[0]` is looked up in `PATH` if it has no slash.
+    pub argv: Vec<String>,
+    /// A label for people; defaults to the program name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Variables set on top of the node's environment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Absolute working directory; the node's own when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// How long an attempt may run before the kill ladder stops it (state `timed_out`).
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
+    /// How long the kill ladder waits between SIGTERM and SIGKILL.
+    #[serde(default = "default_grace")]
+    pub grace: HumanDuration,
+    /// Higher runs first; equal priorities run in submit order.
+    #[serde(default)]
+    pub priority: i32,
+    /// How many more attempts after the first one fails, times out or is lost.
+    #[serde(default)]
+    pub retries: u32,
+}
+
+fn default_timeout() -> HumanDuration {
+    DEFAULT_TIMEOUT
+}
+
+fn default_grace() -> HumanDuration {
+    DEFAULT_GRACE
+}
+
+impl JobSpec {
+    /// A spec for `argv` with every other field at its default.
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            argv: argv.into_iter().map(Into::into).collect(),
+            name: None,
+            env: BTreeMap::new(),
+            cwd: None,
+            timeout: DEFAULT_TIMEOUT,
+            grace: DEFAULT_GRACE,
+            priority: 0,
+            retries: 0,
+        }
+    }
+
+    /// The name people see: the given one, else the program's file name.
+    pub fn display_name(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        let program = self.argv.first().map(String::as_str).unwrap_or("");
+        program.rsplit('/').next().unwrap_or(program).to_string()
+    }
+
+    /// Checks the spec against `limits`. The error names the offending field the way the API
+    /// spells it (`argv[2]`, `env.PATH`, `timeout`).
+    pub fn validate(&self, limits: &Limits) -> Result<(), SpecError> {
+        if self.argv.is_empty() {
+            return Err(SpecError::new("argv", "must name a program"));
+        }
+        if self.argv[0].is_empty() {
+            return Err(SpecError::new("argv[0]", "must not be empty"));
+        }
+        if self.argv.len() > limits.max_argv_len {
+            return Err(SpecError::new(
+                "argv",
+                format!("has {} entries; the limit is {}", self.argv.len(), limits.max_argv_len),
+            ));
+        }
+        let mut argv_bytes = 0;
+        for (i, arg) in self.argv.iter().enumerate() {
+            no_nul(&format!("argv[{i}]"), arg)?;
+            argv_bytes += arg.len() + 1;
+        }
+        if argv_bytes > limits.max_argv_bytes {
+            return Err(SpecError::new(
+                "argv",
+                format!("is {argv_bytes} bytes; the limit is {}", limits.max_argv_bytes),
+            ));
+        }
+        if self.env.len() > limits.max_env_len {
+            return Err(SpecError::new(
+                "env",
+                format!("has {} variables; the limit is {}", self.env.len(), limits.max_env_len),
+            ));
+        }
+        let mut env_bytes = 0;
+        for (key, value) in &self.env {
+            let field = format!("env.{key}");
+            if key.is_empty() || key.contains('=') {
+                return Err(SpecError::new(field, "a variable name must be non-empty and contain no `=`"));
+            }
+            no_nul(&field, key)?;
+            no_nul(&field, value)?;
+            env_bytes += key.len() + value.len() + 2;
+        }
+        if env_bytes > limits.max_env_bytes {
+            return Err(SpecError::new(
+                "env",
+                format!("is {env_bytes} bytes; the limit is {}", limits.max_env_bytes),
+            ));
+        }
+        if let Some(name) = &self.name {
+            if name.chars().count() > limits.max_name_len {
+                return Err(SpecError::new(
+                    "name",
+                    format!("is longer than {} characters", limits.max_name_len),
+                ));
+            }
+            no_nul("name", name)?;
+        }
+        if let Some(cwd) = &self.cwd {
+            if !cwd.starts_with('/') {
+                return Err(SpecError::new("cwd", "must be an absolute path"));
+            }
+            no_nul("cwd", cwd)?;
+        }
+        if self.timeout.get().is_zero() {
+            return Err(SpecError::new("timeout", "must be greater than zero"));
+        }
+        if self.timeout.get() > limits.max_timeout.get() {
+            return Err(SpecError::new(
+                "timeout",
+                format!("must be at most {}", limits.max_timeout),
+            ));
+        }
+        if self.grace.get() > limits.max_grace.get() {
+            return Err(SpecError::new("grace", format!("must be at most {}", limits.max_grace)));
+        }
+        if self.retries > limits.max_retries {
+            return Err(SpecError::new(
+                "retries",
+                format!("must be at most {}", limits.max_retries),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn no_nul(field: &str, value: &str) -> Result<(), SpecError> {
+    if value.contains('\0') {
+        Err(SpecError::new(field, "must not contain a NUL byte"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Upper bounds on every size in a spec (design.md invariant 6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Most argv entries.
+    pub max_argv_len: usize,
+    /// Most argv bytes in all.
+    pub max_argv_bytes: usize,
+    /// Most environment variables.
+    pub max_env_len: usize,
+    /// Most environment bytes in all.
+    pub max_env_bytes: usize,
+    /// Longest name, in characters.
+    pub max_name_len: usize,
+    /// Longest timeout.
+    pub max_timeout: HumanDuration,
+    /// Longest grace period.
+    pub max_grace: HumanDuration,
+    /// Most retries.
+    pub max_retries: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_argv_len: 4096,
+            max_argv_bytes: 256 * 1024,
+            max_env_len: 1024,
+            max_env_bytes: 256 * 1024,
+            max_name_len: 256,
+            max_timeout: HumanDuration::from_secs(365 * 24 * 3600),
+            max_grace: HumanDuration::from_secs(3600),
+            max_retries: 1000,
+        }
+    }
+}
+
+/// A spec field that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    /// The field, spelled as in the API (`argv[0]`, `env.HOME`, `timeout`).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl SpecError {
+    /// An error about `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(spec: &JobSpec) -> Option<String> {
+        spec.validate(&Limits::default()).err().map(|e| e.field)
+    }
+
+    #[test]
+    fn a_plain_spec_is_valid() {
+        assert_eq!(field_of(&JobSpec::new(["true"])), None);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(field_of(&JobSpec::new(Vec::<String>::new())).as_deref(), Some("argv"));
+        assert_eq!(field_of(&JobSpec::new([""])).as_deref(), Some("argv[0]"));
+        assert_eq!(field_of(&JobSpec::new(["echo", "a\0b"])).as_deref(), Some("argv[1]"));
+        let mut spec = JobSpec::new(["true"]);
+        spec.env.insert("A=B".into(), "x".into());
+        assert_eq!(field_of(&spec).as_deref(), Some("env.A=B"));
+        let mut spec = JobSpec::new(["true"]);
+        spec.cwd = Some("relative/dir".into());
+        assert_eq!(field_of(&spec).as_deref(), Some("cwd"));
+        let mut spec = JobSpec::new(["true"]);
+        spec.timeout = HumanDuration::default();
+        assert_eq!(field_of(&spec).as_deref(), Some("timeout"));
+        let spec = JobSpec::new(vec!["x".repeat(1000); 300]);
+        assert_eq!(field_of(&spec).as_deref(), Some("argv"));
+    }
+
+    #[test]
+    fn json_defaults_and_unknown_fields() {
+        let spec: JobSpec = serde_json::from_str(r#"{"argv":["true"],"timeout":"90s"}"#)
+            .unwrap_or_else(|_| JobSpec::new(["wrong"]));
+        assert_eq!(spec.argv, vec!["true"]);
+        assert_eq!(spec.timeout, HumanDuration::from_secs(90));
+        assert_eq!(spec.grace, DEFAULT_GRACE);
+        let err = serde_json::from_str::<JobSpec>(r#"{"argv":["true"],"timout":"9s"}"#)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("timout"), "{err}");
+    }
+
+    #[test]
+    fn display_name_defaults_to_program() {
+        assert_eq!(JobSpec::new(["/usr/bin/sage", "x.sage"]).display_name(), "sage");
+        let mut spec = JobSpec::new(["sh"]);
+        spec.name = Some("nightly".into());
+        assert_eq!(spec.display_name(), "nightly");
+    }
+}
