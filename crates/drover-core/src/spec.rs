@@ -90,7 +90,11 @@ impl JobSpec {
         if self.argv.len() > limits.max_argv_len {
             return Err(SpecError::new(
                 "argv",
-                format!("has {} entries; the limit is {}", self.argv.len(), limits.max_argv_len),
+                format!(
+                    "has {} entries; the limit is {}",
+                    self.argv.len(),
+                    limits.max_argv_len
+                ),
             ));
         }
         let mut argv_bytes = 0;
@@ -101,20 +105,30 @@ impl JobSpec {
         if argv_bytes > limits.max_argv_bytes {
             return Err(SpecError::new(
                 "argv",
-                format!("is {argv_bytes} bytes; the limit is {}", limits.max_argv_bytes),
+                format!(
+                    "is {argv_bytes} bytes; the limit is {}",
+                    limits.max_argv_bytes
+                ),
             ));
         }
         if self.env.len() > limits.max_env_len {
             return Err(SpecError::new(
                 "env",
-                format!("has {} variables; the limit is {}", self.env.len(), limits.max_env_len),
+                format!(
+                    "has {} variables; the limit is {}",
+                    self.env.len(),
+                    limits.max_env_len
+                ),
             ));
         }
         let mut env_bytes = 0;
         for (key, value) in &self.env {
             let field = format!("env.{key}");
             if key.is_empty() || key.contains('=') {
-                return Err(SpecError::new(field, "a variable name must be non-empty and contain no `=`"));
+                return Err(SpecError::new(
+                    field,
+                    "a variable name must be non-empty and contain no `=`",
+                ));
             }
             no_nul(&field, key)?;
             no_nul(&field, value)?;
@@ -123,7 +137,10 @@ impl JobSpec {
         if env_bytes > limits.max_env_bytes {
             return Err(SpecError::new(
                 "env",
-                format!("is {env_bytes} bytes; the limit is {}", limits.max_env_bytes),
+                format!(
+                    "is {env_bytes} bytes; the limit is {}",
+                    limits.max_env_bytes
+                ),
             ));
         }
         if let Some(name) = &self.name {
@@ -151,7 +168,10 @@ impl JobSpec {
             ));
         }
         if self.grace.get() > limits.max_grace.get() {
-            return Err(SpecError::new("grace", format!("must be at most {}", limits.max_grace)));
+            return Err(SpecError::new(
+                "grace",
+                format!("must be at most {}", limits.max_grace),
+            ));
         }
         if self.retries > limits.max_retries {
             return Err(SpecError::new(
@@ -242,9 +262,15 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        assert_eq!(field_of(&JobSpec::new(Vec::<String>::new())).as_deref(), Some("argv"));
+        assert_eq!(
+            field_of(&JobSpec::new(Vec::<String>::new())).as_deref(),
+            Some("argv")
+        );
         assert_eq!(field_of(&JobSpec::new([""])).as_deref(), Some("argv[0]"));
-        assert_eq!(field_of(&JobSpec::new(["echo", "a\0b"])).as_deref(), Some("argv[1]"));
+        assert_eq!(
+            field_of(&JobSpec::new(["echo", "a\0b"])).as_deref(),
+            Some("argv[1]")
+        );
         let mut spec = JobSpec::new(["true"]);
         spec.env.insert("A=B".into(), "x".into());
         assert_eq!(field_of(&spec).as_deref(), Some("env.A=B"));
@@ -274,7 +300,10 @@ mod tests {
 
     #[test]
     fn display_name_defaults_to_program() {
-        assert_eq!(JobSpec::new(["/usr/bin/sage", "x.sage"]).display_name(), "sage");
+        assert_eq!(
+            JobSpec::new(["/usr/bin/sage", "x.sage"]).display_name(),
+            "sage"
+        );
         let mut spec = JobSpec::new(["sh"]);
         spec.name = Some("nightly".into());
         assert_eq!(spec.display_name(), "nightly");

@@ -172,7 +172,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
             serde::de::Error::custom("expected a duration such as \"90s\" or a number of seconds")
         })? {
             Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
-            Raw::Seconds(secs) if secs.is_finite() && secs >= 0.0 && secs < 1e15 => {
+            Raw::Seconds(secs) if (0.0..1e15).contains(&secs) => {
                 Ok(Self(Duration::from_secs_f64(secs)))
             }
             Raw::Seconds(secs) => Err(serde::de::Error::custom(format!(
@@ -250,7 +250,12 @@ impl FromStr for Size {
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (unit, size) in [("T", 1u64 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
+        for (unit, size) in [
+            ("T", 1u64 << 40),
+            ("G", 1 << 30),
+            ("M", 1 << 20),
+            ("K", 1 << 10),
+        ] {
             if self.0 >= size && self.0 % size == 0 {
                 return write!(f, "{}{unit}", self.0 / size);
             }
@@ -284,7 +289,12 @@ impl<'de> Deserialize<'de> for Size {
 
 /// Formats a byte count for people: `1.5 GiB`, `312 MiB`, `17 KiB`, `12 B`.
 pub fn format_bytes(bytes: u64) -> String {
-    let units = [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    let units = [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
     for (name, size) in units {
         if bytes >= size {
             let value = bytes as f64 / size as f64;
@@ -304,7 +314,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn dur(s: &str) -> Duration {
-        s.parse::<HumanDuration>().map(|d| d.0).unwrap_or_else(|e| panic!("{s}: {e}"))
+        s.parse::<HumanDuration>()
+            .map(|d| d.0)
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
     }
 
     #[test]
@@ -327,7 +339,11 @@ mod tests {
 
     #[test]
     fn sizes_people_write() {
-        let size = |s: &str| s.parse::<Size>().map(|s| s.0).unwrap_or_else(|e| panic!("{s}: {e}"));
+        let size = |s: &str| {
+            s.parse::<Size>()
+                .map(|s| s.0)
+                .unwrap_or_else(|e| panic!("{s}: {e}"))
+        };
         assert_eq!(size("512M"), 512 << 20);
         assert_eq!(size("2G"), 2 << 30);
         assert_eq!(size("1.5GiB"), 3 << 29);
@@ -346,7 +362,10 @@ mod tests {
         assert!(serde_json::from_str::<HumanDuration>("\"soon\"").is_err());
         let s: Size = serde_json::from_str("\"2G\"").unwrap_or_default();
         assert_eq!(s.0, 2 << 30);
-        assert_eq!(serde_json::to_string(&Size(2 << 30)).ok().as_deref(), Some("\"2G\""));
+        assert_eq!(
+            serde_json::to_string(&Size(2 << 30)).ok().as_deref(),
+            Some("\"2G\"")
+        );
     }
 
     #[test]

@@ -1,0 +1,406 @@
+//! The behaviour every [`Store`] must show, as test functions over a fresh store.
+//!
+//! Each function takes an empty store and panics on a violation. [`conformance_tests!`] turns
+//! them into `#[tokio::test]`s for one backend; SQLite uses it below, PostgreSQL will too (#8),
+//! so both backends are held to exactly the same contract.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::time::Duration;
+
+use drover_core::{AttemptRef, EventKind, JobSpec, JobState, NodeId, Reason};
+
+use crate::{
+    AttemptOutcome, CancelOutcome, Completion, JobFilter, LeaseStatus, StartVerdict, Store,
+};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn node(name: &str) -> NodeId {
+    NodeId(name.to_string())
+}
+
+fn spec(argv0: &str) -> JobSpec {
+    JobSpec::new([argv0])
+}
+
+fn succeeded() -> AttemptOutcome {
+    AttemptOutcome {
+        exit_code: Some(0),
+        ..AttemptOutcome::bare(JobState::Succeeded, Reason::ExitCode(0))
+    }
+}
+
+async fn claim_and_run(store: &dyn Store, node: &NodeId) -> AttemptRef {
+    let claim = store
+        .claim(node, LEASE)
+        .await
+        .unwrap()
+        .expect("a queued job");
+    let verdict = store
+        .mark_running(claim.attempt, 4242, Some(7))
+        .await
+        .unwrap();
+    assert_eq!(verdict, StartVerdict::Run);
+    claim.attempt
+}
+
+pub async fn submit_then_get(store: &dyn Store) {
+    let ids = store
+        .submit(vec![spec("a"), spec("b"), spec("c")])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 3);
+    assert!(ids[0] < ids[1] && ids[1] < ids[2], "ids are time-ordered");
+    let job = store.get(ids[1]).await.unwrap().expect("stored");
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.argv, vec!["b"]);
+    assert_eq!(job.attempt, 0);
+    assert!(job.attempts.is_empty());
+    let events = store.events_since(0, 100).await.unwrap();
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| e.kind == EventKind::Submitted));
+    let listed = store.list(&JobFilter::default()).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[2], ids[1], ids[0]]
+    );
+}
+
+pub async fn claims_by_priority_then_age(store: &dyn Store) {
+    let mut specs = Vec::new();
+    for (name, priority) in [("low", 1), ("high", 5), ("mid", 3), ("high2", 5)] {
+        let mut s = spec(name);
+        s.priority = priority;
+        specs.push(s);
+    }
+    store.submit(specs).await.unwrap();
+    let me = node("n1");
+    let mut order = Vec::new();
+    while let Some(claim) = store.claim(&me, LEASE).await.unwrap() {
+        order.push(claim.spec.argv[0].clone());
+    }
+    assert_eq!(order, vec!["high", "high2", "mid", "low"]);
+}
+
+pub async fn claim_opens_an_attempt_with_a_lease(store: &dyn Store) {
+    let ids = store.submit(vec![spec("x")]).await.unwrap();
+    let me = node("n1");
+    let claim = store.claim(&me, LEASE).await.unwrap().expect("claimed");
+    assert_eq!(
+        claim.attempt,
+        AttemptRef {
+            job_id: ids[0],
+            attempt: 1
+        }
+    );
+    let job = store.get(ids[0]).await.unwrap().expect("stored");
+    assert_eq!(job.state, JobState::Starting);
+    let attempt = &job.attempts[0];
+    assert_eq!(attempt.node, me);
+    assert_eq!(attempt.state, JobState::Starting);
+    assert!(attempt.lease_expires_at.expect("lease") > attempt.claimed_at);
+    assert!(
+        store.claim(&me, LEASE).await.unwrap().is_none(),
+        "nothing else queued"
+    );
+
+    assert_eq!(
+        store
+            .mark_running(claim.attempt, 99, Some(5))
+            .await
+            .unwrap(),
+        StartVerdict::Run
+    );
+    let job = store.get(ids[0]).await.unwrap().expect("stored");
+    assert_eq!(job.state, JobState::Running);
+    assert_eq!(job.attempts[0].pid, Some(99));
+    assert!(job.started_at.is_some());
+    let live = store.live_attempts(&me).await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!((live[0].pid, live[0].proc_start), (Some(99), Some(5)));
+    assert!(
+        store
+            .live_attempts(&node("other"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Issue #3 acceptance 8: a completion for attempt 1 after attempt 2 was claimed changes nothing.
+pub async fn stale_completion_changes_nothing(store: &dyn Store) {
+    let mut s = spec("x");
+    s.retries = 1;
+    let ids = store.submit(vec![s]).await.unwrap();
+    let me = node("n1");
+    let first = claim_and_run(store, &me).await;
+    // Attempt 1 is presumed lost (its node died); the retry budget re-queues the job.
+    let lost = AttemptOutcome::bare(JobState::Lost, Reason::NodeLost);
+    assert_eq!(
+        store.complete(first, lost).await.unwrap(),
+        Completion::Recorded {
+            state: JobState::Queued
+        }
+    );
+    let second = claim_and_run(store, &me).await;
+    assert_eq!(second.attempt, 2);
+
+    let before = store.get(ids[0]).await.unwrap().expect("stored");
+    let events_before = store.events_since(0, 1000).await.unwrap().len();
+    let verdict = store.complete(first, succeeded()).await.unwrap();
+    assert_eq!(
+        verdict,
+        Completion::Stale {
+            current_attempt: 2,
+            current_state: JobState::Running
+        }
+    );
+    let after = store.get(ids[0]).await.unwrap().expect("stored");
+    assert_eq!(before, after, "a stale completion must not change the job");
+    assert_eq!(
+        store.events_since(0, 1000).await.unwrap().len(),
+        events_before
+    );
+    // A stale heartbeat is refused too, and a stale start.
+    let leases = store
+        .renew_leases(&me, &[first, second], LEASE)
+        .await
+        .unwrap();
+    assert_eq!(leases[0].1, LeaseStatus::Lost);
+    assert_eq!(
+        leases[1].1,
+        LeaseStatus::Held {
+            cancel_requested: false
+        }
+    );
+    assert_eq!(
+        store.mark_running(first, 1, None).await.unwrap(),
+        StartVerdict::Stale
+    );
+
+    // The live attempt still completes normally.
+    assert_eq!(
+        store.complete(second, succeeded()).await.unwrap(),
+        Completion::Recorded {
+            state: JobState::Succeeded
+        }
+    );
+    let done = store.get(ids[0]).await.unwrap().expect("stored");
+    assert_eq!(done.attempts.len(), 2);
+    assert_eq!(done.attempts[0].state, JobState::Lost);
+    assert_eq!(done.attempts[1].state, JobState::Succeeded);
+    assert!(done.finished_at.is_some());
+    // And completing it twice is stale.
+    assert!(matches!(
+        store.complete(second, succeeded()).await.unwrap(),
+        Completion::Stale { .. }
+    ));
+}
+
+pub async fn retries_then_final_failure(store: &dyn Store) {
+    let mut s = spec("x");
+    s.retries = 2;
+    let ids = store.submit(vec![s]).await.unwrap();
+    let me = node("n1");
+    let failed = |code| AttemptOutcome {
+        exit_code: Some(code),
+        ..AttemptOutcome::bare(JobState::Failed, Reason::ExitCode(code))
+    };
+    for expected in [JobState::Queued, JobState::Queued, JobState::Failed] {
+        let attempt = claim_and_run(store, &me).await;
+        assert_eq!(
+            store.complete(attempt, failed(1)).await.unwrap(),
+            Completion::Recorded { state: expected }
+        );
+    }
+    let job = store.get(ids[0]).await.unwrap().expect("stored");
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(job.attempt, 3);
+    assert_eq!(job.exit_code, Some(1));
+    assert_eq!(job.reason, Some(Reason::ExitCode(1)));
+    assert!(store.claim(&me, LEASE).await.unwrap().is_none());
+}
+
+pub async fn illegal_completion_is_refused(store: &dyn Store) {
+    let ids = store.submit(vec![spec("x")]).await.unwrap();
+    let claim = store
+        .claim(&node("n1"), LEASE)
+        .await
+        .unwrap()
+        .expect("claimed");
+    // A starting attempt never ran: it cannot have succeeded or timed out.
+    assert!(store.complete(claim.attempt, succeeded()).await.is_err());
+    let job = store.get(ids[0]).await.unwrap().expect("stored");
+    assert_eq!(job.state, JobState::Starting);
+    assert!(job.attempts[0].finished_at.is_none());
+    // Spawn failures are a legal end of a starting attempt.
+    let spawn = AttemptOutcome::bare(JobState::Failed, Reason::SpawnFailed("No such file".into()));
+    assert_eq!(
+        store.complete(claim.attempt, spawn).await.unwrap(),
+        Completion::Recorded {
+            state: JobState::Failed
+        }
+    );
+}
+
+pub async fn cancel_in_every_phase(store: &dyn Store) {
+    let ids = store
+        .submit(vec![spec("a"), spec("b"), spec("c")])
+        .await
+        .unwrap();
+    let me = node("n1");
+    // Waiting: cancelled at once.
+    let waiting = ids[2];
+    // Claim a and b (FIFO), leave c waiting.
+    let a = claim_and_run(store, &me).await;
+    let b = store.claim(&me, LEASE).await.unwrap().expect("b").attempt;
+    assert_eq!(
+        store.cancel(waiting).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
+    let job = store.get(waiting).await.unwrap().expect("stored");
+    assert_eq!(
+        (job.state, job.reason.clone()),
+        (JobState::Cancelled, Some(Reason::CancelledByUser))
+    );
+
+    // Running: the node is asked, and the heartbeat carries the request too.
+    assert_eq!(
+        store.cancel(a.job_id).await.unwrap(),
+        CancelOutcome::Requested {
+            attempt: a,
+            node: me.clone()
+        }
+    );
+    let leases = store.renew_leases(&me, &[a], LEASE).await.unwrap();
+    assert_eq!(
+        leases[0].1,
+        LeaseStatus::Held {
+            cancel_requested: true
+        }
+    );
+    let cancelled = AttemptOutcome::bare(JobState::Cancelled, Reason::CancelledByUser);
+    assert_eq!(
+        store.complete(a, cancelled.clone()).await.unwrap(),
+        Completion::Recorded {
+            state: JobState::Cancelled
+        }
+    );
+
+    // Starting: the start is refused so the process never execs.
+    store.cancel(b.job_id).await.unwrap();
+    assert_eq!(
+        store.mark_running(b, 1, None).await.unwrap(),
+        StartVerdict::Cancelled
+    );
+    store.complete(b, cancelled).await.unwrap();
+
+    // Ended and unknown.
+    assert_eq!(
+        store.cancel(a.job_id).await.unwrap(),
+        CancelOutcome::AlreadyEnded(JobState::Cancelled)
+    );
+    let unknown = drover_core::JobId::from_uuid(uuid::Uuid::now_v7());
+    assert_eq!(
+        store.cancel(unknown).await.unwrap(),
+        CancelOutcome::NotFound
+    );
+}
+
+/// A cancelled attempt is never retried, whatever its budget.
+pub async fn cancel_beats_retry(store: &dyn Store) {
+    let mut s = spec("x");
+    s.retries = 5;
+    let ids = store.submit(vec![s]).await.unwrap();
+    let me = node("n1");
+    let attempt = claim_and_run(store, &me).await;
+    store.cancel(ids[0]).await.unwrap();
+    // The tree died of our SIGTERM; even reported as a failure, the cancel wins.
+    let outcome = AttemptOutcome::bare(JobState::Lost, Reason::NodeLost);
+    assert_eq!(
+        store.complete(attempt, outcome).await.unwrap(),
+        Completion::Recorded {
+            state: JobState::Lost
+        }
+    );
+}
+
+pub async fn events_are_numbered_in_commit_order(store: &dyn Store) {
+    let mut live = store.subscribe();
+    let ids = store.submit(vec![spec("a")]).await.unwrap();
+    let me = node("n1");
+    let attempt = claim_and_run(store, &me).await;
+    store.complete(attempt, succeeded()).await.unwrap();
+    let events = store.events_since(0, 100).await.unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            EventKind::Submitted,
+            EventKind::Claimed,
+            EventKind::Started,
+            EventKind::Finished
+        ]
+    );
+    for pair in events.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1, "no gaps");
+    }
+    assert!(events.iter().all(|e| e.job_id == ids[0]));
+    assert_eq!(events[3].state, JobState::Succeeded);
+    assert_eq!(events[3].reason, Some(Reason::ExitCode(0)));
+    // The live stream carries the same events, in the same order, after commit.
+    for expected in &events {
+        let got = live.recv().await.unwrap();
+        assert_eq!(&got, expected);
+    }
+    // Resuming after N gives N+1 onwards.
+    let resumed = store.events_since(events[1].seq, 100).await.unwrap();
+    assert_eq!(resumed, events[2..].to_vec());
+}
+
+/// Many concurrent writers share group commits; each gets its own answer and no event is lost.
+pub async fn concurrent_writers(store: &dyn Store) {
+    let tasks: Vec<_> = (0..64)
+        .map(|i| store.submit(vec![spec(&format!("job{i}")), spec(&format!("job{i}b"))]))
+        .collect();
+    let results = futures::future::join_all(tasks).await;
+    let mut ids: Vec<_> = results.into_iter().flat_map(|r| r.unwrap()).collect();
+    assert_eq!(ids.len(), 128);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 128, "ids are unique");
+    let events = store.events_since(0, 1000).await.unwrap();
+    assert_eq!(events.len(), 128);
+    for pair in events.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1);
+    }
+}
+
+/// Generates one `#[tokio::test]` per conformance function for a backend. `$make` is an
+/// expression giving `(store, guard)`; the guard lives as long as the test (a temp dir, say).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@each $make;
+            submit_then_get,
+            claims_by_priority_then_age,
+            claim_opens_an_attempt_with_a_lease,
+            stale_completion_changes_nothing,
+            retries_then_final_failure,
+            illegal_completion_is_refused,
+            cancel_in_every_phase,
+            cancel_beats_retry,
+            events_are_numbered_in_commit_order,
+            concurrent_writers
+        );
+    };
+    (@each $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (store, _guard) = $make;
+                $crate::conformance::$name(&store).await;
+            }
+        )*
+    };
+}

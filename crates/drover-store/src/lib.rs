@@ -1,0 +1,245 @@
+//! Durable job state for drover.
+//!
+//! [`Store`] is the one interface the node uses to read and change jobs. Every method that changes
+//! state is ONE transaction that also appends its [`Event`]s, numbered by a global, monotonically
+//! increasing `seq` (design.md invariant 2). Attempts carry leases from the first claim, and
+//! completion is fenced by `(job_id, attempt)` (invariant 3), so the same trait serves one node on
+//! SQLite today and many nodes on PostgreSQL (#8).
+//!
+//! [`SqliteStore`] is the embedded default. The [`conformance`] module holds the behavioural tests
+//! every implementation must pass.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use drover_core::{
+    AttemptRef, Event, JobId, JobRecord, JobSpec, JobState, NodeId, Reason, TransitionError,
+};
+use tokio::sync::broadcast;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// What can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed an operation.
+    #[error("database error: {0}")]
+    Database(String),
+    /// A row holds something this version cannot read.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The requested change breaks the transition table.
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    /// The store's writer is gone (it is shutting down or crashed).
+    #[error("the store is closed")]
+    Closed,
+    /// The database file could not be opened or prepared.
+    #[error("cannot open the store at {path}: {detail}")]
+    Open {
+        /// The database path.
+        path: String,
+        /// What failed.
+        detail: String,
+    },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        StoreError::Database(err.to_string())
+    }
+}
+
+/// A claimed attempt: the node now holds a lease on it and must start it or give it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The fencing token.
+    pub attempt: AttemptRef,
+    /// What to run.
+    pub spec: JobSpec,
+    /// The lease, renewed by heartbeat.
+    pub lease_expires_at: DateTime<Utc>,
+}
+
+/// How the store answered a request to mark a `starting` attempt `running`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartVerdict {
+    /// The pid is on disk; the process may exec.
+    Run,
+    /// A cancel arrived while it was starting: do not exec; complete it as cancelled.
+    Cancelled,
+    /// The attempt is no longer the live one (fenced): do not exec.
+    Stale,
+}
+
+/// The outcome of an attempt, as the node reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptOutcome {
+    /// One of `succeeded`, `failed`, `timed_out`, `lost`, `cancelled`.
+    pub state: JobState,
+    /// Why (always set).
+    pub reason: Reason,
+    /// Exit code, if the process exited on its own.
+    pub exit_code: Option<i32>,
+    /// Terminating signal, if any.
+    pub signal: Option<i32>,
+    /// Peak memory of the tree.
+    pub peak_memory_bytes: Option<u64>,
+    /// CPU time of the tree.
+    pub cpu_time_ms: Option<u64>,
+}
+
+impl AttemptOutcome {
+    /// An outcome with no exit status or usage (lost, cancelled before exec, spawn failures).
+    pub fn bare(state: JobState, reason: Reason) -> Self {
+        Self {
+            state,
+            reason,
+            exit_code: None,
+            signal: None,
+            peak_memory_bytes: None,
+            cpu_time_ms: None,
+        }
+    }
+}
+
+/// How the store answered a completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// Recorded; the job is now in `state` (terminal, or `queued` again for a retry).
+    Recorded {
+        /// The job's state after the completion.
+        state: JobState,
+    },
+    /// Refused: the attempt is not the job's live attempt any more. Nothing was changed.
+    Stale {
+        /// The job's latest attempt number.
+        current_attempt: u32,
+        /// The job's state.
+        current_state: JobState,
+    },
+}
+
+/// How the store answered a cancel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The job was waiting and is now `cancelled`.
+    Cancelled,
+    /// The job has a live attempt; its node must stop the tree and then complete it.
+    Requested {
+        /// The live attempt.
+        attempt: AttemptRef,
+        /// The node that holds it.
+        node: NodeId,
+    },
+    /// The job had already ended in this state; nothing changed.
+    AlreadyEnded(JobState),
+    /// No such job.
+    NotFound,
+}
+
+/// A heartbeat's answer for one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseStatus {
+    /// Lease extended.
+    Held {
+        /// A cancel is pending: stop the tree.
+        cancel_requested: bool,
+    },
+    /// The attempt is no longer live (fenced): stop the tree, do not complete it.
+    Lost,
+}
+
+/// A live attempt a node owns, as recovery needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveAttempt {
+    /// The fencing token.
+    pub attempt: AttemptRef,
+    /// `starting` or `running`.
+    pub state: JobState,
+    /// The recorded leader pid (= pgid), if it got that far.
+    pub pid: Option<i32>,
+    /// The leader's start time as the OS reports it, to tell a reused pid apart.
+    pub proc_start: Option<u64>,
+    /// A cancel is pending.
+    pub cancel_requested: bool,
+    /// The job's grace period.
+    pub grace: Duration,
+}
+
+/// Which jobs to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only jobs in one of these states (all when empty).
+    pub states: Vec<JobState>,
+    /// At most this many, newest first (a default applies when 0).
+    pub limit: usize,
+}
+
+/// How many jobs are in each state.
+pub type StateCounts = Vec<(JobState, u64)>;
+
+/// The durable state of jobs, attempts and events.
+///
+/// Implementations must make every state-changing method a single transaction that appends its
+/// events, and publish those events to [`Store::subscribe`] only after commit.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores new jobs (all or none) as `queued`, returning their ids in input order.
+    async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<JobId>, StoreError>;
+
+    /// One job with all its attempts.
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
+
+    /// Jobs matching `filter`, newest first.
+    async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// How many jobs are in each state.
+    async fn counts(&self) -> Result<StateCounts, StoreError>;
+
+    /// Claims the best queued job (highest priority, then oldest) for `node`: the job becomes
+    /// `starting` and a new attempt with a lease of `lease` is opened.
+    async fn claim(&self, node: &NodeId, lease: Duration) -> Result<Option<Claim>, StoreError>;
+
+    /// Records the leader pid (= pgid) of a `starting` attempt and makes it `running` — unless it
+    /// was cancelled or fenced meanwhile.
+    async fn mark_running(
+        &self,
+        attempt: AttemptRef,
+        pid: i32,
+        proc_start: Option<u64>,
+    ) -> Result<StartVerdict, StoreError>;
+
+    /// Extends the leases of `node`'s live attempts, and reports pending cancels and lost leases.
+    async fn renew_leases(
+        &self,
+        node: &NodeId,
+        attempts: &[AttemptRef],
+        lease: Duration,
+    ) -> Result<Vec<(AttemptRef, LeaseStatus)>, StoreError>;
+
+    /// Ends an attempt. Accepted only while `attempt` is the job's live attempt; applies the
+    /// retry budget (a failed, timed-out or lost attempt with retries left re-queues the job).
+    async fn complete(
+        &self,
+        attempt: AttemptRef,
+        outcome: AttemptOutcome,
+    ) -> Result<Completion, StoreError>;
+
+    /// Cancels a job: at once if it is waiting, else by asking its node.
+    async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError>;
+
+    /// The attempts `node` holds that are still `starting` or `running`.
+    async fn live_attempts(&self, node: &NodeId) -> Result<Vec<LiveAttempt>, StoreError>;
+
+    /// Events with `seq > after`, oldest first, at most `limit`.
+    async fn events_since(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+
+    /// Events committed from now on, in commit order.
+    fn subscribe(&self) -> broadcast::Receiver<Event>;
+}

@@ -1,0 +1,520 @@
+//! The [`Store`] operations on SQLite. Each write is one closure run by the writer thread inside
+//! a group commit; each read runs on a pooled read connection.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use drover_core::{
+    AttemptRef, Event, EventKind, JobId, JobRecord, JobSpec, JobState, NodeId, Reason,
+};
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, params};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::rows::{event_row, load_jobs, parse_id, parse_spec, parse_state};
+use super::{SqliteStore, Tx, ms_to_time};
+use crate::{
+    AttemptOutcome, CancelOutcome, Claim, Completion, JobFilter, LeaseStatus, LiveAttempt,
+    StartVerdict, StateCounts, Store, StoreError,
+};
+
+/// Listing default and cap.
+const DEFAULT_LIST_LIMIT: usize = 100;
+const MAX_LIST_LIMIT: usize = 10_000;
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The job's current state, attempt number, attempt budget and cancel flag.
+struct JobHead {
+    state: JobState,
+    attempt: u32,
+    max_attempts: u32,
+    cancel_requested: bool,
+}
+
+fn job_head(tx: &Tx<'_>, id: JobId) -> Result<Option<JobHead>, StoreError> {
+    let row = tx
+        .conn
+        .prepare_cached(
+            "SELECT state, attempt, max_attempts, cancel_requested FROM jobs WHERE id = ?1",
+        )?
+        .query_row(params![id.to_string()], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, u32>(1)?,
+                row.get::<_, u32>(2)?,
+                row.get::<_, bool>(3)?,
+            ))
+        })
+        .optional()?;
+    row.map(|(state, attempt, max_attempts, cancel_requested)| {
+        Ok(JobHead {
+            state: parse_state(&state)?,
+            attempt,
+            max_attempts,
+            cancel_requested,
+        })
+    })
+    .transpose()
+}
+
+/// Moves a job from `from` to `to`, checked against the transition table and the row's state.
+fn set_job_state(
+    tx: &Tx<'_>,
+    id: JobId,
+    from: JobState,
+    to: JobState,
+    reason: Option<&Reason>,
+) -> Result<(), StoreError> {
+    from.check(to)?;
+    let finished_at = to.is_terminal().then_some(tx.now_ms);
+    let changed = tx
+        .conn
+        .prepare_cached(
+            "UPDATE jobs SET state = ?1, updated_at = ?2, finished_at = ?3,
+                 reason = COALESCE(?4, reason)
+             WHERE id = ?5 AND state = ?6",
+        )?
+        .execute(params![
+            to.as_str(),
+            tx.now_ms,
+            finished_at,
+            reason.map(|r| r.to_string()),
+            id.to_string(),
+            from.as_str(),
+        ])?;
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Database(format!(
+            "job {id} was not {from} when moving it to {to}"
+        )))
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<JobId>, StoreError> {
+        self.write(move |tx| {
+            let mut ids = Vec::with_capacity(specs.len());
+            for spec in specs {
+                let id = JobId::from_uuid(Uuid::now_v7());
+                let spec_json = serde_json::to_string(&spec)
+                    .map_err(|e| StoreError::Database(e.to_string()))?;
+                tx.conn
+                    .prepare_cached(
+                        "INSERT INTO jobs (id, name, state, priority, spec, max_attempts,
+                                           created_at, updated_at)
+                         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?6)",
+                    )?
+                    .execute(params![
+                        id.to_string(),
+                        spec.display_name(),
+                        spec.priority,
+                        spec_json,
+                        spec.retries.saturating_add(1),
+                        tx.now_ms,
+                    ])?;
+                tx.emit(EventKind::Submitted, id, None, JobState::Queued, None, None)?;
+                ids.push(id);
+            }
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.read(move |conn| {
+            Ok(
+                load_jobs(conn, "WHERE id = ?", vec![Value::Text(id.to_string())])?
+                    .into_iter()
+                    .next(),
+            )
+        })
+        .await
+    }
+
+    async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |conn| {
+            let limit = match filter.limit {
+                0 => DEFAULT_LIST_LIMIT,
+                n => n.min(MAX_LIST_LIMIT),
+            };
+            let mut params: Vec<Value> = Vec::new();
+            let mut where_sql = String::new();
+            if !filter.states.is_empty() {
+                where_sql.push_str("WHERE state IN (");
+                where_sql.push_str(&vec!["?"; filter.states.len()].join(", "));
+                where_sql.push(')');
+                params.extend(
+                    filter
+                        .states
+                        .iter()
+                        .map(|s| Value::Text(s.as_str().to_string())),
+                );
+            }
+            where_sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
+            load_jobs(conn, &where_sql, params)
+        })
+        .await
+    }
+
+    async fn counts(&self) -> Result<StateCounts, StoreError> {
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
+            let rows = stmt
+                .query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter()
+                .map(|(state, n)| Ok((parse_state(&state)?, u64::try_from(n).unwrap_or(0))))
+                .collect()
+        })
+        .await
+    }
+
+    async fn claim(&self, node: &NodeId, lease: Duration) -> Result<Option<Claim>, StoreError> {
+        let node = node.clone();
+        self.write(move |tx| {
+            let next = tx
+                .conn
+                .prepare_cached(
+                    "SELECT id, spec, attempt FROM jobs WHERE state = 'queued'
+                     ORDER BY priority DESC, id LIMIT 1",
+                )?
+                .query_row([], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, u32>(2)?,
+                    ))
+                })
+                .optional()?;
+            let Some((id, spec, previous)) = next else {
+                return Ok(None);
+            };
+            let id = parse_id(&id)?;
+            let spec = parse_spec(&spec)?;
+            let attempt = previous + 1;
+            let lease_expires = tx.now_ms.saturating_add(ms(lease));
+            set_job_state(tx, id, JobState::Queued, JobState::Starting, None)?;
+            tx.conn
+                .prepare_cached("UPDATE jobs SET attempt = ?1, cancel_requested = 0 WHERE id = ?2")?
+                .execute(params![attempt, id.to_string()])?;
+            tx.conn
+                .prepare_cached(
+                    "INSERT INTO attempts (job_id, attempt, node, state, claimed_at, lease_expires_at)
+                     VALUES (?1, ?2, ?3, 'starting', ?4, ?5)",
+                )?
+                .execute(params![id.to_string(), attempt, node.0, tx.now_ms, lease_expires])?;
+            tx.emit(
+                EventKind::Claimed,
+                id,
+                Some(attempt),
+                JobState::Starting,
+                Some(&node),
+                None,
+            )?;
+            Ok(Some(Claim {
+                attempt: AttemptRef { job_id: id, attempt },
+                spec,
+                lease_expires_at: ms_to_time(lease_expires),
+            }))
+        })
+        .await
+    }
+
+    async fn mark_running(
+        &self,
+        attempt: AttemptRef,
+        pid: i32,
+        proc_start: Option<u64>,
+    ) -> Result<StartVerdict, StoreError> {
+        self.write(move |tx| {
+            let Some(head) = job_head(tx, attempt.job_id)? else {
+                return Ok(StartVerdict::Stale);
+            };
+            if head.attempt != attempt.attempt || head.state != JobState::Starting {
+                return Ok(StartVerdict::Stale);
+            }
+            if head.cancel_requested {
+                return Ok(StartVerdict::Cancelled);
+            }
+            set_job_state(tx, attempt.job_id, JobState::Starting, JobState::Running, None)?;
+            let proc_start = proc_start.and_then(|s| i64::try_from(s).ok());
+            tx.conn
+                .prepare_cached(
+                    "UPDATE attempts SET state = 'running', pid = ?1, proc_start = ?2, started_at = ?3
+                     WHERE job_id = ?4 AND attempt = ?5",
+                )?
+                .execute(params![
+                    pid,
+                    proc_start,
+                    tx.now_ms,
+                    attempt.job_id.to_string(),
+                    attempt.attempt
+                ])?;
+            let node: Option<String> = tx
+                .conn
+                .prepare_cached("SELECT node FROM attempts WHERE job_id = ?1 AND attempt = ?2")?
+                .query_row(params![attempt.job_id.to_string(), attempt.attempt], |r| r.get(0))
+                .optional()?;
+            tx.emit(
+                EventKind::Started,
+                attempt.job_id,
+                Some(attempt.attempt),
+                JobState::Running,
+                node.map(NodeId).as_ref(),
+                None,
+            )?;
+            Ok(StartVerdict::Run)
+        })
+        .await
+    }
+
+    async fn renew_leases(
+        &self,
+        node: &NodeId,
+        attempts: &[AttemptRef],
+        lease: Duration,
+    ) -> Result<Vec<(AttemptRef, LeaseStatus)>, StoreError> {
+        let node = node.clone();
+        let attempts = attempts.to_vec();
+        self.write(move |tx| {
+            let expires = tx.now_ms.saturating_add(ms(lease));
+            let mut out = Vec::with_capacity(attempts.len());
+            for attempt in attempts {
+                let live = tx
+                    .conn
+                    .prepare_cached(
+                        "SELECT j.cancel_requested FROM jobs j
+                         JOIN attempts a ON a.job_id = j.id AND a.attempt = j.attempt
+                         WHERE j.id = ?1 AND j.attempt = ?2 AND a.node = ?3
+                           AND j.state IN ('starting', 'running')",
+                    )?
+                    .query_row(
+                        params![attempt.job_id.to_string(), attempt.attempt, node.0],
+                        |row| row.get::<_, bool>(0),
+                    )
+                    .optional()?;
+                let status = match live {
+                    Some(cancel_requested) => {
+                        tx.conn
+                            .prepare_cached(
+                                "UPDATE attempts SET lease_expires_at = ?1
+                                 WHERE job_id = ?2 AND attempt = ?3",
+                            )?
+                            .execute(params![
+                                expires,
+                                attempt.job_id.to_string(),
+                                attempt.attempt
+                            ])?;
+                        LeaseStatus::Held { cancel_requested }
+                    }
+                    None => LeaseStatus::Lost,
+                };
+                out.push((attempt, status));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn complete(
+        &self,
+        attempt: AttemptRef,
+        outcome: AttemptOutcome,
+    ) -> Result<Completion, StoreError> {
+        self.write(move |tx| {
+            let Some(head) = job_head(tx, attempt.job_id)? else {
+                return Ok(Completion::Stale {
+                    current_attempt: 0,
+                    current_state: JobState::Lost,
+                });
+            };
+            if head.attempt != attempt.attempt || !head.state.has_live_attempt() {
+                return Ok(Completion::Stale {
+                    current_attempt: head.attempt,
+                    current_state: head.state,
+                });
+            }
+            // The attempt's own outcome must be a legal ending of its current state.
+            head.state.check(outcome.state)?;
+            let retryable = matches!(
+                outcome.state,
+                JobState::Failed | JobState::TimedOut | JobState::Lost
+            ) && !head.cancel_requested
+                && attempt.attempt < head.max_attempts;
+            let next = if retryable {
+                JobState::Queued
+            } else {
+                outcome.state
+            };
+            set_job_state(tx, attempt.job_id, head.state, next, Some(&outcome.reason))?;
+            if retryable {
+                tx.conn
+                    .prepare_cached("UPDATE jobs SET cancel_requested = 0 WHERE id = ?1")?
+                    .execute(params![attempt.job_id.to_string()])?;
+            }
+            let node: String = tx
+                .conn
+                .prepare_cached(
+                    "UPDATE attempts SET state = ?1, finished_at = ?2, lease_expires_at = NULL,
+                         exit_code = ?3, signal = ?4, reason = ?5, peak_memory_bytes = ?6,
+                         cpu_time_ms = ?7
+                     WHERE job_id = ?8 AND attempt = ?9
+                     RETURNING node",
+                )?
+                .query_row(
+                    params![
+                        outcome.state.as_str(),
+                        tx.now_ms,
+                        outcome.exit_code,
+                        outcome.signal,
+                        outcome.reason.to_string(),
+                        outcome
+                            .peak_memory_bytes
+                            .and_then(|v| i64::try_from(v).ok()),
+                        outcome.cpu_time_ms.and_then(|v| i64::try_from(v).ok()),
+                        attempt.job_id.to_string(),
+                        attempt.attempt,
+                    ],
+                    |row| row.get(0),
+                )?;
+            let kind = if retryable {
+                EventKind::Requeued
+            } else {
+                EventKind::Finished
+            };
+            tx.emit(
+                kind,
+                attempt.job_id,
+                Some(attempt.attempt),
+                next,
+                Some(&NodeId(node)),
+                Some(&outcome.reason),
+            )?;
+            Ok(Completion::Recorded { state: next })
+        })
+        .await
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
+        self.write(move |tx| {
+            let Some(head) = job_head(tx, id)? else {
+                return Ok(CancelOutcome::NotFound);
+            };
+            if head.state.is_terminal() {
+                return Ok(CancelOutcome::AlreadyEnded(head.state));
+            }
+            let reason = Reason::CancelledByUser;
+            if head.state.is_waiting() {
+                set_job_state(tx, id, head.state, JobState::Cancelled, Some(&reason))?;
+                tx.emit(
+                    EventKind::Cancelled,
+                    id,
+                    None,
+                    JobState::Cancelled,
+                    None,
+                    Some(&reason),
+                )?;
+                return Ok(CancelOutcome::Cancelled);
+            }
+            let node: String = tx
+                .conn
+                .prepare_cached("SELECT node FROM attempts WHERE job_id = ?1 AND attempt = ?2")?
+                .query_row(params![id.to_string(), head.attempt], |row| row.get(0))?;
+            let node = NodeId(node);
+            if !head.cancel_requested {
+                tx.conn
+                    .prepare_cached(
+                        "UPDATE jobs SET cancel_requested = 1, updated_at = ?1 WHERE id = ?2",
+                    )?
+                    .execute(params![tx.now_ms, id.to_string()])?;
+                tx.emit(
+                    EventKind::CancelRequested,
+                    id,
+                    Some(head.attempt),
+                    head.state,
+                    Some(&node),
+                    Some(&reason),
+                )?;
+            }
+            Ok(CancelOutcome::Requested {
+                attempt: AttemptRef {
+                    job_id: id,
+                    attempt: head.attempt,
+                },
+                node,
+            })
+        })
+        .await
+    }
+
+    async fn live_attempts(&self, node: &NodeId) -> Result<Vec<LiveAttempt>, StoreError> {
+        let node = node.clone();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT a.job_id, a.attempt, a.state, a.pid, a.proc_start, j.cancel_requested, j.spec
+                 FROM attempts a JOIN jobs j ON j.id = a.job_id AND j.attempt = a.attempt
+                 WHERE a.node = ?1 AND a.state IN ('starting', 'running')
+                 ORDER BY a.job_id",
+            )?;
+            let rows = stmt
+                .query_map(params![node.0], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, u32>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, Option<i32>>(3)?,
+                        row.get::<_, Option<i64>>(4)?,
+                        row.get::<_, bool>(5)?,
+                        row.get::<_, String>(6)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter()
+                .map(|(job_id, attempt, state, pid, proc_start, cancel_requested, spec)| {
+                    Ok(LiveAttempt {
+                        attempt: AttemptRef {
+                            job_id: parse_id(&job_id)?,
+                            attempt,
+                        },
+                        state: parse_state(&state)?,
+                        pid,
+                        proc_start: proc_start.and_then(|s| u64::try_from(s).ok()),
+                        cancel_requested,
+                        grace: parse_spec(&spec)?.grace.get(),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn events_since(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.read(move |conn| {
+            let after = i64::try_from(after).unwrap_or(i64::MAX);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, at, kind, job_id, attempt, state, node, reason FROM events
+                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let events = stmt
+                .query_map(params![after, limit], event_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            events.into_iter().collect()
+        })
+        .await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.publisher().subscribe()
+    }
+}

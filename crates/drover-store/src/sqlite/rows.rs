@@ -1,0 +1,199 @@
+//! Turning rows into domain records.
+
+use drover_core::{AttemptRecord, Event, JobId, JobRecord, JobSpec, JobState, NodeId, Reason};
+use rusqlite::{Connection, Row, params_from_iter};
+
+use super::{ms_to_time, parse_kind};
+use crate::StoreError;
+
+pub(super) const JOB_COLUMNS: &str =
+    "id, name, state, spec, attempt, cancel_requested, reason, created_at, finished_at";
+
+pub(super) const ATTEMPT_COLUMNS: &str = "job_id, attempt, node, state, claimed_at, started_at, \
+     finished_at, lease_expires_at, pid, exit_code, signal, reason, peak_memory_bytes, cpu_time_ms";
+
+pub(super) fn corrupt(what: &str, value: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what} `{value}`"))
+}
+
+pub(super) fn parse_id(text: &str) -> Result<JobId, StoreError> {
+    text.parse().map_err(|_| corrupt("job id", text))
+}
+
+pub(super) fn parse_state(text: &str) -> Result<JobState, StoreError> {
+    text.parse().map_err(|_| corrupt("state", text))
+}
+
+pub(super) fn parse_reason(text: Option<String>) -> Result<Option<Reason>, StoreError> {
+    text.map(|t| t.parse().map_err(|_| corrupt("reason", &t)))
+        .transpose()
+}
+
+pub(super) fn parse_spec(text: &str) -> Result<JobSpec, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt("spec", e))
+}
+
+fn to_u64(value: Option<i64>) -> Option<u64> {
+    value.and_then(|v| u64::try_from(v).ok())
+}
+
+/// A job row before its attempts are attached.
+struct JobRow {
+    id: JobId,
+    name: String,
+    state: JobState,
+    spec: JobSpec,
+    attempt: u32,
+    cancel_requested: bool,
+    reason: Option<Reason>,
+    created_at: i64,
+    finished_at: Option<i64>,
+}
+
+fn job_row(row: &Row<'_>) -> rusqlite::Result<Result<JobRow, StoreError>> {
+    let id: String = row.get(0)?;
+    let state: String = row.get(2)?;
+    let spec: String = row.get(3)?;
+    let reason: Option<String> = row.get(6)?;
+    let name: String = row.get(1)?;
+    let attempt: u32 = row.get(4)?;
+    let cancel_requested: bool = row.get(5)?;
+    let created_at: i64 = row.get(7)?;
+    let finished_at: Option<i64> = row.get(8)?;
+    Ok((|| {
+        Ok(JobRow {
+            id: parse_id(&id)?,
+            name,
+            state: parse_state(&state)?,
+            spec: parse_spec(&spec)?,
+            attempt,
+            cancel_requested,
+            reason: parse_reason(reason)?,
+            created_at,
+            finished_at,
+        })
+    })())
+}
+
+fn attempt_row(row: &Row<'_>) -> rusqlite::Result<Result<(JobId, AttemptRecord), StoreError>> {
+    let job_id: String = row.get(0)?;
+    let state: String = row.get(3)?;
+    let reason: Option<String> = row.get(11)?;
+    let attempt: u32 = row.get(1)?;
+    let node: String = row.get(2)?;
+    let claimed_at: i64 = row.get(4)?;
+    let started_at: Option<i64> = row.get(5)?;
+    let finished_at: Option<i64> = row.get(6)?;
+    let lease_expires_at: Option<i64> = row.get(7)?;
+    let pid: Option<i32> = row.get(8)?;
+    let exit_code: Option<i32> = row.get(9)?;
+    let signal: Option<i32> = row.get(10)?;
+    let peak: Option<i64> = row.get(12)?;
+    let cpu: Option<i64> = row.get(13)?;
+    Ok((|| {
+        Ok((
+            parse_id(&job_id)?,
+            AttemptRecord {
+                attempt,
+                node: NodeId(node),
+                state: parse_state(&state)?,
+                claimed_at: ms_to_time(claimed_at),
+                started_at: started_at.map(ms_to_time),
+                finished_at: finished_at.map(ms_to_time),
+                lease_expires_at: lease_expires_at.map(ms_to_time),
+                pid,
+                exit_code,
+                signal,
+                reason: parse_reason(reason)?,
+                peak_memory_bytes: to_u64(peak),
+                cpu_time_ms: to_u64(cpu),
+            },
+        ))
+    })())
+}
+
+fn assemble(job: JobRow, attempts: Vec<AttemptRecord>) -> JobRecord {
+    let last = attempts.last();
+    JobRecord {
+        id: job.id,
+        name: job.name,
+        state: job.state,
+        argv: job.spec.argv.clone(),
+        attempt: job.attempt,
+        node: last.map(|a| a.node.clone()),
+        exit_code: last.and_then(|a| a.exit_code),
+        signal: last.and_then(|a| a.signal),
+        reason: job.reason,
+        created_at: ms_to_time(job.created_at),
+        started_at: last.and_then(|a| a.started_at),
+        finished_at: job.finished_at.map(ms_to_time),
+        peak_memory_bytes: last.and_then(|a| a.peak_memory_bytes),
+        cpu_time_ms: last.and_then(|a| a.cpu_time_ms),
+        cancel_requested: job.cancel_requested,
+        spec: job.spec,
+        attempts,
+    }
+}
+
+/// Loads jobs selected by `where_sql` (with `params`) and attaches their attempts in one more query.
+pub(super) fn load_jobs(
+    conn: &Connection,
+    where_sql: &str,
+    params: Vec<rusqlite::types::Value>,
+) -> Result<Vec<JobRecord>, StoreError> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs {where_sql}");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let jobs = stmt
+        .query_map(params_from_iter(params), job_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<rusqlite::types::Value> = jobs
+        .iter()
+        .map(|j| rusqlite::types::Value::Text(j.id.to_string()))
+        .collect();
+    let placeholders = vec!["?"; ids.len()].join(", ");
+    let sql = format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id IN ({placeholders}) ORDER BY job_id, attempt"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut by_job: std::collections::HashMap<JobId, Vec<AttemptRecord>> =
+        std::collections::HashMap::new();
+    for row in stmt.query_map(params_from_iter(ids), attempt_row)? {
+        let (job_id, attempt) = row??;
+        by_job.entry(job_id).or_default().push(attempt);
+    }
+    Ok(jobs
+        .into_iter()
+        .map(|job| {
+            let attempts = by_job.remove(&job.id).unwrap_or_default();
+            assemble(job, attempts)
+        })
+        .collect())
+}
+
+pub(super) fn event_row(row: &Row<'_>) -> rusqlite::Result<Result<Event, StoreError>> {
+    let seq: i64 = row.get(0)?;
+    let at: i64 = row.get(1)?;
+    let kind: String = row.get(2)?;
+    let job_id: String = row.get(3)?;
+    let attempt: Option<u32> = row.get(4)?;
+    let state: String = row.get(5)?;
+    let node: Option<String> = row.get(6)?;
+    let reason: Option<String> = row.get(7)?;
+    Ok((|| {
+        Ok(Event {
+            seq: u64::try_from(seq).map_err(|_| corrupt("event seq", seq))?,
+            at: ms_to_time(at),
+            kind: parse_kind(&kind)?,
+            job_id: parse_id(&job_id)?,
+            attempt,
+            state: parse_state(&state)?,
+            node: node.map(NodeId),
+            reason: parse_reason(reason)?,
+        })
+    })())
+}

@@ -1,0 +1,78 @@
+//! The SQLite schema and its migrations, applied in order and tracked by `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+/// Each entry migrates from version `i` to `i + 1`. Append only; never edit a shipped migration.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE jobs (
+    id               TEXT PRIMARY KEY,      -- UUID v7: sorts by submit time
+    name             TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    priority         INTEGER NOT NULL,
+    spec             TEXT NOT NULL,         -- JSON JobSpec, defaults filled in
+    attempt          INTEGER NOT NULL DEFAULT 0,
+    max_attempts     INTEGER NOT NULL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    reason           TEXT,                  -- why it ended, when no attempt says it
+    created_at       INTEGER NOT NULL,      -- ms since the epoch, UTC
+    updated_at       INTEGER NOT NULL,
+    finished_at      INTEGER
+) STRICT;
+
+-- The claim reads this index from its first entry: cost stays flat however long the queue.
+CREATE INDEX jobs_claim ON jobs (priority DESC, id) WHERE state = 'queued';
+CREATE INDEX jobs_state ON jobs (state, id);
+
+CREATE TABLE attempts (
+    job_id            TEXT NOT NULL REFERENCES jobs (id),
+    attempt           INTEGER NOT NULL,
+    node              TEXT NOT NULL,
+    state             TEXT NOT NULL,        -- starting | running | the outcome
+    claimed_at        INTEGER NOT NULL,
+    started_at        INTEGER,
+    finished_at       INTEGER,
+    lease_expires_at  INTEGER,
+    pid               INTEGER,              -- leader pid = process group id
+    proc_start        INTEGER,              -- leader start time, to tell a reused pid apart
+    exit_code         INTEGER,
+    signal            INTEGER,
+    reason            TEXT,
+    peak_memory_bytes INTEGER,
+    cpu_time_ms       INTEGER,
+    PRIMARY KEY (job_id, attempt)
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX attempts_live ON attempts (node) WHERE state IN ('starting', 'running');
+
+-- AUTOINCREMENT: a seq is never reused, even after old events are pruned.
+CREATE TABLE events (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at       INTEGER NOT NULL,
+    kind     TEXT NOT NULL,
+    job_id   TEXT NOT NULL,
+    attempt  INTEGER,
+    state    TEXT NOT NULL,
+    node     TEXT,
+    reason   TEXT
+) STRICT;
+"#];
+
+/// Brings the database to the latest schema, one transaction per migration.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: usize = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "the database has schema version {current}, newer than this drover ({}); upgrade drover",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
