@@ -1,1 +1,180 @@
-//! placeholder
+//! The drover supervisor: it owns job processes and nothing else.
+//!
+//! The node talks to it only through messages — [`Command`]s in, [`Report`]s out — and shares no
+//! mutable state with it. That keeps the boundary cheap to move: the supervisor is planned to
+//! become its own long-lived process (as slurmstepd or Nomad's executor are), so that jobs survive
+//! a restart of the node daemon. The supervisor never writes the store; it reports, and the node
+//! records.
+//!
+//! # The life of an attempt
+//! 1. [`Command::Start`]: the supervisor forks the job into a **new process group**. The child
+//!    stops before `exec` at a *gate* and the supervisor sends [`Report::Spawned`] with its pid.
+//! 2. The node writes the pid (= pgid) to disk, then sends [`Command::Release`] (or
+//!    [`Command::Abort`]). Only then does the child `exec`. So the store always knows every
+//!    process group that could exist: after a crash, none is unaccounted for. If the node dies
+//!    while a child waits at the gate, the child dies with it (`PR_SET_PDEATHSIG` on Linux).
+//! 3. The supervisor waits for the leader's exit without polling (pidfd on Linux, a blocking
+//!    `wait4` thread elsewhere), enforces the timeout, and on [`Command::Stop`] or timeout runs
+//!    the [kill ladder](ladder): SIGTERM to the group, `grace`, SIGKILL, then a check that no
+//!    member is left.
+//! 4. Leftover members of the group after the leader exits are killed the same way: no process
+//!    outlives its job. Then [`Report::Exited`] carries the outcome and usage.
+//!
+//! Module map: [`supervisor`] routes commands to one task per attempt; [`spawn`] builds the gated
+//! child; [`ladder`] kills trees; [`logs`] captures output; [`sys`] wraps the few syscalls;
+//! [`orphan`] stops process groups left by a crashed node.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use drover_core::AttemptRef;
+use serde::{Deserialize, Serialize};
+
+pub mod ladder;
+pub mod logs;
+pub mod orphan;
+pub mod spawn;
+pub mod supervisor;
+pub mod sys;
+pub mod wait;
+
+pub use supervisor::{Supervisor, SupervisorGone, SupervisorHandle};
+
+/// Everything the supervisor needs to run one attempt. Plain data, so it can cross a process
+/// boundary later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartRequest {
+    /// The attempt this process belongs to.
+    pub attempt: AttemptRef,
+    /// Program and arguments; `argv[0]` is searched in `PATH` when it has no slash.
+    pub argv: Vec<String>,
+    /// Variables added to the supervisor's own environment.
+    pub env: Vec<(String, String)>,
+    /// Working directory; the supervisor's own when absent.
+    pub cwd: Option<PathBuf>,
+    /// Wall-clock limit, counted from `exec`.
+    pub timeout: Duration,
+    /// SIGTERM → SIGKILL gap of the kill ladder.
+    pub grace: Duration,
+    /// Where stdout goes.
+    pub stdout_path: PathBuf,
+    /// Where stderr goes.
+    pub stderr_path: PathBuf,
+    /// Bytes kept per stream; the rest is counted and dropped.
+    pub log_limit: u64,
+}
+
+/// Why the node asks the supervisor to stop a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// A user cancelled it.
+    Cancel,
+    /// The node is shutting down and the shutdown timeout ran out.
+    Shutdown,
+    /// The node lost the lease: another attempt may be about to run.
+    LeaseLost,
+}
+
+/// Messages to the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Fork the job and hold it at the gate; answer with [`Report::Spawned`] or, if it cannot
+    /// even be forked, [`Report::Exited`].
+    Start(StartRequest),
+    /// The pid is on disk: let the held child `exec`.
+    Release(AttemptRef),
+    /// Do not run the held child after all (cancelled or fenced while starting).
+    Abort(AttemptRef, StopReason),
+    /// Stop a running job through the kill ladder.
+    Stop(AttemptRef, StopReason),
+}
+
+/// Messages from the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Report {
+    /// The child exists in its own process group and waits at the gate.
+    Spawned {
+        /// The attempt.
+        attempt: AttemptRef,
+        /// Leader pid, which is also the process group id.
+        pid: i32,
+        /// The leader's start time as the OS counts it, to recognise a reused pid later.
+        proc_start: Option<u64>,
+    },
+    /// The attempt is over and its whole tree is gone.
+    Exited {
+        /// The attempt.
+        attempt: AttemptRef,
+        /// What happened.
+        outcome: Outcome,
+    },
+}
+
+/// How an attempt ended, from the supervisor's point of view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    /// The leader exited with this code.
+    Exited(i32),
+    /// The leader died of this signal, not sent by drover.
+    Signaled(i32),
+    /// The timeout ran out; the ladder stopped it.
+    TimedOut,
+    /// The node asked for it to stop; the ladder stopped it.
+    Stopped(StopReason),
+    /// It could not be started; the OS error says why.
+    SpawnFailed(String),
+    /// It was held at the gate and never ran.
+    Aborted(StopReason),
+}
+
+/// The outcome and usage of an attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// How it ended.
+    pub ending: Ending,
+    /// The leader's exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that killed the leader, when one did.
+    pub signal: Option<i32>,
+    /// Peak resident memory (the leader and the descendants it waited for), in bytes.
+    pub peak_memory_bytes: Option<u64>,
+    /// User + system CPU time (the leader and the descendants it waited for), in milliseconds.
+    pub cpu_time_ms: Option<u64>,
+    /// Members of the group still alive after the leader ended, that the ladder had to kill.
+    pub leftovers_killed: bool,
+    /// Whether a member survived even SIGKILL within the verification window (should never be).
+    pub survivors: bool,
+}
+
+impl Outcome {
+    /// An outcome with no process behind it.
+    pub fn without_process(ending: Ending) -> Self {
+        Self {
+            ending,
+            exit_code: None,
+            signal: None,
+            peak_memory_bytes: None,
+            cpu_time_ms: None,
+            leftovers_killed: false,
+            survivors: false,
+        }
+    }
+}
+
+/// Why a job could not be supervised.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// An OS call failed.
+    #[error("{what}: {source}")]
+    Os {
+        /// What was being done.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// How long the ladder keeps checking that SIGKILL emptied the group before reporting survivors.
+pub const KILL_VERIFY_WINDOW: Duration = Duration::from_secs(5);

@@ -1,0 +1,111 @@
+//! Capturing a job's stdout and stderr into per-attempt files.
+//!
+//! The job writes into pipes; one task per stream copies everything to its file until EOF, so no
+//! line is lost, up to `limit` bytes. Past the limit the rest is read and counted (so the job never
+//! blocks on a full pipe) and a marker line says how much was dropped.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+/// What a capture saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Captured {
+    /// Bytes the job wrote.
+    pub seen: u64,
+    /// Bytes kept in the file (not counting the truncation marker).
+    pub kept: u64,
+}
+
+/// Opens a pipe end from the child as an async reader.
+pub fn pipe_reader(fd: impl Into<OwnedFd>) -> io::Result<tokio::net::unix::pipe::Receiver> {
+    tokio::net::unix::pipe::Receiver::from_owned_fd(fd.into())
+}
+
+/// Creates (truncating) a log file readable by its owner only.
+pub async fn create_log_file(path: &Path) -> io::Result<tokio::fs::File> {
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent).await?;
+    }
+    tokio::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .await
+}
+
+/// Copies `source` into `file` until EOF, keeping at most `limit` bytes.
+pub async fn capture(
+    mut source: impl AsyncRead + Unpin,
+    mut file: tokio::fs::File,
+    limit: u64,
+) -> io::Result<Captured> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut captured = Captured::default();
+    loop {
+        let n = match source.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        captured.seen += n as u64;
+        let room = limit.saturating_sub(captured.kept);
+        let keep = (n as u64).min(room) as usize;
+        if keep > 0 {
+            file.write_all(&buf[..keep]).await?;
+            captured.kept += keep as u64;
+        }
+    }
+    if captured.seen > captured.kept {
+        let marker = format!(
+            "\n[drover: output truncated: kept {} of {} bytes]\n",
+            captured.kept, captured.seen
+        );
+        file.write_all(marker.as_bytes()).await?;
+    }
+    file.flush().await?;
+    Ok(captured)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn run(input: &[u8], limit: u64) -> (Captured, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.log");
+        let file = create_log_file(&path).await.expect("create");
+        let captured = capture(input, file, limit).await.expect("capture");
+        (captured, std::fs::read_to_string(&path).expect("read"))
+    }
+
+    #[tokio::test]
+    async fn keeps_everything_under_the_limit() {
+        let (captured, text) = run(b"one\ntwo\n", 1024).await;
+        assert_eq!(captured, Captured { seen: 8, kept: 8 });
+        assert_eq!(text, "one\ntwo\n");
+    }
+
+    #[tokio::test]
+    async fn truncates_and_says_so() {
+        let input = vec![b'x'; 200_000];
+        let (captured, text) = run(&input, 1000).await;
+        assert_eq!(
+            captured,
+            Captured {
+                seen: 200_000,
+                kept: 1000
+            }
+        );
+        assert!(text.starts_with(&"x".repeat(1000)));
+        assert!(
+            text.ends_with("[drover: output truncated: kept 1000 of 200000 bytes]\n"),
+            "{text}"
+        );
+    }
+}

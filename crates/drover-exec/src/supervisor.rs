@@ -1,0 +1,255 @@
+//! The supervisor: a router task that hands each attempt's commands to that attempt's own task.
+//!
+//! Each attempt task owns its process from fork to the last reaped member and reports exactly
+//! one [`Report::Exited`]. Nothing here touches the store.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use drover_core::AttemptRef;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+
+use crate::ladder::kill_tree;
+use crate::logs::{Captured, capture, create_log_file, pipe_reader};
+use crate::spawn::spawn_gated;
+use crate::wait::ExitWatch;
+use crate::{Command, Ending, Outcome, Report, StartRequest, StopReason, sys};
+
+/// How long to wait for the log pipes to close once the tree is gone. Only a process that escaped
+/// the group (with `setsid`) can hold them open longer; its later output is not kept.
+const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The supervisor stopped and accepts no more commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the supervisor is gone")]
+pub struct SupervisorGone;
+
+/// Starts supervisors.
+#[derive(Debug)]
+pub struct Supervisor;
+
+/// The node's end of the command channel.
+#[derive(Debug, Clone)]
+pub struct SupervisorHandle {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl SupervisorHandle {
+    /// Sends a command. Fails only if the supervisor is gone.
+    pub fn send(&self, command: Command) -> Result<(), SupervisorGone> {
+        self.commands.send(command).map_err(|_| SupervisorGone)
+    }
+}
+
+impl Supervisor {
+    /// Starts a supervisor on the current tokio runtime. Reports arrive on the returned receiver.
+    pub fn start() -> (SupervisorHandle, mpsc::UnboundedReceiver<Report>) {
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (reports, report_rx) = mpsc::unbounded_channel();
+        tokio::spawn(route(command_rx, reports));
+        (SupervisorHandle { commands }, report_rx)
+    }
+}
+
+async fn route(
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    reports: mpsc::UnboundedSender<Report>,
+) {
+    let mut attempts: HashMap<AttemptRef, mpsc::UnboundedSender<Command>> = HashMap::new();
+    let (done_tx, mut done) = mpsc::unbounded_channel::<AttemptRef>();
+    loop {
+        tokio::select! {
+            command = commands.recv() => {
+                let Some(command) = command else { break };
+                match command {
+                    Command::Start(req) => {
+                        let attempt = req.attempt;
+                        if attempts.contains_key(&attempt) {
+                            tracing::warn!(%attempt, "duplicate start ignored");
+                            continue;
+                        }
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        attempts.insert(attempt, tx);
+                        let reports = reports.clone();
+                        let done_tx = done_tx.clone();
+                        tokio::spawn(async move {
+                            let outcome = run_attempt(&req, rx, &reports).await;
+                            let _ = reports.send(Report::Exited { attempt, outcome });
+                            let _ = done_tx.send(attempt);
+                        });
+                    }
+                    Command::Release(attempt)
+                    | Command::Abort(attempt, _)
+                    | Command::Stop(attempt, _) => {
+                        if let Some(tx) = attempts.get(&attempt) {
+                            let _ = tx.send(command);
+                        }
+                    }
+                }
+            }
+            Some(attempt) = done.recv() => {
+                attempts.remove(&attempt);
+            }
+        }
+    }
+}
+
+/// The node's answer to [`Report::Spawned`], or a stop that arrived first.
+enum Verdict {
+    Release,
+    Abort(StopReason),
+}
+
+async fn next_verdict(commands: &mut mpsc::UnboundedReceiver<Command>) -> Verdict {
+    loop {
+        match commands.recv().await {
+            Some(Command::Release(_)) => return Verdict::Release,
+            Some(Command::Abort(_, why)) | Some(Command::Stop(_, why)) => {
+                return Verdict::Abort(why);
+            }
+            Some(Command::Start(_)) => continue,
+            // The node is gone: never run a job nobody will record.
+            None => return Verdict::Abort(StopReason::Shutdown),
+        }
+    }
+}
+
+async fn next_stop(commands: &mut mpsc::UnboundedReceiver<Command>) -> StopReason {
+    loop {
+        match commands.recv().await {
+            Some(Command::Stop(_, why)) | Some(Command::Abort(_, why)) => return why,
+            Some(_) => continue,
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// Runs one attempt from fork to the last reaped member.
+async fn run_attempt(
+    req: &StartRequest,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    reports: &mpsc::UnboundedSender<Report>,
+) -> Outcome {
+    let attempt = req.attempt;
+    let gated = match spawn_gated(req).await {
+        Ok(gated) => gated,
+        Err(err) => return Outcome::without_process(Ending::SpawnFailed(err.to_string())),
+    };
+    let pid = gated.pid;
+    let _ = reports.send(Report::Spawned {
+        attempt,
+        pid,
+        proc_start: gated.proc_start,
+    });
+    if let Verdict::Abort(why) = next_verdict(&mut commands).await {
+        gated.abort().await;
+        return Outcome::without_process(Ending::Aborted(why));
+    }
+
+    // The log files exist from the moment the job may run, even if it never writes.
+    let files = tokio::try_join!(
+        create_log_file(&req.stdout_path),
+        create_log_file(&req.stderr_path)
+    );
+    let child = match gated.release().await {
+        Ok(child) => child,
+        Err(err) => return Outcome::without_process(Ending::SpawnFailed(err.to_string())),
+    };
+    let started = Instant::now();
+    let mut leader = match ExitWatch::new(pid) {
+        Ok(watch) => watch,
+        Err(err) => {
+            tracing::error!(%attempt, error = %err, "cannot watch the job; stopping it");
+            let _ = sys::signal_group(pid, libc::SIGKILL);
+            return Outcome::without_process(Ending::SpawnFailed(format!(
+                "cannot watch process: {err}"
+            )));
+        }
+    };
+    let logs = match (files, pipe_reader(child.stdout), pipe_reader(child.stderr)) {
+        (Ok((out_file, err_file)), Ok(out), Ok(err)) => Some((
+            tokio::spawn(capture(out, out_file, req.log_limit)),
+            tokio::spawn(capture(err, err_file, req.log_limit)),
+        )),
+        (files, out, err) => {
+            let problem = files.err().or(out.err()).or(err.err());
+            tracing::error!(%attempt, error = ?problem, "cannot capture logs; output is discarded");
+            None
+        }
+    };
+
+    enum Trigger {
+        Exited,
+        TimedOut,
+        Stop(StopReason),
+    }
+    let trigger = tokio::select! {
+        _ = leader.wait() => Trigger::Exited,
+        _ = sleep_until(started + req.timeout) => Trigger::TimedOut,
+        why = next_stop(&mut commands) => Trigger::Stop(why),
+    };
+    let mut outcome_ending = None;
+    let mut leftovers_killed = false;
+    let ladder = match trigger {
+        Trigger::Exited => {
+            // The leader is gone; anything left in its group goes with it.
+            if sys::group_has_live_members(pid) {
+                leftovers_killed = true;
+                tracing::info!(%attempt, "killing processes left in the group after the leader exited");
+                Some(kill_tree(pid, req.grace, Some(&mut leader)).await)
+            } else {
+                None
+            }
+        }
+        Trigger::TimedOut => {
+            tracing::info!(%attempt, timeout = ?req.timeout, "timed out; stopping the tree");
+            outcome_ending = Some(Ending::TimedOut);
+            Some(kill_tree(pid, req.grace, Some(&mut leader)).await)
+        }
+        Trigger::Stop(why) => {
+            tracing::info!(%attempt, ?why, "stopping the tree");
+            outcome_ending = Some(Ending::Stopped(why));
+            Some(kill_tree(pid, req.grace, Some(&mut leader)).await)
+        }
+    };
+    let reaped = leader.wait().await.ok();
+
+    if let Some((out, err)) = logs {
+        for (stream, task) in [("stdout", out), ("stderr", err)] {
+            let abort = task.abort_handle();
+            match timeout(LOG_DRAIN_TIMEOUT, task).await {
+                Ok(Ok(Ok(Captured { seen, kept }))) if seen > kept => {
+                    tracing::info!(%attempt, stream, seen, kept, "log truncated at its limit");
+                }
+                Ok(Ok(Ok(_))) => {}
+                Ok(Ok(Err(err))) => {
+                    tracing::warn!(%attempt, stream, error = %err, "log capture failed")
+                }
+                Ok(Err(err)) => tracing::warn!(%attempt, stream, error = %err, "log task failed"),
+                Err(_) => {
+                    abort.abort();
+                    tracing::warn!(%attempt, stream, "log pipe still open after the tree ended (an escaped process?); stopped capturing");
+                }
+            }
+        }
+    }
+
+    let ending = outcome_ending.unwrap_or(match reaped {
+        Some(r) => match (r.exit_code, r.signal) {
+            (Some(code), _) => Ending::Exited(code),
+            (None, Some(sig)) => Ending::Signaled(sig),
+            (None, None) => Ending::Exited(-1),
+        },
+        None => Ending::Exited(-1),
+    });
+    Outcome {
+        ending,
+        exit_code: reaped.and_then(|r| r.exit_code),
+        signal: reaped.and_then(|r| r.signal),
+        peak_memory_bytes: reaped.map(|r| r.max_rss_bytes),
+        cpu_time_ms: reaped.map(|r| r.cpu_time_ms),
+        leftovers_killed,
+        survivors: ladder.is_some_and(|l| l.survivors),
+    }
+}

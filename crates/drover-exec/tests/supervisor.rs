@@ -1,0 +1,256 @@
+//! The supervisor against real process trees: outcomes, logs, the gate, and the kill ladder.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use drover_core::{AttemptRef, JobId};
+use drover_exec::{Command, Ending, Outcome, Report, StartRequest, StopReason, Supervisor, sys};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::timeout;
+
+fn request(dir: &Path, argv: &[&str]) -> StartRequest {
+    let attempt = AttemptRef {
+        job_id: JobId::from_uuid(uuid_v7()),
+        attempt: 1,
+    };
+    StartRequest {
+        attempt,
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        env: vec![("DROVER_TEST".into(), "yes".into())],
+        cwd: None,
+        timeout: Duration::from_secs(60),
+        grace: Duration::from_secs(5),
+        stdout_path: dir.join("stdout"),
+        stderr_path: dir.join("stderr"),
+        log_limit: 1 << 20,
+    }
+}
+
+fn uuid_v7() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}
+
+async fn next(reports: &mut UnboundedReceiver<Report>) -> Report {
+    timeout(Duration::from_secs(30), reports.recv())
+        .await
+        .expect("a report within 30 s")
+        .expect("supervisor alive")
+}
+
+/// Starts `req`, releases it at the gate, and returns (pid, outcome).
+async fn run(req: StartRequest) -> (i32, Outcome) {
+    let (sup, mut reports) = Supervisor::start();
+    let attempt = req.attempt;
+    sup.send(Command::Start(req)).expect("send");
+    let pid = match next(&mut reports).await {
+        Report::Spawned { pid, .. } => pid,
+        Report::Exited { outcome, .. } => return (0, outcome),
+    };
+    sup.send(Command::Release(attempt)).expect("send");
+    match next(&mut reports).await {
+        Report::Exited { outcome, .. } => (pid, outcome),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Non-zombie processes in group `pgid`, by scanning /proc.
+fn live_in_group(pgid: i32) -> usize {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(sys::read_stat)
+        .filter(|s| s.pgrp == pgid && s.state != 'Z')
+        .count()
+}
+
+fn read(path: PathBuf) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn captures_both_streams_and_the_exit_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let req = request(
+        dir.path(),
+        &[
+            "sh",
+            "-c",
+            "echo hi; echo oops >&2; echo $DROVER_TEST; exit 3",
+        ],
+    );
+    let (_, outcome) = run(req).await;
+    assert_eq!(outcome.ending, Ending::Exited(3));
+    assert_eq!(outcome.exit_code, Some(3));
+    assert_eq!(read(dir.path().join("stdout")), "hi\nyes\n");
+    assert_eq!(read(dir.path().join("stderr")), "oops\n");
+    assert!(
+        outcome.peak_memory_bytes.unwrap_or(0) > 0,
+        "rusage recorded"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_program_is_a_spawn_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, outcome) = run(request(dir.path(), &["/nonexistent/x"])).await;
+    match outcome.ending {
+        Ending::SpawnFailed(err) => assert!(err.contains("No such file"), "{err}"),
+        other => panic!("expected a spawn failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_bad_cwd_is_a_spawn_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut req = request(dir.path(), &["true"]);
+    req.cwd = Some(PathBuf::from("/nonexistent/dir"));
+    let (_, outcome) = run(req).await;
+    assert!(
+        matches!(outcome.ending, Ending::SpawnFailed(_)),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn nothing_runs_before_the_gate_opens_and_abort_runs_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("ran");
+    let argv = ["touch", marker.to_str().expect("utf-8")];
+    let (sup, mut reports) = Supervisor::start();
+
+    let held = request(dir.path(), &argv);
+    sup.send(Command::Start(held.clone())).expect("send");
+    let Report::Spawned {
+        pid, proc_start, ..
+    } = next(&mut reports).await
+    else {
+        panic!("expected Spawned");
+    };
+    assert!(proc_start.is_some());
+    assert_eq!(live_in_group(pid), 1, "the child exists in its own group");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!marker.exists(), "the program ran before the gate opened");
+
+    sup.send(Command::Abort(held.attempt, StopReason::Cancel))
+        .expect("send");
+    let Report::Exited { outcome, .. } = next(&mut reports).await else {
+        panic!("expected Exited");
+    };
+    assert_eq!(outcome.ending, Ending::Aborted(StopReason::Cancel));
+    assert!(!marker.exists(), "an aborted child must never exec");
+    assert_eq!(live_in_group(pid), 0);
+
+    // The same program released at the gate does run.
+    let (_, outcome) = run(request(dir.path(), &argv)).await;
+    assert_eq!(outcome.ending, Ending::Exited(0));
+    assert!(marker.exists());
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_tree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut req = request(dir.path(), &["sh", "-c", "sleep 1000 & sleep 1000 & wait"]);
+    req.timeout = Duration::from_millis(500);
+    req.grace = Duration::from_millis(500);
+    let (pid, outcome) = run(req).await;
+    assert_eq!(outcome.ending, Ending::TimedOut);
+    assert!(!outcome.survivors);
+    assert_eq!(live_in_group(pid), 0, "no member of the tree survives");
+}
+
+#[tokio::test]
+async fn a_stubborn_job_is_killed_after_the_grace_period() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut req = request(dir.path(), &["sh", "-c", "trap '' TERM; sleep 1000 & wait"]);
+    req.grace = Duration::from_millis(300);
+    let attempt = req.attempt;
+    let (sup, mut reports) = Supervisor::start();
+    sup.send(Command::Start(req)).expect("send");
+    let Report::Spawned { pid, .. } = next(&mut reports).await else {
+        panic!("expected Spawned");
+    };
+    sup.send(Command::Release(attempt)).expect("send");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = std::time::Instant::now();
+    sup.send(Command::Stop(attempt, StopReason::Cancel))
+        .expect("send");
+    let Report::Exited { outcome, .. } = next(&mut reports).await else {
+        panic!("expected Exited");
+    };
+    assert_eq!(outcome.ending, Ending::Stopped(StopReason::Cancel));
+    assert_eq!(
+        outcome.signal,
+        Some(libc::SIGKILL),
+        "SIGTERM was ignored, so SIGKILL ended it"
+    );
+    assert!(
+        asked.elapsed() >= Duration::from_millis(300),
+        "the grace period was honoured"
+    );
+    assert_eq!(live_in_group(pid), 0);
+}
+
+#[tokio::test]
+async fn processes_left_behind_by_the_leader_are_killed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut req = request(dir.path(), &["sh", "-c", "sleep 1000 & echo started"]);
+    req.grace = Duration::from_millis(300);
+    let (pid, outcome) = run(req).await;
+    assert_eq!(outcome.ending, Ending::Exited(0));
+    assert!(outcome.leftovers_killed);
+    assert_eq!(live_in_group(pid), 0);
+    assert_eq!(read(dir.path().join("stdout")), "started\n");
+}
+
+#[tokio::test]
+async fn cpu_time_is_accounted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let req = request(
+        dir.path(),
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done",
+        ],
+    );
+    let (_, outcome) = run(req).await;
+    assert_eq!(outcome.ending, Ending::Exited(0));
+    assert!(outcome.cpu_time_ms.unwrap_or(0) > 10, "{outcome:?}");
+}
+
+#[tokio::test]
+async fn orphaned_groups_are_stopped_but_reused_pids_are_not() {
+    use drover_exec::orphan::{OrphanVerdict, stop_orphan_group};
+    // A process group this test owns, standing in for one left by a crashed node.
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "sleep 1000 & sleep 1000"])
+        .process_group(0)
+        .spawn()
+        .expect("spawn");
+    let pgid = child.id() as i32;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = sys::process_start_time(pgid);
+
+    let reused = stop_orphan_group(pgid, start.map(|s| s + 1), Duration::from_millis(200)).await;
+    assert_eq!(reused, OrphanVerdict::PidReused);
+    assert!(
+        live_in_group(pgid) >= 2,
+        "a pid that looks reused must not be touched"
+    );
+
+    let verdict = stop_orphan_group(pgid, start, Duration::from_millis(200)).await;
+    assert!(
+        matches!(verdict, OrphanVerdict::Stopped(l) if !l.survivors),
+        "{verdict:?}"
+    );
+    let _ = child.wait();
+    assert_eq!(live_in_group(pgid), 0);
+    assert_eq!(
+        stop_orphan_group(pgid, start, Duration::from_millis(200)).await,
+        OrphanVerdict::AlreadyGone
+    );
+}
+
+use std::os::unix::process::CommandExt;
