@@ -1,1 +1,56 @@
-fn main() {}
+//! `drover`: one binary, many roles. `serve` runs a node; every other command is a thin client
+//! of a node's HTTP API (see `client.rs`), and never touches the store or processes itself.
+
+mod cli;
+mod client;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::client::ClientError;
+
+/// Exit codes; see `cli::EXIT_CODES`.
+pub mod exit {
+    /// Every job succeeded / the command did what was asked.
+    pub const OK: u8 = 0;
+    /// A job ended unsuccessfully.
+    pub const JOB_FAILED: u8 = 1;
+    /// Bad usage (clap's own code too).
+    pub const USAGE: u8 = 2;
+    /// `wait --timeout` ran out.
+    pub const TIMEOUT: u8 = 3;
+    /// The node could not be reached or refused.
+    pub const NODE: u8 = 4;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Serve(args) => commands::serve(&cli, args),
+        Command::Submit(args) => commands::submit(&cli, args),
+        Command::Status(args) => commands::status(&cli, args),
+        Command::Logs(args) => commands::logs(&cli, args),
+        Command::Cancel(args) => commands::cancel(&cli, args),
+        Command::Wait(args) => commands::wait(&cli, args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("drover: {err:#}");
+            let code = match err.downcast_ref::<ClientError>() {
+                Some(ClientError::Api { status, .. })
+                    if (400..500).contains(status) && *status != 404 =>
+                {
+                    exit::USAGE
+                }
+                _ if err.downcast_ref::<commands::UsageError>().is_some() => exit::USAGE,
+                _ => exit::NODE,
+            };
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! The HTTP API under `/v1`. Handlers parse requests into typed values, call the store, and
+//! shape answers; they hold no state of their own and never touch processes.
+//!
+//! Every error is JSON: `{"error": {"message": "...", "field": "timeout"}}`, with `field` naming
+//! the offending part of the request where there is one (design.md invariant 6).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use drover_core::{JobId, JobRecord, JobSpec, JobState, Limits, NodeId, SpecError};
+use drover_store::{CancelOutcome, JobFilter, Store, StoreError};
+use serde_json::json;
+use tokio::io::AsyncReadExt;
+use tokio::sync::broadcast;
+
+use crate::datadir::{Stream, log_path};
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Longest a `wait` request is held open.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+/// How often a followed log is re-read while its job runs. (Issue #7 replaces this with pushed
+/// output; until then a short re-read interval bounds the delay without a busy loop.)
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The data dir, for logs.
+    pub data_root: PathBuf,
+    /// Size limits on specs.
+    pub limits: Limits,
+    /// This node.
+    pub node: NodeId,
+}
+
+/// The `/v1` router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/jobs", post(submit).get(list))
+        .route("/v1/jobs/{id}", get(get_job))
+        .route("/v1/jobs/{id}/wait", get(wait_job))
+        .route("/v1/jobs/{id}/logs", get(logs))
+        .route("/v1/jobs/{id}/cancel", post(cancel))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// An API error: a status and a message, naming the request field at fault where there is one.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    field: Option<String>,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, field: Option<&str>, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            field: field.map(str::to_string),
+            message: message.into(),
+        }
+    }
+
+    fn bad(field: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, Some(field), message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = match &self.field {
+            Some(field) => {
+                json!({"error": {"message": format!("{field}: {}", self.message), "field": field}})
+            }
+            None => json!({"error": {"message": self.message}}),
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        tracing::error!(error = %err, "store error in API");
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, None, err.to_string())
+    }
+}
+
+impl From<SpecError> for ApiError {
+    fn from(err: SpecError) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some(&err.field),
+            err.message,
+        )
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, None, "no such endpoint")
+}
+
+async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    Json(json!({"node": state.node, "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// Parses one job spec, naming the field at fault.
+pub fn parse_spec(bytes: &[u8], limits: &Limits) -> Result<JobSpec, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let spec: JobSpec = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let status = match inner.classify() {
+            serde_json::error::Category::Data => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let message = inner.to_string();
+        let field = if path.is_empty() || path == "." {
+            quoted_field(&message).unwrap_or_else(|| "body".to_string())
+        } else {
+            path
+        };
+        let message = match message.rsplit_once(" at line ") {
+            Some((head, _)) => head.to_string(),
+            None => message,
+        };
+        ApiError::new(status, Some(&field), message)
+    })?;
+    de.end()
+        .map_err(|_| ApiError::bad("body", "trailing characters after the JSON value"))?;
+    spec.validate(limits)?;
+    Ok(spec)
+}
+
+/// The field serde complains about in "unknown field `x`" / "missing field `x`".
+fn quoted_field(message: &str) -> Option<String> {
+    if !(message.starts_with("unknown field") || message.starts_with("missing field")) {
+        return None;
+    }
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_string())
+}
+
+async fn read_body(request: Request) -> Result<Bytes, ApiError> {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        // Refuse before reading: a client that waits for the answer gets it at once.
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some("body"),
+            format!("larger than {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some("body"),
+                format!("larger than {MAX_BODY_BYTES} bytes, or unreadable"),
+            )
+        })
+}
+
+async fn submit(State(state): State<ApiState>, request: Request) -> Result<Response, ApiError> {
+    let body = read_body(request).await?;
+    let spec = parse_spec(&body, &state.limits)?;
+    let ids = state.store.submit(vec![spec]).await?;
+    let id = ids
+        .first()
+        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, None, "no id returned"))?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
+}
+
+fn parse_id(raw: &str) -> Result<JobId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::bad("id", format!("`{raw}` is not a job id")))
+}
+
+fn query(
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<HashMap<String, String>, ApiError> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|err| ApiError::bad("query", err.body_text()))
+}
+
+async fn load(state: &ApiState, id: JobId) -> Result<JobRecord, ApiError> {
+    state
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, Some("id"), format!("no job {id}")))
+}
+
+async fn get_job(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobRecord>, ApiError> {
+    Ok(Json(load(&state, parse_id(&id)?).await?))
+}
+
+async fn list(
+    State(state): State<ApiState>,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Vec<JobRecord>>, ApiError> {
+    let params = query(params)?;
+    let mut filter = JobFilter::default();
+    if let Some(states) = params.get("state") {
+        for word in states.split(',').filter(|w| !w.is_empty()) {
+            filter.states.push(
+                word.parse::<JobState>()
+                    .map_err(|e| ApiError::bad("state", e))?,
+            );
+        }
+    }
+    if let Some(limit) = params.get("limit") {
+        filter.limit = limit
+            .parse()
+            .map_err(|_| ApiError::bad("limit", format!("`{limit}` is not a count")))?;
+    }
+    Ok(Json(state.store.list(&filter).await?))
+}
+
+fn duration_param(
+    params: &HashMap<String, String>,
+    name: &str,
+    default: Duration,
+) -> Result<Duration, ApiError> {
+    match params.get(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<drover_core::HumanDuration>()
+            .map(|d| d.get())
+            .map_err(|e| ApiError::bad(name, e.to_string())),
+    }
+}
+
+/// Holds the request until the job is terminal or `timeout` passes, then answers with the job.
+/// Driven by the store's event broadcast, not by re-reading.
+async fn wait_job(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<JobRecord>, ApiError> {
+    let id = parse_id(&id)?;
+    let params = query(params)?;
+    let timeout = duration_param(&params, "timeout", Duration::from_secs(30))?.min(MAX_WAIT);
+    // Subscribe before reading, so that an ending between the two is not missed.
+    let mut events = state.store.subscribe();
+    let job = load(&state, id).await?;
+    if job.state.is_terminal() {
+        return Ok(Json(job));
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv()).await;
+        match event {
+            Err(_) => break,
+            Ok(Ok(event)) if event.job_id == id && event.state.is_terminal() => break,
+            Ok(Ok(_)) => {}
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                if load(&state, id).await?.state.is_terminal() {
+                    break;
+                }
+            }
+            Ok(Err(broadcast::error::RecvError::Closed)) => break,
+        }
+    }
+    Ok(Json(load(&state, id).await?))
+}
+
+async fn cancel(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let answer = match state.store.cancel(id).await? {
+        CancelOutcome::Cancelled => json!({"id": id, "result": "cancelled", "state": "cancelled"}),
+        CancelOutcome::Requested { attempt, node } => json!({
+            "id": id, "result": "cancel_requested", "attempt": attempt.attempt, "node": node
+        }),
+        CancelOutcome::AlreadyEnded(state) => {
+            json!({"id": id, "result": "already_ended", "state": state})
+        }
+        CancelOutcome::NotFound => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                Some("id"),
+                format!("no job {id}"),
+            ));
+        }
+    };
+    Ok(Json(answer))
+}
+
+/// `GET /v1/jobs/{id}/logs?stream=stdout|stderr&attempt=N&follow=true`
+async fn logs(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let params = query(params)?;
+    let stream = match params.get("stream").map(String::as_str) {
+        None | Some("stdout") => Stream::Stdout,
+        Some("stderr") => Stream::Stderr,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "stream",
+                format!("`{other}` is not stdout or stderr"),
+            ));
+        }
+    };
+    let follow = match params.get("follow").map(String::as_str) {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") | Some("") => true,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "follow",
+                format!("`{other}` is not true or false"),
+            ));
+        }
+    };
+    let job = load(&state, id).await?;
+    let attempt = match params.get("attempt") {
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1 && *n <= job.attempt.max(1))
+            .ok_or_else(|| {
+                ApiError::bad("attempt", format!("`{raw}` is not an attempt of this job"))
+            })?,
+        None => job.attempt.max(1),
+    };
+    let path = log_path(&state.data_root, id, attempt, stream);
+    let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    if !follow {
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(err) => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    None,
+                    err.to_string(),
+                ));
+            }
+        };
+        return Ok((text_plain, bytes).into_response());
+    }
+    let body = Body::from_stream(follow_log(state.store.clone(), id, attempt, path));
+    Ok((text_plain, body).into_response())
+}
+
+/// Streams a log file as it grows, ending once the attempt has ended and the file is read out.
+fn follow_log(
+    store: Arc<dyn Store>,
+    id: JobId,
+    attempt: u32,
+    path: PathBuf,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    struct Follow {
+        store: Arc<dyn Store>,
+        events: broadcast::Receiver<drover_core::Event>,
+        file: Option<tokio::fs::File>,
+        ended: bool,
+        done: bool,
+    }
+    let events = store.subscribe();
+    let start = Follow {
+        store,
+        events,
+        file: None,
+        ended: false,
+        done: false,
+    };
+    futures::stream::unfold(start, move |mut f| {
+        let path = path.clone();
+        async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                if f.done {
+                    return None;
+                }
+                if f.file.is_none() {
+                    f.file = tokio::fs::File::open(&path).await.ok();
+                }
+                if let Some(file) = f.file.as_mut() {
+                    match file.read(&mut buf).await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            buf.truncate(n);
+                            return Some((Ok(Bytes::from(buf)), f));
+                        }
+                        Err(err) => {
+                            f.done = true;
+                            return Some((Err(err), f));
+                        }
+                    }
+                }
+                if f.ended {
+                    // Everything written before the end has been read.
+                    return None;
+                }
+                // Has this attempt ended? (An event tells us promptly; the interval bounds the
+                // delay for output written meanwhile.)
+                tokio::select! {
+                    event = f.events.recv() => {
+                        if let Ok(event) = event {
+                            if event.job_id != id {
+                                continue;
+                            }
+                        }
+                    }
+                    _ = tokio::time::sleep(FOLLOW_INTERVAL) => {}
+                }
+                match f.store.get(id).await {
+                    Ok(Some(job)) => {
+                        // Still to come: the job has not reached this attempt yet and may.
+                        let upcoming = job.attempt < attempt && !job.state.is_terminal();
+                        let running = job.attempt == attempt && job.state.has_live_attempt();
+                        f.ended = !upcoming && !running;
+                    }
+                    _ => f.ended = true,
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,233 @@
+//! The node's data directory: created with mode 0700, locked so one node owns it, and holding
+//! the database, the logs, the node's stable id and the address clients use to find it.
+//!
+//! ```text
+//! DATA_DIR/
+//!   drover.db         the SQLite store (plus -wal and -shm)
+//!   node-id           this node's stable id, written once
+//!   node.lock         flock'ed while a node runs here
+//!   serve.json        {"url": ..., "pid": ..., "node": ...} while a node serves
+//!   logs/JOB/N.stdout per-attempt output (N = attempt number)
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use drover_core::{AttemptRef, JobId, NodeId};
+use serde::{Deserialize, Serialize};
+
+/// The file a serving node writes its address into.
+pub const ADDRESS_FILE: &str = "serve.json";
+
+/// What `serve.json` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServeInfo {
+    /// Base URL of the API, e.g. `http://127.0.0.1:7878`.
+    pub url: String,
+    /// The node's process id.
+    pub pid: u32,
+    /// The node's id.
+    pub node: NodeId,
+}
+
+/// Which stream of a job's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Stream {
+    fn extension(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// An open, locked data directory.
+#[derive(Debug)]
+pub struct DataDir {
+    root: PathBuf,
+    _lock: File,
+}
+
+/// Why the data directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    /// Another node holds the lock.
+    #[error("another drover node is already using {0} (see its serve.json)")]
+    Busy(PathBuf),
+    /// Some file operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+fn io_err<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> DataDirError + 'p {
+    move |source| DataDirError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl DataDir {
+    /// Creates `root` (mode 0700) if needed and takes its lock.
+    pub fn open(root: &Path) -> Result<Self, DataDirError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(io_err("cannot create", root))?;
+        // An existing directory keeps its mode unless we tighten it: job logs are private.
+        fs::set_permissions(root, fs::Permissions::from_mode(0o700))
+            .map_err(io_err("cannot set the mode of", root))?;
+        let lock_path = root.join("node.lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(io_err("cannot open", &lock_path))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(DataDirError::Busy(root.to_path_buf()));
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The SQLite database file.
+    pub fn database(&self) -> PathBuf {
+        self.root.join("drover.db")
+    }
+
+    /// This node's stable id: read from `node-id`, or made up (`HOSTNAME-xxxxxx`) and written.
+    pub fn node_id(&self) -> Result<NodeId, DataDirError> {
+        let path = self.root.join("node-id");
+        match fs::read_to_string(&path) {
+            Ok(text) if !text.trim().is_empty() => return Ok(NodeId(text.trim().to_string())),
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(io_err("cannot read", &path)(err)),
+        }
+        let suffix = uuid::Uuid::now_v7().simple().to_string();
+        let id = format!("{}-{}", hostname(), &suffix[suffix.len() - 6..]);
+        write_atomically(&path, id.as_bytes())?;
+        Ok(NodeId(id))
+    }
+
+    /// Where an attempt's stream is captured.
+    pub fn log_path(&self, attempt: AttemptRef, stream: Stream) -> PathBuf {
+        log_path(&self.root, attempt.job_id, attempt.attempt, stream)
+    }
+
+    /// Records the address clients should use.
+    pub fn write_serve_info(&self, info: &ServeInfo) -> Result<(), DataDirError> {
+        let json = serde_json::to_vec_pretty(info).map_err(|e| DataDirError::Io {
+            what: "cannot encode",
+            path: self.root.join(ADDRESS_FILE),
+            source: io::Error::other(e),
+        })?;
+        write_atomically(&self.root.join(ADDRESS_FILE), &json)
+    }
+
+    /// Removes the address file (on clean shutdown).
+    pub fn remove_serve_info(&self) {
+        let _ = fs::remove_file(self.root.join(ADDRESS_FILE));
+    }
+}
+
+/// Where attempt `attempt` of `job` keeps `stream`, under data dir `root`.
+pub fn log_path(root: &Path, job: JobId, attempt: u32, stream: Stream) -> PathBuf {
+    root.join("logs")
+        .join(job.to_string())
+        .join(format!("{attempt}.{}", stream.extension()))
+}
+
+/// Reads the address a node in `root` serves on, if one does.
+pub fn read_serve_info(root: &Path) -> io::Result<ServeInfo> {
+    let text = fs::read(root.join(ADDRESS_FILE))?;
+    serde_json::from_slice(&text).map_err(io::Error::other)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataDirError> {
+    let tmp = path.with_extension("tmp");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err("cannot create", &tmp))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_err("cannot write", &tmp))?;
+    fs::rename(&tmp, path).map_err(io_err("cannot rename into", path))
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let name = if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    let clean: String = name
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    if clean.is_empty() {
+        "node".to_string()
+    } else {
+        clean
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_dir_is_private_locked_and_keeps_its_node_id() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("data");
+        let dir = DataDir::open(&root).expect("open");
+        let mode = fs::metadata(&root).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        assert!(matches!(DataDir::open(&root), Err(DataDirError::Busy(_))));
+        let id = dir.node_id().expect("id");
+        assert_eq!(dir.node_id().expect("id again"), id);
+        drop(dir);
+        let again = DataDir::open(&root).expect("reopen after the lock is released");
+        assert_eq!(again.node_id().expect("id"), id);
+    }
+}

@@ -1,0 +1,486 @@
+//! The node loop: claim work when a slot is free, hand it to the supervisor, record what the
+//! supervisor reports, renew leases, and drain on shutdown.
+//!
+//! The loop owns the only mutable view of "what this node runs" (`live`). It never blocks on the
+//! store: every store call runs in its own task and comes back as an [`Internal`] message, so
+//! slow fsyncs for one job never hold up another, and concurrent changes share group commits.
+//!
+//! What wakes it (design.md invariant 5, no polling):
+//! - store events (in-process broadcast after commit): new or re-queued work, cancel requests;
+//! - supervisor reports: a child at the gate, an attempt that ended;
+//! - the lease heartbeat timer, and the shutdown signal.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_core::{AttemptRef, EventKind, JobState, NodeId, Reason};
+use drover_exec::{Command, Ending, Outcome, Report, StartRequest, StopReason, SupervisorHandle};
+use drover_store::{
+    AttemptOutcome, Claim, Completion, LeaseStatus, StartVerdict, Store, StoreError,
+};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::{Instant, interval, sleep_until};
+
+use crate::datadir::{DataDir, Stream};
+
+/// Settings of the loop.
+#[derive(Debug, Clone)]
+pub(crate) struct RunnerConfig {
+    /// This node.
+    pub node: NodeId,
+    /// How many attempts may run at once.
+    pub slots: usize,
+    /// Lease length; renewed every third of it.
+    pub lease: Duration,
+    /// How long shutdown waits for running jobs before stopping them.
+    pub shutdown_timeout: Duration,
+    /// Bytes kept per output stream per attempt.
+    pub log_limit: u64,
+}
+
+/// Where an attempt is, as the loop sees it.
+#[derive(Debug)]
+struct Live {
+    /// The supervisor has been told to stop it, and why.
+    stopping: Option<StopReason>,
+    /// Set once the store said it is running (pid on disk, gate opened).
+    released: bool,
+}
+
+/// Results of store calls made off the loop.
+pub(crate) enum Internal {
+    Claimed(Result<Option<Claim>, StoreError>),
+    Verdict(AttemptRef, Result<StartVerdict, StoreError>),
+    Completed(AttemptRef),
+    Leases(Result<Vec<(AttemptRef, LeaseStatus)>, StoreError>, Instant),
+}
+
+/// The node loop's state.
+pub(crate) struct Runner {
+    config: RunnerConfig,
+    store: Arc<dyn Store>,
+    data: Arc<DataDir>,
+    supervisor: SupervisorHandle,
+    live: HashMap<AttemptRef, Live>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    claiming: bool,
+    want_claim: bool,
+    retry_claim_at: Option<Instant>,
+    renewing: bool,
+    /// Leases are known good until this instant (the last successful renewal plus the lease).
+    leases_valid_until: Instant,
+}
+
+impl Runner {
+    /// A loop over `store` that runs jobs through `supervisor`.
+    pub fn new(
+        config: RunnerConfig,
+        store: Arc<dyn Store>,
+        data: Arc<DataDir>,
+        supervisor: SupervisorHandle,
+    ) -> (Self, mpsc::UnboundedReceiver<Internal>) {
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let lease = config.lease;
+        (
+            Self {
+                config,
+                store,
+                data,
+                supervisor,
+                live: HashMap::new(),
+                internal_tx,
+                claiming: false,
+                want_claim: true,
+                retry_claim_at: None,
+                renewing: false,
+                leases_valid_until: Instant::now() + lease,
+            },
+            internal_rx,
+        )
+    }
+
+    /// Runs until `shutdown` turns true and every attempt has ended (or been stopped after the
+    /// shutdown timeout). A second shutdown signal (`shutdown` changing again) stops jobs at once.
+    pub async fn run(
+        mut self,
+        mut internal: mpsc::UnboundedReceiver<Internal>,
+        mut reports: mpsc::UnboundedReceiver<Report>,
+        mut shutdown: watch::Receiver<u32>,
+    ) {
+        let mut events = self.store.subscribe();
+        let mut heartbeat = interval(self.config.lease / 3);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drain_deadline: Option<Instant> = None;
+        let mut stopped_all = false;
+        let far = Instant::now() + Duration::from_secs(86400 * 365);
+
+        loop {
+            let draining = drain_deadline.is_some();
+            if !draining {
+                self.maybe_claim();
+            } else if self.live.is_empty() {
+                break;
+            }
+            tokio::select! {
+                report = reports.recv() => match report {
+                    Some(report) => self.on_report(report),
+                    None => {
+                        tracing::error!("the supervisor stopped; the node cannot run jobs");
+                        break;
+                    }
+                },
+                Some(msg) = internal.recv() => self.on_internal(msg),
+                event = events.recv() => match event {
+                    Ok(event) => self.on_event(event.kind, event.job_id, event.attempt),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        // Missed wake-ups: look for work, and let the heartbeat carry cancels.
+                        tracing::debug!(missed, "event stream lagged; resyncing");
+                        self.want_claim = true;
+                        self.renew_leases();
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                _ = heartbeat.tick() => {
+                    self.renew_leases();
+                    self.fence_if_leases_expiring();
+                }
+                _ = sleep_until(self.retry_claim_at.unwrap_or(far)), if self.retry_claim_at.is_some() => {
+                    self.retry_claim_at = None;
+                    self.want_claim = true;
+                }
+                changed = shutdown.changed() => {
+                    let signals = if changed.is_ok() { *shutdown.borrow_and_update() } else { 2 };
+                    if drain_deadline.is_none() {
+                        tracing::info!(running = self.live.len(), timeout = ?self.config.shutdown_timeout,
+                            "shutting down: no new claims; waiting for running jobs");
+                        drain_deadline = Some(Instant::now() + self.config.shutdown_timeout);
+                    }
+                    if signals >= 2 && !stopped_all {
+                        tracing::info!("second signal: stopping running jobs now");
+                        self.stop_all(StopReason::Shutdown);
+                        stopped_all = true;
+                    }
+                }
+                _ = sleep_until(drain_deadline.unwrap_or(far)), if drain_deadline.is_some() && !stopped_all => {
+                    tracing::info!(running = self.live.len(), "shutdown timeout reached: stopping running jobs");
+                    self.stop_all(StopReason::Shutdown);
+                    stopped_all = true;
+                }
+            }
+        }
+        tracing::info!("node loop stopped");
+    }
+
+    fn free_slots(&self) -> usize {
+        self.config
+            .slots
+            .saturating_sub(self.live.len() + usize::from(self.claiming))
+    }
+
+    fn maybe_claim(&mut self) {
+        if !self.want_claim || self.claiming || self.free_slots() == 0 {
+            return;
+        }
+        self.claiming = true;
+        let store = Arc::clone(&self.store);
+        let node = self.config.node.clone();
+        let lease = self.config.lease;
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(Internal::Claimed(store.claim(&node, lease).await));
+        });
+    }
+
+    fn on_event(&mut self, kind: EventKind, job_id: drover_core::JobId, attempt: Option<u32>) {
+        match kind {
+            EventKind::Submitted | EventKind::Requeued | EventKind::Retried => {
+                self.want_claim = true
+            }
+            EventKind::CancelRequested => {
+                if let Some(attempt) = attempt {
+                    self.stop(AttemptRef { job_id, attempt }, StopReason::Cancel);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::Claimed(result) => {
+                self.claiming = false;
+                match result {
+                    Ok(Some(claim)) => self.start(claim),
+                    Ok(None) => self.want_claim = false,
+                    Err(err) => {
+                        tracing::error!(error = %err, "claim failed; retrying in 1 s");
+                        self.want_claim = false;
+                        self.retry_claim_at = Some(Instant::now() + Duration::from_secs(1));
+                    }
+                }
+            }
+            Internal::Verdict(attempt, verdict) => self.on_verdict(attempt, verdict),
+            Internal::Completed(attempt) => {
+                self.live.remove(&attempt);
+                self.want_claim = true;
+            }
+            Internal::Leases(result, asked_at) => {
+                self.renewing = false;
+                match result {
+                    Ok(statuses) => {
+                        self.leases_valid_until = asked_at + self.config.lease;
+                        for (attempt, status) in statuses {
+                            match status {
+                                LeaseStatus::Held {
+                                    cancel_requested: true,
+                                } => self.stop(attempt, StopReason::Cancel),
+                                LeaseStatus::Held { .. } => {}
+                                LeaseStatus::Lost => {
+                                    tracing::warn!(%attempt, "lease lost: another attempt owns this job; stopping ours");
+                                    self.stop(attempt, StopReason::LeaseLost);
+                                }
+                            }
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "lease renewal failed"),
+                }
+            }
+        }
+    }
+
+    /// Hands a claimed attempt to the supervisor, which forks it and holds it at the gate.
+    fn start(&mut self, claim: Claim) {
+        let attempt = claim.attempt;
+        let spec = claim.spec;
+        let mut env: Vec<(String, String)> = spec.env.into_iter().collect();
+        env.push(("DROVER_JOB_ID".into(), attempt.job_id.to_string()));
+        env.push(("DROVER_ATTEMPT".into(), attempt.attempt.to_string()));
+        env.push(("DROVER_NODE".into(), self.config.node.0.clone()));
+        let request = StartRequest {
+            attempt,
+            argv: spec.argv,
+            env,
+            cwd: spec.cwd.map(Into::into),
+            timeout: spec.timeout.get(),
+            grace: spec.grace.get(),
+            stdout_path: self.data.log_path(attempt, Stream::Stdout),
+            stderr_path: self.data.log_path(attempt, Stream::Stderr),
+            log_limit: self.config.log_limit,
+        };
+        tracing::debug!(%attempt, "starting");
+        self.live.insert(
+            attempt,
+            Live {
+                stopping: None,
+                released: false,
+            },
+        );
+        if self.supervisor.send(Command::Start(request)).is_err() {
+            tracing::error!(%attempt, "supervisor gone; cannot start");
+        }
+    }
+
+    fn on_report(&mut self, report: Report) {
+        match report {
+            Report::Spawned {
+                attempt,
+                pid,
+                proc_start,
+            } => {
+                // The pid must be on disk before the child may exec.
+                let store = Arc::clone(&self.store);
+                let tx = self.internal_tx.clone();
+                tokio::spawn(async move {
+                    let verdict = store.mark_running(attempt, pid, proc_start).await;
+                    let _ = tx.send(Internal::Verdict(attempt, verdict));
+                });
+            }
+            Report::Exited { attempt, outcome } => {
+                if outcome.survivors {
+                    tracing::error!(%attempt, "a process of this attempt survived SIGKILL");
+                }
+                let recorded = to_attempt_outcome(&outcome);
+                tracing::info!(%attempt, state = %recorded.state, reason = %recorded.reason, "attempt ended");
+                let store = Arc::clone(&self.store);
+                let tx = self.internal_tx.clone();
+                tokio::spawn(async move {
+                    complete_with_retry(store.as_ref(), attempt, recorded).await;
+                    let _ = tx.send(Internal::Completed(attempt));
+                });
+            }
+        }
+    }
+
+    fn on_verdict(&mut self, attempt: AttemptRef, verdict: Result<StartVerdict, StoreError>) {
+        let command = match verdict {
+            Ok(StartVerdict::Run) => {
+                if let Some(live) = self.live.get_mut(&attempt) {
+                    live.released = true;
+                }
+                Command::Release(attempt)
+            }
+            Ok(StartVerdict::Cancelled) => Command::Abort(attempt, StopReason::Cancel),
+            Ok(StartVerdict::Stale) => Command::Abort(attempt, StopReason::LeaseLost),
+            Err(err) => {
+                // Without the pid on disk the job must not run.
+                tracing::error!(%attempt, error = %err, "cannot record the pid; not starting the job");
+                Command::Abort(attempt, StopReason::Shutdown)
+            }
+        };
+        let _ = self.supervisor.send(command);
+        // A stop that arrived while the child waited at the gate applies now.
+        if let Some(reason) = self.live.get(&attempt).and_then(|l| l.stopping) {
+            let _ = self.supervisor.send(Command::Stop(attempt, reason));
+        }
+    }
+
+    /// Asks the supervisor to stop an attempt we hold (once per reason).
+    fn stop(&mut self, attempt: AttemptRef, reason: StopReason) {
+        let Some(live) = self.live.get_mut(&attempt) else {
+            return;
+        };
+        if live.stopping.is_some() {
+            return;
+        }
+        live.stopping = Some(reason);
+        // Before release the supervisor treats Stop as Abort; after, it runs the kill ladder.
+        let _ = self.supervisor.send(Command::Stop(attempt, reason));
+        tracing::info!(%attempt, ?reason, released = live.released, "stop requested");
+    }
+
+    fn stop_all(&mut self, reason: StopReason) {
+        let attempts: Vec<_> = self.live.keys().copied().collect();
+        for attempt in attempts {
+            self.stop(attempt, reason);
+        }
+    }
+
+    fn renew_leases(&mut self) {
+        if self.renewing || self.live.is_empty() {
+            if self.live.is_empty() {
+                self.leases_valid_until = Instant::now() + self.config.lease;
+            }
+            return;
+        }
+        self.renewing = true;
+        let attempts: Vec<_> = self.live.keys().copied().collect();
+        let store = Arc::clone(&self.store);
+        let node = self.config.node.clone();
+        let lease = self.config.lease;
+        let tx = self.internal_tx.clone();
+        let asked_at = Instant::now();
+        tokio::spawn(async move {
+            let result = store.renew_leases(&node, &attempts, lease).await;
+            let _ = tx.send(Internal::Leases(result, asked_at));
+        });
+    }
+
+    /// Self-fencing: if leases could not be renewed and are about to run out, stop every job
+    /// before they do, so that no other node's attempt ever runs beside ours.
+    fn fence_if_leases_expiring(&mut self) {
+        if self.live.is_empty() {
+            return;
+        }
+        let margin = self.config.lease / 3;
+        if Instant::now() + margin >= self.leases_valid_until {
+            tracing::error!("cannot renew leases; stopping every job before the leases expire");
+            self.stop_all(StopReason::LeaseLost);
+        }
+    }
+}
+
+/// Records a completion, retrying transient store errors; a stale answer is final.
+async fn complete_with_retry(store: &dyn Store, attempt: AttemptRef, outcome: AttemptOutcome) {
+    let mut pause = Duration::from_millis(50);
+    for _ in 0..8 {
+        match store.complete(attempt, outcome.clone()).await {
+            Ok(Completion::Recorded { state }) => {
+                tracing::debug!(%attempt, %state, "completion recorded");
+                return;
+            }
+            Ok(Completion::Stale {
+                current_attempt,
+                current_state,
+            }) => {
+                tracing::warn!(%attempt, current_attempt, %current_state, "stale completion ignored by the store");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(%attempt, error = %err, "cannot record completion; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    tracing::error!(%attempt, "giving up recording completion; recovery will mark it lost on restart");
+}
+
+/// Maps the supervisor's view of an ending onto the store's states and reasons.
+pub fn to_attempt_outcome(outcome: &Outcome) -> AttemptOutcome {
+    let (state, reason) = match &outcome.ending {
+        Ending::Exited(0) => (JobState::Succeeded, Reason::ExitCode(0)),
+        Ending::Exited(code) => (JobState::Failed, Reason::ExitCode(*code)),
+        Ending::Signaled(sig) => (JobState::Failed, Reason::Signal(*sig)),
+        Ending::TimedOut => (JobState::TimedOut, Reason::Timeout),
+        Ending::SpawnFailed(err) => (JobState::Failed, Reason::SpawnFailed(err.clone())),
+        Ending::Stopped(why) | Ending::Aborted(why) => match why {
+            StopReason::Cancel => (JobState::Cancelled, Reason::CancelledByUser),
+            StopReason::Shutdown => (JobState::Lost, Reason::NodeShutdown),
+            StopReason::LeaseLost => (JobState::Lost, Reason::NodeLost),
+        },
+    };
+    AttemptOutcome {
+        state,
+        reason,
+        exit_code: outcome.exit_code,
+        signal: outcome.signal,
+        peak_memory_bytes: outcome.peak_memory_bytes,
+        cpu_time_ms: outcome.cpu_time_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_ending_maps_to_a_named_reason() {
+        let cases = [
+            (Ending::Exited(0), JobState::Succeeded, "exit_code: 0"),
+            (Ending::Exited(3), JobState::Failed, "exit_code: 3"),
+            (Ending::Signaled(11), JobState::Failed, "signal: SIGSEGV"),
+            (Ending::TimedOut, JobState::TimedOut, "timeout"),
+            (
+                Ending::SpawnFailed("No such file or directory (os error 2)".into()),
+                JobState::Failed,
+                "spawn_failed: No such file or directory (os error 2)",
+            ),
+            (
+                Ending::Stopped(StopReason::Cancel),
+                JobState::Cancelled,
+                "cancelled_by_user",
+            ),
+            (
+                Ending::Aborted(StopReason::Cancel),
+                JobState::Cancelled,
+                "cancelled_by_user",
+            ),
+            (
+                Ending::Stopped(StopReason::Shutdown),
+                JobState::Lost,
+                "node_shutdown",
+            ),
+            (
+                Ending::Stopped(StopReason::LeaseLost),
+                JobState::Lost,
+                "node_lost",
+            ),
+        ];
+        for (ending, state, reason) in cases {
+            let mapped = to_attempt_outcome(&Outcome::without_process(ending));
+            assert_eq!(mapped.state, state);
+            assert_eq!(mapped.reason.to_string(), reason);
+        }
+    }
+}

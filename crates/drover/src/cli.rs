@@ -1,0 +1,162 @@
+//! The command line, as clap sees it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use drover_core::{HumanDuration, JobState, Size};
+
+/// Run long computations durably: every job with a timeout, its whole process tree owned,
+/// its outcome and usage recorded, and nothing lost when the node restarts.
+#[derive(Debug, Parser)]
+#[command(name = "drover", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// URL of the node's API (default: the address recorded in the data dir).
+    #[arg(long, global = true, env = "DROVER_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// The node's data dir (default: the platform data dir, e.g. ~/.local/share/drover).
+    #[arg(long, global = true, env = "DROVER_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Exit codes, shown in `--help`.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (for `wait`: every job succeeded)
+  1  a job ended unsuccessfully (failed, timed_out, lost or cancelled)
+  2  bad usage: an unknown flag or an invalid value
+  3  `wait --timeout` ran out before the jobs ended
+  4  the node could not be reached, refused the request, or has no such job";
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node: the HTTP API, the scheduler and the supervisor.
+    Serve(ServeArgs),
+    /// Submit a job; prints its id.
+    Submit(SubmitArgs),
+    /// Show one or more jobs, or a table of recent jobs.
+    Status(StatusArgs),
+    /// Print a job's output.
+    Logs(LogsArgs),
+    /// Cancel jobs: waiting ones at once, running ones through the kill ladder.
+    Cancel(CancelArgs),
+    /// Wait until jobs end; exit 0 only if all succeeded.
+    Wait(WaitArgs),
+}
+
+/// `drover serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the API. Loopback unless you say otherwise (the API has no auth yet).
+    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR:PORT")]
+    pub listen: std::net::SocketAddr,
+    /// Jobs run at once (default: the number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub slots: Option<u32>,
+    /// On SIGTERM/SIGINT, how long to let running jobs finish before stopping them.
+    #[arg(long, default_value = "30s", value_name = "D")]
+    pub shutdown_timeout: HumanDuration,
+    /// How long an attempt's lease lasts without a heartbeat.
+    #[arg(long, default_value = "30s", value_name = "D")]
+    pub lease: HumanDuration,
+    /// Output kept per stream per attempt; the rest is dropped with a note.
+    #[arg(long, default_value = "256M", value_name = "SIZE")]
+    pub max_log_size: Size,
+    /// Log format of the node itself.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+/// `drover submit`
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// Stop the job after this long (default 24h): SIGTERM, then SIGKILL after --grace.
+    #[arg(long, value_name = "D")]
+    pub timeout: Option<HumanDuration>,
+    /// Time between SIGTERM and SIGKILL when the job is stopped (default 10s).
+    #[arg(long, value_name = "D")]
+    pub grace: Option<HumanDuration>,
+    /// A name for people (default: the program's name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Set an environment variable for the job (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Working directory (default: the current one).
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Higher runs first.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// Attempts after the first if it fails, times out or is lost.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub retries: u32,
+    /// The program and its arguments (no shell: use `sh -c '...'` to ask for one).
+    #[arg(last = true, required = true, value_name = "ARGV")]
+    pub argv: Vec<String>,
+}
+
+fn parse_env(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("`{raw}` is not KEY=VALUE")),
+    }
+}
+
+/// `drover status`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Jobs to show (default: a table of recent jobs).
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+    /// Only jobs in these states (comma-separated), for the table.
+    #[arg(long, value_delimiter = ',', value_name = "STATE")]
+    pub state: Vec<JobState>,
+    /// How many recent jobs the table shows.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub limit: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `drover logs`
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The job.
+    pub id: String,
+    /// Show stderr instead of stdout.
+    #[arg(long)]
+    pub stderr: bool,
+    /// Keep printing output as it comes until the attempt ends.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Which attempt (default: the latest).
+    #[arg(long, value_name = "N")]
+    pub attempt: Option<u32>,
+}
+
+/// `drover cancel`
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// Jobs to cancel.
+    #[arg(required = true, value_name = "ID")]
+    pub ids: Vec<String>,
+}
+
+/// `drover wait`
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Jobs to wait for.
+    #[arg(required = true, value_name = "ID")]
+    pub ids: Vec<String>,
+    /// Give up after this long (exit code 3).
+    #[arg(long, value_name = "D")]
+    pub timeout: Option<HumanDuration>,
+    /// Print nothing; the exit code says it all.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}

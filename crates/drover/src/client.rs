@@ -1,0 +1,148 @@
+//! The CLI's only way to a node: its HTTP API.
+//!
+//! The node is found by `--server URL` / `DROVER_SERVER`, else through the data dir
+//! (`--data-dir` / `DROVER_DATA_DIR`, default the platform data dir) where `serve` records its
+//! address in `serve.json`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use serde::de::DeserializeOwned;
+
+/// A failure talking to the node.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The node answered with an error status.
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The node's message.
+        message: String,
+    },
+    /// The node could not be reached or its answer not read.
+    Transport(String),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Api { status, message } => write!(f, "{message} (HTTP {status})"),
+            ClientError::Transport(detail) => f.write_str(detail),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// A connection to one node.
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+/// The platform data dir for drover: `$XDG_DATA_HOME/drover`, `~/.local/share/drover`, or on
+/// macOS `~/Library/Application Support/drover`.
+pub fn default_data_dir() -> anyhow::Result<PathBuf> {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(xdg).join("drover"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| anyhow!("HOME is not set; pass --data-dir"))?;
+    let home = PathBuf::from(home);
+    Ok(if cfg!(target_os = "macos") {
+        home.join("Library/Application Support/drover")
+    } else {
+        home.join(".local/share/drover")
+    })
+}
+
+impl Client {
+    /// Finds the node: an explicit URL wins, else the address recorded in the data dir.
+    pub fn locate(server: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
+        let base = match server {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => {
+                let info = drover_node::read_serve_info(data_dir).with_context(|| {
+                    format!(
+                        "no drover node found: nothing serves from {} (start one with `drover serve`, or pass --server URL)",
+                        data_dir.display()
+                    )
+                })?;
+                info.url
+            }
+        };
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .build()
+            .new_agent();
+        Ok(Self { base, agent })
+    }
+
+    fn check(
+        mut response: ureq::http::Response<ureq::Body>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
+        let status = response.status().as_u16();
+        if status < 400 {
+            return Ok(response);
+        }
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or(text);
+        Err(ClientError::Api { status, message })
+    }
+
+    fn transport(&self, err: ureq::Error) -> ClientError {
+        ClientError::Transport(format!(
+            "cannot reach the drover node at {}: {err}",
+            self.base
+        ))
+    }
+
+    /// GET `path` and decode JSON.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let response = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .call()
+            .map_err(|e| self.transport(e))?;
+        Self::check(response)?
+            .body_mut()
+            .with_config()
+            .limit(256 * 1024 * 1024)
+            .read_json()
+            .map_err(|e| ClientError::Transport(format!("bad answer from the node: {e}")))
+    }
+
+    /// POST JSON to `path` and decode JSON.
+    pub fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, ClientError> {
+        let response = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .send_json(body)
+            .map_err(|e| self.transport(e))?;
+        Self::check(response)?
+            .body_mut()
+            .read_json()
+            .map_err(|e| ClientError::Transport(format!("bad answer from the node: {e}")))
+    }
+
+    /// GET `path` and return the body as a reader (for logs, which may be long or endless).
+    pub fn stream(&self, path: &str) -> Result<impl Read + 'static, ClientError> {
+        let response = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .call()
+            .map_err(|e| self.transport(e))?;
+        Ok(Self::check(response)?.into_body().into_reader())
+    }
+}

@@ -1,0 +1,280 @@
+//! One function per subcommand. Each returns the process exit code (see `main::exit`).
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use drover_core::{JobId, JobRecord};
+use serde_json::json;
+
+use crate::cli::{CancelArgs, Cli, LogsArgs, ServeArgs, StatusArgs, SubmitArgs, WaitArgs};
+use crate::client::{Client, ClientError, default_data_dir};
+use crate::exit;
+use crate::output;
+
+/// A mistake in what the user typed (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
+    match &cli.data_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => default_data_dir(),
+    }
+}
+
+fn client(cli: &Cli) -> anyhow::Result<Client> {
+    Client::locate(cli.server.as_deref(), &data_dir(cli)?)
+}
+
+fn job_id(raw: &str) -> Result<JobId, UsageError> {
+    raw.parse()
+        .map_err(|_| UsageError(format!("`{raw}` is not a job id")))
+}
+
+/// `drover serve`
+pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let mut config = drover_node::NodeConfig::new(data_dir(cli)?);
+    config.listen = args.listen;
+    config.slots = args.slots.map(|n| n as usize);
+    config.shutdown_timeout = args.shutdown_timeout.get();
+    config.lease = args.lease.get().max(Duration::from_secs(1));
+    config.log_limit = args.max_log_size.bytes();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("drover-node")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(drover_node::serve(config))?;
+    Ok(exit::OK)
+}
+
+/// `drover submit`
+pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
+    let cwd = match &args.cwd {
+        Some(dir) => {
+            std::path::absolute(dir).with_context(|| format!("bad --cwd {}", dir.display()))?
+        }
+        None => std::env::current_dir().context("cannot read the current directory; pass --cwd")?,
+    };
+    let mut spec = json!({
+        "argv": args.argv,
+        "cwd": cwd.to_string_lossy(),
+        "priority": args.priority,
+        "retries": args.retries,
+        "env": args.env.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+    });
+    if let Some(timeout) = args.timeout {
+        spec["timeout"] = json!(timeout.to_string());
+    }
+    if let Some(grace) = args.grace {
+        spec["grace"] = json!(grace.to_string());
+    }
+    if let Some(name) = &args.name {
+        spec["name"] = json!(name);
+    }
+    let answer: serde_json::Value = client(cli)?.post("/v1/jobs", &spec)?;
+    println!("{}", answer["id"].as_str().unwrap_or_default());
+    Ok(exit::OK)
+}
+
+/// `drover status`
+pub fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
+    let client = client(cli)?;
+    let now = chrono::Utc::now();
+    let mut out = std::io::stdout().lock();
+    if args.ids.is_empty() {
+        let states: Vec<&str> = args.state.iter().map(|s| s.as_str()).collect();
+        let mut path = format!("/v1/jobs?limit={}", args.limit);
+        if !states.is_empty() {
+            path.push_str(&format!("&state={}", states.join(",")));
+        }
+        let jobs: Vec<JobRecord> = client.get(&path)?;
+        if args.json {
+            serde_json::to_writer_pretty(&mut out, &jobs)?;
+            writeln!(out)?;
+            return Ok(exit::OK);
+        }
+        let mut rows = vec![
+            [
+                "ID", "NAME", "STATE", "REASON", "ATTEMPT", "RUNTIME", "PEAK MEM",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ];
+        for job in jobs.iter().rev() {
+            rows.push(vec![
+                job.id.to_string(),
+                job.name.clone(),
+                job.state.to_string(),
+                output::outcome(job),
+                job.attempt.to_string(),
+                output::runtime(job, now),
+                output::memory(job),
+            ]);
+        }
+        write!(out, "{}", output::table(&rows))?;
+        return Ok(exit::OK);
+    }
+    let ids = args
+        .ids
+        .iter()
+        .map(|raw| job_id(raw))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut jobs = Vec::with_capacity(ids.len());
+    for id in ids {
+        jobs.push(client.get::<JobRecord>(&format!("/v1/jobs/{id}"))?);
+    }
+    if args.json {
+        match jobs.as_slice() {
+            [one] => serde_json::to_writer_pretty(&mut out, one)?,
+            many => serde_json::to_writer_pretty(&mut out, many)?,
+        }
+        writeln!(out)?;
+    } else {
+        for (i, job) in jobs.iter().enumerate() {
+            if i > 0 {
+                writeln!(out)?;
+            }
+            write!(out, "{}", output::detail(job, now))?;
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `drover logs`
+pub fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<u8> {
+    let id = job_id(&args.id)?;
+    let mut path = format!(
+        "/v1/jobs/{id}/logs?stream={}",
+        if args.stderr { "stderr" } else { "stdout" }
+    );
+    if args.follow {
+        path.push_str("&follow=true");
+    }
+    if let Some(attempt) = args.attempt {
+        path.push_str(&format!("&attempt={attempt}"));
+    }
+    let client = client(cli)?;
+    let mut body = client.stream(&path)?;
+    let mut out = std::io::stdout().lock();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = body
+            .read(&mut buf)
+            .context("reading the log from the node")?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+        // Followed output should appear as it arrives, not when a buffer fills.
+        out.flush()?;
+    }
+    Ok(exit::OK)
+}
+
+/// `drover cancel`
+pub fn cancel(cli: &Cli, args: &CancelArgs) -> anyhow::Result<u8> {
+    let ids = args
+        .ids
+        .iter()
+        .map(|raw| job_id(raw))
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = client(cli)?;
+    let mut code = exit::OK;
+    for id in ids {
+        match client.post::<serde_json::Value>(&format!("/v1/jobs/{id}/cancel"), &json!({})) {
+            Ok(answer) => {
+                let said = match answer["result"].as_str() {
+                    Some("cancelled") => "cancelled".to_string(),
+                    Some("cancel_requested") => {
+                        "cancel requested; stopping its process tree".to_string()
+                    }
+                    Some("already_ended") => format!(
+                        "already ended ({})",
+                        answer["state"].as_str().unwrap_or("?")
+                    ),
+                    _ => answer.to_string(),
+                };
+                println!("{id}: {said}");
+            }
+            Err(err @ ClientError::Api { status: 404, .. }) => {
+                eprintln!("drover: {id}: {err}");
+                code = exit::NODE;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(code)
+}
+
+/// `drover wait`: long-polls each job's `wait` endpoint, which the node answers when the job
+/// ends (pushed by its event stream), so waiting costs one request per 30 s per job.
+pub fn wait(cli: &Cli, args: &WaitArgs) -> anyhow::Result<u8> {
+    let ids = args
+        .ids
+        .iter()
+        .map(|raw| job_id(raw))
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = client(cli)?;
+    let deadline = args.timeout.map(|t| Instant::now() + t.get());
+    let mut all_succeeded = true;
+    for id in ids {
+        let job = loop {
+            let slice = match deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        if !args.quiet {
+                            eprintln!("drover: timed out waiting for {id}");
+                        }
+                        return Ok(exit::TIMEOUT);
+                    }
+                    left.min(Duration::from_secs(30))
+                }
+                None => Duration::from_secs(30),
+            };
+            let job: JobRecord = client.get(&format!(
+                "/v1/jobs/{id}/wait?timeout={}ms",
+                slice.as_millis().max(1)
+            ))?;
+            if job.state.is_terminal() {
+                break job;
+            }
+        };
+        let succeeded = job.state == drover_core::JobState::Succeeded;
+        all_succeeded &= succeeded;
+        if !args.quiet {
+            let reason = job
+                .reason
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            println!("{id} {}{reason}", job.state);
+        }
+    }
+    Ok(if all_succeeded {
+        exit::OK
+    } else {
+        exit::JOB_FAILED
+    })
+}

@@ -1,0 +1,247 @@
+//! A harness for end-to-end tests: a real `drover serve` in a temp data dir, driven through the
+//! real CLI binary, plus a /proc scan that counts job processes still alive.
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_drover");
+
+/// A running node and its data dir.
+pub struct Node {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl Node {
+    /// Starts a node with `extra` serve flags and waits until it serves.
+    pub fn start(extra: &[&str]) -> Node {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut node = Node {
+            dir,
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        node.spawn();
+        node
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn spawn(&mut self) {
+        let _ = std::fs::remove_file(self.data_dir().join("serve.json"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("node.log"))
+            .expect("node log");
+        let child = Command::new(BIN)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(self.data_dir())
+            .args(&self.extra)
+            .env("DROVER_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn drover serve");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.data_dir().join("serve.json").exists() {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("node exited early ({status}):\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self) -> String {
+        let info: Value = serde_json::from_slice(
+            &std::fs::read(self.data_dir().join("serve.json")).expect("serve.json"),
+        )
+        .expect("json");
+        info["url"].as_str().expect("url").to_string()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Runs the CLI against this node.
+    pub fn drover(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("DROVER_DATA_DIR", self.data_dir())
+            .env_remove("DROVER_SERVER")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run drover")
+    }
+
+    /// `drover submit ARGS`, returning the id.
+    pub fn submit(&self, args: &[&str]) -> String {
+        let mut full = vec!["submit"];
+        full.extend_from_slice(args);
+        let out = self.drover(&full);
+        assert!(
+            out.status.success(),
+            "submit failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string();
+        assert_eq!(id.len(), 36, "submit prints only the id, got {id:?}");
+        id
+    }
+
+    /// `drover status ID --json`.
+    pub fn job(&self, id: &str) -> Value {
+        let out = self.drover(&["status", id, "--json"]);
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status json")
+    }
+
+    /// Polls status until `pred` holds (test-side polling; the node itself never polls).
+    pub fn wait_until(&self, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let job = self.job(id);
+            if pred(&job) {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {job:#}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("kill -9");
+        child.wait().expect("reap");
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill with a pid we own.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().expect("reap")
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the node first");
+        self.spawn();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // A graceful stop, so that a failed test leaves no job processes behind.
+            // SAFETY: kill with a pid we own.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Processes (not zombies) whose command line contains `marker`.
+pub fn alive_with(marker: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if !cmdline.contains(marker) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next());
+        if !matches!(state, Some("Z") | Some("X") | None) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// `sleep` processes (not zombies) running exactly `sleep DURATION`.
+pub fn sleeps_alive(duration: &str) -> usize {
+    let exact = format!("sleep {duration} ");
+    alive_with(duration)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ") == exact)
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+/// A sleep duration unique to one test, so its processes can be found in /proc.
+pub fn marker_sleep(tag: u32) -> String {
+    format!("1000.{:04}{}", std::process::id() % 10_000, tag)
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn db_path(node: &Node) -> PathBuf {
+    node.data_dir().join("drover.db")
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}
