@@ -5,7 +5,7 @@
 //! 1. open and lock the data dir (mode 0700), load the stable node id;
 //! 2. open the store and run crash [`recovery`] for attempts this node held before;
 //! 3. bind the API (loopback unless told otherwise) and write `serve.json` for clients;
-//! 4. run the [`runner`] loop until SIGTERM/SIGINT, then drain: no new claims, wait up to the
+//! 4. run the `runner` loop until SIGTERM/SIGINT, then drain: no new claims, wait up to the
 //!    shutdown timeout, stop what is left through the kill ladder and record it `lost`
 //!    (`node_shutdown`), so its retry policy applies.
 

@@ -6,7 +6,7 @@
 //! completion is fenced by `(job_id, attempt)` (invariant 3), so the same trait serves one node on
 //! SQLite today and many nodes on PostgreSQL (#8).
 //!
-//! [`SqliteStore`] is the embedded default. The [`conformance`] module holds the behavioural tests
+//! [`SqliteStore`] is the embedded default. The `conformance` module (feature `conformance`) holds the behavioural tests
 //! every implementation must pass.
 
 use std::time::Duration;

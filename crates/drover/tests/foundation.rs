@@ -432,3 +432,34 @@ fn raw_post(base: &str, length: usize) -> (u16, Value) {
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
+
+/// `logs -f` prints output as it comes and ends when the attempt ends.
+#[test]
+fn logs_follow_streams_until_the_job_ends() {
+    use std::io::{BufRead, BufReader};
+    let node = Node::start(&[]);
+    let id = node.submit(&[
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo line$i; sleep 0.1; done",
+    ]);
+    let mut follower = std::process::Command::new(common::BIN)
+        .args(["logs", "-f", &id])
+        .env("DROVER_DATA_DIR", node.data_dir())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("logs -f");
+    let lines: Vec<String> = BufReader::new(follower.stdout.take().expect("stdout"))
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    let status = follower.wait().expect("reap");
+    assert!(status.success());
+    assert_eq!(lines, ["line1", "line2", "line3", "line4", "line5"]);
+    assert_eq!(
+        node.job(&id)["state"],
+        "succeeded",
+        "logs -f ended only when the job did"
+    );
+}
