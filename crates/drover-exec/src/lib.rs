@@ -163,18 +163,5 @@ impl Outcome {
     }
 }
 
-/// Why a job could not be supervised.
-#[derive(Debug, thiserror::Error)]
-pub enum ExecError {
-    /// An OS call failed.
-    #[error("{what}: {source}")]
-    Os {
-        /// What was being done.
-        what: &'static str,
-        /// The OS error.
-        source: std::io::Error,
-    },
-}
-
 /// How long the ladder keeps checking that SIGKILL emptied the group before reporting survivors.
 pub const KILL_VERIFY_WINDOW: Duration = Duration::from_secs(5);

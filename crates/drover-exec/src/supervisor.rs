@@ -147,11 +147,20 @@ async fn run_attempt(
         return Outcome::without_process(Ending::Aborted(why));
     }
 
-    // The log files exist from the moment the job may run, even if it never writes.
+    // No job runs without somewhere to put its output: the files exist before it may exec.
     let files = tokio::try_join!(
         create_log_file(&req.stdout_path),
         create_log_file(&req.stderr_path)
     );
+    let (out_file, err_file) = match files {
+        Ok(files) => files,
+        Err(err) => {
+            gated.abort().await;
+            return Outcome::without_process(Ending::SpawnFailed(format!(
+                "cannot create log files: {err}"
+            )));
+        }
+    };
     let child = match gated.release().await {
         Ok(child) => child,
         Err(err) => return Outcome::without_process(Ending::SpawnFailed(err.to_string())),
@@ -167,13 +176,13 @@ async fn run_attempt(
             )));
         }
     };
-    let logs = match (files, pipe_reader(child.stdout), pipe_reader(child.stderr)) {
-        (Ok((out_file, err_file)), Ok(out), Ok(err)) => Some((
+    let logs = match (pipe_reader(child.stdout), pipe_reader(child.stderr)) {
+        (Ok(out), Ok(err)) => Some((
             tokio::spawn(capture(out, out_file, req.log_limit)),
             tokio::spawn(capture(err, err_file, req.log_limit)),
         )),
-        (files, out, err) => {
-            let problem = files.err().or(out.err()).or(err.err());
+        (out, err) => {
+            let problem = out.err().or(err.err());
             tracing::error!(%attempt, error = ?problem, "cannot capture logs; output is discarded");
             None
         }

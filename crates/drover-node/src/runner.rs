@@ -328,11 +328,9 @@ impl Runner {
                 Command::Abort(attempt, StopReason::Shutdown)
             }
         };
+        // A stop sent while the child waited at the gate already made the supervisor abort it;
+        // this command then finds no attempt and is dropped.
         let _ = self.supervisor.send(command);
-        // A stop that arrived while the child waited at the gate applies now.
-        if let Some(reason) = self.live.get(&attempt).and_then(|l| l.stopping) {
-            let _ = self.supervisor.send(Command::Stop(attempt, reason));
-        }
     }
 
     /// Asks the supervisor to stop an attempt we hold (once per reason).

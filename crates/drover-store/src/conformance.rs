@@ -59,6 +59,7 @@ pub async fn submit_then_get(store: &dyn Store) {
     let events = store.events_since(0, 100).await.unwrap();
     assert_eq!(events.len(), 3);
     assert!(events.iter().all(|e| e.kind == EventKind::Submitted));
+    assert_eq!(store.counts().await.unwrap(), vec![(JobState::Queued, 3)]);
     let listed = store.list(&JobFilter::default()).await.unwrap();
     assert_eq!(
         listed.iter().map(|j| j.id).collect::<Vec<_>>(),
@@ -80,6 +81,17 @@ pub async fn claims_by_priority_then_age(store: &dyn Store) {
         order.push(claim.spec.argv[0].clone());
     }
     assert_eq!(order, vec!["high", "high2", "mid", "low"]);
+    assert_eq!(store.counts().await.unwrap(), vec![(JobState::Starting, 4)]);
+    let only_starting = JobFilter {
+        states: vec![JobState::Starting],
+        limit: 2,
+    };
+    assert_eq!(store.list(&only_starting).await.unwrap().len(), 2);
+    let only_queued = JobFilter {
+        states: vec![JobState::Queued],
+        limit: 0,
+    };
+    assert!(store.list(&only_queued).await.unwrap().is_empty());
 }
 
 pub async fn claim_opens_an_attempt_with_a_lease(store: &dyn Store) {
