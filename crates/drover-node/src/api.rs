@@ -26,6 +26,8 @@ use crate::datadir::{Stream, log_path};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Most jobs in one batch.
+pub const MAX_BATCH: usize = 100_000;
 /// Longest a `wait` request is held open.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 /// How often a followed log is re-read while its job runs. (Issue #7 replaces this with pushed
@@ -50,6 +52,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/jobs", post(submit).get(list))
+        .route("/v1/wait", get(wait_idle))
         .route("/v1/jobs/{id}", get(get_job))
         .route("/v1/jobs/{id}/wait", get(wait_job))
         .route("/v1/jobs/{id}/logs", get(logs))
@@ -117,10 +120,10 @@ async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {
     Json(json!({"node": state.node, "version": env!("CARGO_PKG_VERSION")}))
 }
 
-/// Parses one job spec, naming the field at fault.
-pub fn parse_spec(bytes: &[u8], limits: &Limits) -> Result<JobSpec, ApiError> {
+/// Parses a JSON value of type `T`, naming the field at fault (`timeout`, `[3].argv`).
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let spec: JobSpec = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let status = match inner.classify() {
@@ -128,10 +131,13 @@ pub fn parse_spec(bytes: &[u8], limits: &Limits) -> Result<JobSpec, ApiError> {
             _ => StatusCode::BAD_REQUEST,
         };
         let message = inner.to_string();
-        let field = if path.is_empty() || path == "." {
-            quoted_field(&message).unwrap_or_else(|| "body".to_string())
-        } else {
-            path
+        let quoted = quoted_field(&message);
+        let field = match (path.as_str(), quoted) {
+            ("" | ".", Some(name)) => name,
+            ("" | ".", None) => "body".to_string(),
+            // An unknown field inside an array element: `[2]` plus the name serde quotes.
+            (element, Some(name)) if element.ends_with(']') => format!("{element}.{name}"),
+            (path, _) => path.to_string(),
         };
         let message = match message.rsplit_once(" at line ") {
             Some((head, _)) => head.to_string(),
@@ -141,8 +147,43 @@ pub fn parse_spec(bytes: &[u8], limits: &Limits) -> Result<JobSpec, ApiError> {
     })?;
     de.end()
         .map_err(|_| ApiError::bad("body", "trailing characters after the JSON value"))?;
+    Ok(value)
+}
+
+/// Parses and validates one job spec.
+pub fn parse_spec(bytes: &[u8], limits: &Limits) -> Result<JobSpec, ApiError> {
+    let spec: JobSpec = parse_json(bytes)?;
     spec.validate(limits)?;
     Ok(spec)
+}
+
+/// Parses and validates a batch (a JSON array of specs); errors name the element: `[3].timeout`.
+pub fn parse_batch(bytes: &[u8], limits: &Limits) -> Result<Vec<JobSpec>, ApiError> {
+    let specs: Vec<JobSpec> = parse_json(bytes)?;
+    if specs.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("body"),
+            "an empty batch",
+        ));
+    }
+    if specs.len() > MAX_BATCH {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("body"),
+            format!("a batch holds at most {MAX_BATCH} jobs"),
+        ));
+    }
+    for (i, spec) in specs.iter().enumerate() {
+        spec.validate(limits).map_err(|err| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(&format!("[{i}].{}", err.field)),
+                err.message,
+            )
+        })?;
+    }
+    Ok(specs)
 }
 
 /// The field serde complains about in "unknown field `x`" / "missing field `x`".
@@ -180,14 +221,49 @@ async fn read_body(request: Request) -> Result<Bytes, ApiError> {
         })
 }
 
+/// `POST /v1/jobs`: one spec (an object) → `{"id"}`, or a batch (an array) → `{"ids"}` in input
+/// order. A batch is stored in one transaction: all of it or, on any error, none of it.
 async fn submit(State(state): State<ApiState>, request: Request) -> Result<Response, ApiError> {
     let body = read_body(request).await?;
-    let spec = parse_spec(&body, &state.limits)?;
-    let ids = state.store.submit(vec![spec]).await?;
-    let id = ids
-        .first()
-        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, None, "no id returned"))?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
+    let is_batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let specs = if is_batch {
+        parse_batch(&body, &state.limits)?
+    } else {
+        vec![parse_spec(&body, &state.limits)?]
+    };
+    let ids = state.store.submit(specs).await?;
+    let answer = if is_batch {
+        json!({"ids": ids})
+    } else {
+        json!({"id": ids.first()})
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// `GET /v1/wait?timeout=30s`: answers once no job is queued, starting or running (or at the
+/// timeout) with `{"active": N}`. Woken by committed events; it counts again only after an event.
+async fn wait_idle(
+    State(state): State<ApiState>,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let params = query(params)?;
+    let timeout = duration_param(&params, "timeout", Duration::from_secs(30))?.min(MAX_WAIT);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut events = state.store.subscribe();
+    loop {
+        let active = state.store.count_active().await?;
+        if active == 0 {
+            return Ok(Json(json!({"active": 0})));
+        }
+        // Wait for the next event, then drain whatever else is queued before counting again.
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => return Ok(Json(json!({"active": active}))),
+            Ok(Err(broadcast::error::RecvError::Closed)) => {
+                return Ok(Json(json!({"active": active})));
+            }
+            Ok(_) => while events.try_recv().is_ok() {},
+        }
+    }
 }
 
 fn parse_id(raw: &str) -> Result<JobId, ApiError> {

@@ -202,6 +202,9 @@ pub trait Store: Send + Sync + 'static {
     /// How many jobs are in each state.
     async fn counts(&self) -> Result<StateCounts, StoreError>;
 
+    /// How many jobs are queued, starting or running: zero means the node has nothing to do.
+    async fn count_active(&self) -> Result<u64, StoreError>;
+
     /// Claims the best queued job (highest priority, then oldest) for `node`: the job becomes
     /// `starting` and a new attempt with a lease of `lease` is opened.
     async fn claim(&self, node: &NodeId, lease: Duration) -> Result<Option<Claim>, StoreError>;

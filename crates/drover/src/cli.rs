@@ -94,8 +94,12 @@ pub struct SubmitArgs {
     /// Attempts after the first if it fails, times out or is lost.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub retries: u32,
+    /// Submit many jobs from FILE (`-` for stdin): JSON Lines, one spec per line in the schema
+    /// of `POST /v1/jobs`. All or nothing; prints one id per line, in input order.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["argv", "timeout", "grace", "name", "env", "cwd", "priority", "retries"])]
+    pub batch: Option<PathBuf>,
     /// The program and its arguments (no shell: use `sh -c '...'` to ask for one).
-    #[arg(last = true, required = true, value_name = "ARGV")]
+    #[arg(last = true, required_unless_present = "batch", value_name = "ARGV")]
     pub argv: Vec<String>,
 }
 
@@ -151,8 +155,15 @@ pub struct CancelArgs {
 #[derive(Debug, Args)]
 pub struct WaitArgs {
     /// Jobs to wait for.
-    #[arg(required = true, value_name = "ID")]
+    #[arg(
+        required_unless_present = "all",
+        conflicts_with = "all",
+        value_name = "ID"
+    )]
     pub ids: Vec<String>,
+    /// Wait until no job is queued, starting or running.
+    #[arg(long)]
+    pub all: bool,
     /// Give up after this long (exit code 3).
     #[arg(long, value_name = "D")]
     pub timeout: Option<HumanDuration>,

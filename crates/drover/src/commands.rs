@@ -76,6 +76,9 @@ pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
         }
         None => std::env::current_dir().context("cannot read the current directory; pass --cwd")?,
     };
+    if let Some(file) = &args.batch {
+        return submit_batch(cli, file, &cwd);
+    }
     let mut spec = json!({
         "argv": args.argv,
         "cwd": cwd.to_string_lossy(),
@@ -95,6 +98,70 @@ pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
     let answer: serde_json::Value = client(cli)?.post("/v1/jobs", &spec)?;
     println!("{}", answer["id"].as_str().unwrap_or_default());
     Ok(exit::OK)
+}
+
+/// `drover submit --batch FILE`: JSON Lines in, one id per line out. Blank lines are skipped;
+/// a spec without `cwd` runs in the caller's directory, as a single submit does. The node
+/// stores the whole batch in one transaction, and an error names the line at fault.
+fn submit_batch(cli: &Cli, file: &std::path::Path, cwd: &std::path::Path) -> anyhow::Result<u8> {
+    let text = if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the batch from stdin")?;
+        text
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let mut specs = Vec::new();
+    let mut line_of = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut spec: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| UsageError(format!("line {}: not JSON: {e}", index + 1)))?;
+        let Some(object) = spec.as_object_mut() else {
+            return Err(UsageError(format!(
+                "line {}: a job spec must be a JSON object",
+                index + 1
+            ))
+            .into());
+        };
+        object
+            .entry("cwd")
+            .or_insert_with(|| json!(cwd.to_string_lossy()));
+        specs.push(spec);
+        line_of.push(index + 1);
+    }
+    if specs.is_empty() {
+        return Err(UsageError("the batch holds no job".into()).into());
+    }
+    let answer: serde_json::Value = match client(cli)?.post("/v1/jobs", &json!(specs)) {
+        Ok(answer) => answer,
+        Err(ClientError::Api { status, message }) if (400..500).contains(&status) => {
+            return Err(UsageError(batch_error_by_line(&message, &line_of)).into());
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let mut out = std::io::stdout().lock();
+    for id in answer["ids"].as_array().into_iter().flatten() {
+        writeln!(out, "{}", id.as_str().unwrap_or_default())?;
+    }
+    Ok(exit::OK)
+}
+
+/// Rewrites the node's `[i].field: message` into `line N: field: message`.
+fn batch_error_by_line(message: &str, line_of: &[usize]) -> String {
+    let parsed = message.strip_prefix('[').and_then(|rest| {
+        let (index, tail) = rest.split_once(']')?;
+        let line = line_of.get(index.parse::<usize>().ok()?)?;
+        Some(format!(
+            "line {line}: {}; nothing was submitted",
+            tail.trim_start_matches('.')
+        ))
+    });
+    parsed.unwrap_or_else(|| format!("{message}; nothing was submitted"))
 }
 
 /// `drover status`
@@ -230,28 +297,47 @@ pub fn cancel(cli: &Cli, args: &CancelArgs) -> anyhow::Result<u8> {
 /// `drover wait`: long-polls each job's `wait` endpoint, which the node answers when the job
 /// ends (pushed by its event stream), so waiting costs one request per 30 s per job.
 pub fn wait(cli: &Cli, args: &WaitArgs) -> anyhow::Result<u8> {
+    let client = client(cli)?;
+    let deadline = args.timeout.map(|t| Instant::now() + t.get());
+    // The next long-poll slice, or None once the deadline has passed.
+    let slice = || match deadline {
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            (!left.is_zero()).then(|| left.min(Duration::from_secs(30)))
+        }
+        None => Some(Duration::from_secs(30)),
+    };
+    if args.all {
+        loop {
+            let Some(slice) = slice() else {
+                if !args.quiet {
+                    eprintln!("drover: timed out waiting for the queue to drain");
+                }
+                return Ok(exit::TIMEOUT);
+            };
+            let answer: serde_json::Value =
+                client.get(&format!("/v1/wait?timeout={}ms", slice.as_millis().max(1)))?;
+            if answer["active"] == 0 {
+                if !args.quiet {
+                    println!("no job queued or running");
+                }
+                return Ok(exit::OK);
+            }
+        }
+    }
     let ids = args
         .ids
         .iter()
         .map(|raw| job_id(raw))
         .collect::<Result<Vec<_>, _>>()?;
-    let client = client(cli)?;
-    let deadline = args.timeout.map(|t| Instant::now() + t.get());
     let mut all_succeeded = true;
     for id in ids {
         let job = loop {
-            let slice = match deadline {
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        if !args.quiet {
-                            eprintln!("drover: timed out waiting for {id}");
-                        }
-                        return Ok(exit::TIMEOUT);
-                    }
-                    left.min(Duration::from_secs(30))
+            let Some(slice) = slice() else {
+                if !args.quiet {
+                    eprintln!("drover: timed out waiting for {id}");
                 }
-                None => Duration::from_secs(30),
+                return Ok(exit::TIMEOUT);
             };
             let job: JobRecord = client.get(&format!(
                 "/v1/jobs/{id}/wait?timeout={}ms",

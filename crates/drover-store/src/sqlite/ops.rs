@@ -179,6 +179,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn count_active(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let n: i64 = conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'starting', 'running')",
+                )?
+                .query_row([], |row| row.get(0))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
     async fn claim(&self, node: &NodeId, lease: Duration) -> Result<Option<Claim>, StoreError> {
         let node = node.clone();
         self.write(move |tx| {
