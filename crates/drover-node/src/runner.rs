@@ -50,9 +50,9 @@ struct Live {
 
 /// Results of store calls made off the loop.
 pub(crate) enum Internal {
-    Claimed(Result<Option<Claim>, StoreError>),
+    Claimed(Result<Vec<Claim>, StoreError>, usize),
     Verdict(AttemptRef, Result<StartVerdict, StoreError>),
-    Completed(AttemptRef),
+    Completed,
     Leases(Result<Vec<(AttemptRef, LeaseStatus)>, StoreError>, Instant),
 }
 
@@ -64,7 +64,10 @@ pub(crate) struct Runner {
     supervisor: SupervisorHandle,
     live: HashMap<AttemptRef, Live>,
     internal_tx: mpsc::UnboundedSender<Internal>,
-    claiming: bool,
+    /// Slots reserved by a claim in flight.
+    claiming: usize,
+    /// Attempts whose process ended but whose completion is not on disk yet.
+    completing: usize,
     want_claim: bool,
     retry_claim_at: Option<Instant>,
     renewing: bool,
@@ -90,7 +93,8 @@ impl Runner {
                 supervisor,
                 live: HashMap::new(),
                 internal_tx,
-                claiming: false,
+                claiming: 0,
+                completing: 0,
                 want_claim: true,
                 retry_claim_at: None,
                 renewing: false,
@@ -119,7 +123,7 @@ impl Runner {
             let draining = drain_deadline.is_some();
             if !draining {
                 self.maybe_claim();
-            } else if self.live.is_empty() {
+            } else if self.live.is_empty() && self.completing == 0 && self.claiming == 0 {
                 break;
             }
             tokio::select! {
@@ -175,20 +179,23 @@ impl Runner {
     fn free_slots(&self) -> usize {
         self.config
             .slots
-            .saturating_sub(self.live.len() + usize::from(self.claiming))
+            .saturating_sub(self.live.len() + self.claiming)
     }
 
+    /// Claims as many jobs as there are free slots, in one transaction.
     fn maybe_claim(&mut self) {
-        if !self.want_claim || self.claiming || self.free_slots() == 0 {
+        let free = self.free_slots();
+        if !self.want_claim || self.claiming > 0 || free == 0 {
             return;
         }
-        self.claiming = true;
+        self.claiming = free;
         let store = Arc::clone(&self.store);
         let node = self.config.node.clone();
         let lease = self.config.lease;
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
-            let _ = tx.send(Internal::Claimed(store.claim(&node, lease).await));
+            let claimed = store.claim(&node, lease, free).await;
+            let _ = tx.send(Internal::Claimed(claimed, free));
         });
     }
 
@@ -208,11 +215,16 @@ impl Runner {
 
     fn on_internal(&mut self, msg: Internal) {
         match msg {
-            Internal::Claimed(result) => {
-                self.claiming = false;
+            Internal::Claimed(result, asked) => {
+                self.claiming = 0;
                 match result {
-                    Ok(Some(claim)) => self.start(claim),
-                    Ok(None) => self.want_claim = false,
+                    Ok(claims) => {
+                        // Fewer than asked: the queue is dry until an event says otherwise.
+                        self.want_claim = claims.len() == asked;
+                        for claim in claims {
+                            self.start(claim);
+                        }
+                    }
                     Err(err) => {
                         tracing::error!(error = %err, "claim failed; retrying in 1 s");
                         self.want_claim = false;
@@ -221,10 +233,7 @@ impl Runner {
                 }
             }
             Internal::Verdict(attempt, verdict) => self.on_verdict(attempt, verdict),
-            Internal::Completed(attempt) => {
-                self.live.remove(&attempt);
-                self.want_claim = true;
-            }
+            Internal::Completed => self.completing = self.completing.saturating_sub(1),
             Internal::Leases(result, asked_at) => {
                 self.renewing = false;
                 match result {
@@ -302,11 +311,16 @@ impl Runner {
                 }
                 let recorded = to_attempt_outcome(&outcome);
                 tracing::info!(%attempt, state = %recorded.state, reason = %recorded.reason, "attempt ended");
+                // The tree is gone, so the slot is free now. Recording the outcome goes on in
+                // its own task, and shutdown waits for it.
+                self.live.remove(&attempt);
+                self.want_claim = true;
+                self.completing += 1;
                 let store = Arc::clone(&self.store);
                 let tx = self.internal_tx.clone();
                 tokio::spawn(async move {
                     complete_with_retry(store.as_ref(), attempt, recorded).await;
-                    let _ = tx.send(Internal::Completed(attempt));
+                    let _ = tx.send(Internal::Completed);
                 });
             }
         }

@@ -30,12 +30,15 @@ fn succeeded() -> AttemptOutcome {
     }
 }
 
+/// Claims at most one job.
+async fn claim_one(store: &dyn Store, node: &NodeId) -> Option<crate::Claim> {
+    let mut claims = store.claim(node, LEASE, 1).await.unwrap();
+    assert!(claims.len() <= 1);
+    claims.pop()
+}
+
 async fn claim_and_run(store: &dyn Store, node: &NodeId) -> AttemptRef {
-    let claim = store
-        .claim(node, LEASE)
-        .await
-        .unwrap()
-        .expect("a queued job");
+    let claim = claim_one(store, node).await.expect("a queued job");
     let verdict = store
         .mark_running(claim.attempt, 4242, Some(7))
         .await
@@ -78,10 +81,15 @@ pub async fn claims_by_priority_then_age(store: &dyn Store) {
     store.submit(specs).await.unwrap();
     let me = node("n1");
     let mut order = Vec::new();
-    while let Some(claim) = store.claim(&me, LEASE).await.unwrap() {
+    // Several at once, in one transaction, in the same order.
+    for claim in store.claim(&me, LEASE, 3).await.unwrap() {
+        order.push(claim.spec.argv[0].clone());
+    }
+    while let Some(claim) = claim_one(store, &me).await {
         order.push(claim.spec.argv[0].clone());
     }
     assert_eq!(order, vec!["high", "high2", "mid", "low"]);
+    assert!(store.claim(&me, LEASE, 8).await.unwrap().is_empty());
     assert_eq!(store.counts().await.unwrap(), vec![(JobState::Starting, 4)]);
     assert_eq!(store.count_active().await.unwrap(), 4);
     let only_starting = JobFilter {
@@ -99,7 +107,7 @@ pub async fn claims_by_priority_then_age(store: &dyn Store) {
 pub async fn claim_opens_an_attempt_with_a_lease(store: &dyn Store) {
     let ids = store.submit(vec![spec("x")]).await.unwrap();
     let me = node("n1");
-    let claim = store.claim(&me, LEASE).await.unwrap().expect("claimed");
+    let claim = claim_one(store, &me).await.expect("claimed");
     assert_eq!(
         claim.attempt,
         AttemptRef {
@@ -113,10 +121,7 @@ pub async fn claim_opens_an_attempt_with_a_lease(store: &dyn Store) {
     assert_eq!(attempt.node, me);
     assert_eq!(attempt.state, JobState::Starting);
     assert!(attempt.lease_expires_at.expect("lease") > attempt.claimed_at);
-    assert!(
-        store.claim(&me, LEASE).await.unwrap().is_none(),
-        "nothing else queued"
-    );
+    assert!(claim_one(store, &me).await.is_none(), "nothing else queued");
 
     assert_eq!(
         store
@@ -233,16 +238,12 @@ pub async fn retries_then_final_failure(store: &dyn Store) {
     assert_eq!(job.attempt, 3);
     assert_eq!(job.exit_code, Some(1));
     assert_eq!(job.reason, Some(Reason::ExitCode(1)));
-    assert!(store.claim(&me, LEASE).await.unwrap().is_none());
+    assert!(claim_one(store, &me).await.is_none());
 }
 
 pub async fn illegal_completion_is_refused(store: &dyn Store) {
     let ids = store.submit(vec![spec("x")]).await.unwrap();
-    let claim = store
-        .claim(&node("n1"), LEASE)
-        .await
-        .unwrap()
-        .expect("claimed");
+    let claim = claim_one(store, &node("n1")).await.expect("claimed");
     // A starting attempt never ran: it cannot have succeeded or timed out.
     assert!(store.complete(claim.attempt, succeeded()).await.is_err());
     let job = store.get(ids[0]).await.unwrap().expect("stored");
@@ -268,7 +269,7 @@ pub async fn cancel_in_every_phase(store: &dyn Store) {
     let waiting = ids[2];
     // Claim a and b (FIFO), leave c waiting.
     let a = claim_and_run(store, &me).await;
-    let b = store.claim(&me, LEASE).await.unwrap().expect("b").attempt;
+    let b = claim_one(store, &me).await.expect("b").attempt;
     assert_eq!(
         store.cancel(waiting).await.unwrap(),
         CancelOutcome::Cancelled

@@ -205,9 +205,15 @@ pub trait Store: Send + Sync + 'static {
     /// How many jobs are queued, starting or running: zero means the node has nothing to do.
     async fn count_active(&self) -> Result<u64, StoreError>;
 
-    /// Claims the best queued job (highest priority, then oldest) for `node`: the job becomes
-    /// `starting` and a new attempt with a lease of `lease` is opened.
-    async fn claim(&self, node: &NodeId, lease: Duration) -> Result<Option<Claim>, StoreError>;
+    /// Claims up to `max` of the best queued jobs (highest priority, then oldest) for `node`, in
+    /// one transaction: each becomes `starting` with a new attempt holding a lease of `lease`.
+    /// Fewer than `max` (possibly none) means the queue ran dry.
+    async fn claim(
+        &self,
+        node: &NodeId,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Claim>, StoreError>;
 
     /// Records the leader pid (= pgid) of a `starting` attempt and makes it `running` — unless it
     /// was cancelled or fenced meanwhile.

@@ -191,53 +191,60 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn claim(&self, node: &NodeId, lease: Duration) -> Result<Option<Claim>, StoreError> {
+    async fn claim(
+        &self,
+        node: &NodeId,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Claim>, StoreError> {
         let node = node.clone();
         self.write(move |tx| {
+            let limit = i64::try_from(max).unwrap_or(i64::MAX);
             let next = tx
                 .conn
                 .prepare_cached(
                     "SELECT id, spec, attempt FROM jobs WHERE state = 'queued'
-                     ORDER BY priority DESC, id LIMIT 1",
+                     ORDER BY priority DESC, id LIMIT ?1",
                 )?
-                .query_row([], |row| {
+                .query_map(params![limit], |row| {
                     Ok((
                         row.get::<_, String>(0)?,
                         row.get::<_, String>(1)?,
                         row.get::<_, u32>(2)?,
                     ))
-                })
-                .optional()?;
-            let Some((id, spec, previous)) = next else {
-                return Ok(None);
-            };
-            let id = parse_id(&id)?;
-            let spec = parse_spec(&spec)?;
-            let attempt = previous + 1;
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             let lease_expires = tx.now_ms.saturating_add(ms(lease));
-            set_job_state(tx, id, JobState::Queued, JobState::Starting, None)?;
-            tx.conn
-                .prepare_cached("UPDATE jobs SET attempt = ?1, cancel_requested = 0 WHERE id = ?2")?
-                .execute(params![attempt, id.to_string()])?;
-            tx.conn
-                .prepare_cached(
-                    "INSERT INTO attempts (job_id, attempt, node, state, claimed_at, lease_expires_at)
-                     VALUES (?1, ?2, ?3, 'starting', ?4, ?5)",
-                )?
-                .execute(params![id.to_string(), attempt, node.0, tx.now_ms, lease_expires])?;
-            tx.emit(
-                EventKind::Claimed,
-                id,
-                Some(attempt),
-                JobState::Starting,
-                Some(&node),
-                None,
-            )?;
-            Ok(Some(Claim {
-                attempt: AttemptRef { job_id: id, attempt },
-                spec,
-                lease_expires_at: ms_to_time(lease_expires),
-            }))
+            let mut claims = Vec::with_capacity(next.len());
+            for (id, spec, previous) in next {
+                let id = parse_id(&id)?;
+                let spec = parse_spec(&spec)?;
+                let attempt = previous + 1;
+                set_job_state(tx, id, JobState::Queued, JobState::Starting, None)?;
+                tx.conn
+                    .prepare_cached("UPDATE jobs SET attempt = ?1, cancel_requested = 0 WHERE id = ?2")?
+                    .execute(params![attempt, id.to_string()])?;
+                tx.conn
+                    .prepare_cached(
+                        "INSERT INTO attempts (job_id, attempt, node, state, claimed_at, lease_expires_at)
+                         VALUES (?1, ?2, ?3, 'starting', ?4, ?5)",
+                    )?
+                    .execute(params![id.to_string(), attempt, node.0, tx.now_ms, lease_expires])?;
+                tx.emit(
+                    EventKind::Claimed,
+                    id,
+                    Some(attempt),
+                    JobState::Starting,
+                    Some(&node),
+                    None,
+                )?;
+                claims.push(Claim {
+                    attempt: AttemptRef { job_id: id, attempt },
+                    spec,
+                    lease_expires_at: ms_to_time(lease_expires),
+                });
+            }
+            Ok(claims)
         })
         .await
     }
