@@ -240,8 +240,9 @@ async fn submit(State(state): State<ApiState>, request: Request) -> Result<Respo
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
-/// `GET /v1/wait?timeout=30s`: answers once no job is queued, starting or running (or at the
-/// timeout) with `{"active": N}`. Woken by committed events; it counts again only after an event.
+/// `GET /v1/wait?timeout=30s`: answers `{"idle": true}` once no job is queued, starting or
+/// running, or `{"idle": false}` at the timeout. Woken by committed events; it looks again only
+/// after an event, and a look is one index probe.
 async fn wait_idle(
     State(state): State<ApiState>,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -251,18 +252,20 @@ async fn wait_idle(
     let deadline = tokio::time::Instant::now() + timeout;
     let mut events = state.store.subscribe();
     loop {
-        let active = state.store.count_active().await?;
-        if active == 0 {
-            return Ok(Json(json!({"active": 0})));
+        if !state.store.has_active().await? {
+            return Ok(Json(json!({"idle": true})));
         }
-        // Wait for the next event, then drain whatever else is queued before counting again.
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Err(_) => return Ok(Json(json!({"active": active}))),
-            Ok(Err(broadcast::error::RecvError::Closed)) => {
-                return Ok(Json(json!({"active": active})));
+        // Wait for an ending, then drain whatever else arrived before looking again.
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => {
+                    return Ok(Json(json!({"idle": false})));
+                }
+                Ok(Ok(event)) if !event.state.is_terminal() => continue,
+                Ok(_) => break,
             }
-            Ok(_) => while events.try_recv().is_ok() {},
         }
+        while events.try_recv().is_ok() {}
     }
 }
 

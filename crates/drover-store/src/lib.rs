@@ -202,8 +202,9 @@ pub trait Store: Send + Sync + 'static {
     /// How many jobs are in each state.
     async fn counts(&self) -> Result<StateCounts, StoreError>;
 
-    /// How many jobs are queued, starting or running: zero means the node has nothing to do.
-    async fn count_active(&self) -> Result<u64, StoreError>;
+    /// Whether any job is queued, starting or running. Costs one index probe, however long the
+    /// queue: `wait --all` asks after every batch of events.
+    async fn has_active(&self) -> Result<bool, StoreError>;
 
     /// Claims up to `max` of the best queued jobs (highest priority, then oldest) for `node`, in
     /// one transaction: each becomes `starting` with a new attempt holding a lease of `lease`.

@@ -317,7 +317,7 @@ pub fn wait(cli: &Cli, args: &WaitArgs) -> anyhow::Result<u8> {
             };
             let answer: serde_json::Value =
                 client.get(&format!("/v1/wait?timeout={}ms", slice.as_millis().max(1)))?;
-            if answer["active"] == 0 {
+            if answer["idle"] == true {
                 if !args.quiet {
                     println!("no job queued or running");
                 }

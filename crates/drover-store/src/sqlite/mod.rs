@@ -330,6 +330,36 @@ mod tests {
 
     crate::conformance_tests!(fresh());
 
+    /// Claim cost must not grow with the queue: the claim reads its index from the first entry
+    /// and never sorts the queued jobs.
+    #[test]
+    fn the_claim_reads_its_index_without_sorting() {
+        let (store, _dir) = fresh();
+        let conn = rusqlite::Connection::open(store.path()).expect("open");
+        let sql = "EXPLAIN QUERY PLAN SELECT id, spec, attempt FROM jobs INDEXED BY jobs_claim
+                   WHERE state = 'queued' ORDER BY priority DESC, id LIMIT 8";
+        let plan: Vec<String> = conn
+            .prepare(sql)
+            .expect("prepare")
+            .query_map([], |row| row.get::<_, String>(3))
+            .expect("plan")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert!(
+            plan.iter().any(|step| step.contains("jobs_claim")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+            "{plan:?}"
+        );
+        let ops = include_str!("ops.rs");
+        assert!(
+            ops.contains("FROM jobs INDEXED BY jobs_claim"),
+            "the claim query changed"
+        );
+    }
+
     #[tokio::test]
     async fn reopening_keeps_everything_and_the_file_is_sound() {
         use crate::Store;

@@ -179,14 +179,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn count_active(&self) -> Result<u64, StoreError> {
+    async fn has_active(&self) -> Result<bool, StoreError> {
         self.read(|conn| {
-            let n: i64 = conn
+            Ok(conn
                 .prepare_cached(
-                    "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'starting', 'running')",
+                    "SELECT EXISTS (SELECT 1 FROM jobs
+                     WHERE state IN ('queued', 'starting', 'running'))",
                 )?
-                .query_row([], |row| row.get(0))?;
-            Ok(u64::try_from(n).unwrap_or(0))
+                .query_row([], |row| row.get(0))?)
         })
         .await
     }
@@ -203,8 +203,10 @@ impl Store for SqliteStore {
             let next = tx
                 .conn
                 .prepare_cached(
-                    "SELECT id, spec, attempt FROM jobs WHERE state = 'queued'
-                     ORDER BY priority DESC, id LIMIT ?1",
+                    // INDEXED BY: without statistics SQLite may pick `jobs_state` and sort
+                    // every queued job per claim; this reads the claim index from its start.
+                    "SELECT id, spec, attempt FROM jobs INDEXED BY jobs_claim
+                     WHERE state = 'queued' ORDER BY priority DESC, id LIMIT ?1",
                 )?
                 .query_map(params![limit], |row| {
                     Ok((
