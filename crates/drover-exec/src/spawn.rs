@@ -98,12 +98,10 @@ pub async fn spawn_gated(req: &StartRequest) -> io::Result<GatedChild> {
     let plan = platform::Plan::new(&path, &req.argv, &env, req.cwd.as_deref(), fds)?;
 
     let (spawned_tx, mut spawned) = oneshot::channel();
-    std::thread::Builder::new()
-        .name("drover-spawn".into())
-        .spawn(move || {
-            // Blocks until the child execs or exits; the gate decides which.
-            let _ = spawned_tx.send(platform::start(plan));
-        })?;
+    spawner::run(Box::new(move || {
+        // Blocks until the child execs or exits; the gate decides which.
+        let _ = spawned_tx.send(platform::start(plan));
+    }))?;
 
     let mut pid_pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(pid_read)?;
     let mut pid_bytes = [0u8; 4];
@@ -157,6 +155,47 @@ impl GatedChild {
         // The child exited at the gate; reap it so it does not linger as a zombie.
         let pid = self.pid;
         let _ = tokio::task::spawn_blocking(move || sys::wait4(pid, true)).await;
+    }
+}
+
+mod spawner {
+    //! Long-lived threads that create children. Each blocks while its child waits at the gate,
+    //! so there are as many as children waiting at once; idle ones wait for the next job.
+    //! They never exit, which also keeps `PR_SET_PDEATHSIG` (tied to the creating thread) from
+    //! firing while the node lives.
+
+    use std::io;
+    use std::sync::Mutex;
+    use std::sync::mpsc::{Sender, channel};
+
+    type Work = Box<dyn FnOnce() + Send>;
+
+    static IDLE: Mutex<Vec<Sender<Work>>> = Mutex::new(Vec::new());
+
+    /// Runs `work` on an idle spawner thread, starting a new one if none is idle.
+    pub(super) fn run(work: Work) -> io::Result<()> {
+        let idle = IDLE.lock().ok().and_then(|mut idle| idle.pop());
+        let work = match idle {
+            Some(worker) => match worker.send(work) {
+                Ok(()) => return Ok(()),
+                Err(returned) => returned.0,
+            },
+            None => work,
+        };
+        let (tx, rx) = channel::<Work>();
+        std::thread::Builder::new()
+            .name("drover-spawn".into())
+            .spawn(move || {
+                let mut next = Some(work);
+                while let Some(work) = next.take() {
+                    work();
+                    if let Ok(mut idle) = IDLE.lock() {
+                        idle.push(tx.clone());
+                    }
+                    next = rx.recv().ok();
+                }
+            })?;
+        Ok(())
     }
 }
 
@@ -291,13 +330,21 @@ mod platform {
         }
     }
 
+    thread_local! {
+        /// Each spawner thread reuses one child stack: only one of its children runs at a time.
+        static STACK: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; CHILD_STACK]);
+    }
+
     /// Creates the child and blocks until it has exec'd (`Ok`) or exited. An exec failure is
     /// returned as its OS error, with the child reaped. A child told to abort at the gate also
     /// returns `Ok`: the caller, who aborted it, reaps it.
     pub(super) fn start(plan: Plan) -> io::Result<()> {
-        let mut stack = vec![0u8; CHILD_STACK];
+        STACK.with(|stack| start_on(&plan, &mut stack.borrow_mut()))
+    }
+
+    fn start_on(plan: &Plan, stack: &mut [u8]) -> io::Result<()> {
         // SAFETY: one past the end of the allocation, rounded down to 16 bytes as the ABI needs.
-        let top = unsafe { stack.as_mut_ptr().add(CHILD_STACK) };
+        let top = unsafe { stack.as_mut_ptr().add(stack.len()) };
         let top = (top as usize & !15) as *mut c_void;
         // SAFETY: all-ones sigset from sigfillset; the old mask is restored below. Blocking every
         // signal here means no signal handler of the node can run in the child (which shares the
@@ -311,7 +358,7 @@ mod platform {
                 child_main,
                 top,
                 libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-                (&plan as *const Plan).cast_mut().cast(),
+                (plan as *const Plan).cast_mut().cast(),
             );
             let clone_error = io::Error::last_os_error();
             libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
@@ -320,7 +367,6 @@ mod platform {
             }
             pid
         };
-        drop(stack);
         // The child has exec'd or exited: if it wrote an errno, it failed.
         let mut errno = [0u8; 4];
         // SAFETY: reads into a 4-byte stack buffer from a non-blocking descriptor we own.
