@@ -378,6 +378,15 @@ mod platform {
         Ok(())
     }
 
+    /// Closes descriptors `first..=last`; on kernels without close_range (before 5.9) the extra
+    /// descriptors simply stay open until exec closes them.
+    unsafe fn close_range(first: c_int, last: c_int) {
+        // SAFETY: close_range takes plain integers.
+        unsafe {
+            libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0u32);
+        }
+    }
+
     /// Reports `errno` to the parent and exits without exec.
     unsafe fn fail(plan: &Plan) -> ! {
         // SAFETY: raw system calls on descriptors the plan holds open.
@@ -426,6 +435,23 @@ mod platform {
                     fail(plan);
                 }
             }
+            // Keep only what the child needs. Every other descriptor of the node is close-on-exec
+            // anyway, but a child waiting at the gate would hold them until it execs — among them
+            // other jobs' output pipes, whose end-of-file (and so completion) it would delay.
+            let mut keep = [
+                plan.fds.pid.as_raw_fd(),
+                plan.fds.gate.as_raw_fd(),
+                plan.err_write.as_raw_fd(),
+            ];
+            keep.sort_unstable();
+            let mut first = 3;
+            for fd in keep {
+                if fd > first {
+                    close_range(first, fd - 1);
+                }
+                first = first.max(fd + 1);
+            }
+            close_range(first, c_int::MAX);
             let pid = (libc::syscall(libc::SYS_getpid) as libc::pid_t).to_ne_bytes();
             let mut written = 0;
             while written < pid.len() {

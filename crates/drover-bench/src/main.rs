@@ -1,0 +1,387 @@
+//! `drover-bench`: drover against the tools users would pick instead, on the same workloads in
+//! the same run, written up as `docs/benchmarks.md`. Run it through `bench/run` (which builds the
+//! release binaries first). `quick` runs tiny sizes and checks correctness only; CI runs it so the
+//! harness cannot rot. Speed is never asserted: these machines are shared and noisy.
+
+mod node;
+mod peers;
+mod stats;
+mod workloads;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use drover_core::units::format_bytes;
+
+use crate::stats::{percentile, spread};
+use crate::workloads::{Bench, Sizes};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// The full sizes of issue #4; installs the peers; writes docs/benchmarks.md.
+    All,
+    /// Tiny sizes, correctness only; installs nothing; writes target/bench-quick.md.
+    Quick,
+}
+
+/// Benchmarks drover against xargs -P, GNU parallel and pueue.
+#[derive(Debug, Parser)]
+struct Args {
+    #[arg(value_enum, default_value = "all")]
+    mode: Mode,
+    /// The drover binary to measure.
+    #[arg(long, default_value = "target/release/drover")]
+    drover: PathBuf,
+    /// Where to write the report (default by mode).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let quick = args.mode == Mode::Quick;
+    let drover = std::path::absolute(&args.drover)?;
+    anyhow::ensure!(
+        drover.exists(),
+        "no drover binary at {} (run bench/run, which builds it)",
+        drover.display()
+    );
+    let out = args.out.unwrap_or_else(|| {
+        PathBuf::from(if quick {
+            "target/bench-quick.md"
+        } else {
+            "docs/benchmarks.md"
+        })
+    });
+    let parallel = peers::ensure_parallel(!quick).map_err(|e| format!("{e:#}"));
+    let pueue = peers::ensure_pueue(!quick).map_err(|e| format!("{e:#}"));
+    for (name, state) in [("GNU parallel", &parallel), ("pueue", &pueue)] {
+        if let Err(why) = state {
+            eprintln!("bench: SKIPPING {name}: {why}");
+        }
+    }
+    std::fs::create_dir_all("target")?;
+    let scratch = tempfile::Builder::new()
+        .prefix("bench-")
+        .tempdir_in("target")?;
+    let sizes = if quick { Sizes::quick() } else { Sizes::full() };
+    let bench = Bench::new(drover, scratch.path().to_path_buf(), sizes, parallel, pueue);
+
+    let throughput = workloads::throughput(&bench)?;
+    let submit = workloads::submit_latency(&bench)?;
+    let cancel = workloads::cancel_latency(&bench)?;
+    let memory = workloads::memory(&bench)?;
+    let claims = workloads::claim_scaling(&bench)?;
+
+    let report = render(
+        &bench,
+        quick,
+        &throughput,
+        &submit,
+        &cancel,
+        &memory,
+        &claims,
+    )?;
+    std::fs::write(&out, report).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("bench: wrote {}", out.display());
+    println!("bench: all drover jobs succeeded in every workload");
+    Ok(())
+}
+
+fn command_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "?".to_string())
+}
+
+fn machine_facts() -> Vec<(&'static str, String)> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<u64>().ok())
+        })
+        .map_or("?".into(), |kb| format_bytes(kb * 1024));
+    let cgroup = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "cgroup v2 present"
+    } else if std::path::Path::new("/sys/fs/cgroup/memory").exists() {
+        "cgroup v1 controllers present"
+    } else {
+        "no cgroups"
+    };
+    vec![
+        ("cores", command_line("nproc", &[])),
+        ("cpu", cpu),
+        ("memory", mem),
+        ("kernel", command_line("uname", &["-r"])),
+        (
+            "cgroup backend",
+            format!("{cgroup}; drover does not use cgroups yet (#5): process groups only"),
+        ),
+        (
+            "drover",
+            format!(
+                "{} (git {})",
+                env!("CARGO_PKG_VERSION"),
+                command_line("git", &["rev-parse", "--short", "HEAD"])
+            ),
+        ),
+        (
+            "date",
+            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        ),
+    ]
+}
+
+fn ms(seconds: f64) -> String {
+    format!("{:.1} ms", seconds * 1000.0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render(
+    bench: &Bench,
+    quick: bool,
+    throughput: &[workloads::Throughput],
+    submit: &workloads::SubmitLatency,
+    cancel: &workloads::CancelLatency,
+    memory: &workloads::Memory,
+    claims: &[workloads::ClaimScaling],
+) -> anyhow::Result<String> {
+    let s = &bench.sizes;
+    let mut md = String::new();
+    writeln!(md, "# Benchmarks\n")?;
+    writeln!(
+        md,
+        "Generated by `bench/run{}` — do not edit by hand; the prose at the end comes from `bench/analysis.md`.",
+        if quick { " quick" } else { "" }
+    )?;
+    writeln!(
+        md,
+        "Every number below comes from one run of the harness on the machine described here. Medians with [min–max] over {} run(s).\n",
+        s.runs
+    )?;
+    writeln!(md, "## Machine\n\n| | |\n|---|---|")?;
+    for (k, v) in machine_facts() {
+        writeln!(md, "| {k} | {v} |")?;
+    }
+
+    writeln!(md, "\n## 1. Throughput: {} × `/bin/true`\n", s.jobs)?;
+    writeln!(
+        md,
+        "From submit to the last job done. drover keeps every job durable (SQLite WAL, `synchronous=FULL`). \"raw spawn\" is the harness itself spawning `/bin/true` from N threads: the floor every tool pays.\n"
+    )?;
+    writeln!(
+        md,
+        "| tool | concurrency | jobs/s | ratio to raw spawn | ratio to xargs -P |\n|---|---|---|---|---|"
+    )?;
+    let median_of = |tool: &str, c: usize| {
+        throughput
+            .iter()
+            .find(|r| r.tool == tool && r.concurrency == c)
+            .and_then(|r| r.rates.as_ref().ok())
+            .map(|v| spread(v).median)
+    };
+    for row in throughput {
+        match &row.rates {
+            Ok(rates) => {
+                let sp = spread(rates);
+                let raw = median_of("raw spawn", row.concurrency).unwrap_or(f64::NAN);
+                let xargs = median_of("xargs -P", row.concurrency).unwrap_or(f64::NAN);
+                writeln!(
+                    md,
+                    "| {} | {} | {:.0} [{:.0}–{:.0}] | {:.2}× | {:.2}× |",
+                    row.tool,
+                    row.concurrency,
+                    sp.median,
+                    sp.min,
+                    sp.max,
+                    sp.median / raw,
+                    sp.median / xargs
+                )?;
+            }
+            Err(why) => writeln!(
+                md,
+                "| {} | {} | skipped: {} | | |",
+                row.tool,
+                row.concurrency,
+                why.replace('|', "/")
+            )?,
+        }
+    }
+
+    writeln!(md, "\n## 2. Submit latency\n")?;
+    let raw_p50 = percentile(&submit.raw_spawn, 50.0);
+    writeln!(
+        md,
+        "| measure | value | ratio to one raw spawn ({}) |\n|---|---|---|",
+        ms(raw_p50)
+    )?;
+    for p in [50.0, 99.0] {
+        let v = percentile(&submit.single, p);
+        writeln!(
+            md,
+            "| `drover submit` (whole CLI process), p{p:.0} over {} | {} | {:.1}× |",
+            submit.single.len(),
+            ms(v),
+            v / raw_p50
+        )?;
+    }
+    let b = spread(&submit.batch_rates);
+    writeln!(
+        md,
+        "| `drover submit --batch` of {} jobs | {:.0} jobs/s [{:.0}–{:.0}] | |",
+        submit.batch_size, b.median, b.min, b.max
+    )?;
+
+    writeln!(md, "\n## 3. Cancel latency\n")?;
+    writeln!(
+        md,
+        "From `drover cancel` returning to every process of a running 3-process tree (`sh` + 2 × `sleep`) being gone, over {} runs. \"raw\" is `killpg(SIGTERM)` on the same tree by the harness.\n",
+        cancel.drover.len()
+    )?;
+    writeln!(md, "| | p50 | p99 |\n|---|---|---|")?;
+    writeln!(
+        md,
+        "| drover | {} | {} |",
+        ms(percentile(&cancel.drover, 50.0)),
+        ms(percentile(&cancel.drover, 99.0))
+    )?;
+    writeln!(
+        md,
+        "| raw killpg | {} | {} |",
+        ms(percentile(&cancel.raw, 50.0)),
+        ms(percentile(&cancel.raw, 99.0))
+    )?;
+
+    writeln!(md, "\n## 4. Memory of the node\n")?;
+    writeln!(md, "| | RSS |\n|---|---|")?;
+    writeln!(
+        md,
+        "| idle, just started | {} |",
+        format_bytes(memory.idle_rss)
+    )?;
+    writeln!(
+        md,
+        "| after {} jobs ran through it and are in the store | {} (peak {}) |",
+        memory.jobs,
+        format_bytes(memory.after_rss),
+        format_bytes(memory.after_peak)
+    )?;
+    writeln!(
+        md,
+        "\n({} jobs took {:.1} s: {:.0} jobs/s sustained at 8 slots.)",
+        memory.jobs,
+        memory.seconds,
+        memory.jobs as f64 / memory.seconds
+    )?;
+
+    writeln!(md, "\n## 5. Claim scaling\n")?;
+    writeln!(
+        md,
+        "Time from the first claim to the last completion of {} jobs, with N lower-priority jobs queued behind them (node records, 8 slots).\n",
+        s.claim_jobs
+    )?;
+    writeln!(
+        md,
+        "| queued behind | time | ratio to the smallest queue |\n|---|---|---|"
+    )?;
+    let base = claims.first().map_or(f64::NAN, |c| c.seconds);
+    for c in claims {
+        writeln!(
+            md,
+            "| {} | {} | {:.2}× |",
+            c.queued,
+            ms(c.seconds),
+            c.seconds / base
+        )?;
+    }
+
+    writeln!(md, "\n## Targets (issue #4)\n")?;
+    writeln!(md, "| target | measured | met |\n|---|---|---|")?;
+    let yes = |ok: bool| if ok { "yes" } else { "**no**" };
+    for c in [2, 8] {
+        if let (Some(d), Some(x)) = (median_of("drover", c), median_of("xargs -P", c)) {
+            writeln!(
+                md,
+                "| throughput ≥ 0.8× xargs -P at {c} | {:.2}× | {} |",
+                d / x,
+                yes(d / x >= 0.8)
+            )?;
+        }
+        if let (Some(d), Some(p)) = (median_of("drover", c), median_of("GNU parallel", c)) {
+            writeln!(
+                md,
+                "| throughput ≥ 5× GNU parallel at {c} | {:.1}× | {} |",
+                d / p,
+                yes(d / p >= 5.0)
+            )?;
+        }
+        if let (Some(d), Some(p)) = (median_of("drover", c), median_of("pueue", c)) {
+            writeln!(
+                md,
+                "| throughput ≥ 100× pueue at {c} | {:.0}× | {} |",
+                d / p,
+                yes(d / p >= 100.0)
+            )?;
+        }
+    }
+    writeln!(
+        md,
+        "| batch submit ≥ 20k jobs/s | {:.0} jobs/s | {} |",
+        b.median,
+        yes(b.median >= 20_000.0)
+    )?;
+    writeln!(
+        md,
+        "| idle RSS < 15 MB | {} | {} |",
+        format_bytes(memory.idle_rss),
+        yes(memory.idle_rss < 15_000_000)
+    )?;
+    writeln!(
+        md,
+        "| RSS < 60 MB with {} finished jobs | {} | {} |",
+        memory.jobs,
+        format_bytes(memory.after_rss),
+        yes(memory.after_rss < 60_000_000)
+    )?;
+    let p99 = percentile(&cancel.drover, 99.0);
+    writeln!(
+        md,
+        "| cancel → tree gone p99 < 50 ms | {} | {} |",
+        ms(p99),
+        yes(p99 < 0.050)
+    )?;
+    if let (Some(first), Some(last)) = (claims.first(), claims.last()) {
+        let ratio = last.seconds / first.seconds;
+        writeln!(
+            md,
+            "| claim time with {} queued ≤ 2× that with {} | {:.2}× | {} |",
+            last.queued,
+            first.queued,
+            ratio,
+            yes(ratio <= 2.0)
+        )?;
+    }
+
+    if let Ok(analysis) = std::fs::read_to_string("bench/analysis.md") {
+        writeln!(md, "\n{}", analysis.trim_end())?;
+    }
+    Ok(md)
+}
