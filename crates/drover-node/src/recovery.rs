@@ -4,10 +4,11 @@
 //! previous process died (kill -9, power loss) without ending it. For each:
 //! - a `running` attempt has its process group on disk. If that group is still alive (and its
 //!   leader's start time proves it is ours, not a reused pid), the kill ladder stops it;
-//! - a `starting` attempt never passed the gate: its child, if one was forked, died with the
-//!   previous node (`PR_SET_PDEATHSIG`) before it could exec;
-//! - then the attempt is completed as `lost` (reason `node_lost`) — or `cancelled`, if a cancel
-//!   was pending — and the retry budget decides whether the job runs again.
+//! - an attempt with no pid on record never passed the gate: its child, if one was created, died
+//!   with the previous node (`PR_SET_PDEATHSIG`) before it could exec. It is given back to the
+//!   queue (`unclaim`) without using the job's retry budget;
+//! - the others are completed as `lost` (reason `node_lost`) — or `cancelled`, if a cancel was
+//!   pending — and the retry budget decides whether the job runs again.
 //!
 //! Nothing is left `running` with no supervisor, and no job process is orphaned.
 
@@ -44,6 +45,16 @@ pub async fn recover(store: &Arc<dyn Store>, node: &NodeId) -> Result<Recovered,
             if ladder.survivors {
                 tracing::error!(attempt = %attempt.attempt, "a process of a lost attempt survived SIGKILL");
             }
+        }
+        if attempt.pid.is_none() {
+            // It never passed the gate, so it never ran: give it back without using its budget.
+            if let Completion::Recorded { state } =
+                store.unclaim(attempt.attempt, Reason::NodeLost).await?
+            {
+                tracing::info!(attempt = %attempt.attempt, %state, "gave back an attempt that never ran");
+                recovered.attempts += 1;
+            }
+            continue;
         }
         let outcome = if attempt.cancel_requested {
             AttemptOutcome::bare(JobState::Cancelled, Reason::CancelledByUser)

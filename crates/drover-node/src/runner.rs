@@ -10,7 +10,7 @@
 //! - supervisor reports: a child at the gate, an attempt that ended;
 //! - the lease heartbeat timer, and the shutdown signal.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,7 +62,12 @@ pub(crate) struct Runner {
     store: Arc<dyn Store>,
     data: Arc<DataDir>,
     supervisor: SupervisorHandle,
+    /// Attempts handed to the supervisor (at most `slots`).
     live: HashMap<AttemptRef, Live>,
+    /// Attempts claimed ahead, waiting for a slot (at most `slots`): when a job ends, the next
+    /// starts at once instead of waiting for a claim to commit. They hold no pid yet, so a crash
+    /// or shutdown gives them back unrun.
+    waiting: VecDeque<Claim>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     /// Slots reserved by a claim in flight.
     claiming: usize,
@@ -92,6 +97,7 @@ impl Runner {
                 data,
                 supervisor,
                 live: HashMap::new(),
+                waiting: VecDeque::new(),
                 internal_tx,
                 claiming: 0,
                 completing: 0,
@@ -122,9 +128,13 @@ impl Runner {
         loop {
             let draining = drain_deadline.is_some();
             if !draining {
+                self.fill_slots();
                 self.maybe_claim();
-            } else if self.live.is_empty() && self.completing == 0 && self.claiming == 0 {
-                break;
+            } else {
+                self.give_back_waiting(Reason::NodeShutdown);
+                if self.live.is_empty() && self.completing == 0 && self.claiming == 0 {
+                    break;
+                }
             }
             tokio::select! {
                 report = reports.recv() => match report {
@@ -176,15 +186,45 @@ impl Runner {
         tracing::info!("node loop stopped");
     }
 
-    fn free_slots(&self) -> usize {
-        self.config
-            .slots
-            .saturating_sub(self.live.len() + self.claiming)
+    /// How many more attempts to claim: enough to fill every slot and have one waiting per slot.
+    fn claim_room(&self) -> usize {
+        (2 * self.config.slots).saturating_sub(self.live.len() + self.waiting.len() + self.claiming)
     }
 
-    /// Claims as many jobs as there are free slots, in one transaction.
+    /// Starts waiting claims while slots are free.
+    fn fill_slots(&mut self) {
+        while self.live.len() < self.config.slots {
+            let Some(claim) = self.waiting.pop_front() else {
+                break;
+            };
+            self.start(claim);
+        }
+    }
+
+    /// Hands every waiting claim back to the queue, unrun.
+    fn give_back_waiting(&mut self, reason: Reason) {
+        let waiting: Vec<_> = self.waiting.drain(..).collect();
+        for claim in waiting {
+            self.give_back(claim, reason.clone());
+        }
+    }
+
+    /// Hands one unstarted claim back to the queue (or to `cancelled`, if a cancel is pending).
+    fn give_back(&mut self, claim: Claim, reason: Reason) {
+        self.completing += 1;
+        let store = Arc::clone(&self.store);
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            if let Err(err) = store.unclaim(claim.attempt, reason).await {
+                tracing::warn!(attempt = %claim.attempt, error = %err, "cannot give back an unrun claim; recovery will");
+            }
+            let _ = tx.send(Internal::Completed);
+        });
+    }
+
+    /// Claims as many jobs as there is room for, in one transaction.
     fn maybe_claim(&mut self) {
-        let free = self.free_slots();
+        let free = self.claim_room();
         if !self.want_claim || self.claiming > 0 || free == 0 {
             return;
         }
@@ -221,9 +261,8 @@ impl Runner {
                     Ok(claims) => {
                         // Fewer than asked: the queue is dry until an event says otherwise.
                         self.want_claim = claims.len() == asked;
-                        for claim in claims {
-                            self.start(claim);
-                        }
+                        self.waiting.extend(claims);
+                        self.fill_slots();
                     }
                     Err(err) => {
                         tracing::error!(error = %err, "claim failed; retrying in 1 s");
@@ -349,6 +388,16 @@ impl Runner {
 
     /// Asks the supervisor to stop an attempt we hold (once per reason).
     fn stop(&mut self, attempt: AttemptRef, reason: StopReason) {
+        if let Some(index) = self.waiting.iter().position(|c| c.attempt == attempt) {
+            // Not started: nothing to kill. A cancel or shutdown gives it back (a pending cancel
+            // makes that `cancelled`); a lost lease means it is no longer ours to touch.
+            if let Some(claim) = self.waiting.remove(index) {
+                if reason != StopReason::LeaseLost {
+                    self.give_back(claim, Reason::NodeShutdown);
+                }
+            }
+            return;
+        }
         let Some(live) = self.live.get_mut(&attempt) else {
             return;
         };
@@ -362,6 +411,10 @@ impl Runner {
     }
 
     fn stop_all(&mut self, reason: StopReason) {
+        if reason == StopReason::LeaseLost {
+            // Leases are unrenewable: waiting claims are no longer ours; the store will see to them.
+            self.waiting.clear();
+        }
         let attempts: Vec<_> = self.live.keys().copied().collect();
         for attempt in attempts {
             self.stop(attempt, reason);
@@ -369,14 +422,20 @@ impl Runner {
     }
 
     fn renew_leases(&mut self) {
-        if self.renewing || self.live.is_empty() {
-            if self.live.is_empty() {
+        let idle = self.live.is_empty() && self.waiting.is_empty();
+        if self.renewing || idle {
+            if idle {
                 self.leases_valid_until = Instant::now() + self.config.lease;
             }
             return;
         }
         self.renewing = true;
-        let attempts: Vec<_> = self.live.keys().copied().collect();
+        let attempts: Vec<_> = self
+            .live
+            .keys()
+            .copied()
+            .chain(self.waiting.iter().map(|c| c.attempt))
+            .collect();
         let store = Arc::clone(&self.store);
         let node = self.config.node.clone();
         let lease = self.config.lease;
@@ -391,7 +450,7 @@ impl Runner {
     /// Self-fencing: if leases could not be renewed and are about to run out, stop every job
     /// before they do, so that no other node's attempt ever runs beside ours.
     fn fence_if_leases_expiring(&mut self) {
-        if self.live.is_empty() {
+        if self.live.is_empty() && self.waiting.is_empty() {
             return;
         }
         let margin = self.config.lease / 3;

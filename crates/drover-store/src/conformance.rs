@@ -217,6 +217,57 @@ pub async fn stale_completion_changes_nothing(store: &dyn Store) {
     ));
 }
 
+/// An attempt that never passed the gate goes back to the queue without using the budget; one
+/// whose pid is on record (it may have run) cannot be given back.
+pub async fn unrun_claims_go_back_without_using_the_budget(store: &dyn Store) {
+    let ids = store.submit(vec![spec("x")]).await.unwrap();
+    let me = node("n1");
+    let first = claim_one(store, &me).await.expect("claimed").attempt;
+    assert_eq!(
+        store.unclaim(first, Reason::NodeShutdown).await.unwrap(),
+        Completion::Recorded {
+            state: JobState::Queued
+        }
+    );
+    let job = store.get(ids[0]).await.unwrap().expect("stored");
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.attempts[0].state, JobState::Queued);
+    assert_eq!(job.attempts[0].reason, Some(Reason::NodeShutdown));
+    // Attempt numbers are never reused, so fencing tokens stay unique.
+    let second = claim_and_run(store, &me).await;
+    assert_eq!(second.attempt, 2);
+    assert!(matches!(
+        store.unclaim(second, Reason::NodeLost).await.unwrap(),
+        Completion::Stale { .. }
+    ));
+    assert!(matches!(
+        store.unclaim(first, Reason::NodeLost).await.unwrap(),
+        Completion::Stale { .. }
+    ));
+    // With retries = 0 the one real run still gets its full budget: a failure is final only now.
+    let failed = AttemptOutcome {
+        exit_code: Some(1),
+        ..AttemptOutcome::bare(JobState::Failed, Reason::ExitCode(1))
+    };
+    assert_eq!(
+        store.complete(second, failed).await.unwrap(),
+        Completion::Recorded {
+            state: JobState::Failed
+        }
+    );
+
+    // A cancel that arrived while it was claimed wins over giving it back.
+    let ids = store.submit(vec![spec("y")]).await.unwrap();
+    let claim = claim_one(store, &me).await.expect("claimed").attempt;
+    store.cancel(ids[0]).await.unwrap();
+    assert_eq!(
+        store.unclaim(claim, Reason::NodeShutdown).await.unwrap(),
+        Completion::Recorded {
+            state: JobState::Cancelled
+        }
+    );
+}
+
 pub async fn retries_then_final_failure(store: &dyn Store) {
     let mut s = spec("x");
     s.retries = 2;
@@ -403,6 +454,7 @@ macro_rules! conformance_tests {
             claim_opens_an_attempt_with_a_lease,
             stale_completion_changes_nothing,
             retries_then_final_failure,
+            unrun_claims_go_back_without_using_the_budget,
             illegal_completion_is_refused,
             cancel_in_every_phase,
             cancel_beats_retry,

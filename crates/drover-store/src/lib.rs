@@ -241,6 +241,12 @@ pub trait Store: Send + Sync + 'static {
         outcome: AttemptOutcome,
     ) -> Result<Completion, StoreError>;
 
+    /// Gives a claimed attempt back unrun: allowed only while it is `starting` with no pid on
+    /// record, which proves it never exec'd (the gate opens only after the pid is on disk). The
+    /// attempt is kept with state `queued` and `reason`; the job is `queued` again and its retry
+    /// budget is untouched. Anything else is refused as stale and changes nothing.
+    async fn unclaim(&self, attempt: AttemptRef, reason: Reason) -> Result<Completion, StoreError>;
+
     /// Cancels a job: at once if it is waiting, else by asking its node.
     async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError>;
 

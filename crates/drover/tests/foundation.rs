@@ -463,3 +463,54 @@ fn logs_follow_streams_until_the_job_ends() {
         "logs -f ended only when the job did"
     );
 }
+
+/// Jobs claimed ahead of a free slot never ran: a shutdown or a crash gives them back to the
+/// queue with their retry budget untouched, so they still run (and succeed) afterwards.
+#[test]
+fn claimed_but_unrun_jobs_survive_shutdown_and_crash() {
+    let mut node = Node::start(&["--slots", "1", "--shutdown-timeout", "200ms"]);
+    let marker = marker_sleep(12);
+    let long = node.submit(&["--grace", "1s", "--", "sleep", &marker]);
+    node.wait_until(&long, "the long job running", |j| j["state"] == "running");
+    let next = node.submit(&["--", "true"]);
+    node.wait_until(&next, "the next job claimed ahead", |j| {
+        j["state"] == "starting"
+    });
+    let status = node.terminate();
+    assert!(status.success(), "{}", node.log());
+
+    node.restart();
+    assert_eq!(node.job(&long)["reason"], "node_shutdown");
+    assert_eq!(
+        node.drover(&["wait", "--timeout", "30s", &next])
+            .status
+            .code(),
+        Some(0)
+    );
+    let job = node.job(&next);
+    assert_eq!(
+        job["attempts"][0]["state"], "queued",
+        "attempt 1 was given back: {job:#}"
+    );
+    assert_eq!(job["attempts"][0]["reason"], "node_shutdown");
+    assert_eq!(job["attempts"][1]["state"], "succeeded");
+
+    // The same after kill -9: the waiting claim had no pid, so recovery gives it back.
+    let long = node.submit(&["--", "sleep", &marker]);
+    node.wait_until(&long, "the long job running", |j| j["state"] == "running");
+    let next = node.submit(&["--", "true"]);
+    node.wait_until(&next, "the next job claimed ahead", |j| {
+        j["state"] == "starting"
+    });
+    node.kill9();
+    node.restart();
+    assert_eq!(
+        node.drover(&["wait", "--timeout", "30s", &next])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(node.job(&next)["attempts"][0]["reason"], "node_lost");
+    assert_eq!(node.job(&long)["state"], "lost");
+    assert_eq!(alive_with(&marker), Vec::<i32>::new());
+}

@@ -426,6 +426,60 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn unclaim(&self, attempt: AttemptRef, reason: Reason) -> Result<Completion, StoreError> {
+        self.write(move |tx| {
+            let Some(head) = job_head(tx, attempt.job_id)? else {
+                return Ok(Completion::Stale {
+                    current_attempt: 0,
+                    current_state: JobState::Lost,
+                });
+            };
+            let pid: Option<i32> = tx
+                .conn
+                .prepare_cached("SELECT pid FROM attempts WHERE job_id = ?1 AND attempt = ?2")?
+                .query_row(params![attempt.job_id.to_string(), attempt.attempt], |row| row.get(0))
+                .optional()?
+                .flatten();
+            if head.attempt != attempt.attempt || head.state != JobState::Starting || pid.is_some() {
+                return Ok(Completion::Stale {
+                    current_attempt: head.attempt,
+                    current_state: head.state,
+                });
+            }
+            // A pending cancel wins: the job ends cancelled rather than going back.
+            let next = if head.cancel_requested { JobState::Cancelled } else { JobState::Queued };
+            let reason = if head.cancel_requested { Reason::CancelledByUser } else { reason };
+            set_job_state(tx, attempt.job_id, JobState::Starting, next, Some(&reason))?;
+            tx.conn
+                .prepare_cached(
+                    "UPDATE jobs SET max_attempts = max_attempts + 1, cancel_requested = 0 WHERE id = ?1",
+                )?
+                .execute(params![attempt.job_id.to_string()])?;
+            let node: String = tx
+                .conn
+                .prepare_cached(
+                    "UPDATE attempts SET state = ?1, finished_at = ?2, lease_expires_at = NULL,
+                         reason = ?3
+                     WHERE job_id = ?4 AND attempt = ?5
+                     RETURNING node",
+                )?
+                .query_row(
+                    params![
+                        JobState::Queued.as_str(),
+                        tx.now_ms,
+                        reason.to_string(),
+                        attempt.job_id.to_string(),
+                        attempt.attempt
+                    ],
+                    |row| row.get(0),
+                )?;
+            let kind = if next == JobState::Queued { EventKind::Requeued } else { EventKind::Finished };
+            tx.emit(kind, attempt.job_id, Some(attempt.attempt), next, Some(&NodeId(node)), Some(&reason))?;
+            Ok(Completion::Recorded { state: next })
+        })
+        .await
+    }
+
     async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
         self.write(move |tx| {
             let Some(head) = job_head(tx, id)? else {
