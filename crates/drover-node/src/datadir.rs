@@ -7,7 +7,7 @@
 //!   node-id           this node's stable id, written once
 //!   node.lock         flock'ed while a node runs here
 //!   serve.json        {"url": ..., "pid": ..., "node": ...} while a node serves
-//!   logs/JOB/N.stdout per-attempt output (N = attempt number)
+//!   logs/XX/JOB.N.stdout  per-attempt output (N = attempt number, XX = the id's last byte)
 //! ```
 
 use std::fs::{self, File, OpenOptions};
@@ -160,11 +160,15 @@ impl DataDir {
     }
 }
 
-/// Where attempt `attempt` of `job` keeps `stream`, under data dir `root`.
+/// Where attempt `attempt` of `job` keeps `stream`, under data dir `root`:
+/// `logs/XX/JOB.N.stdout`, where `XX` is the last byte of the id in hex. The id's tail is random,
+/// so 256 directories share the files evenly, and a job costs no directory of its own.
 pub fn log_path(root: &Path, job: JobId, attempt: u32, stream: Stream) -> PathBuf {
+    let id = job.to_string();
+    let shard = &id[id.len() - 2..];
     root.join("logs")
-        .join(job.to_string())
-        .join(format!("{attempt}.{}", stream.extension()))
+        .join(shard)
+        .join(format!("{id}.{attempt}.{}", stream.extension()))
 }
 
 /// Reads the address a node in `root` serves on, if one does.
