@@ -7,7 +7,8 @@
 //! records.
 //!
 //! # The life of an attempt
-//! 1. [`Command::Start`]: the supervisor forks the job into a **new process group**. The child
+//! 1. [`Command::Start`]: the supervisor creates the job's process in a **new process group**
+//!    (`clone(CLONE_VM | CLONE_VFORK)` on Linux, `fork` elsewhere; see [`spawn`]). The child
 //!    stops before `exec` at a *gate* and the supervisor sends [`Report::Spawned`] with its pid.
 //! 2. The node writes the pid (= pgid) to disk, then sends [`Command::Release`] (or
 //!    [`Command::Abort`]). Only then does the child `exec`. So the store always knows every
@@ -22,7 +23,7 @@
 //!
 //! Module map: [`supervisor`] routes commands to one task per attempt; [`spawn`] builds the gated
 //! child; [`ladder`] kills trees; [`logs`] captures output; [`sys`] wraps the few syscalls;
-//! [`orphan`] stops process groups left by a crashed node.
+//! [`orphan`] stops process groups left by a crashed node; [`wait`] watches for exits.
 
 use std::path::PathBuf;
 use std::time::Duration;
