@@ -38,6 +38,9 @@ struct Args {
     /// Where to write the report (default by mode).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run one workload only and print its rows instead of writing a report (for profiling).
+    #[arg(long, value_parser = ["throughput", "submit", "cancel", "memory", "claim"])]
+    only: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,6 +73,9 @@ fn main() -> anyhow::Result<()> {
     let sizes = if quick { Sizes::quick() } else { Sizes::full() };
     let bench = Bench::new(drover, scratch.path().to_path_buf(), sizes, parallel, pueue);
 
+    if let Some(only) = args.only.as_deref() {
+        return run_only(&bench, only);
+    }
     let throughput = workloads::throughput(&bench)?;
     let submit = workloads::submit_latency(&bench)?;
     let cancel = workloads::cancel_latency(&bench)?;
@@ -88,6 +94,47 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(&out, report).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("bench: wrote {}", out.display());
     println!("bench: all drover jobs succeeded in every workload");
+    Ok(())
+}
+
+/// One workload, printed rather than written up.
+fn run_only(bench: &Bench, only: &str) -> anyhow::Result<()> {
+    match only {
+        "throughput" => {
+            for row in workloads::throughput(bench)? {
+                println!("{} c={}: {:?}", row.tool, row.concurrency, row.rates);
+            }
+        }
+        "submit" => {
+            let s = workloads::submit_latency(bench)?;
+            println!(
+                "submit p50 {:.2} ms, batch {:?}",
+                percentile(&s.single, 50.0) * 1e3,
+                s.batch_rates
+            );
+        }
+        "cancel" => {
+            let c = workloads::cancel_latency(bench)?;
+            println!(
+                "cancel p50 {:.2} ms p99 {:.2} ms",
+                percentile(&c.drover, 50.0) * 1e3,
+                percentile(&c.drover, 99.0) * 1e3
+            );
+        }
+        "memory" => {
+            let m = workloads::memory(bench)?;
+            println!(
+                "idle {} after {}",
+                format_bytes(m.idle_rss),
+                format_bytes(m.after_rss)
+            );
+        }
+        _ => {
+            for row in workloads::claim_scaling(bench)? {
+                println!("{} queued: {:.0} ms", row.queued, row.seconds * 1e3);
+            }
+        }
+    }
     Ok(())
 }
 
