@@ -41,6 +41,11 @@ fn job_id(raw: &str) -> Result<JobId, UsageError> {
         .map_err(|_| UsageError(format!("`{raw}` is not a job id")))
 }
 
+/// Parses every id before talking to the node, so a typo fails fast with exit code 2.
+fn job_ids(raw: &[String]) -> Result<Vec<JobId>, UsageError> {
+    raw.iter().map(|r| job_id(r)).collect()
+}
+
 /// `drover serve`
 pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
@@ -202,11 +207,7 @@ pub fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
         write!(out, "{}", output::table(&rows))?;
         return Ok(exit::OK);
     }
-    let ids = args
-        .ids
-        .iter()
-        .map(|raw| job_id(raw))
-        .collect::<Result<Vec<_>, _>>()?;
+    let ids = job_ids(&args.ids)?;
     let mut jobs = Vec::with_capacity(ids.len());
     for id in ids {
         jobs.push(client.get::<JobRecord>(&format!("/v1/jobs/{id}"))?);
@@ -261,11 +262,7 @@ pub fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<u8> {
 
 /// `drover cancel`
 pub fn cancel(cli: &Cli, args: &CancelArgs) -> anyhow::Result<u8> {
-    let ids = args
-        .ids
-        .iter()
-        .map(|raw| job_id(raw))
-        .collect::<Result<Vec<_>, _>>()?;
+    let ids = job_ids(&args.ids)?;
     let client = client(cli)?;
     let mut code = exit::OK;
     for id in ids {
@@ -325,11 +322,7 @@ pub fn wait(cli: &Cli, args: &WaitArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    let ids = args
-        .ids
-        .iter()
-        .map(|raw| job_id(raw))
-        .collect::<Result<Vec<_>, _>>()?;
+    let ids = job_ids(&args.ids)?;
     let mut all_succeeded = true;
     for id in ids {
         let job = loop {
