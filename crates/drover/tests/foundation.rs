@@ -514,3 +514,16 @@ fn claimed_but_unrun_jobs_survive_shutdown_and_crash() {
     assert_eq!(node.job(&long)["state"], "lost");
     assert_eq!(alive_with(&marker), Vec::<i32>::new());
 }
+
+/// A job inherits no descriptor of the node: listing /proc/self/fd from inside shows 0, 1 and 2,
+/// plus the one `ls` opens to read the directory.
+#[test]
+fn jobs_inherit_only_stdio() {
+    let node = Node::start(&[]);
+    let id = node.submit(&["--", "ls", "-1", "/proc/self/fd"]);
+    assert_eq!(node.drover(&["wait", &id]).status.code(), Some(0));
+    let listed = stdout(&node.drover(&["logs", &id]));
+    let fds: Vec<&str> = listed.lines().collect();
+    assert!(fds.starts_with(&["0", "1", "2"]), "{fds:?}");
+    assert!(fds.len() <= 4, "the job inherited descriptors: {fds:?}");
+}
