@@ -2,7 +2,7 @@
 //! real CLI binary, plus a /proc scan that counts job processes still alive.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -240,8 +240,4 @@ pub fn stdout(out: &Output) -> String {
 
 pub fn db_path(node: &Node) -> PathBuf {
     node.data_dir().join("drover.db")
-}
-
-pub fn exists(path: &Path) -> bool {
-    path.exists()
 }
