@@ -1,5 +1,10 @@
-//! The node loop: claim work when a slot is free, hand it to the supervisor, record what the
-//! supervisor reports, renew leases, and drain on shutdown.
+//! The node loop: claim work, hand it to the supervisor, record what the supervisor reports,
+//! renew leases, and drain on shutdown.
+//!
+//! It keeps one claimed job waiting behind each busy slot, so that when a job ends the next one
+//! starts at once instead of waiting for a claim to commit. A claimed job that never passed its
+//! gate never ran: on shutdown, cancel or abort it goes back to the queue (`Store::unclaim`) with
+//! its retry budget untouched.
 //!
 //! The loop owns the only mutable view of "what this node runs" (`live`). It never blocks on the
 //! store: every store call runs in its own task and comes back as an [`Internal`] message, so
@@ -358,7 +363,7 @@ impl Runner {
                 let store = Arc::clone(&self.store);
                 let tx = self.internal_tx.clone();
                 tokio::spawn(async move {
-                    complete_with_retry(store.as_ref(), attempt, recorded).await;
+                    record_ending(store.as_ref(), attempt, &outcome.ending, recorded).await;
                     let _ = tx.send(Internal::Completed);
                 });
             }
@@ -461,6 +466,31 @@ impl Runner {
     }
 }
 
+/// Records how an attempt ended. One aborted at the gate never ran, so it goes back to the queue
+/// with its retry budget untouched — unless the store already counts it as running (the abort
+/// raced the commit of its start), in which case its outcome is recorded like any other, so that
+/// it is never left `running` with no process.
+async fn record_ending(
+    store: &dyn Store,
+    attempt: AttemptRef,
+    ending: &Ending,
+    recorded: AttemptOutcome,
+) {
+    if matches!(ending, Ending::Aborted(_)) {
+        match store.unclaim(attempt, recorded.reason.clone()).await {
+            Ok(Completion::Stale {
+                current_attempt,
+                current_state,
+            }) if current_attempt == attempt.attempt && current_state.has_live_attempt() => {}
+            Ok(_) => return,
+            Err(err) => {
+                tracing::warn!(%attempt, error = %err, "cannot give back an unrun attempt; recording it as ended");
+            }
+        }
+    }
+    complete_with_retry(store, attempt, recorded).await;
+}
+
 /// Records a completion, retrying transient store errors; a stale answer is final.
 async fn complete_with_retry(store: &dyn Store, attempt: AttemptRef, outcome: AttemptOutcome) {
     let mut pause = Duration::from_millis(50);
@@ -514,6 +544,56 @@ pub fn to_attempt_outcome(outcome: &Outcome) -> AttemptOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use drover_core::JobSpec;
+    use drover_store::SqliteStore;
+
+    async fn store_with_claim() -> (SqliteStore, tempfile::TempDir, AttemptRef) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path().join("drover.db")).expect("open");
+        store
+            .submit(vec![JobSpec::new(["true"])])
+            .await
+            .expect("submit");
+        let node = NodeId("n".into());
+        let claim = store
+            .claim(&node, Duration::from_secs(30), 1)
+            .await
+            .expect("claim")
+            .pop()
+            .expect("a claim");
+        (store, dir, claim.attempt)
+    }
+
+    #[tokio::test]
+    async fn an_attempt_aborted_at_the_gate_goes_back_unrun() {
+        let (store, _dir, attempt) = store_with_claim().await;
+        let ending = Ending::Aborted(StopReason::Shutdown);
+        let recorded = to_attempt_outcome(&Outcome::without_process(ending.clone()));
+        record_ending(&store, attempt, &ending, recorded).await;
+        let job = store.get(attempt.job_id).await.expect("get").expect("job");
+        assert_eq!(
+            job.state,
+            JobState::Queued,
+            "a job that never ran keeps its budget"
+        );
+        assert_eq!(job.attempts[0].reason, Some(Reason::NodeShutdown));
+    }
+
+    #[tokio::test]
+    async fn an_abort_that_raced_the_start_is_recorded_not_left_running() {
+        let (store, _dir, attempt) = store_with_claim().await;
+        // The start committed just before the abort reached the child.
+        store
+            .mark_running(attempt, 4242, None)
+            .await
+            .expect("mark running");
+        let ending = Ending::Aborted(StopReason::Shutdown);
+        let recorded = to_attempt_outcome(&Outcome::without_process(ending.clone()));
+        record_ending(&store, attempt, &ending, recorded).await;
+        let job = store.get(attempt.job_id).await.expect("get").expect("job");
+        assert_eq!(job.state, JobState::Lost);
+        assert_eq!(job.reason, Some(Reason::NodeShutdown));
+    }
 
     #[test]
     fn every_ending_maps_to_a_named_reason() {
