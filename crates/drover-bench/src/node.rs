@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+/// The longest any single CLI call may take before the harness gives up on it.
+pub const CLI_DEADLINE: Duration = Duration::from_secs(300);
+
 /// A running `drover serve`.
 pub struct Node {
     pub drover: PathBuf,
@@ -54,14 +57,67 @@ impl Node {
         self.child.as_ref().map_or(0, Child::id)
     }
 
-    /// Runs the CLI against this node.
+    /// Runs the CLI against this node. A call that outlives [`CLI_DEADLINE`] is killed and
+    /// reported with the node's log and its unfinished jobs, so a stuck run fails loudly with
+    /// what is needed to debug it instead of hanging CI.
     pub fn cli(&self, args: &[&str]) -> anyhow::Result<Output> {
-        Command::new(&self.drover)
+        let mut child = Command::new(&self.drover)
             .args(args)
             .env("DROVER_DATA_DIR", &self.data_dir)
             .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("running drover")?;
+        // Drain both pipes on threads so a chatty command cannot block on a full pipe.
+        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut bytes);
+                }
+                bytes
+            })
+        };
+        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+        let deadline = Instant::now() + CLI_DEADLINE;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "drover {} did not finish within {CLI_DEADLINE:?}\n{}",
+                    args.join(" "),
+                    self.diagnostics()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        Ok(Output {
+            status,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        })
+    }
+
+    /// The node's log and its unfinished jobs, read straight from its files.
+    fn diagnostics(&self) -> String {
+        let log = std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        let unfinished = Command::new(&self.drover)
+            .args(["status", "--state", "queued,starting,running", "--limit", "20"])
+            .env("DROVER_DATA_DIR", &self.data_dir)
             .output()
-            .context("running drover")
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        format!(
+            "--- node log (last 40 lines, newest first):\n{}\n--- unfinished jobs:\n{unfinished}",
+            tail.join("\n")
+        )
     }
 
     /// Runs the CLI and fails unless it exits 0.
@@ -120,7 +176,15 @@ impl Node {
                 libc::kill(child.id() as i32, libc::SIGTERM);
                 libc::kill(child.id() as i32, libc::SIGTERM);
             }
-            child.wait()?;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while child.try_wait()?.is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    child.wait()?;
+                    bail!("drover serve did not stop within 60 s of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
         Ok(())
     }
