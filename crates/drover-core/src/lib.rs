@@ -8,6 +8,7 @@
 pub mod event;
 pub mod job;
 pub mod reason;
+pub mod resources;
 pub mod spec;
 pub mod state;
 pub mod units;
@@ -15,6 +16,7 @@ pub mod units;
 pub use event::{Event, EventKind};
 pub use job::{AttemptRecord, AttemptRef, JobId, JobRecord, NodeId};
 pub use reason::Reason;
+pub use resources::{Admission, Cpus, Decision, Resources};
 pub use spec::{JobSpec, Limits, SpecError};
 pub use state::{JobState, TransitionError};
 pub use units::{HumanDuration, Size, UnitError};

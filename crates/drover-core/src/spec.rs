@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::units::HumanDuration;
+use crate::resources::{Cpus, Resources};
+use crate::units::{HumanDuration, Size};
 
 /// The timeout a job gets when its submitter names none. Every job runs with an explicit timeout:
 /// the default is written into the stored spec at submit.
@@ -40,6 +41,24 @@ pub struct JobSpec {
     /// How many more attempts after the first one fails, times out or is lost.
     #[serde(default)]
     pub retries: u32,
+    /// Hard memory limit for the whole process tree (swap included where the backend can say
+    /// so). Exceeding it ends the attempt `failed` with reason `memory_limit`. Also what
+    /// admission reserves on the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Size>,
+    /// CPU quota for the whole tree (`0.5` = half a CPU's time). Also what admission reserves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<Cpus>,
+    /// Most processes (and threads) the tree may have at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u32>,
+    /// Most open descriptors per process (`RLIMIT_NOFILE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nofile: Option<u64>,
+    /// Kill the job (reason `stalled`) when it writes no output and does not touch
+    /// `$DROVER_HEARTBEAT_FILE` for this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall: Option<HumanDuration>,
 }
 
 fn default_timeout() -> HumanDuration {
@@ -66,7 +85,17 @@ impl JobSpec {
             grace: DEFAULT_GRACE,
             priority: 0,
             retries: 0,
+            memory: None,
+            cpus: None,
+            pids: None,
+            nofile: None,
+            stall: None,
         }
+    }
+
+    /// What admission reserves for this job on a node: its declared memory and CPUs.
+    pub fn resources(&self) -> Resources {
+        Resources::of_job(self.memory.map(Size::bytes), self.cpus)
     }
 
     /// The name people see: the given one, else the program's file name.
@@ -173,6 +202,36 @@ impl JobSpec {
                 format!("must be at most {}", limits.max_grace),
             ));
         }
+        if let Some(memory) = self.memory {
+            if memory.bytes() < MIN_MEMORY.bytes() {
+                return Err(SpecError::new(
+                    "memory",
+                    format!("must be at least {MIN_MEMORY} (the process itself needs that much)"),
+                ));
+            }
+        }
+        if let Some(cpus) = self.cpus {
+            if cpus < Cpus::MIN {
+                return Err(SpecError::new(
+                    "cpus",
+                    format!("must be at least {}", Cpus::MIN),
+                ));
+            }
+        }
+        if self.pids == Some(0) {
+            return Err(SpecError::new("pids", "must be at least 1"));
+        }
+        if let Some(nofile) = self.nofile {
+            if nofile < MIN_NOFILE {
+                return Err(SpecError::new(
+                    "nofile",
+                    format!("must be at least {MIN_NOFILE} (stdin, stdout, stderr and a few more)"),
+                ));
+            }
+        }
+        if self.stall.is_some_and(|s| s.get().is_zero()) {
+            return Err(SpecError::new("stall", "must be greater than zero"));
+        }
         if self.retries > limits.max_retries {
             return Err(SpecError::new(
                 "retries",
@@ -190,6 +249,11 @@ fn no_nul(field: &str, value: &str) -> Result<(), SpecError> {
         Ok(())
     }
 }
+
+/// The smallest memory limit accepted: below it even a shell cannot start.
+pub const MIN_MEMORY: Size = Size(4 << 20);
+/// The smallest descriptor limit accepted.
+pub const MIN_NOFILE: u64 = 8;
 
 /// Upper bounds on every size in a spec (design.md invariant 6).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,6 +346,21 @@ mod tests {
         assert_eq!(field_of(&spec).as_deref(), Some("timeout"));
         let spec = JobSpec::new(vec!["x".repeat(1000); 300]);
         assert_eq!(field_of(&spec).as_deref(), Some("argv"));
+        let mut spec = JobSpec::new(["true"]);
+        spec.memory = Some(Size(1 << 20));
+        assert_eq!(field_of(&spec).as_deref(), Some("memory"));
+        let mut spec = JobSpec::new(["true"]);
+        spec.pids = Some(0);
+        assert_eq!(field_of(&spec).as_deref(), Some("pids"));
+        let mut spec = JobSpec::new(["true"]);
+        spec.nofile = Some(2);
+        assert_eq!(field_of(&spec).as_deref(), Some("nofile"));
+        let mut spec = JobSpec::new(["true"]);
+        spec.stall = Some(HumanDuration::default());
+        assert_eq!(field_of(&spec).as_deref(), Some("stall"));
+        let mut spec = JobSpec::new(["true"]);
+        spec.cpus = Some(Cpus::from_millis(1));
+        assert_eq!(field_of(&spec).as_deref(), Some("cpus"));
     }
 
     #[test]
@@ -296,6 +375,22 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("timout"), "{err}");
+    }
+
+    #[test]
+    fn limits_read_from_json() {
+        let spec: JobSpec = serde_json::from_str(
+            r#"{"argv":["sage"],"memory":"100M","cpus":0.5,"pids":50,"nofile":256,"stall":"1s"}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(spec.memory, Some(Size(100 << 20)));
+        assert_eq!(spec.cpus, Some(Cpus::from_millis(500)));
+        assert_eq!(spec.pids, Some(50));
+        assert_eq!(spec.nofile, Some(256));
+        assert_eq!(spec.stall, Some(HumanDuration::from_secs(1)));
+        assert_eq!(spec.resources().memory_bytes, 100 << 20);
+        assert_eq!(spec.resources().cpu_millis, 500);
+        assert_eq!(spec.validate(&Limits::default()), Ok(()));
     }
 
     #[test]

@@ -1,15 +1,21 @@
-//! The kill ladder: SIGTERM to the whole process group, `grace` to finish, SIGKILL to the group,
-//! then a check that no member is left.
+//! The kill ladder: SIGTERM to the whole tree, `grace` to finish, SIGKILL to the tree, then a
+//! check that no member is left.
+//!
+//! "The tree" is the job's process group plus its [`Cell`] when there is one: with cgroups the
+//! cell holds every process the job ever started, even those that left the group with `setsid`;
+//! the final SIGKILL then goes through the cell's own kill (`cgroup.kill`, or freeze → kill →
+//! thaw on v1) so that nothing can fork away between listing and killing.
 //!
 //! Used for timeouts, cancels, shutdown, leftovers after a leader exits, and orphaned groups
-//! found after a crash. The leader's exit is an event (see [`crate::wait`]); the rest of the group
-//! has no exit notification without cgroups, so once the leader is gone the group is checked
-//! with a short exponential backoff — only while a tree is being killed, never on a hot path.
+//! found after a crash. The leader's exit is an event (see [`crate::wait`]); the rest of the tree
+//! has no exit notification, so once the leader is gone the tree is checked with a short
+//! exponential backoff — only while a tree is being killed, never on a hot path.
 
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep, sleep_until};
 
+use crate::contain::Cell;
 use crate::sys;
 use crate::wait::ExitWatch;
 
@@ -22,10 +28,11 @@ pub struct LadderResult {
     pub survivors: bool,
 }
 
-/// Stops every process in group `pgid`. If `leader` is given (the group leader is our child), it
-/// is reaped along the way so that it does not linger as a zombie member.
+/// Stops every process in group `pgid` and in `cell`. If `leader` is given (the group leader is
+/// our child), it is reaped along the way so that it does not linger as a zombie member.
 pub async fn kill_tree(
     pgid: i32,
+    cell: Option<&Cell>,
     grace: Duration,
     mut leader: Option<&mut ExitWatch>,
 ) -> LadderResult {
@@ -33,7 +40,11 @@ pub async fn kill_tree(
     let _ = sys::signal_group(pgid, libc::SIGTERM);
     // A stopped process cannot act on SIGTERM until it is continued.
     let _ = sys::signal_group(pgid, libc::SIGCONT);
-    if wait_group_gone(pgid, Instant::now() + grace, leader.as_deref_mut()).await {
+    if let Some(cell) = cell {
+        cell.signal(libc::SIGTERM);
+        cell.signal(libc::SIGCONT);
+    }
+    if wait_tree_gone(pgid, cell, Instant::now() + grace, leader.as_deref_mut()).await {
         return LadderResult {
             escalated: false,
             survivors: false,
@@ -41,7 +52,13 @@ pub async fn kill_tree(
     }
     tracing::debug!(pgid, "kill ladder: grace over, SIGKILL");
     let _ = sys::signal_group(pgid, libc::SIGKILL);
-    let gone = wait_group_gone(pgid, Instant::now() + crate::KILL_VERIFY_WINDOW, leader).await;
+    if let Some(cell) = cell {
+        // A v1 freeze may take a moment; keep it off the runtime's worker threads.
+        let cell = cell.clone();
+        let _ = tokio::task::spawn_blocking(move || cell.kill()).await;
+    }
+    let gone =
+        wait_tree_gone(pgid, cell, Instant::now() + crate::KILL_VERIFY_WINDOW, leader).await;
     if !gone {
         tracing::error!(pgid, "process group survived SIGKILL");
     }
@@ -51,8 +68,18 @@ pub async fn kill_tree(
     }
 }
 
-/// Waits until the group has no live member or `deadline` passes; true if it is empty.
-async fn wait_group_gone(pgid: i32, deadline: Instant, leader: Option<&mut ExitWatch>) -> bool {
+/// Whether anything of the tree is still alive.
+pub fn tree_alive(pgid: i32, cell: Option<&Cell>) -> bool {
+    sys::group_has_live_members(pgid) || cell.is_some_and(|c| !c.members().is_empty())
+}
+
+/// Waits until the tree has no live member or `deadline` passes; true if it is empty.
+async fn wait_tree_gone(
+    pgid: i32,
+    cell: Option<&Cell>,
+    deadline: Instant,
+    leader: Option<&mut ExitWatch>,
+) -> bool {
     if let Some(leader) = leader {
         if !leader.is_reaped() {
             tokio::select! {
@@ -63,7 +90,7 @@ async fn wait_group_gone(pgid: i32, deadline: Instant, leader: Option<&mut ExitW
     }
     let mut pause = Duration::from_millis(2);
     loop {
-        if !sys::group_has_live_members(pgid) {
+        if !tree_alive(pgid, cell) {
             return true;
         }
         let now = Instant::now();

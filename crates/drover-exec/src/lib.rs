@@ -21,8 +21,13 @@
 //! 4. Leftover members of the group after the leader exits are killed the same way: no process
 //!    outlives its job. Then [`Report::Exited`] carries the outcome and usage.
 //!
+//! Limits, whole-tree kill and whole-tree accounting come from a [`Containment`] backend chosen at
+//! start (cgroup v2, cgroup v1 or rlimit; see [`contain`]). The child is placed in its attempt's
+//! cell while it waits at the gate, so nothing it forks — `setsid` or not — is outside.
+//!
 //! Module map: [`supervisor`] routes commands to one task per attempt; [`spawn`] builds the gated
-//! child; [`ladder`] kills trees; [`logs`] captures output; [`sys`] wraps the few syscalls;
+//! child; [`contain`] holds the backends; [`ladder`] kills trees; [`logs`] captures output;
+//! [`host`] reads the machine's free memory and pressure; [`sys`] wraps the few syscalls;
 //! [`orphan`] stops process groups left by a crashed node; [`wait`] watches for exits.
 
 use std::path::PathBuf;
@@ -31,6 +36,8 @@ use std::time::Duration;
 use drover_core::AttemptRef;
 use serde::{Deserialize, Serialize};
 
+pub mod contain;
+pub mod host;
 pub mod ladder;
 pub mod logs;
 pub mod orphan;
@@ -39,6 +46,7 @@ pub mod supervisor;
 pub mod sys;
 pub mod wait;
 
+pub use contain::{BackendChoice, BackendKind, BackendReport, Containment, JobLimits};
 pub use supervisor::{Supervisor, SupervisorGone, SupervisorHandle};
 
 /// Everything the supervisor needs to run one attempt. Plain data, so it can cross a process
@@ -63,6 +71,14 @@ pub struct StartRequest {
     pub stderr_path: PathBuf,
     /// Bytes kept per stream; the rest is counted and dropped.
     pub log_limit: u64,
+    /// Hard limits for the attempt's whole tree.
+    pub limits: JobLimits,
+    /// Stop the job (ending [`Ending::Stalled`]) after this long without output or a touch of
+    /// `heartbeat_path`.
+    pub stall: Option<Duration>,
+    /// The file the job may touch to show it is alive (`$DROVER_HEARTBEAT_FILE`); the supervisor
+    /// creates it before exec and removes it at the end.
+    pub heartbeat_path: Option<PathBuf>,
 }
 
 /// Why the node asks the supervisor to stop a job.
@@ -128,6 +144,8 @@ pub enum Ending {
     SpawnFailed(String),
     /// It was held at the gate and never ran.
     Aborted(StopReason),
+    /// It wrote nothing and touched no heartbeat for its stall period; the ladder stopped it.
+    Stalled,
 }
 
 /// The outcome and usage of an attempt.
@@ -147,6 +165,10 @@ pub struct Outcome {
     pub leftovers_killed: bool,
     /// Whether a member survived even SIGKILL within the verification window (should never be).
     pub survivors: bool,
+    /// The kernel's OOM killer killed a process of the tree (it hit its memory limit).
+    pub oom_killed: bool,
+    /// A fork failed because the tree was at its pids limit.
+    pub pids_limited: bool,
 }
 
 impl Outcome {
@@ -160,6 +182,8 @@ impl Outcome {
             cpu_time_ms: None,
             leftovers_killed: false,
             survivors: false,
+            oom_killed: false,
+            pids_limited: false,
         }
     }
 }

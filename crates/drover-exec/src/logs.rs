@@ -43,6 +43,7 @@ pub async fn capture(
     mut source: impl AsyncRead + Unpin,
     mut file: tokio::fs::File,
     limit: u64,
+    activity: Option<std::sync::Arc<Activity>>,
 ) -> io::Result<Captured> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut captured = Captured::default();
@@ -53,6 +54,9 @@ pub async fn capture(
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => return Err(err),
         };
+        if let Some(activity) = &activity {
+            activity.touch();
+        }
         captured.seen += n as u64;
         let room = limit.saturating_sub(captured.kept);
         let keep = (n as u64).min(room) as usize;
@@ -72,6 +76,44 @@ pub async fn capture(
     Ok(captured)
 }
 
+/// When a job last wrote output, for stall detection. Shared by the capture tasks of one
+/// attempt and its stall watch; nothing else.
+#[derive(Debug)]
+pub struct Activity {
+    start: std::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    /// Activity counted from now.
+    pub fn new() -> Self {
+        Self {
+            start: std::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Records output now.
+    pub fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long since the last output (or since the start, if none).
+    pub fn idle(&self) -> std::time::Duration {
+        let last = std::time::Duration::from_millis(
+            self.last_ms.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        self.start.elapsed().saturating_sub(last)
+    }
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,7 +122,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("out.log");
         let file = create_log_file(&path).await.expect("create");
-        let captured = capture(input, file, limit).await.expect("capture");
+        let captured = capture(input, file, limit, None).await.expect("capture");
         (captured, std::fs::read_to_string(&path).expect("read"))
     }
 

@@ -39,5 +39,5 @@ pub async fn stop_orphan_group(
     if !sys::group_has_live_members(pgid) {
         return OrphanVerdict::AlreadyGone;
     }
-    OrphanVerdict::Stopped(kill_tree(pgid, grace, None).await)
+    OrphanVerdict::Stopped(kill_tree(pgid, None, grace, None).await)
 }

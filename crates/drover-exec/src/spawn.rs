@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 
+use crate::contain::{ChildRlimit, register_leader};
 use crate::{StartRequest, sys};
 
 /// The byte that lets a held child `exec`.
@@ -77,7 +78,7 @@ struct ChildFds {
 ///
 /// An error here means no process is left behind: the program could not be found, or the child
 /// failed before the gate (a bad working directory, say) and has been reaped.
-pub async fn spawn_gated(req: &StartRequest) -> io::Result<GatedChild> {
+pub async fn spawn_gated(req: &StartRequest, rlimits: &[ChildRlimit]) -> io::Result<GatedChild> {
     let Some(program) = req.argv.first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty argv"));
     };
@@ -95,7 +96,7 @@ pub async fn spawn_gated(req: &StartRequest) -> io::Result<GatedChild> {
         pid: pid_write,
         gate: gate_read,
     };
-    let plan = platform::Plan::new(&path, &req.argv, &env, req.cwd.as_deref(), fds)?;
+    let plan = platform::Plan::new(&path, &req.argv, &env, req.cwd.as_deref(), fds, rlimits)?;
 
     let (spawned_tx, mut spawned) = oneshot::channel();
     spawner::run(Box::new(move || {
@@ -123,6 +124,8 @@ pub async fn spawn_gated(req: &StartRequest) -> io::Result<GatedChild> {
         }
     }
     let pid = i32::from_ne_bytes(pid_bytes);
+    // From here on the supervisor collects this child's status; a stray-reaper must not.
+    register_leader(pid);
     Ok(GatedChild {
         pid,
         proc_start: sys::process_start_time(pid),
@@ -155,6 +158,7 @@ impl GatedChild {
         // The child exited at the gate; reap it so it does not linger as a zombie.
         let pid = self.pid;
         let _ = tokio::task::spawn_blocking(move || sys::wait4(pid, true)).await;
+        crate::contain::forget_leader(pid);
     }
 }
 
@@ -257,6 +261,7 @@ mod platform {
     use std::path::Path;
 
     use super::{ChildFds, GATE_OPEN};
+    use crate::contain::ChildRlimit;
     use crate::sys;
 
     fn cstring(bytes: &[u8]) -> io::Result<CString> {
@@ -282,6 +287,7 @@ mod platform {
         err_read: OwnedFd,
         err_write: OwnedFd,
         parent: libc::pid_t,
+        rlimits: Vec<(c_int, libc::rlimit)>,
         _strings: Vec<CString>,
     }
 
@@ -295,6 +301,7 @@ mod platform {
             env: &[(OsString, OsString)],
             cwd: Option<&Path>,
             fds: ChildFds,
+            rlimits: &[ChildRlimit],
         ) -> io::Result<Self> {
             let mut strings = Vec::with_capacity(argv.len() + env.len());
             let mut argv_ptrs = Vec::with_capacity(argv.len() + 1);
@@ -325,6 +332,19 @@ mod platform {
                 err_read,
                 err_write,
                 parent: std::process::id() as libc::pid_t,
+                rlimits: rlimits
+                    .iter()
+                    .map(|r| {
+                        let value = r.value as libc::rlim_t;
+                        (
+                            r.resource as c_int,
+                            libc::rlimit {
+                                rlim_cur: value,
+                                rlim_max: value,
+                            },
+                        )
+                    })
+                    .collect(),
                 _strings: strings,
             })
         }
@@ -435,6 +455,12 @@ mod platform {
                     fail(plan);
                 }
             }
+            // Limits before the gate too: one the kernel refuses fails the start, not the job.
+            for (resource, limit) in &plan.rlimits {
+                if libc::setrlimit(*resource as _, limit) != 0 {
+                    fail(plan);
+                }
+            }
             // Keep only what the child needs. Every other descriptor of the node is close-on-exec
             // anyway, but a child waiting at the gate would hold them until it execs — among them
             // other jobs' output pipes, whose end-of-file (and so completion) it would delay.
@@ -512,6 +538,7 @@ mod platform {
     use std::process::{Command, Stdio};
 
     use super::{ChildFds, GATE_ABORT, GATE_OPEN};
+    use crate::contain::ChildRlimit;
 
     pub(super) struct Plan {
         command: Command,
@@ -525,6 +552,7 @@ mod platform {
             env: &[(OsString, OsString)],
             cwd: Option<&Path>,
             fds: ChildFds,
+            rlimits: &[ChildRlimit],
         ) -> io::Result<Self> {
             let mut command = Command::new(path);
             command
@@ -540,10 +568,30 @@ mod platform {
             }
             let parent = std::process::id() as i32;
             let (pid_fd, gate_fd) = (fds.pid.as_raw_fd(), fds.gate.as_raw_fd());
+            let rlimits: Vec<(i32, libc::rlimit)> = rlimits
+                .iter()
+                .map(|r| {
+                    let value = r.value as libc::rlim_t;
+                    (
+                        r.resource,
+                        libc::rlimit {
+                            rlim_cur: value,
+                            rlim_max: value,
+                        },
+                    )
+                })
+                .collect();
             // SAFETY: the hook makes only async-signal-safe calls on descriptors that stay open
             // in the parent (held by `_fds`) until `spawn` returns.
             unsafe {
-                command.pre_exec(move || child_at_gate(parent, pid_fd, gate_fd));
+                command.pre_exec(move || {
+                    for (resource, limit) in &rlimits {
+                        if libc::setrlimit(*resource as _, limit) != 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                    }
+                    child_at_gate(parent, pid_fd, gate_fd)
+                });
             }
             Ok(Self { command, _fds: fds })
         }

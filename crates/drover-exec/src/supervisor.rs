@@ -4,14 +4,17 @@
 //! one [`Report::Exited`]. Nothing here touches the store.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use drover_core::AttemptRef;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::ladder::kill_tree;
-use crate::logs::{Captured, capture, create_log_file, pipe_reader};
+use crate::contain::{Cell, Containment, reap_strays};
+use crate::ladder::{kill_tree, tree_alive};
+use crate::logs::{Activity, Captured, capture, create_log_file, pipe_reader};
 use crate::spawn::spawn_gated;
 use crate::wait::ExitWatch;
 use crate::{Command, Ending, Outcome, Report, StartRequest, StopReason, sys};
@@ -43,11 +46,14 @@ impl SupervisorHandle {
 }
 
 impl Supervisor {
-    /// Starts a supervisor on the current tokio runtime. Reports arrive on the returned receiver.
-    pub fn start() -> (SupervisorHandle, mpsc::UnboundedReceiver<Report>) {
+    /// Starts a supervisor on the current tokio runtime, containing jobs with `containment`.
+    /// Reports arrive on the returned receiver.
+    pub fn start(
+        containment: Arc<Containment>,
+    ) -> (SupervisorHandle, mpsc::UnboundedReceiver<Report>) {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (reports, report_rx) = mpsc::unbounded_channel();
-        tokio::spawn(route(command_rx, reports));
+        tokio::spawn(route(command_rx, reports, containment));
         (SupervisorHandle { commands }, report_rx)
     }
 }
@@ -55,6 +61,7 @@ impl Supervisor {
 async fn route(
     mut commands: mpsc::UnboundedReceiver<Command>,
     reports: mpsc::UnboundedSender<Report>,
+    containment: Arc<Containment>,
 ) {
     let mut attempts: HashMap<AttemptRef, mpsc::UnboundedSender<Command>> = HashMap::new();
     let (done_tx, mut done) = mpsc::unbounded_channel::<AttemptRef>();
@@ -73,8 +80,9 @@ async fn route(
                         attempts.insert(attempt, tx);
                         let reports = reports.clone();
                         let done_tx = done_tx.clone();
+                        let containment = Arc::clone(&containment);
                         tokio::spawn(async move {
-                            let outcome = run_attempt(&req, rx, &reports).await;
+                            let outcome = run_attempt(&req, rx, &reports, &containment).await;
                             let _ = reports.send(Report::Exited { attempt, outcome });
                             let _ = done_tx.send(attempt);
                         });
@@ -125,18 +133,79 @@ async fn next_stop(commands: &mut mpsc::UnboundedReceiver<Command>) -> StopReaso
     }
 }
 
-/// Runs one attempt from fork to the last reaped member.
+/// Runs one attempt in a cell of its own, and removes the cell after.
 async fn run_attempt(
+    req: &StartRequest,
+    commands: mpsc::UnboundedReceiver<Command>,
+    reports: &mpsc::UnboundedSender<Report>,
+    containment: &Containment,
+) -> Outcome {
+    let cell = match containment.create(req.attempt, &req.limits) {
+        Ok(cell) => cell,
+        Err(err) => {
+            return Outcome::without_process(Ending::SpawnFailed(format!(
+                "cannot create the attempt's cgroup: {err}"
+            )));
+        }
+    };
+    let rlimits = containment.child_rlimits(&req.limits, req.timeout);
+    let outcome = run_in_cell(req, commands, reports, &cell, &rlimits).await;
+    let cleanup = cell.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        cleanup.remove();
+        // Orphans re-parented to the node (rlimit backend's subreaper) are reaped here.
+        reap_strays();
+    })
+    .await;
+    if let Some(path) = &req.heartbeat_path {
+        let _ = tokio::fs::remove_file(path).await;
+    }
+    outcome
+}
+
+/// Waits until the attempt has been silent for `stall`: no output and no touch of the
+/// heartbeat file. Sleeps until the earliest moment that could be true, then looks again.
+async fn stall_watch(stall: Duration, activity: &Activity, heartbeat: Option<&Path>) {
+    loop {
+        let output_idle = activity.idle();
+        let heartbeat_idle = match heartbeat {
+            Some(path) => tokio::fs::metadata(path)
+                .await
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .unwrap_or(output_idle),
+            None => output_idle,
+        };
+        let idle = output_idle.min(heartbeat_idle);
+        if idle >= stall {
+            return;
+        }
+        tokio::time::sleep(stall - idle).await;
+    }
+}
+
+/// Runs one attempt from fork to the last reaped member, inside `cell`.
+async fn run_in_cell(
     req: &StartRequest,
     mut commands: mpsc::UnboundedReceiver<Command>,
     reports: &mpsc::UnboundedSender<Report>,
+    cell: &Cell,
+    rlimits: &[crate::contain::ChildRlimit],
 ) -> Outcome {
     let attempt = req.attempt;
-    let gated = match spawn_gated(req).await {
+    let gated = match spawn_gated(req, rlimits).await {
         Ok(gated) => gated,
         Err(err) => return Outcome::without_process(Ending::SpawnFailed(err.to_string())),
     };
     let pid = gated.pid;
+    // Into the cell before it can run anything: everything it forks is inside too.
+    if let Err(err) = cell.attach(pid) {
+        gated.abort().await;
+        return Outcome::without_process(Ending::SpawnFailed(format!(
+            "cannot place the job in its cgroup: {err}"
+        )));
+    }
     let _ = reports.send(Report::Spawned {
         attempt,
         pid,
@@ -152,6 +221,15 @@ async fn run_attempt(
         create_log_file(&req.stdout_path),
         create_log_file(&req.stderr_path)
     );
+    if let Some(path) = &req.heartbeat_path {
+        if let Err(err) = tokio::fs::File::create(path).await {
+            gated.abort().await;
+            return Outcome::without_process(Ending::SpawnFailed(format!(
+                "cannot create the heartbeat file {}: {err}",
+                path.display()
+            )));
+        }
+    }
     let (out_file, err_file) = match files {
         Ok(files) => files,
         Err(err) => {
@@ -176,10 +254,11 @@ async fn run_attempt(
             )));
         }
     };
+    let activity = req.stall.map(|_| Arc::new(Activity::new()));
     let logs = match (pipe_reader(child.stdout), pipe_reader(child.stderr)) {
         (Ok(out), Ok(err)) => Some((
-            tokio::spawn(capture(out, out_file, req.log_limit)),
-            tokio::spawn(capture(err, err_file, req.log_limit)),
+            tokio::spawn(capture(out, out_file, req.log_limit, activity.clone())),
+            tokio::spawn(capture(err, err_file, req.log_limit, activity.clone())),
         )),
         (out, err) => {
             let problem = out.err().or(err.err());
@@ -191,22 +270,33 @@ async fn run_attempt(
     enum Trigger {
         Exited,
         TimedOut,
+        Stalled,
         Stop(StopReason),
     }
+    let stalled = async {
+        match (req.stall, &activity) {
+            (Some(stall), Some(activity)) => {
+                stall_watch(stall, activity, req.heartbeat_path.as_deref()).await
+            }
+            _ => std::future::pending().await,
+        }
+    };
     let trigger = tokio::select! {
         _ = leader.wait() => Trigger::Exited,
         _ = sleep_until(started + req.timeout) => Trigger::TimedOut,
+        _ = stalled => Trigger::Stalled,
         why = next_stop(&mut commands) => Trigger::Stop(why),
     };
     let mut outcome_ending = None;
     let mut leftovers_killed = false;
     let ladder = match trigger {
         Trigger::Exited => {
-            // The leader is gone; anything left in its group goes with it.
-            if sys::group_has_live_members(pid) {
+            // The leader is gone; anything left of its tree goes with it — in its group, or
+            // (with a cell) anywhere, even in a session of its own.
+            if tree_alive(pid, Some(cell)) {
                 leftovers_killed = true;
-                tracing::info!(%attempt, "killing processes left in the group after the leader exited");
-                Some(kill_tree(pid, req.grace, Some(&mut leader)).await)
+                tracing::info!(%attempt, "killing processes left after the leader exited");
+                Some(kill_tree(pid, Some(cell), req.grace, Some(&mut leader)).await)
             } else {
                 None
             }
@@ -214,12 +304,17 @@ async fn run_attempt(
         Trigger::TimedOut => {
             tracing::info!(%attempt, timeout = ?req.timeout, "timed out; stopping the tree");
             outcome_ending = Some(Ending::TimedOut);
-            Some(kill_tree(pid, req.grace, Some(&mut leader)).await)
+            Some(kill_tree(pid, Some(cell), req.grace, Some(&mut leader)).await)
+        }
+        Trigger::Stalled => {
+            tracing::info!(%attempt, stall = ?req.stall, "no output or heartbeat; stopping the tree");
+            outcome_ending = Some(Ending::Stalled);
+            Some(kill_tree(pid, Some(cell), req.grace, Some(&mut leader)).await)
         }
         Trigger::Stop(why) => {
             tracing::info!(%attempt, ?why, "stopping the tree");
             outcome_ending = Some(Ending::Stopped(why));
-            Some(kill_tree(pid, req.grace, Some(&mut leader)).await)
+            Some(kill_tree(pid, Some(cell), req.grace, Some(&mut leader)).await)
         }
     };
     let reaped = leader.wait().await.ok();
@@ -252,13 +347,19 @@ async fn run_attempt(
         },
         None => Ending::Exited(-1),
     });
+    // The cell measures the whole tree; rusage only the leader and what it waited for.
+    let usage = cell.usage();
     Outcome {
         ending,
         exit_code: reaped.and_then(|r| r.exit_code),
         signal: reaped.and_then(|r| r.signal),
-        peak_memory_bytes: reaped.map(|r| r.max_rss_bytes),
-        cpu_time_ms: reaped.map(|r| r.cpu_time_ms),
+        peak_memory_bytes: usage
+            .peak_memory_bytes
+            .or(reaped.map(|r| r.max_rss_bytes)),
+        cpu_time_ms: usage.cpu_time_ms.or(reaped.map(|r| r.cpu_time_ms)),
         leftovers_killed,
         survivors: ladder.is_some_and(|l| l.survivors),
+        oom_killed: usage.oom_killed,
+        pids_limited: usage.pids_limited,
     }
 }

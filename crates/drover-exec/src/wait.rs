@@ -88,6 +88,7 @@ impl ExitWatch {
                 Err(_) => return Err(io::Error::other("wait thread vanished")),
             },
         };
+        crate::contain::forget_leader(self.pid);
         self.reaped = Some(reaped);
         Ok(reaped)
     }

@@ -24,7 +24,21 @@ fn request(dir: &Path, argv: &[&str]) -> StartRequest {
         stdout_path: dir.join("stdout"),
         stderr_path: dir.join("stderr"),
         log_limit: 1 << 20,
+        limits: Default::default(),
+        stall: None,
+        heartbeat_path: None,
     }
+}
+
+/// A supervisor on the backend this machine picks by itself, in a scope of its own.
+fn supervisor() -> (
+    drover_exec::SupervisorHandle,
+    UnboundedReceiver<Report>,
+) {
+    let scope = format!("drover.test-{}-{}", std::process::id(), uuid_v7().simple());
+    let containment = drover_exec::Containment::detect(drover_exec::BackendChoice::Auto, &scope)
+        .expect("some backend");
+    Supervisor::start(std::sync::Arc::new(containment))
 }
 
 fn uuid_v7() -> uuid::Uuid {
@@ -40,7 +54,7 @@ async fn next(reports: &mut UnboundedReceiver<Report>) -> Report {
 
 /// Starts `req`, releases it at the gate, and returns (pid, outcome).
 async fn run(req: StartRequest) -> (i32, Outcome) {
-    let (sup, mut reports) = Supervisor::start();
+    let (sup, mut reports) = supervisor();
     let attempt = req.attempt;
     sup.send(Command::Start(req)).expect("send");
     let pid = match next(&mut reports).await {
@@ -118,7 +132,7 @@ async fn nothing_runs_before_the_gate_opens_and_abort_runs_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let marker = dir.path().join("ran");
     let argv = ["touch", marker.to_str().expect("utf-8")];
-    let (sup, mut reports) = Supervisor::start();
+    let (sup, mut reports) = supervisor();
 
     let held = request(dir.path(), &argv);
     sup.send(Command::Start(held.clone())).expect("send");
@@ -166,7 +180,7 @@ async fn a_stubborn_job_is_killed_after_the_grace_period() {
     let mut req = request(dir.path(), &["sh", "-c", "trap '' TERM; sleep 1000 & wait"]);
     req.grace = Duration::from_millis(300);
     let attempt = req.attempt;
-    let (sup, mut reports) = Supervisor::start();
+    let (sup, mut reports) = supervisor();
     sup.send(Command::Start(req)).expect("send");
     let Report::Spawned { pid, .. } = next(&mut reports).await else {
         panic!("expected Spawned");

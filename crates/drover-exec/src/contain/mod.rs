@@ -1,0 +1,398 @@
+//! Containment: hard limits, whole-tree kill and whole-tree accounting for each attempt.
+//!
+//! A [`Containment`] is chosen once when the supervisor starts. It is one of three backends:
+//!
+//! | backend   | limits                                      | kill                          | accounting                      |
+//! |-----------|---------------------------------------------|-------------------------------|---------------------------------|
+//! | `cgroup2` | `memory.max`, `memory.swap.max`, `pids.max`, `cpu.max` | `cgroup.kill`      | `memory.peak`, `cpu.stat`, `memory.events` |
+//! | `cgroup1` | `memory.limit_in_bytes` (+`memsw`), `pids.max`, `cpu.cfs_quota_us` | freeze → SIGKILL each → thaw | `memory.max_usage_in_bytes`, `cpuacct.usage`, `memory.oom_control` |
+//! | `rlimit`  | `RLIMIT_DATA`/`RLIMIT_AS`, `RLIMIT_NPROC`, `RLIMIT_CPU`, per process | process group, plus escapees found as a child subreaper | `wait4` rusage |
+//!
+//! Each attempt gets a [`Cell`]: a leaf cgroup (or, for `rlimit`, the set of processes that carry
+//! the attempt's `DROVER_JOB_ID`/`DROVER_ATTEMPT`). The child is placed in its cell while it waits
+//! at the gate, before it can run anything, so every process it ever forks — including one that
+//! calls `setsid` or double-forks — is inside. `RLIMIT_NOFILE` is set in the child on every
+//! backend.
+//!
+//! The backend never writes the store and keeps no state beyond paths: a cell can be found again
+//! from its attempt alone, which is how a restarted node sweeps cells a crash left behind.
+
+mod cgroupfs;
+mod rlimit;
+mod v1;
+mod v2;
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use drover_core::{AttemptRef, Cpus};
+use serde::{Deserialize, Serialize};
+
+pub use rlimit::{ChildRlimit, reap_strays};
+pub(crate) use rlimit::{forget_leader, register_leader};
+
+/// Which containment backend runs jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BackendKind {
+    /// A cgroup v2 leaf per attempt.
+    #[serde(rename = "cgroup2")]
+    CgroupV2,
+    /// A cgroup per attempt in each v1 hierarchy (memory, pids, cpu, cpuacct, freezer).
+    #[serde(rename = "cgroup1")]
+    CgroupV1,
+    /// Per-process resource limits and process-group kill (macOS, or no cgroup access).
+    #[serde(rename = "rlimit")]
+    Rlimit,
+}
+
+impl BackendKind {
+    /// The name used by `--backend` and `drover doctor`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::CgroupV2 => "cgroup2",
+            BackendKind::CgroupV1 => "cgroup1",
+            BackendKind::Rlimit => "rlimit",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `--backend`: pick automatically, or insist on one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// cgroup v2 with its memory and pids controllers, else cgroup v1, else rlimit.
+    #[default]
+    Auto,
+    /// This backend or an error saying why it cannot be used.
+    Only(BackendKind),
+}
+
+impl FromStr for BackendChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "auto" => BackendChoice::Auto,
+            "cgroup2" => BackendChoice::Only(BackendKind::CgroupV2),
+            "cgroup1" => BackendChoice::Only(BackendKind::CgroupV1),
+            "rlimit" => BackendChoice::Only(BackendKind::Rlimit),
+            other => {
+                return Err(format!(
+                    "unknown backend `{other}` (use auto, cgroup2, cgroup1 or rlimit)"
+                ));
+            }
+        })
+    }
+}
+
+/// The limits one attempt runs under. Plain data, to cross a process boundary later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct JobLimits {
+    /// Memory for the whole tree, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// CPU quota for the whole tree.
+    pub cpus: Option<Cpus>,
+    /// Most processes in the tree at once.
+    pub pids: Option<u32>,
+    /// Most open descriptors per process.
+    pub nofile: Option<u64>,
+}
+
+/// Why containment could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainError {
+    /// The backend asked for with `--backend` is not usable here.
+    #[error("the {backend} backend is not usable here: {why}")]
+    Unusable {
+        /// The backend.
+        backend: BackendKind,
+        /// Why not.
+        why: String,
+    },
+}
+
+/// How one kind of limit is enforced by the chosen backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitSupport {
+    /// `memory`, `cpus`, `pids`, `nofile`, `escapees` or `accounting`.
+    pub limit: String,
+    /// Whether drover can guarantee it for the whole tree.
+    pub enforced: bool,
+    /// How, or what is missing.
+    pub how: String,
+}
+
+/// What `drover doctor` shows about containment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendReport {
+    /// The backend in use.
+    pub backend: BackendKind,
+    /// Why it was chosen (and why the ones before it were not).
+    pub why: String,
+    /// The directories under which attempt cgroups are made.
+    pub cgroup_paths: Vec<PathBuf>,
+    /// Each limit kind and whether it is enforced.
+    pub limits: Vec<LimitSupport>,
+}
+
+fn support(limit: &str, enforced: bool, how: impl Into<String>) -> LimitSupport {
+    LimitSupport {
+        limit: limit.into(),
+        enforced,
+        how: how.into(),
+    }
+}
+
+/// What a cell measured over an attempt's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CellUsage {
+    /// Peak memory of the whole tree, in bytes.
+    pub peak_memory_bytes: Option<u64>,
+    /// User + system CPU time of the whole tree, in milliseconds.
+    pub cpu_time_ms: Option<u64>,
+    /// The kernel's OOM killer killed a process of the tree.
+    pub oom_killed: bool,
+    /// A fork failed because the tree was at its pids limit.
+    pub pids_limited: bool,
+}
+
+/// The containment backend in use, chosen once per supervisor.
+#[derive(Debug)]
+pub struct Containment {
+    backend: Backend,
+    why: String,
+}
+
+#[derive(Debug)]
+enum Backend {
+    V2(v2::Tree),
+    V1(v1::Tree),
+    Rlimit(rlimit::Tree),
+}
+
+impl Containment {
+    /// Chooses a backend. `scope` names this node's own subtree (`drover.<node id>`), so that
+    /// nodes sharing a machine never touch each other's cells.
+    pub fn detect(choice: BackendChoice, scope: &str) -> Result<Containment, ContainError> {
+        let mut refusals = Vec::new();
+        let wanted: &[BackendKind] = match choice {
+            BackendChoice::Auto => &[
+                BackendKind::CgroupV2,
+                BackendKind::CgroupV1,
+                BackendKind::Rlimit,
+            ],
+            BackendChoice::Only(kind) => match kind {
+                BackendKind::CgroupV2 => &[BackendKind::CgroupV2],
+                BackendKind::CgroupV1 => &[BackendKind::CgroupV1],
+                BackendKind::Rlimit => &[BackendKind::Rlimit],
+            },
+        };
+        for kind in wanted {
+            let strict = choice == BackendChoice::Auto;
+            let attempt = match kind {
+                BackendKind::CgroupV2 => v2::Tree::open(scope, strict).map(Backend::V2),
+                BackendKind::CgroupV1 => v1::Tree::open(scope).map(Backend::V1),
+                BackendKind::Rlimit => Ok(Backend::Rlimit(rlimit::Tree::open())),
+            };
+            match attempt {
+                Ok(backend) => {
+                    let why = match choice {
+                        BackendChoice::Only(_) => "chosen with --backend".to_string(),
+                        BackendChoice::Auto if refusals.is_empty() => {
+                            format!("{kind} is available with every controller drover uses")
+                        }
+                        BackendChoice::Auto => format!("{}", refusals.join("; ")),
+                    };
+                    return Ok(Containment { backend, why });
+                }
+                Err(why) => {
+                    if choice != BackendChoice::Auto {
+                        return Err(ContainError::Unusable {
+                            backend: *kind,
+                            why,
+                        });
+                    }
+                    refusals.push(format!("not {kind}: {why}"));
+                }
+            }
+        }
+        // rlimit always opens, so Auto never gets here.
+        Err(ContainError::Unusable {
+            backend: BackendKind::Rlimit,
+            why: refusals.join("; "),
+        })
+    }
+
+    /// The backend in use.
+    pub fn kind(&self) -> BackendKind {
+        match self.backend {
+            Backend::V2(_) => BackendKind::CgroupV2,
+            Backend::V1(_) => BackendKind::CgroupV1,
+            Backend::Rlimit(_) => BackendKind::Rlimit,
+        }
+    }
+
+    /// What `drover doctor` prints.
+    pub fn report(&self) -> BackendReport {
+        let nofile = support(
+            "nofile",
+            true,
+            "RLIMIT_NOFILE, set in the child before exec",
+        );
+        let (cgroup_paths, mut limits) = match &self.backend {
+            Backend::V2(tree) => (tree.paths(), tree.support()),
+            Backend::V1(tree) => (tree.paths(), tree.support()),
+            Backend::Rlimit(tree) => (Vec::new(), tree.support()),
+        };
+        limits.insert(3.min(limits.len()), nofile);
+        BackendReport {
+            backend: self.kind(),
+            why: self.why.clone(),
+            cgroup_paths,
+            limits,
+        }
+    }
+
+    /// Makes the cell for `attempt` with `limits` applied. Nothing runs in it yet.
+    pub fn create(&self, attempt: AttemptRef, limits: &JobLimits) -> io::Result<Cell> {
+        let inner = match &self.backend {
+            Backend::V2(tree) => CellInner::V2(tree.create(&cell_name(attempt), limits)?),
+            Backend::V1(tree) => CellInner::V1(tree.create(&cell_name(attempt), limits)?),
+            Backend::Rlimit(_) => CellInner::Rlimit(rlimit::Cell::new(attempt)),
+        };
+        Ok(Cell { attempt, inner })
+    }
+
+    /// The per-process limits the child sets on itself before exec: `RLIMIT_NOFILE` always, and
+    /// for the rlimit backend its approximations of the tree limits.
+    pub fn child_rlimits(&self, limits: &JobLimits, timeout: Duration) -> Vec<ChildRlimit> {
+        let mut out = Vec::new();
+        if let Some(nofile) = limits.nofile {
+            out.push(ChildRlimit::nofile(nofile));
+        }
+        if let Backend::Rlimit(_) = self.backend {
+            out.extend(rlimit::approximations(limits, timeout));
+        }
+        out
+    }
+
+    /// Memory the attempt's tree uses now, where the backend can tell.
+    pub fn memory_current(&self, attempt: AttemptRef) -> Option<u64> {
+        match &self.backend {
+            Backend::V2(tree) => tree.memory_current(&cell_name(attempt)),
+            Backend::V1(tree) => tree.memory_current(&cell_name(attempt)),
+            Backend::Rlimit(_) => None,
+        }
+    }
+
+    /// Kills whatever is left in cells of this node that no live attempt owns (after a crash),
+    /// and removes them. Returns how many cells were swept.
+    pub fn sweep(&self) -> usize {
+        match &self.backend {
+            Backend::V2(tree) => tree.sweep(),
+            Backend::V1(tree) => tree.sweep(),
+            Backend::Rlimit(_) => 0,
+        }
+    }
+
+    /// Removes this node's (empty) subtree, at shutdown.
+    pub fn close(&self) {
+        match &self.backend {
+            Backend::V2(tree) => tree.close(),
+            Backend::V1(tree) => tree.close(),
+            Backend::Rlimit(_) => {}
+        }
+    }
+}
+
+/// A cell's directory name: the attempt, spelled the way logs and the API spell it.
+fn cell_name(attempt: AttemptRef) -> String {
+    format!("{}.{}", attempt.job_id, attempt.attempt)
+}
+
+/// Where one attempt's processes live. Cloning copies paths, not processes.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    attempt: AttemptRef,
+    inner: CellInner,
+}
+
+#[derive(Debug, Clone)]
+enum CellInner {
+    V2(v2::Cell),
+    V1(v1::Cell),
+    Rlimit(rlimit::Cell),
+}
+
+impl Cell {
+    /// The attempt this cell holds.
+    pub fn attempt(&self) -> AttemptRef {
+        self.attempt
+    }
+
+    /// Moves `pid` (waiting at the gate) into the cell.
+    pub fn attach(&self, pid: i32) -> io::Result<()> {
+        match &self.inner {
+            CellInner::V2(cell) => cell.attach(pid),
+            CellInner::V1(cell) => cell.attach(pid),
+            CellInner::Rlimit(_) => Ok(()),
+        }
+    }
+
+    /// Live processes in the cell (never zombies).
+    pub fn members(&self) -> Vec<i32> {
+        match &self.inner {
+            CellInner::V2(cell) => cell.members(),
+            CellInner::V1(cell) => cell.members(),
+            CellInner::Rlimit(cell) => cell.members(),
+        }
+    }
+
+    /// Sends `signal` to every process in the cell.
+    pub fn signal(&self, signal: i32) {
+        match &self.inner {
+            CellInner::V2(cell) => cell.signal(signal),
+            CellInner::V1(cell) => cell.signal(signal),
+            CellInner::Rlimit(cell) => cell.signal(signal),
+        }
+    }
+
+    /// SIGKILLs every process in the cell in a way that nothing can fork away meanwhile (where
+    /// the backend allows it).
+    pub fn kill(&self) {
+        match &self.inner {
+            CellInner::V2(cell) => cell.kill(),
+            CellInner::V1(cell) => cell.kill(),
+            CellInner::Rlimit(cell) => cell.signal(libc::SIGKILL),
+        }
+    }
+
+    /// What the cell measured. Read before [`Cell::remove`].
+    pub fn usage(&self) -> CellUsage {
+        match &self.inner {
+            CellInner::V2(cell) => cell.usage(),
+            CellInner::V1(cell) => cell.usage(),
+            CellInner::Rlimit(_) => CellUsage::default(),
+        }
+    }
+
+    /// Removes the cell once it is empty.
+    pub fn remove(&self) {
+        let result = match &self.inner {
+            CellInner::V2(cell) => cell.remove(),
+            CellInner::V1(cell) => cell.remove(),
+            CellInner::Rlimit(_) => Ok(()),
+        };
+        if let Err(err) = result {
+            tracing::warn!(attempt = %self.attempt, error = %err, "cannot remove the attempt's cgroup");
+        }
+    }
+}

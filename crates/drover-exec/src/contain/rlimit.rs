@@ -1,0 +1,315 @@
+//! The rlimit backend (macOS, or Linux without cgroup access), and the per-process limits every
+//! backend sets in the child.
+//!
+//! Without cgroups a job's tree has no kernel boundary. Two things stand in for one on Linux:
+//! - the node becomes a **child subreaper** (`PR_SET_CHILD_SUBREAPER`), so a process that leaves
+//!   its job's process group and is orphaned (`setsid`, double fork) is re-parented to the node
+//!   instead of to PID 1, and stays findable among the node's descendants;
+//! - each such process still carries the `DROVER_JOB_ID` and `DROVER_ATTEMPT` variables it
+//!   inherited, which say which attempt it belongs to.
+//!
+//! A process that both escapes its group and clears its environment cannot be attributed; doctor
+//! says so. On macOS there is no subreaper: only the process group is killed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use drover_core::AttemptRef;
+
+use super::{JobLimits, LimitSupport, support};
+
+/// A resource limit the child sets on itself before exec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildRlimit {
+    /// The `RLIMIT_*` resource.
+    pub resource: i32,
+    /// Soft and hard value.
+    pub value: u64,
+}
+
+impl ChildRlimit {
+    /// `RLIMIT_NOFILE`.
+    pub fn nofile(value: u64) -> Self {
+        Self {
+            resource: libc::RLIMIT_NOFILE as i32,
+            value,
+        }
+    }
+}
+
+/// The rlimit backend's stand-ins for the tree limits. All are per process.
+pub(super) fn approximations(limits: &JobLimits, timeout: Duration) -> Vec<ChildRlimit> {
+    let mut out = Vec::new();
+    if let Some(bytes) = limits.memory_bytes {
+        // RLIMIT_DATA counts heap and private mappings since Linux 4.7; macOS ignores it for
+        // mmap, so there the address-space limit is the closest.
+        #[cfg(target_os = "linux")]
+        let resource = libc::RLIMIT_DATA as i32;
+        #[cfg(not(target_os = "linux"))]
+        let resource = libc::RLIMIT_AS as i32;
+        out.push(ChildRlimit {
+            resource,
+            value: bytes,
+        });
+    }
+    if let Some(pids) = limits.pids {
+        out.push(ChildRlimit {
+            resource: libc::RLIMIT_NPROC as i32,
+            value: u64::from(pids),
+        });
+    }
+    if let Some(cpus) = limits.cpus {
+        // No rate limit exists per process: cap the total instead, at what the quota would allow
+        // over the whole timeout.
+        let seconds = timeout.as_secs_f64() * f64::from(cpus.millis()) / 1000.0;
+        out.push(ChildRlimit {
+            resource: libc::RLIMIT_CPU as i32,
+            value: seconds.ceil().max(1.0) as u64,
+        });
+    }
+    out
+}
+
+/// The rlimit backend: nothing to set up but the subreaper.
+#[derive(Debug)]
+pub(super) struct Tree {
+    subreaper: bool,
+}
+
+impl Tree {
+    pub(super) fn open() -> Tree {
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl with integer arguments.
+        let subreaper = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } == 0;
+        #[cfg(not(target_os = "linux"))]
+        let subreaper = false;
+        Tree { subreaper }
+    }
+
+    pub(super) fn support(&self) -> Vec<LimitSupport> {
+        vec![
+            support(
+                "memory",
+                false,
+                "RLIMIT_DATA (RLIMIT_AS on macOS) per process, not per tree; the program sees failed allocations, so the end is not named memory_limit",
+            ),
+            support(
+                "cpus",
+                false,
+                "no rate limit: RLIMIT_CPU caps each process's total at cpus × timeout",
+            ),
+            support(
+                "pids",
+                false,
+                "RLIMIT_NPROC counts every process of the user, not the job, and root is exempt",
+            ),
+            if self.subreaper {
+                support(
+                    "escapees",
+                    true,
+                    "the node is a child subreaper; processes that left the job's group are found by their DROVER_JOB_ID/DROVER_ATTEMPT (one that also clears its environment is missed)",
+                )
+            } else {
+                support(
+                    "escapees",
+                    false,
+                    "only the job's process group is killed: a process that calls setsid survives",
+                )
+            },
+            support(
+                "accounting",
+                false,
+                "rusage of the leader: CPU time of descendants it waited for, peak memory of the largest single process",
+            ),
+        ]
+    }
+}
+
+/// The pids of live job leaders: [`reap_strays`] must never reap one of them, because the
+/// supervisor collects their exit status itself.
+/// Counted, so that a pid reused by a new leader between the old one's reaping and its
+/// forgetting stays registered.
+static LEADERS: Mutex<Option<HashMap<i32, u32>>> = Mutex::new(None);
+
+/// Marks `pid` as a job leader whose status the supervisor will collect.
+pub(crate) fn register_leader(pid: i32) {
+    if let Ok(mut leaders) = LEADERS.lock() {
+        *leaders.get_or_insert_with(HashMap::new).entry(pid).or_insert(0) += 1;
+    }
+}
+
+/// Forgets a leader once it is reaped.
+pub(crate) fn forget_leader(pid: i32) {
+    if let Ok(mut leaders) = LEADERS.lock() {
+        if let Some(map) = leaders.as_mut() {
+            if let Some(count) = map.get_mut(&pid) {
+                *count -= 1;
+                if *count == 0 {
+                    map.remove(&pid);
+                }
+            }
+        }
+    }
+}
+
+fn is_leader(pid: i32) -> bool {
+    LEADERS
+        .lock()
+        .ok()
+        .is_some_and(|l| l.as_ref().is_some_and(|m| m.contains_key(&pid)))
+}
+
+/// Reaps zombie children of the node that are not job leaders: orphans re-parented to the node
+/// as subreaper. Returns how many were reaped.
+pub fn reap_strays() -> usize {
+    if !cfg!(target_os = "linux") {
+        return 0;
+    }
+    let mut reaped = 0;
+    for pid in children_of(std::process::id() as i32) {
+        if is_leader(pid) {
+            continue;
+        }
+        if is_zombie(pid) {
+            let _ = crate::sys::wait4(pid, false);
+            reaped += 1;
+        }
+    }
+    reaped
+}
+
+#[cfg(target_os = "linux")]
+fn is_zombie(pid: i32) -> bool {
+    crate::sys::read_stat(pid).is_some_and(|s| s.state == 'Z')
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_zombie(_pid: i32) -> bool {
+    false
+}
+
+/// The direct children of `pid` (every thread's), from `/proc/<pid>/task/*/children`.
+fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            out.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        }
+    }
+    out
+}
+
+/// An attempt's processes, found by the variables they inherited.
+#[derive(Debug, Clone)]
+pub(super) struct Cell {
+    job_var: Vec<u8>,
+    attempt_var: Vec<u8>,
+}
+
+impl Cell {
+    pub(super) fn new(attempt: AttemptRef) -> Cell {
+        Cell {
+            job_var: format!("DROVER_JOB_ID={}", attempt.job_id).into_bytes(),
+            attempt_var: format!("DROVER_ATTEMPT={}", attempt.attempt).into_bytes(),
+        }
+    }
+
+    /// Live descendants of the node that carry this attempt's variables.
+    pub(super) fn members(&self) -> Vec<i32> {
+        let mut found = Vec::new();
+        let mut seen = HashSet::new();
+        let mut frontier = children_of(std::process::id() as i32);
+        while let Some(pid) = frontier.pop() {
+            if !seen.insert(pid) {
+                continue;
+            }
+            frontier.extend(children_of(pid));
+            let live = !is_zombie(pid);
+            if live && self.marks(pid) {
+                found.push(pid);
+            }
+        }
+        found
+    }
+
+    fn marks(&self, pid: i32) -> bool {
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            return false;
+        };
+        let mut job = false;
+        let mut attempt = false;
+        for var in environ.split(|b| *b == 0) {
+            job |= var == self.job_var.as_slice();
+            attempt |= var == self.attempt_var.as_slice();
+        }
+        job && attempt
+    }
+
+    pub(super) fn signal(&self, signal: i32) {
+        for pid in self.members() {
+            // SAFETY: kill with plain integers.
+            unsafe {
+                libc::kill(pid, signal);
+            }
+        }
+        reap_strays();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drover_core::Cpus;
+
+    #[test]
+    fn approximations_cover_each_limit() {
+        let limits = JobLimits {
+            memory_bytes: Some(100 << 20),
+            cpus: Some(Cpus::from_millis(500)),
+            pids: Some(50),
+            nofile: Some(64),
+        };
+        let got = approximations(&limits, Duration::from_secs(10));
+        assert_eq!(got.len(), 3, "nofile is set for every backend, not here");
+        let cpu = got
+            .iter()
+            .find(|r| r.resource == libc::RLIMIT_CPU as i32)
+            .map(|r| r.value);
+        assert_eq!(cpu, Some(5), "half a CPU over 10 s is 5 CPU-seconds");
+        assert!(got.iter().any(|r| r.resource == libc::RLIMIT_NPROC as i32 && r.value == 50));
+        assert!(approximations(&JobLimits::default(), Duration::from_secs(1)).is_empty());
+    }
+
+    #[test]
+    fn a_process_is_attributed_by_both_variables() {
+        let attempt = AttemptRef {
+            job_id: drover_core::JobId::from_uuid(uuid::Uuid::now_v7()),
+            attempt: 2,
+        };
+        let cell = Cell::new(attempt);
+        let child = std::process::Command::new("sleep")
+            .arg("5")
+            .env("DROVER_JOB_ID", attempt.job_id.to_string())
+            .env("DROVER_ATTEMPT", "2")
+            .spawn();
+        let Ok(mut child) = child else {
+            panic!("cannot start sleep");
+        };
+        let pid = child.id() as i32;
+        // The spawn returns once exec has begun; the new environment appears a moment later.
+        for _ in 0..200 {
+            if std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| !e.is_empty()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(cell.marks(pid));
+        assert!(!Cell::new(AttemptRef { attempt: 3, ..attempt }).marks(pid));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
