@@ -109,7 +109,13 @@ impl Node {
         let log = std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(40).collect();
         let unfinished = Command::new(&self.drover)
-            .args(["status", "--state", "queued,starting,running", "--limit", "20"])
+            .args([
+                "status",
+                "--state",
+                "queued,starting,running",
+                "--limit",
+                "20",
+            ])
             .env("DROVER_DATA_DIR", &self.data_dir)
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())

@@ -96,9 +96,9 @@ impl<'de> Deserialize<'de> for Cpus {
             Number(f64),
             Text(String),
         }
-        match Raw::deserialize(deserializer).map_err(|_| {
-            serde::de::Error::custom("expected a CPU count such as 0.5 or 2")
-        })? {
+        match Raw::deserialize(deserializer)
+            .map_err(|_| serde::de::Error::custom("expected a CPU count such as 0.5 or 2"))?
+        {
             Raw::Number(n) => Cpus::try_from(n).map_err(serde::de::Error::custom),
             Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
         }
@@ -195,20 +195,37 @@ pub enum Decision {
 /// a large one forever.
 #[derive(Debug, Clone)]
 pub struct Admission {
+    capacity: Resources,
     free: Resources,
     reserve_after: Duration,
     memory_note: Option<String>,
 }
 
 impl Admission {
-    /// A walk with `free` to give out. `memory_note` explains a free memory figure lowered by
-    /// what runs outside drover (`MemAvailable`), for people reading `status`.
-    pub fn new(free: Resources, reserve_after: Duration, memory_note: Option<String>) -> Self {
+    /// A walk with `free` to give out on a node of `capacity`. `memory_note` explains a free
+    /// memory figure lowered by what runs outside drover (`MemAvailable`), for people reading
+    /// `status`.
+    pub fn new(
+        capacity: Resources,
+        free: Resources,
+        reserve_after: Duration,
+        memory_note: Option<String>,
+    ) -> Self {
         Self {
+            capacity,
             free,
             reserve_after,
             memory_note,
         }
+    }
+
+    /// A walk that admits everything (no declared resources are counted).
+    pub fn unlimited() -> Self {
+        let all = Resources {
+            memory_bytes: u64::MAX,
+            cpu_millis: u64::MAX,
+        };
+        Self::new(all, all, Duration::MAX, None)
     }
 
     /// What is still free.
@@ -218,6 +235,11 @@ impl Admission {
 
     /// Decides for a job that needs `needs` and has been queued for `queued_for`.
     pub fn consider(&mut self, needs: &Resources, queued_for: Duration) -> Decision {
+        // Larger than the whole node (submitted before a restart with less): never reserve for
+        // it, or it would hold the queue forever.
+        if let Some(why) = needs.shortfall(&self.capacity, None) {
+            return Decision::Skip(format!("larger than this node: {why}"));
+        }
         match needs.shortfall(&self.free, self.memory_note.as_deref()) {
             None => {
                 self.free = self.free.minus(needs);
@@ -253,8 +275,14 @@ mod tests {
         assert!("0".parse::<Cpus>().is_err());
         assert!("-1".parse::<Cpus>().is_err());
         assert!("lots".parse::<Cpus>().is_err());
-        assert_eq!(serde_json::to_string(&Cpus::from_millis(500)).ok(), Some("0.5".into()));
-        assert_eq!(serde_json::from_str::<Cpus>("\"1.5\"").ok(), Some(Cpus::from_millis(1500)));
+        assert_eq!(
+            serde_json::to_string(&Cpus::from_millis(500)).ok(),
+            Some("0.5".into())
+        );
+        assert_eq!(
+            serde_json::from_str::<Cpus>("\"1.5\"").ok(),
+            Some(Cpus::from_millis(1500))
+        );
         assert_eq!(
             Cpus::from_millis(500).quota_per(Duration::from_millis(100)),
             Duration::from_millis(50)
@@ -279,26 +307,41 @@ mod tests {
 
     #[test]
     fn the_walk_skips_what_does_not_fit_and_fills_with_what_does() {
-        let mut walk = Admission::new(mem(1), Duration::from_secs(60), None);
+        let mut walk = Admission::new(mem(1), mem(1), Duration::from_secs(60), None);
         let six = Resources {
             memory_bytes: 600 << 20,
             cpu_millis: 0,
         };
         assert_eq!(walk.consider(&six, Duration::ZERO), Decision::Claim);
-        assert!(matches!(walk.consider(&six, Duration::ZERO), Decision::Skip(_)));
+        assert!(matches!(
+            walk.consider(&six, Duration::ZERO),
+            Decision::Skip(_)
+        ));
         // A job that declares nothing always fits.
-        assert_eq!(walk.consider(&Resources::ZERO, Duration::ZERO), Decision::Claim);
+        assert_eq!(
+            walk.consider(&Resources::ZERO, Duration::ZERO),
+            Decision::Claim
+        );
         assert_eq!(walk.free().memory_bytes, GIB - (600 << 20));
     }
 
     #[test]
     fn a_job_that_waited_long_enough_reserves() {
-        let mut walk = Admission::new(mem(4), Duration::from_secs(30), None);
+        let mut walk = Admission::new(mem(16), mem(4), Duration::from_secs(30), None);
         let big = mem(8);
-        assert!(matches!(walk.consider(&big, Duration::from_secs(29)), Decision::Skip(_)));
+        assert!(matches!(
+            walk.consider(&big, Duration::from_secs(29)),
+            Decision::Skip(_)
+        ));
         match walk.consider(&big, Duration::from_secs(30)) {
             Decision::Reserve(why) => assert!(why.contains("reserving"), "{why}"),
             other => panic!("expected a reservation, got {other:?}"),
         }
+        // Larger than the node itself: skipped, never reserved for.
+        let mut walk = Admission::new(mem(4), mem(4), Duration::ZERO, None);
+        assert!(matches!(
+            walk.consider(&mem(8), Duration::from_secs(3600)),
+            Decision::Skip(_)
+        ));
     }
 }

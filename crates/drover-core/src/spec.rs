@@ -210,6 +210,26 @@ impl JobSpec {
                 ));
             }
         }
+        if let (Some(memory), Some(max)) = (self.memory, limits.max_memory) {
+            if memory > max {
+                return Err(SpecError::new(
+                    "memory",
+                    format!(
+                        "asks for {} but the node has {} in all; it could never start",
+                        crate::units::format_bytes(memory.bytes()),
+                        crate::units::format_bytes(max.bytes())
+                    ),
+                ));
+            }
+        }
+        if let (Some(cpus), Some(max)) = (self.cpus, limits.max_cpus) {
+            if cpus > max {
+                return Err(SpecError::new(
+                    "cpus",
+                    format!("asks for {cpus} CPUs but the node has {max}; it could never start"),
+                ));
+            }
+        }
         if let Some(cpus) = self.cpus {
             if cpus < Cpus::MIN {
                 return Err(SpecError::new(
@@ -274,6 +294,10 @@ pub struct Limits {
     pub max_grace: HumanDuration,
     /// Most retries.
     pub max_retries: u32,
+    /// Most memory a job may declare: the node's capacity. `None`: no bound.
+    pub max_memory: Option<Size>,
+    /// Most CPUs a job may declare: the node's capacity. `None`: no bound.
+    pub max_cpus: Option<Cpus>,
 }
 
 impl Default for Limits {
@@ -287,6 +311,8 @@ impl Default for Limits {
             max_timeout: HumanDuration::from_secs(365 * 24 * 3600),
             max_grace: HumanDuration::from_secs(3600),
             max_retries: 1000,
+            max_memory: None,
+            max_cpus: None,
         }
     }
 }
@@ -375,6 +401,31 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("timout"), "{err}");
+    }
+
+    #[test]
+    fn a_job_larger_than_the_node_is_refused() {
+        let limits = Limits {
+            max_memory: Some(Size(1 << 30)),
+            max_cpus: Some(Cpus::whole(2)),
+            ..Limits::default()
+        };
+        let mut spec = JobSpec::new(["sage"]);
+        spec.memory = Some(Size(2 << 30));
+        let err = spec
+            .validate(&limits)
+            .err()
+            .unwrap_or_else(|| panic!("refused"));
+        assert_eq!(err.field, "memory");
+        assert!(err.message.contains("2.0 GiB"), "{}", err.message);
+        spec.memory = Some(Size(1 << 30));
+        spec.cpus = Some(Cpus::whole(4));
+        assert_eq!(
+            spec.validate(&limits).err().map(|e| e.field).as_deref(),
+            Some("cpus")
+        );
+        spec.cpus = Some(Cpus::whole(2));
+        assert_eq!(spec.validate(&limits), Ok(()));
     }
 
     #[test]

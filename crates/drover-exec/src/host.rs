@@ -72,7 +72,12 @@ pub fn memory() -> Option<Memory> {
     #[cfg(not(target_os = "linux"))]
     {
         // SAFETY: sysconf with constant names.
-        let (pages, size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+        let (pages, size) = unsafe {
+            (
+                libc::sysconf(libc::_SC_PHYS_PAGES),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
         (pages > 0 && size > 0).then(|| {
             let total = pages as u64 * size as u64;
             Memory {

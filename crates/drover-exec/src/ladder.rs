@@ -57,8 +57,13 @@ pub async fn kill_tree(
         let cell = cell.clone();
         let _ = tokio::task::spawn_blocking(move || cell.kill()).await;
     }
-    let gone =
-        wait_tree_gone(pgid, cell, Instant::now() + crate::KILL_VERIFY_WINDOW, leader).await;
+    let gone = wait_tree_gone(
+        pgid,
+        cell,
+        Instant::now() + crate::KILL_VERIFY_WINDOW,
+        leader,
+    )
+    .await;
     if !gone {
         tracing::error!(pgid, "process group survived SIGKILL");
     }

@@ -98,7 +98,7 @@ pub enum StopReason {
 pub enum Command {
     /// Fork the job and hold it at the gate; answer with [`Report::Spawned`] or, if it cannot
     /// even be forked, [`Report::Exited`].
-    Start(StartRequest),
+    Start(Box<StartRequest>),
     /// The pid is on disk: let the held child `exec`.
     Release(AttemptRef),
     /// Do not run the held child after all (cancelled or fenced while starting).

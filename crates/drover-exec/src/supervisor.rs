@@ -101,6 +101,8 @@ async fn route(
             }
         }
     }
+    // The node dropped its handle: remove this supervisor's (by now empty) subtree.
+    containment.close();
 }
 
 /// The node's answer to [`Report::Spawned`], or a stop that arrived first.
@@ -353,9 +355,7 @@ async fn run_in_cell(
         ending,
         exit_code: reaped.and_then(|r| r.exit_code),
         signal: reaped.and_then(|r| r.signal),
-        peak_memory_bytes: usage
-            .peak_memory_bytes
-            .or(reaped.map(|r| r.max_rss_bytes)),
+        peak_memory_bytes: usage.peak_memory_bytes.or(reaped.map(|r| r.max_rss_bytes)),
         cpu_time_ms: usage.cpu_time_ms.or(reaped.map(|r| r.cpu_time_ms)),
         leftovers_killed,
         survivors: ladder.is_some_and(|l| l.survivors),

@@ -31,10 +31,7 @@ fn request(dir: &Path, argv: &[&str]) -> StartRequest {
 }
 
 /// A supervisor on the backend this machine picks by itself, in a scope of its own.
-fn supervisor() -> (
-    drover_exec::SupervisorHandle,
-    UnboundedReceiver<Report>,
-) {
+fn supervisor() -> (drover_exec::SupervisorHandle, UnboundedReceiver<Report>) {
     let scope = format!("drover.test-{}-{}", std::process::id(), uuid_v7().simple());
     let containment = drover_exec::Containment::detect(drover_exec::BackendChoice::Auto, &scope)
         .expect("some backend");
@@ -56,7 +53,7 @@ async fn next(reports: &mut UnboundedReceiver<Report>) -> Report {
 async fn run(req: StartRequest) -> (i32, Outcome) {
     let (sup, mut reports) = supervisor();
     let attempt = req.attempt;
-    sup.send(Command::Start(req)).expect("send");
+    sup.send(Command::Start(Box::new(req))).expect("send");
     let pid = match next(&mut reports).await {
         Report::Spawned { pid, .. } => pid,
         Report::Exited { outcome, .. } => return (0, outcome),
@@ -135,7 +132,8 @@ async fn nothing_runs_before_the_gate_opens_and_abort_runs_nothing() {
     let (sup, mut reports) = supervisor();
 
     let held = request(dir.path(), &argv);
-    sup.send(Command::Start(held.clone())).expect("send");
+    sup.send(Command::Start(Box::new(held.clone())))
+        .expect("send");
     let Report::Spawned {
         pid, proc_start, ..
     } = next(&mut reports).await
@@ -181,7 +179,7 @@ async fn a_stubborn_job_is_killed_after_the_grace_period() {
     req.grace = Duration::from_millis(300);
     let attempt = req.attempt;
     let (sup, mut reports) = supervisor();
-    sup.send(Command::Start(req)).expect("send");
+    sup.send(Command::Start(Box::new(req))).expect("send");
     let Report::Spawned { pid, .. } = next(&mut reports).await else {
         panic!("expected Spawned");
     };

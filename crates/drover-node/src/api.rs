@@ -45,12 +45,17 @@ pub struct ApiState {
     pub limits: Limits,
     /// This node.
     pub node: NodeId,
+    /// What the node is and has, for `GET /v1/node`.
+    pub info: Arc<crate::NodeInfo>,
+    /// Queued jobs the node passed over for lack of resources, and why.
+    pub waiting_for: crate::runner::WaitingFor,
 }
 
 /// The `/v1` router.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/health", get(health))
+        .route("/v1/node", get(node_info))
         .route("/v1/jobs", post(submit).get(list))
         .route("/v1/wait", get(wait_idle))
         .route("/v1/jobs/{id}", get(get_job))
@@ -118,6 +123,21 @@ async fn not_found() -> ApiError {
 
 async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {
     Json(json!({"node": state.node, "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// `GET /v1/node`: capacity, containment backend, and the machine's memory and pressure now.
+async fn node_info(State(state): State<ApiState>) -> Json<crate::NodeInfo> {
+    Json(state.info.refreshed())
+}
+
+/// Adds what a passed-over queued job waits for, as this node last saw it.
+fn with_waiting(state: &ApiState, mut job: JobRecord) -> JobRecord {
+    if job.state == JobState::Queued {
+        if let Ok(notes) = state.waiting_for.lock() {
+            job.waiting_for = notes.get(&job.id).cloned();
+        }
+    }
+    job
 }
 
 /// Parses a JSON value of type `T`, naming the field at fault (`timeout`, `[3].argv`).
@@ -287,6 +307,7 @@ async fn load(state: &ApiState, id: JobId) -> Result<JobRecord, ApiError> {
         .store
         .get(id)
         .await?
+        .map(|job| with_waiting(state, job))
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, Some("id"), format!("no job {id}")))
 }
 
@@ -316,7 +337,10 @@ async fn list(
             .parse()
             .map_err(|_| ApiError::bad("limit", format!("`{limit}` is not a count")))?;
     }
-    Ok(Json(state.store.list(&filter).await?))
+    let jobs = state.store.list(&filter).await?;
+    Ok(Json(
+        jobs.into_iter().map(|j| with_waiting(&state, j)).collect(),
+    ))
 }
 
 fn duration_param(

@@ -144,6 +144,13 @@ impl DataDir {
         log_path(&self.root, attempt.job_id, attempt.attempt, stream)
     }
 
+    /// The file a job with a stall period touches to show it is alive
+    /// (`$DROVER_HEARTBEAT_FILE`), beside its logs.
+    pub fn heartbeat_path(&self, attempt: AttemptRef) -> PathBuf {
+        log_path(&self.root, attempt.job_id, attempt.attempt, Stream::Stdout)
+            .with_extension("heartbeat")
+    }
+
     /// Records the address clients should use.
     pub fn write_serve_info(&self, info: &ServeInfo) -> Result<(), DataDirError> {
         let json = serde_json::to_vec_pretty(info).map_err(|e| DataDirError::Io {

@@ -14,18 +14,23 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use drover_core::Limits;
-use drover_exec::Supervisor;
+use drover_core::{Cpus, Limits, Size};
+pub use drover_exec::host::{Memory, Pressure, Pressures};
+use drover_exec::{BackendReport, Containment, Supervisor};
 use drover_store::{SqliteStore, Store, StoreError};
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub mod api;
+pub mod capacity;
 pub mod datadir;
 pub mod recovery;
 mod runner;
 
+pub use capacity::Capacity;
 pub use datadir::{DataDir, DataDirError, ServeInfo, read_serve_info};
+pub use drover_exec::{BackendChoice, BackendKind};
 pub use runner::to_attempt_outcome;
 
 /// How a node is set up. Every field has a `drover serve` flag.
@@ -43,6 +48,14 @@ pub struct NodeConfig {
     pub lease: Duration,
     /// Bytes kept per output stream per attempt.
     pub log_limit: u64,
+    /// Memory admission may hand out; the machine's less a reserve for the OS when `None`.
+    pub memory: Option<Size>,
+    /// CPUs admission may hand out; the machine's when `None`.
+    pub cpus: Option<Cpus>,
+    /// The containment backend.
+    pub backend: BackendChoice,
+    /// How long a job that does not fit may wait before the node holds back smaller ones for it.
+    pub reserve_after: Duration,
 }
 
 impl NodeConfig {
@@ -55,8 +68,66 @@ impl NodeConfig {
             shutdown_timeout: Duration::from_secs(30),
             lease: Duration::from_secs(30),
             log_limit: 256 * 1024 * 1024,
+            memory: None,
+            cpus: None,
+            backend: BackendChoice::Auto,
+            reserve_after: DEFAULT_RESERVE_AFTER,
         }
     }
+}
+
+/// How long a large job waits for room before the node reserves for it by default.
+pub const DEFAULT_RESERVE_AFTER: Duration = Duration::from_secs(60);
+
+/// What a node is and has: `GET /v1/node` and `drover doctor` show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// The node's id.
+    pub node: drover_core::NodeId,
+    /// drover's version.
+    pub version: String,
+    /// What admission hands out.
+    pub capacity: Capacity,
+    /// The containment backend, why it was chosen, and what it enforces.
+    pub containment: BackendReport,
+    /// The machine's memory now.
+    pub host_memory: Option<Memory>,
+    /// Pressure stall information now (Linux 4.20+).
+    pub pressure: Pressures,
+}
+
+impl NodeInfo {
+    /// The figures that change, read again now.
+    pub fn refreshed(&self) -> NodeInfo {
+        NodeInfo {
+            host_memory: drover_exec::host::memory(),
+            pressure: drover_exec::host::pressures(),
+            ..self.clone()
+        }
+    }
+}
+
+/// What `drover doctor` reports: the backend `serve` would choose here with these settings, and
+/// the capacity it would offer.
+pub fn doctor(
+    backend: BackendChoice,
+    memory: Option<Size>,
+    cpus: Option<Cpus>,
+    slots: Option<usize>,
+) -> Result<NodeInfo, drover_exec::contain::ContainError> {
+    let scope = format!("drover.doctor-{}", std::process::id());
+    let containment = Containment::detect(backend, &scope)?;
+    let report = containment.report();
+    containment.close();
+    Ok(NodeInfo {
+        node: drover_core::NodeId("(doctor)".into()),
+        version: env!("CARGO_PKG_VERSION").into(),
+        capacity: Capacity::resolve(memory, cpus, slots),
+        containment: report,
+        host_memory: None,
+        pressure: Pressures::default(),
+    }
+    .refreshed())
 }
 
 /// The port a node listens on unless told otherwise.
@@ -82,6 +153,9 @@ pub enum NodeError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// The containment backend asked for cannot be used.
+    #[error(transparent)]
+    Containment(#[from] drover_exec::contain::ContainError),
 }
 
 /// Runs a node until SIGTERM or SIGINT, then drains and returns.
@@ -90,12 +164,30 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     let node = data.node_id()?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(data.database())?);
 
+    let containment = Arc::new(Containment::detect(
+        config.backend,
+        &format!("drover.{}", node.0),
+    )?);
     let recovered = recovery::recover(&store, &node).await?;
     if recovered.attempts > 0 {
         tracing::warn!(
             attempts = recovered.attempts,
             groups_stopped = recovered.groups_stopped,
             "recovered attempts left running by a previous run of this node"
+        );
+    }
+    // Cells a crash left behind may still hold processes that escaped their group: nothing of
+    // this node is running yet, so everything in them goes.
+    let swept = {
+        let containment = Arc::clone(&containment);
+        tokio::task::spawn_blocking(move || containment.sweep())
+            .await
+            .unwrap_or(0)
+    };
+    if swept > 0 {
+        tracing::warn!(
+            cells = swept,
+            "removed attempt cgroups left by a previous run"
         );
     }
 
@@ -112,10 +204,17 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the API listens beyond loopback and has no authentication yet; anyone who can reach it can run programs as this user");
     }
-    let slots = config
-        .slots
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    let capacity = Capacity::resolve(config.memory, config.cpus, config.slots);
+    let slots = capacity.slots;
+    let info = Arc::new(NodeInfo {
+        node: node.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        capacity,
+        containment: containment.report(),
+        host_memory: None,
+        pressure: Pressures::default(),
+    });
+    let waiting_for = runner::WaitingFor::default();
 
     let (shutdown_tx, shutdown_rx) = watch::channel(0u32);
     spawn_signal_watcher(shutdown_tx)?;
@@ -123,8 +222,14 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     let app = api::router(api::ApiState {
         store: Arc::clone(&store),
         data_root: data.root().to_path_buf(),
-        limits: Limits::default(),
+        limits: Limits {
+            max_memory: Some(Size(capacity.memory_bytes)),
+            max_cpus: Some(capacity.cpus),
+            ..Limits::default()
+        },
         node: node.clone(),
+        info: Arc::clone(&info),
+        waiting_for: Arc::clone(&waiting_for),
     });
     let (server_stop_tx, mut server_stop_rx) = watch::channel(false);
     let server = tokio::spawn(async move {
@@ -139,9 +244,10 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         pid: std::process::id(),
         node: node.clone(),
     })?;
-    tracing::info!(%addr, %node, slots, data_dir = %data.root().display(), "drover node serving");
+    tracing::info!(%addr, %node, capacity = %capacity.describe(), backend = %containment.kind(),
+        data_dir = %data.root().display(), "drover node serving");
 
-    let (supervisor, reports) = Supervisor::start();
+    let (supervisor, reports) = Supervisor::start(Arc::clone(&containment));
     let (runner, internal) = runner::Runner::new(
         runner::RunnerConfig {
             node,
@@ -149,6 +255,10 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
             lease: config.lease,
             shutdown_timeout: config.shutdown_timeout,
             log_limit: config.log_limit,
+            capacity: capacity.resources(),
+            reserve_after: config.reserve_after,
+            containment: Arc::clone(&containment),
+            waiting_for,
         },
         Arc::clone(&store),
         Arc::clone(&data),
@@ -156,6 +266,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     );
     runner.run(internal, reports, shutdown_rx).await;
 
+    containment.close();
     data.remove_serve_info();
     let _ = server_stop_tx.send(true);
     match server.await {

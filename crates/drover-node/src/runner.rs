@@ -16,13 +16,16 @@
 //! - the lease heartbeat timer, and the shutdown signal.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use drover_core::{AttemptRef, EventKind, JobState, NodeId, Reason};
-use drover_exec::{Command, Ending, Outcome, Report, StartRequest, StopReason, SupervisorHandle};
+use drover_core::{Admission, AttemptRef, EventKind, JobId, JobState, NodeId, Reason, Resources};
+use drover_exec::{
+    Command, Containment, Ending, JobLimits, Outcome, Report, StartRequest, StopReason,
+    SupervisorHandle,
+};
 use drover_store::{
-    AttemptOutcome, Claim, Completion, LeaseStatus, StartVerdict, Store, StoreError,
+    AttemptOutcome, Claim, ClaimBatch, Completion, LeaseStatus, StartVerdict, Store, StoreError,
 };
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{Instant, interval, sleep_until};
@@ -42,11 +45,28 @@ pub(crate) struct RunnerConfig {
     pub shutdown_timeout: Duration,
     /// Bytes kept per output stream per attempt.
     pub log_limit: u64,
+    /// What admission may hand out: the node's memory and CPUs.
+    pub capacity: Resources,
+    /// How long a job that does not fit may wait before the node reserves for it.
+    pub reserve_after: Duration,
+    /// The containment backend, asked how much memory running attempts use now.
+    pub containment: Arc<Containment>,
+    /// Queued jobs the last claim passed over, with what each waits for; read by the API.
+    pub waiting_for: WaitingFor,
 }
+
+/// Queued jobs this node passed over for lack of resources, and why (`status` shows it).
+pub type WaitingFor = Arc<Mutex<HashMap<JobId, String>>>;
+
+/// How often to look again while a job waits for memory held by processes outside drover: no
+/// event says when they free it.
+const CONTENTION_RECHECK: Duration = Duration::from_secs(1);
 
 /// Where an attempt is, as the loop sees it.
 #[derive(Debug)]
 struct Live {
+    /// What it reserved at admission.
+    needs: Resources,
     /// The supervisor has been told to stop it, and why.
     stopping: Option<StopReason>,
     /// Set once the store said it is running (pid on disk, gate opened).
@@ -55,7 +75,7 @@ struct Live {
 
 /// Results of store calls made off the loop.
 pub(crate) enum Internal {
-    Claimed(Result<Vec<Claim>, StoreError>, usize),
+    Claimed(Result<ClaimBatch, StoreError>, usize, bool),
     Verdict(AttemptRef, Result<StartVerdict, StoreError>),
     Completed,
     Leases(Result<Vec<(AttemptRef, LeaseStatus)>, StoreError>, Instant),
@@ -227,6 +247,58 @@ impl Runner {
         });
     }
 
+    /// What running and claimed-ahead attempts hold.
+    fn reserved(&self) -> Resources {
+        let live = self.live.values().map(|l| l.needs);
+        let waiting = self.waiting.iter().map(|c| c.spec.resources());
+        live.chain(waiting)
+            .fold(Resources::ZERO, |sum, r| sum.plus(&r))
+    }
+
+    /// The admission walk for the next claim: capacity minus reservations, with memory further
+    /// capped by what the machine really has available (`MemAvailable`), less what running
+    /// attempts may still grow into. Returns the walk and whether outside processes are what
+    /// limits it.
+    fn admission(&self) -> (Admission, bool) {
+        let reserved = self.reserved();
+        let mut free = self.config.capacity.minus(&reserved);
+        let mut contended = false;
+        let mut note = None;
+        if let Some(host) = drover_exec::host::memory() {
+            // Headroom running attempts are entitled to but do not use yet.
+            let growth: u64 = self
+                .live
+                .iter()
+                .map(|(attempt, live)| {
+                    let used = self
+                        .config
+                        .containment
+                        .memory_current(*attempt)
+                        .unwrap_or(0);
+                    live.needs.memory_bytes.saturating_sub(used)
+                })
+                .sum::<u64>()
+                + self
+                    .waiting
+                    .iter()
+                    .map(|c| c.spec.resources().memory_bytes)
+                    .sum::<u64>();
+            let host_free = host.available_bytes.saturating_sub(growth);
+            if host_free < free.memory_bytes {
+                free.memory_bytes = host_free;
+                contended = true;
+                note = Some(format!(
+                    "the machine has {} available; processes outside drover hold the rest",
+                    drover_core::units::format_bytes(host.available_bytes)
+                ));
+            }
+        }
+        (
+            Admission::new(self.config.capacity, free, self.config.reserve_after, note),
+            contended,
+        )
+    }
+
     /// Claims as many jobs as there is room for, in one transaction.
     fn maybe_claim(&mut self) {
         let free = self.claim_room();
@@ -234,13 +306,14 @@ impl Runner {
             return;
         }
         self.claiming = free;
+        let (admission, contended) = self.admission();
         let store = Arc::clone(&self.store);
         let node = self.config.node.clone();
         let lease = self.config.lease;
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
-            let claimed = store.claim(&node, lease, free).await;
-            let _ = tx.send(Internal::Claimed(claimed, free));
+            let claimed = store.claim_within(&node, lease, free, admission).await;
+            let _ = tx.send(Internal::Claimed(claimed, free, contended));
         });
     }
 
@@ -260,12 +333,20 @@ impl Runner {
 
     fn on_internal(&mut self, msg: Internal) {
         match msg {
-            Internal::Claimed(result, asked) => {
+            Internal::Claimed(result, asked, contended) => {
                 self.claiming = 0;
                 match result {
-                    Ok(claims) => {
-                        // Fewer than asked: the queue is dry until an event says otherwise.
+                    Ok(ClaimBatch { claims, waiting }) => {
+                        // Fewer than asked: the queue is dry (or what is left does not fit)
+                        // until an event or a freed reservation says otherwise.
                         self.want_claim = claims.len() == asked;
+                        if !waiting.is_empty() && contended {
+                            self.retry_claim_at = Some(Instant::now() + CONTENTION_RECHECK);
+                        }
+                        if let Ok(mut notes) = self.config.waiting_for.lock() {
+                            notes.clear();
+                            notes.extend(waiting);
+                        }
                         self.waiting.extend(claims);
                         self.fill_slots();
                     }
@@ -310,6 +391,14 @@ impl Runner {
         env.push(("DROVER_JOB_ID".into(), attempt.job_id.to_string()));
         env.push(("DROVER_ATTEMPT".into(), attempt.attempt.to_string()));
         env.push(("DROVER_NODE".into(), self.config.node.0.clone()));
+        let heartbeat_path = spec.stall.map(|_| self.data.heartbeat_path(attempt));
+        if let Some(path) = &heartbeat_path {
+            env.push((
+                "DROVER_HEARTBEAT_FILE".into(),
+                path.to_string_lossy().into_owned(),
+            ));
+        }
+        let needs = Resources::of_job(spec.memory.map(|m| m.bytes()), spec.cpus);
         let request = StartRequest {
             attempt,
             argv: spec.argv,
@@ -320,16 +409,29 @@ impl Runner {
             stdout_path: self.data.log_path(attempt, Stream::Stdout),
             stderr_path: self.data.log_path(attempt, Stream::Stderr),
             log_limit: self.config.log_limit,
+            limits: JobLimits {
+                memory_bytes: spec.memory.map(|m| m.bytes()),
+                cpus: spec.cpus,
+                pids: spec.pids,
+                nofile: spec.nofile,
+            },
+            stall: spec.stall.map(|s| s.get()),
+            heartbeat_path,
         };
         tracing::debug!(%attempt, "starting");
         self.live.insert(
             attempt,
             Live {
+                needs,
                 stopping: None,
                 released: false,
             },
         );
-        if self.supervisor.send(Command::Start(request)).is_err() {
+        if self
+            .supervisor
+            .send(Command::Start(Box::new(request)))
+            .is_err()
+        {
             tracing::error!(%attempt, "supervisor gone; cannot start");
         }
     }
@@ -358,6 +460,7 @@ impl Runner {
                 // The tree is gone, so the slot is free now. Recording the outcome goes on in
                 // its own task, and shutdown waits for it.
                 self.live.remove(&attempt);
+                // Its slot and reservation are free again: a passed-over job may fit now.
                 self.want_claim = true;
                 self.completing += 1;
                 let store = Arc::clone(&self.store);
@@ -519,11 +622,27 @@ async fn complete_with_retry(store: &dyn Store, attempt: AttemptRef, outcome: At
 
 /// Maps the supervisor's view of an ending onto the store's states and reasons.
 pub fn to_attempt_outcome(outcome: &Outcome) -> AttemptOutcome {
+    // A tree that hit a hard limit and then failed failed *because of* the limit: name that,
+    // not the exit code or signal it produced (those stay on the attempt).
+    let limit_reason = if outcome.oom_killed {
+        Some(Reason::MemoryLimit)
+    } else if outcome.pids_limited {
+        Some(Reason::PidsLimit)
+    } else {
+        None
+    };
     let (state, reason) = match &outcome.ending {
         Ending::Exited(0) => (JobState::Succeeded, Reason::ExitCode(0)),
-        Ending::Exited(code) => (JobState::Failed, Reason::ExitCode(*code)),
-        Ending::Signaled(sig) => (JobState::Failed, Reason::Signal(*sig)),
+        Ending::Exited(code) => (
+            JobState::Failed,
+            limit_reason.unwrap_or(Reason::ExitCode(*code)),
+        ),
+        Ending::Signaled(sig) => (
+            JobState::Failed,
+            limit_reason.unwrap_or(Reason::Signal(*sig)),
+        ),
         Ending::TimedOut => (JobState::TimedOut, Reason::Timeout),
+        Ending::Stalled => (JobState::Failed, Reason::Stalled),
         Ending::SpawnFailed(err) => (JobState::Failed, Reason::SpawnFailed(err.clone())),
         Ending::Stopped(why) | Ending::Aborted(why) => match why {
             StopReason::Cancel => (JobState::Cancelled, Reason::CancelledByUser),
@@ -562,6 +681,28 @@ mod tests {
             .pop()
             .expect("a claim");
         (store, dir, claim.attempt)
+    }
+
+    #[test]
+    fn limit_hits_name_the_reason_of_a_failure_only() {
+        let mut outcome = Outcome::without_process(Ending::Signaled(libc::SIGKILL));
+        outcome.oom_killed = true;
+        assert_eq!(to_attempt_outcome(&outcome).reason, Reason::MemoryLimit);
+        outcome.ending = Ending::Exited(0);
+        assert_eq!(
+            to_attempt_outcome(&outcome).state,
+            JobState::Succeeded,
+            "a job that survived a child's OOM kill and exited 0 succeeded"
+        );
+        let mut outcome = Outcome::without_process(Ending::Exited(2));
+        outcome.pids_limited = true;
+        assert_eq!(to_attempt_outcome(&outcome).reason, Reason::PidsLimit);
+        let outcome = Outcome::without_process(Ending::Stalled);
+        let recorded = to_attempt_outcome(&outcome);
+        assert_eq!(
+            (recorded.state, recorded.reason),
+            (JobState::Failed, Reason::Stalled)
+        );
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use drover_core::{AttemptRef, EventKind, JobSpec, JobState, NodeId, Reason};
+use drover_core::{Admission, AttemptRef, EventKind, JobSpec, JobState, NodeId, Reason};
 
 use crate::{
     AttemptOutcome, CancelOutcome, Completion, JobFilter, LeaseStatus, StartVerdict, Store,
@@ -443,6 +443,76 @@ pub async fn concurrent_writers(store: &dyn Store) {
     }
 }
 
+fn needs_memory(argv0: &str, mib: u64) -> JobSpec {
+    let mut spec = spec(argv0);
+    spec.memory = Some(drover_core::Size(mib << 20));
+    spec
+}
+
+fn gib_free(gib: u64) -> drover_core::Resources {
+    drover_core::Resources {
+        memory_bytes: gib << 30,
+        cpu_millis: 8000,
+    }
+}
+
+pub async fn admission_skips_what_does_not_fit_and_says_why(store: &dyn Store) {
+    let ids = store
+        .submit(vec![
+            needs_memory("big", 3 << 10),
+            needs_memory("small", 512),
+            spec("plain"),
+        ])
+        .await
+        .unwrap();
+    let admission = Admission::new(gib_free(4), gib_free(2), Duration::from_secs(3600), None);
+    let batch = store
+        .claim_within(&node("n"), LEASE, 10, admission)
+        .await
+        .unwrap();
+    let claimed: Vec<_> = batch.claims.iter().map(|c| c.attempt.job_id).collect();
+    assert_eq!(claimed, vec![ids[1], ids[2]], "the two that fit, in order");
+    assert_eq!(batch.waiting.len(), 1);
+    assert_eq!(batch.waiting[0].0, ids[0]);
+    assert!(
+        batch.waiting[0]
+            .1
+            .contains("waiting for 3.0 GiB memory, 2.0 GiB free"),
+        "{}",
+        batch.waiting[0].1
+    );
+    let big = store.get(ids[0]).await.unwrap().expect("stored");
+    assert_eq!(big.state, JobState::Queued, "passed over, still queued");
+}
+
+pub async fn a_job_that_waited_long_enough_holds_back_the_rest(store: &dyn Store) {
+    let ids = store
+        .submit(vec![needs_memory("big", 3 << 10), spec("plain")])
+        .await
+        .unwrap();
+    // Waited "long enough" from the start: nothing behind the big job may be claimed.
+    let admission = Admission::new(gib_free(4), gib_free(2), Duration::ZERO, None);
+    let batch = store
+        .claim_within(&node("n"), LEASE, 10, admission)
+        .await
+        .unwrap();
+    assert!(batch.claims.is_empty(), "the reservation holds the queue");
+    assert_eq!(batch.waiting.len(), 1);
+    assert!(
+        batch.waiting[0].1.contains("reserving"),
+        "{}",
+        batch.waiting[0].1
+    );
+    // With room, the big job goes first.
+    let admission = Admission::new(gib_free(4), gib_free(4), Duration::ZERO, None);
+    let batch = store
+        .claim_within(&node("n"), LEASE, 10, admission)
+        .await
+        .unwrap();
+    let claimed: Vec<_> = batch.claims.iter().map(|c| c.attempt.job_id).collect();
+    assert_eq!(claimed, ids);
+}
+
 /// Generates one `#[tokio::test]` per conformance function for a backend. `$make` is an
 /// expression giving `(store, guard)`; the guard lives as long as the test (a temp dir, say).
 #[macro_export]
@@ -459,7 +529,9 @@ macro_rules! conformance_tests {
             cancel_in_every_phase,
             cancel_beats_retry,
             events_are_numbered_in_commit_order,
-            concurrent_writers
+            concurrent_writers,
+            admission_skips_what_does_not_fit_and_says_why,
+            a_job_that_waited_long_enough_holds_back_the_rest
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

@@ -14,7 +14,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use drover_core::{
-    AttemptRef, Event, JobId, JobRecord, JobSpec, JobState, NodeId, Reason, TransitionError,
+    Admission, AttemptRef, Event, JobId, JobRecord, JobSpec, JobState, NodeId, Reason,
+    TransitionError,
 };
 use tokio::sync::broadcast;
 
@@ -64,6 +65,19 @@ pub struct Claim {
     pub spec: JobSpec,
     /// The lease, renewed by heartbeat.
     pub lease_expires_at: DateTime<Utc>,
+}
+
+/// How many queued jobs a claim looks at beyond the number it may take, to find ones that fit.
+pub const ADMISSION_WINDOW: usize = 64;
+
+/// What one claim took, and what it left waiting for resources.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimBatch {
+    /// The jobs claimed, in claim order.
+    pub claims: Vec<Claim>,
+    /// Queued jobs passed over, with what each waits for (`waiting for 24 GiB memory, 9 GiB
+    /// free`).
+    pub waiting: Vec<(JobId, String)>,
 }
 
 /// How the store answered a request to mark a `starting` attempt `running`.
@@ -208,13 +222,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// Claims up to `max` of the best queued jobs (highest priority, then oldest) for `node`, in
     /// one transaction: each becomes `starting` with a new attempt holding a lease of `lease`.
-    /// Fewer than `max` (possibly none) means the queue ran dry.
+    /// Fewer than `max` (possibly none) means the queue ran dry. Declared resources are not
+    /// counted; see [`Store::claim_within`].
     async fn claim(
         &self,
         node: &NodeId,
         lease: Duration,
         max: usize,
-    ) -> Result<Vec<Claim>, StoreError>;
+    ) -> Result<Vec<Claim>, StoreError> {
+        Ok(self
+            .claim_within(node, lease, max, Admission::unlimited())
+            .await?
+            .claims)
+    }
+
+    /// Like [`Store::claim`], but walks the queue through `admission`: a job whose declared
+    /// memory and CPUs do not fit what is free is left queued and reported in
+    /// [`ClaimBatch::waiting`]; one that has waited past the reservation time stops the walk.
+    /// Looks at most [`ADMISSION_WINDOW`] jobs past `max`, so a claim stays cheap however long
+    /// the queue.
+    async fn claim_within(
+        &self,
+        node: &NodeId,
+        lease: Duration,
+        max: usize,
+        admission: Admission,
+    ) -> Result<ClaimBatch, StoreError>;
 
     /// Records the leader pid (= pgid) of a `starting` attempt and makes it `running` — unless it
     /// was cancelled or fenced meanwhile.

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use drover_core::{HumanDuration, JobState, Size};
+use drover_core::{Cpus, HumanDuration, JobState, Size};
 
 /// Run long computations durably: every job with a timeout, its whole process tree owned,
 /// its outcome and usage recorded, and nothing lost when the node restarts.
@@ -45,6 +45,26 @@ pub enum Command {
     Cancel(CancelArgs),
     /// Wait until jobs end; exit 0 only if all succeeded.
     Wait(WaitArgs),
+    /// Show how jobs would be contained here: the backend and why, what each limit kind
+    /// enforces, the capacity, and the machine's memory and pressure.
+    Doctor(DoctorArgs),
+}
+
+/// `drover doctor`
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Check this backend instead of the automatic choice.
+    #[arg(long, default_value = "auto", value_name = "BACKEND")]
+    pub backend: drover_node::BackendChoice,
+    /// As `serve --memory`.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<Size>,
+    /// As `serve --cpus`.
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<Cpus>,
 }
 
 /// `drover serve`
@@ -68,6 +88,21 @@ pub struct ServeArgs {
     /// Log format of the node itself.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Memory jobs may reserve in all (default: the machine's, less a tenth for the OS, at least
+    /// 1 GiB). A job declaring more is refused at submit.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<Size>,
+    /// CPUs jobs may reserve in all (default: the machine's). A job declaring more is refused.
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<Cpus>,
+    /// How jobs are contained: auto (cgroup2, else cgroup1, else rlimit), cgroup2, cgroup1 or
+    /// rlimit. `drover doctor` shows what each enforces here.
+    #[arg(long, default_value = "auto", value_name = "BACKEND")]
+    pub backend: drover_node::BackendChoice,
+    /// How long a job that does not fit may wait before the node stops starting smaller jobs
+    /// ahead of it, so that a stream of small jobs cannot starve it.
+    #[arg(long, default_value = "60s", value_name = "D")]
+    pub reserve_after: HumanDuration,
 }
 
 /// `drover submit`
@@ -94,9 +129,26 @@ pub struct SubmitArgs {
     /// Attempts after the first if it fails, times out or is lost.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub retries: u32,
+    /// Memory limit for the whole process tree (e.g. 512M, 16G); exceeding it ends the job
+    /// `failed` with reason memory_limit. The node also reserves this much for it.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<Size>,
+    /// CPU quota for the whole tree, fractional (0.5 = half a CPU); also reserved on the node.
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<Cpus>,
+    /// Most processes and threads the tree may have at once.
+    #[arg(long, value_name = "N")]
+    pub pids: Option<u32>,
+    /// Most open files per process.
+    #[arg(long, value_name = "N")]
+    pub nofile: Option<u64>,
+    /// Stop the job (reason stalled) when it writes no output and does not touch
+    /// $DROVER_HEARTBEAT_FILE for this long.
+    #[arg(long, value_name = "D")]
+    pub stall: Option<HumanDuration>,
     /// Submit many jobs from FILE (`-` for stdin): JSON Lines, one spec per line in the schema
     /// of `POST /v1/jobs`. All or nothing; prints one id per line, in input order.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["argv", "timeout", "grace", "name", "env", "cwd", "priority", "retries"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["argv", "timeout", "grace", "name", "env", "cwd", "priority", "retries", "memory", "cpus", "pids", "nofile", "stall"])]
     pub batch: Option<PathBuf>,
     /// The program and its arguments (no shell: use `sh -c '...'` to ask for one).
     #[arg(last = true, required_unless_present = "batch", value_name = "ARGV")]

@@ -8,7 +8,9 @@ use anyhow::Context;
 use drover_core::{JobId, JobRecord};
 use serde_json::json;
 
-use crate::cli::{CancelArgs, Cli, LogsArgs, ServeArgs, StatusArgs, SubmitArgs, WaitArgs};
+use crate::cli::{
+    CancelArgs, Cli, DoctorArgs, LogsArgs, ServeArgs, StatusArgs, SubmitArgs, WaitArgs,
+};
 use crate::client::{Client, ClientError, default_data_dir};
 use crate::exit;
 use crate::output;
@@ -64,12 +66,33 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
     config.shutdown_timeout = args.shutdown_timeout.get();
     config.lease = args.lease.get().max(Duration::from_secs(1));
     config.log_limit = args.max_log_size.bytes();
+    config.memory = args.memory;
+    config.cpus = args.cpus;
+    config.backend = args.backend;
+    config.reserve_after = args.reserve_after.get();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("drover-node")
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(drover_node::serve(config))?;
+    Ok(exit::OK)
+}
+
+/// `drover doctor`: runs locally, like `serve`: it probes this machine, not a node.
+pub fn doctor(args: &DoctorArgs) -> anyhow::Result<u8> {
+    let info = match drover_node::doctor(args.backend, args.memory, args.cpus, None) {
+        Ok(info) => info,
+        Err(err) => {
+            eprintln!("drover: {err}");
+            return Ok(exit::NODE);
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+    } else {
+        print!("{}", crate::output::doctor_text(&info));
+    }
     Ok(exit::OK)
 }
 
@@ -99,6 +122,21 @@ pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
     }
     if let Some(name) = &args.name {
         spec["name"] = json!(name);
+    }
+    if let Some(memory) = args.memory {
+        spec["memory"] = json!(memory.to_string());
+    }
+    if let Some(cpus) = args.cpus {
+        spec["cpus"] = json!(cpus);
+    }
+    if let Some(pids) = args.pids {
+        spec["pids"] = json!(pids);
+    }
+    if let Some(nofile) = args.nofile {
+        spec["nofile"] = json!(nofile);
+    }
+    if let Some(stall) = args.stall {
+        spec["stall"] = json!(stall.to_string());
     }
     let answer: serde_json::Value = client(cli)?.post("/v1/jobs", &spec)?;
     println!("{}", answer["id"].as_str().unwrap_or_default());

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => commands::logs(&cli, args),
         Command::Cancel(args) => commands::cancel(&cli, args),
         Command::Wait(args) => commands::wait(&cli, args),
+        Command::Doctor(args) => commands::doctor(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

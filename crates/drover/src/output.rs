@@ -94,8 +94,32 @@ pub fn detail(job: &JobRecord, now: DateTime<Utc>) -> String {
         ],
         vec!["timeout".to_string(), job.spec.timeout.to_string()],
     ];
+    let spec = &job.spec;
+    let mut limits = Vec::new();
+    if let Some(memory) = spec.memory {
+        limits.push(format!("memory {}", format_bytes(memory.bytes())));
+    }
+    if let Some(cpus) = spec.cpus {
+        limits.push(format!("cpus {cpus}"));
+    }
+    if let Some(pids) = spec.pids {
+        limits.push(format!("pids {pids}"));
+    }
+    if let Some(nofile) = spec.nofile {
+        limits.push(format!("nofile {nofile}"));
+    }
+    if let Some(stall) = spec.stall {
+        limits.push(format!("stall {stall}"));
+    }
+    if !limits.is_empty() {
+        rows.push(vec!["limits".to_string(), limits.join(", ")]);
+    }
     if job.state == JobState::Queued {
-        rows.push(vec!["waiting for".to_string(), "a free slot".to_string()]);
+        let why = job
+            .waiting_for
+            .clone()
+            .unwrap_or_else(|| "a free slot".to_string());
+        rows.push(vec!["waiting".to_string(), why]);
     }
     let mut out = table(&rows);
     if job.attempts.len() > 1 {
@@ -116,6 +140,67 @@ pub fn detail(job: &JobRecord, now: DateTime<Utc>) -> String {
         }
         out.push_str(&table(&attempt_rows));
     }
+    out
+}
+
+/// `drover doctor` for people.
+pub fn doctor_text(info: &drover_node::NodeInfo) -> String {
+    let c = &info.containment;
+    let mut out = format!(
+        "backend: {}
+  why: {}
+",
+        c.backend, c.why
+    );
+    for path in &c.cgroup_paths {
+        out.push_str(&format!(
+            "  cgroup: {}
+",
+            path.display()
+        ));
+    }
+    out.push_str(
+        "limits:
+",
+    );
+    let mut rows = Vec::new();
+    for l in &c.limits {
+        rows.push(vec![
+            format!("  {}", l.limit),
+            if l.enforced {
+                "enforced"
+            } else {
+                "NOT enforced"
+            }
+            .to_string(),
+            l.how.clone(),
+        ]);
+    }
+    out.push_str(&table(&rows));
+    out.push_str(&format!(
+        "capacity: {}
+",
+        info.capacity.describe()
+    ));
+    if let Some(m) = info.host_memory {
+        out.push_str(&format!(
+            "machine memory: {} total, {} available
+",
+            format_bytes(m.total_bytes),
+            format_bytes(m.available_bytes)
+        ));
+    }
+    let pressure = |p: Option<drover_node::Pressure>| {
+        p.map_or("not available".to_string(), |p| {
+            format!("{:.2}% (10 s), {:.2}% (60 s)", p.avg10, p.avg60)
+        })
+    };
+    out.push_str(&format!(
+        "pressure: memory {}; cpu {}
+",
+        pressure(info.pressure.memory),
+        pressure(info.pressure.cpu)
+    ));
     out
 }
 

@@ -138,8 +138,12 @@ pub fn join(base: &Path, cgroup_path: &str) -> PathBuf {
 /// Writes `value` to the control file `dir/name`, naming the file in the error.
 pub fn write(dir: &Path, name: &str, value: &str) -> io::Result<()> {
     let path = dir.join(name);
-    std::fs::write(&path, value)
-        .map_err(|e| io::Error::new(e.kind(), format!("writing {value:?} to {}: {e}", path.display())))
+    std::fs::write(&path, value).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("writing {value:?} to {}: {e}", path.display()),
+        )
+    })
 }
 
 /// Reads the control file `dir/name` as trimmed text.
@@ -238,15 +242,22 @@ mod tests {
 
     #[test]
     fn membership_lines_split_into_controllers_and_paths() {
-        let lines = parse_membership("4:memory:/process_api/abc\n1:name=systemd:/\n0::/user.slice\n");
-        assert_eq!(lines[0], (vec!["memory".to_string()], "/process_api/abc".to_string()));
+        let lines =
+            parse_membership("4:memory:/process_api/abc\n1:name=systemd:/\n0::/user.slice\n");
+        assert_eq!(
+            lines[0],
+            (vec!["memory".to_string()], "/process_api/abc".to_string())
+        );
         assert_eq!(lines[1], (vec![], "/".to_string()));
         assert_eq!(lines[2], (vec![], "/user.slice".to_string()));
         assert_eq!(
             parse_v2_membership("1:name=systemd:/x\n0::/user.slice\n").as_deref(),
             Some("/user.slice")
         );
-        assert_eq!(join(Path::new("/sys/fs/cgroup"), "/a/b"), PathBuf::from("/sys/fs/cgroup/a/b"));
+        assert_eq!(
+            join(Path::new("/sys/fs/cgroup"), "/a/b"),
+            PathBuf::from("/sys/fs/cgroup/a/b")
+        );
     }
 
     #[test]

@@ -209,7 +209,7 @@ impl Containment {
                         BackendChoice::Auto if refusals.is_empty() => {
                             format!("{kind} is available with every controller drover uses")
                         }
-                        BackendChoice::Auto => format!("{}", refusals.join("; ")),
+                        BackendChoice::Auto => refusals.join("; "),
                     };
                     return Ok(Containment { backend, why });
                 }

@@ -135,7 +135,10 @@ static LEADERS: Mutex<Option<HashMap<i32, u32>>> = Mutex::new(None);
 /// Marks `pid` as a job leader whose status the supervisor will collect.
 pub(crate) fn register_leader(pid: i32) {
     if let Ok(mut leaders) = LEADERS.lock() {
-        *leaders.get_or_insert_with(HashMap::new).entry(pid).or_insert(0) += 1;
+        *leaders
+            .get_or_insert_with(HashMap::new)
+            .entry(pid)
+            .or_insert(0) += 1;
     }
 }
 
@@ -197,7 +200,10 @@ fn children_of(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();
     for task in tasks.flatten() {
         if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-            out.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
         }
     }
     out
@@ -280,7 +286,10 @@ mod tests {
             .find(|r| r.resource == libc::RLIMIT_CPU as i32)
             .map(|r| r.value);
         assert_eq!(cpu, Some(5), "half a CPU over 10 s is 5 CPU-seconds");
-        assert!(got.iter().any(|r| r.resource == libc::RLIMIT_NPROC as i32 && r.value == 50));
+        assert!(
+            got.iter()
+                .any(|r| r.resource == libc::RLIMIT_NPROC as i32 && r.value == 50)
+        );
         assert!(approximations(&JobLimits::default(), Duration::from_secs(1)).is_empty());
     }
 
@@ -308,7 +317,13 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert!(cell.marks(pid));
-        assert!(!Cell::new(AttemptRef { attempt: 3, ..attempt }).marks(pid));
+        assert!(
+            !Cell::new(AttemptRef {
+                attempt: 3,
+                ..attempt
+            })
+            .marks(pid)
+        );
         let _ = child.kill();
         let _ = child.wait();
     }

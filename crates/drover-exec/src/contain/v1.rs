@@ -208,7 +208,11 @@ impl Cell {
             fs::write(&self.memory, "memory.limit_in_bytes", &bytes.to_string())?;
             // memsw (memory + swap) must be at least the memory limit; equal means no swap.
             if self.memory.join("memory.memsw.limit_in_bytes").exists() {
-                fs::write(&self.memory, "memory.memsw.limit_in_bytes", &bytes.to_string())?;
+                fs::write(
+                    &self.memory,
+                    "memory.memsw.limit_in_bytes",
+                    &bytes.to_string(),
+                )?;
             }
         }
         if let Some(pids) = limits.pids {
@@ -216,7 +220,11 @@ impl Cell {
         }
         if let (Some(cpus), Some(cpu)) = (limits.cpus, &self.cpu) {
             let quota = cpus.quota_per(CFS_PERIOD).as_micros().max(1000);
-            fs::write(cpu, "cpu.cfs_period_us", &CFS_PERIOD.as_micros().to_string())?;
+            fs::write(
+                cpu,
+                "cpu.cfs_period_us",
+                &CFS_PERIOD.as_micros().to_string(),
+            )?;
             fs::write(cpu, "cpu.cfs_quota_us", &quota.to_string())?;
         }
         Ok(())

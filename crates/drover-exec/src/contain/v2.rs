@@ -37,12 +37,6 @@ impl Tree {
             .ok_or("no cgroup v2 hierarchy is mounted")?;
         let own = fs::read_v2_membership().unwrap_or_else(|| "/".into());
         let base = fs::join(&mount.path, &own);
-        if !base.join("cgroup.kill").exists() {
-            return Err(format!(
-                "{} has no cgroup.kill (Linux 5.14 or later is needed)",
-                base.display()
-            ));
-        }
         let available: BTreeSet<String> = fs::read(&base, "cgroup.controllers")
             .unwrap_or_default()
             .split_whitespace()
@@ -74,6 +68,14 @@ impl Tree {
         let root = base.join(scope);
         std::fs::create_dir_all(&root)
             .map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+        // The root cgroup has no cgroup.kill; every other one has it from Linux 5.14.
+        if !root.join("cgroup.kill").exists() {
+            let _ = std::fs::remove_dir(&root);
+            return Err(format!(
+                "{} has no cgroup.kill (Linux 5.14 or later is needed)",
+                root.display()
+            ));
+        }
         if !controllers.is_empty() {
             fs::write(&root, "cgroup.subtree_control", &plus(&controllers))
                 .map_err(|e| e.to_string())?;
@@ -328,7 +330,8 @@ mod tests {
             pids: Some(10),
             nofile: None,
         };
-        cell.apply(&limits, &BTreeSet::new()).unwrap_or_else(|e| panic!("{e}"));
+        cell.apply(&limits, &BTreeSet::new())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(!dir.path().join("memory.max").exists());
         assert!(!dir.path().join("cpu.max").exists());
     }
@@ -337,8 +340,14 @@ mod tests {
     fn accounting_and_limit_hits_are_read_from_v2_files() {
         let (_dir, cell) = fake_cell(&[
             ("memory.peak", "209715200\n"),
-            ("cpu.stat", "usage_usec 1234567\nuser_usec 1000000\nsystem_usec 234567\n"),
-            ("memory.events", "low 0\nhigh 0\nmax 40\noom 1\noom_kill 1\noom_group_kill 1\n"),
+            (
+                "cpu.stat",
+                "usage_usec 1234567\nuser_usec 1000000\nsystem_usec 234567\n",
+            ),
+            (
+                "memory.events",
+                "low 0\nhigh 0\nmax 40\noom 1\noom_kill 1\noom_group_kill 1\n",
+            ),
             ("pids.events", "max 3\n"),
         ]);
         let usage = cell.usage();

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use drover_core::{
-    AttemptRef, Event, EventKind, JobId, JobRecord, JobSpec, JobState, NodeId, Reason,
+    Admission, AttemptRef, Decision, Event, EventKind, JobId, JobRecord, JobSpec, JobState, NodeId,
+    Reason,
 };
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params};
@@ -15,8 +16,8 @@ use uuid::Uuid;
 use super::rows::{event_row, load_jobs, parse_id, parse_spec, parse_state};
 use super::{SqliteStore, Tx, ms_to_time};
 use crate::{
-    AttemptOutcome, CancelOutcome, Claim, Completion, JobFilter, LeaseStatus, LiveAttempt,
-    StartVerdict, StateCounts, Store, StoreError,
+    ADMISSION_WINDOW, AttemptOutcome, CancelOutcome, Claim, ClaimBatch, Completion, JobFilter,
+    LeaseStatus, LiveAttempt, StartVerdict, StateCounts, Store, StoreError,
 };
 
 /// Listing default and cap.
@@ -191,21 +192,22 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn claim(
+    async fn claim_within(
         &self,
         node: &NodeId,
         lease: Duration,
         max: usize,
-    ) -> Result<Vec<Claim>, StoreError> {
+        mut admission: Admission,
+    ) -> Result<ClaimBatch, StoreError> {
         let node = node.clone();
         self.write(move |tx| {
-            let limit = i64::try_from(max).unwrap_or(i64::MAX);
+            let limit = i64::try_from(max.saturating_add(ADMISSION_WINDOW)).unwrap_or(i64::MAX);
             let next = tx
                 .conn
                 .prepare_cached(
                     // INDEXED BY: without statistics SQLite may pick `jobs_state` and sort
                     // every queued job per claim; this reads the claim index from its start.
-                    "SELECT id, spec, attempt FROM jobs INDEXED BY jobs_claim
+                    "SELECT id, spec, attempt, updated_at FROM jobs INDEXED BY jobs_claim
                      WHERE state = 'queued' ORDER BY priority DESC, id LIMIT ?1",
                 )?
                 .query_map(params![limit], |row| {
@@ -213,14 +215,32 @@ impl Store for SqliteStore {
                         row.get::<_, String>(0)?,
                         row.get::<_, String>(1)?,
                         row.get::<_, u32>(2)?,
+                        row.get::<_, i64>(3)?,
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let lease_expires = tx.now_ms.saturating_add(ms(lease));
-            let mut claims = Vec::with_capacity(next.len());
-            for (id, spec, previous) in next {
+            let mut claims = Vec::with_capacity(max.min(next.len()));
+            let mut waiting = Vec::new();
+            for (id, spec, previous, queued_at) in next {
+                if claims.len() >= max {
+                    break;
+                }
                 let id = parse_id(&id)?;
                 let spec = parse_spec(&spec)?;
+                let queued_for =
+                    Duration::from_millis(u64::try_from(tx.now_ms - queued_at).unwrap_or(0));
+                match admission.consider(&spec.resources(), queued_for) {
+                    Decision::Claim => {}
+                    Decision::Skip(why) => {
+                        waiting.push((id, why));
+                        continue;
+                    }
+                    Decision::Reserve(why) => {
+                        waiting.push((id, why));
+                        break;
+                    }
+                }
                 let attempt = previous + 1;
                 set_job_state(tx, id, JobState::Queued, JobState::Starting, None)?;
                 tx.conn
@@ -246,7 +266,7 @@ impl Store for SqliteStore {
                     lease_expires_at: ms_to_time(lease_expires),
                 });
             }
-            Ok(claims)
+            Ok(ClaimBatch { claims, waiting })
         })
         .await
     }

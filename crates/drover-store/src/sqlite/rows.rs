@@ -132,6 +132,7 @@ fn assemble(job: JobRow, attempts: Vec<AttemptRecord>) -> JobRecord {
         cancel_requested: job.cancel_requested,
         spec: job.spec,
         attempts,
+        waiting_for: None,
     }
 }
 

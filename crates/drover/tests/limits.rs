@@ -1,0 +1,309 @@
+//! Hard limits, accounting, admission and stall detection, through the real binary on whatever
+//! containment backend this machine offers (cgroup v1 on the CI machine), plus the escapee test on
+//! every backend that can run here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+
+use chrono::{DateTime, Utc};
+use common::{Node, alive_with, marker_sleep};
+use serde_json::Value;
+
+const MIB: u64 = 1 << 20;
+
+/// python3 runs the memory and CPU workloads: it touches exactly what it allocates.
+fn python() -> &'static str {
+    let ok = Command::new("python3")
+        .arg("-c")
+        .arg("pass")
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "these tests need python3 on PATH");
+    "python3"
+}
+
+fn time(job: &Value, field: &str) -> DateTime<Utc> {
+    job["attempts"][0][field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field} in {job:#}"))
+        .parse()
+        .unwrap()
+}
+
+/// Waits for the job to end and returns its record.
+fn finished(node: &Node, id: &str) -> Value {
+    node.drover(&["wait", "--timeout", "60s", "--quiet", id]);
+    node.wait_until(id, "the job to end", |j| {
+        matches!(
+            j["state"].as_str(),
+            Some("succeeded" | "failed" | "timed_out" | "cancelled" | "lost")
+        )
+    })
+}
+
+/// The node still answers and runs jobs.
+fn assert_healthy(node: &Node) {
+    let id = node.submit(&["--", "true"]);
+    assert_eq!(finished(node, &id)["state"], "succeeded", "{}", node.log());
+}
+
+/// Acceptance 1: a tree over its memory limit is stopped and named `memory_limit`.
+#[test]
+fn memory_limit_stops_the_job_and_names_it() {
+    let node = Node::start(&[]);
+    let id = node.submit(&[
+        "--memory",
+        "100M",
+        "--",
+        python(),
+        "-c",
+        "b = b'x' * (500 << 20); print('survived')",
+    ]);
+    let job = finished(&node, &id);
+    assert_eq!(job["state"], "failed", "{job:#}");
+    assert_eq!(job["reason"], "memory_limit", "{job:#}");
+    let out = node.drover(&["logs", &id]);
+    assert!(!common::stdout(&out).contains("survived"));
+    assert_healthy(&node);
+}
+
+/// Acceptance 2: peak memory and CPU time of the whole tree are recorded.
+#[test]
+fn usage_is_accounted_for_the_whole_tree() {
+    let node = Node::start(&[]);
+    let touched = node.submit(&[
+        "--",
+        python(),
+        "-c",
+        "import time; b = b'x' * (200 << 20); time.sleep(0.3)",
+    ]);
+    let busy = node.submit(&[
+        "--",
+        python(),
+        "-c",
+        "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0: pass",
+    ]);
+    let job = finished(&node, &touched);
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let peak = job["peak_memory_bytes"].as_u64().expect("peak memory");
+    assert!(
+        (180 * MIB..=220 * MIB).contains(&peak),
+        "peak {} MiB is not within 10% of 200 MiB",
+        peak / MIB
+    );
+    let job = finished(&node, &busy);
+    let cpu = job["cpu_time_ms"].as_u64().expect("cpu time");
+    assert!(
+        (800..=1200).contains(&cpu),
+        "cpu time {cpu} ms is not within 20% of 1 s"
+    );
+}
+
+/// Acceptance 3: a fork bomb under `--pids 50` is contained and leaves nothing behind.
+#[test]
+fn a_fork_bomb_is_contained() {
+    let node = Node::start(&[]);
+    let marker = format!("bomb-{}", marker_sleep(31));
+    // Every fork of this shell keeps its command line, marker included.
+    let script = "bomb() { bomb | bomb & }; bomb; while :; do :; done";
+    let id = node.submit(&[
+        "--pids",
+        "50",
+        "--timeout",
+        "5s",
+        "--grace",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        script,
+        &marker,
+    ]);
+    let job = finished(&node, &id);
+    assert_eq!(job["state"], "timed_out", "{job:#}");
+    assert_eq!(
+        alive_with(&marker),
+        Vec::<i32>::new(),
+        "bomb processes survived"
+    );
+    assert_healthy(&node);
+}
+
+/// Acceptance 4 on one backend: `setsid` escapees die with their job however it ends.
+fn escapees_die_with_the_job(backend: &str, tag: u32) {
+    let node = Node::start(&["--backend", backend]);
+    for (case, (flags, tail)) in [
+        (&[][..], "sleep 0.5; exit 0"),
+        (&["--timeout", "2s"][..], "sleep 0.5; exec sleep 600"),
+        (&[][..], "sleep 0.5; exec sleep 600"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let marker = marker_sleep(tag * 10 + case as u32);
+        let script = format!("setsid sleep {marker} & {tail}");
+        let mut args: Vec<&str> = flags.to_vec();
+        args.extend(["--grace", "1s", "--", "sh", "-c", &script]);
+        let id = node.submit(&args);
+        if case == 2 {
+            node.wait_until(&id, "the escapee running", |j| {
+                j["state"] == "running" && !alive_with(&marker).is_empty()
+            });
+            assert!(node.drover(&["cancel", &id]).status.success());
+        }
+        let job = finished(&node, &id);
+        let expected = ["succeeded", "timed_out", "cancelled"][case];
+        assert_eq!(job["state"], expected, "{backend}: {job:#}\n{}", node.log());
+        assert_eq!(
+            alive_with(&marker),
+            Vec::<i32>::new(),
+            "{backend}: the setsid escapee survived a job that {expected}"
+        );
+    }
+}
+
+#[test]
+fn escapees_die_on_the_automatic_backend() {
+    escapees_die_with_the_job("auto", 4);
+}
+
+#[test]
+fn escapees_die_on_the_rlimit_backend() {
+    escapees_die_with_the_job("rlimit", 5);
+}
+
+#[test]
+fn escapees_die_on_cgroup2_where_it_exists() {
+    let probe = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["doctor", "--backend", "cgroup2"])
+        .output()
+        .expect("doctor");
+    if !probe.status.success() {
+        eprintln!(
+            "SKIPPED: no usable cgroup v2 tree here: {}",
+            String::from_utf8_lossy(&probe.stderr)
+        );
+        return;
+    }
+    escapees_die_with_the_job("cgroup2", 6);
+}
+
+/// Acceptance 5: a CPU quota of half a CPU holds a busy loop to about half.
+#[test]
+fn a_cpu_quota_holds() {
+    let node = Node::start(&[]);
+    let id = node.submit(&[
+        "--cpus",
+        "0.5",
+        "--",
+        python(),
+        "-c",
+        "import time\nt = time.time()\nwhile time.time() - t < 2.0: pass",
+    ]);
+    let job = finished(&node, &id);
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let cpu = job["cpu_time_ms"].as_u64().expect("cpu time");
+    assert!(cpu <= 1300, "used {cpu} ms of CPU in 2 s under a 0.5 quota");
+    assert!(cpu >= 300, "used only {cpu} ms: the loop did not run");
+}
+
+/// Acceptance 6: declared memory is admitted against the node's capacity.
+#[test]
+fn admission_never_overcommits_memory() {
+    let node = Node::start(&["--memory", "1G", "--slots", "2"]);
+    let first = node.submit(&["--memory", "600M", "--", "sleep", "1.5"]);
+    let second = node.submit(&["--memory", "600M", "--", "sleep", "0.5"]);
+    // While the first runs, the second waits and says why.
+    let waiting = node.wait_until(&second, "the second to wait for memory", |j| {
+        j["waiting_for"]
+            .as_str()
+            .is_some_and(|w| w.contains("waiting for 600 MiB memory"))
+    });
+    assert_eq!(waiting["state"], "queued");
+    let shown = common::stdout(&node.drover(&["status", &second]));
+    assert!(
+        shown.contains("waiting for 600 MiB memory, 424 MiB free"),
+        "{shown}"
+    );
+    let (a, b) = (finished(&node, &first), finished(&node, &second));
+    assert_eq!(
+        (a["state"].as_str(), b["state"].as_str()),
+        (Some("succeeded"), Some("succeeded"))
+    );
+    let (a_start, a_end) = (time(&a, "started_at"), time(&a, "finished_at"));
+    let (b_start, b_end) = (time(&b, "started_at"), time(&b, "finished_at"));
+    assert!(
+        a_end <= b_start || b_end <= a_start,
+        "the two 600M jobs overlapped: {a_start}..{a_end} and {b_start}..{b_end}"
+    );
+    // Larger than the whole node: refused at submit, naming the field.
+    let out = node.drover(&["submit", "--memory", "2G", "--", "true"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("memory"), "{err}");
+}
+
+/// Acceptance 7: no output and no heartbeat for the stall period ends the job `stalled`.
+#[test]
+fn a_silent_job_is_stopped_as_stalled() {
+    let node = Node::start(&[]);
+    let id = node.submit(&["--stall", "1s", "--grace", "1s", "--", "sleep", "30"]);
+    let job = finished(&node, &id);
+    assert_eq!(job["state"], "failed", "{job:#}");
+    assert_eq!(job["reason"], "stalled", "{job:#}");
+    let ran = time(&job, "finished_at") - time(&job, "started_at");
+    assert!(
+        ran.num_milliseconds() < 3000,
+        "took {ran} to notice a 1 s stall"
+    );
+    // Touching the heartbeat file keeps a silent job alive past its stall period.
+    let script = "for i in 1 2 3 4; do touch \"$DROVER_HEARTBEAT_FILE\"; sleep 0.4; done";
+    let id = node.submit(&["--stall", "1s", "--", "sh", "-c", script]);
+    let job = finished(&node, &id);
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+}
+
+/// Acceptance 8: doctor names the backend, and the node uses the one doctor names.
+#[test]
+fn doctor_names_the_backend_the_node_uses() {
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["doctor", "--json"])
+        .output()
+        .expect("doctor");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let backend = report["containment"]["backend"].as_str().expect("backend");
+    assert!(["cgroup2", "cgroup1", "rlimit"].contains(&backend));
+    if std::path::Path::new("/sys/fs/cgroup/freezer").exists()
+        && std::path::Path::new("/sys/fs/cgroup/memory").exists()
+        && backend != "cgroup2"
+    {
+        assert_eq!(backend, "cgroup1", "this machine has the v1 controllers");
+    }
+    let text = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .arg("doctor")
+        .output()
+        .expect("doctor");
+    let text = common::stdout(&text);
+    assert!(text.contains(&format!("backend: {backend}")), "{text}");
+    assert!(
+        text.contains("memory") && text.contains("capacity:"),
+        "{text}"
+    );
+
+    let node = Node::start(&[]);
+    let info: Value = ureq::get(format!("{}/v1/node", node.url()))
+        .call()
+        .expect("GET /v1/node")
+        .body_mut()
+        .read_json()
+        .expect("json");
+    assert_eq!(info["containment"]["backend"], backend);
+    assert!(info["capacity"]["memory_bytes"].as_u64().unwrap_or(0) > 0);
+}
