@@ -152,16 +152,17 @@ async fn run_attempt(
     };
     let rlimits = containment.child_rlimits(&req.limits, req.timeout);
     let outcome = run_in_cell(req, commands, reports, &cell, &rlimits).await;
-    let cleanup = cell.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        cleanup.remove();
+    // The tree is gone and measured; removing its (empty) cell is housekeeping that must not
+    // hold the slot: the kernel may need a moment before an emptied cgroup can be removed.
+    let heartbeat = req.heartbeat_path.clone();
+    tokio::task::spawn_blocking(move || {
+        cell.remove();
         // Orphans re-parented to the node (rlimit backend's subreaper) are reaped here.
         reap_strays();
-    })
-    .await;
-    if let Some(path) = &req.heartbeat_path {
-        let _ = tokio::fs::remove_file(path).await;
-    }
+        if let Some(path) = heartbeat {
+            let _ = std::fs::remove_file(path);
+        }
+    });
     outcome
 }
 

@@ -96,13 +96,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub cpus: Option<Cpus>,
     /// How jobs are contained: auto (cgroup2, else cgroup1, else rlimit), cgroup2, cgroup1 or
-    /// rlimit. `drover doctor` shows what each enforces here.
-    #[arg(long, default_value = "auto", value_name = "BACKEND")]
-    pub backend: drover_node::BackendChoice,
+    /// rlimit (default auto). `drover doctor` shows what each enforces here.
+    #[arg(long, value_name = "BACKEND")]
+    pub backend: Option<drover_node::BackendChoice>,
     /// How long a job that does not fit may wait before the node stops starting smaller jobs
-    /// ahead of it, so that a stream of small jobs cannot starve it.
-    #[arg(long, default_value = "60s", value_name = "D")]
-    pub reserve_after: HumanDuration,
+    /// ahead of it, so that a stream of small jobs cannot starve it (default 60s).
+    #[arg(long, value_name = "D")]
+    pub reserve_after: Option<HumanDuration>,
+    /// Settings file (default: drover.toml in the data dir, if there is one). Its `[serve]`
+    /// table takes memory, cpus, slots, backend and reserve_after; flags win over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// `drover submit`

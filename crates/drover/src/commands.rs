@@ -60,16 +60,32 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
     } else {
         builder.init();
     }
-    let mut config = drover_node::NodeConfig::new(data_dir(cli)?);
+    let data_dir = data_dir(cli)?;
+    let file = match crate::config::locate(args.config.as_deref(), &data_dir) {
+        Some(path) => {
+            tracing::info!(file = %path.display(), "reading settings");
+            crate::config::load(&path)?.serve
+        }
+        None => crate::config::ServeFile::default(),
+    };
+    let mut config = drover_node::NodeConfig::new(data_dir);
     config.listen = args.listen;
-    config.slots = args.slots.map(|n| n as usize);
+    config.slots = args.slots.or(file.slots).map(|n| n as usize);
     config.shutdown_timeout = args.shutdown_timeout.get();
     config.lease = args.lease.get().max(Duration::from_secs(1));
     config.log_limit = args.max_log_size.bytes();
-    config.memory = args.memory;
-    config.cpus = args.cpus;
-    config.backend = args.backend;
-    config.reserve_after = args.reserve_after.get();
+    config.memory = args.memory.or(file.memory);
+    config.cpus = args.cpus.or(file.cpus);
+    if let Some(backend) = args.backend {
+        config.backend = backend;
+    } else if let Some(backend) = &file.backend {
+        config.backend = backend
+            .parse()
+            .map_err(|e| anyhow::anyhow!("serve.backend: {e}"))?;
+    }
+    if let Some(wait) = args.reserve_after.or(file.reserve_after) {
+        config.reserve_after = wait.get();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("drover-node")

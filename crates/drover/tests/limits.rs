@@ -307,3 +307,25 @@ fn doctor_names_the_backend_the_node_uses() {
     assert_eq!(info["containment"]["backend"], backend);
     assert!(info["capacity"]["memory_bytes"].as_u64().unwrap_or(0) > 0);
 }
+
+/// Capacity can live in drover.toml (here named with --config); a flag would win over it.
+#[test]
+fn capacity_is_read_from_drover_toml() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("drover.toml");
+    std::fs::write(&file, "[serve]\nmemory = \"1G\"\ncpus = 1\n").expect("write");
+    let node = Node::start(&["--config", file.to_str().expect("utf-8")]);
+    let info: Value = ureq::get(format!("{}/v1/node", node.url()))
+        .call()
+        .expect("GET /v1/node")
+        .body_mut()
+        .read_json()
+        .expect("json");
+    assert_eq!(info["capacity"]["memory_bytes"], 1u64 << 30);
+    let out = node.drover(&["submit", "--cpus", "2", "--", "true"]);
+    assert!(
+        !out.status.success(),
+        "2 CPUs on a 1-CPU node must be refused"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cpus"));
+}

@@ -170,7 +170,7 @@ pub fn reap_strays() -> usize {
         return 0;
     }
     let mut reaped = 0;
-    for pid in children_of(std::process::id() as i32) {
+    for pid in adopted() {
         if is_leader(pid) {
             continue;
         }
@@ -190,6 +190,21 @@ fn is_zombie(pid: i32) -> bool {
 #[cfg(not(target_os = "linux"))]
 fn is_zombie(_pid: i32) -> bool {
     false
+}
+
+/// Children of the node's main thread. The kernel re-parents an orphan to the first live thread
+/// of its subreaper, which is the main thread; job leaders are children of the spawner threads
+/// that created them, so they are not listed here. One small read, so it is cheap to ask after
+/// every attempt.
+fn adopted() -> Vec<i32> {
+    let me = std::process::id();
+    std::fs::read_to_string(format!("/proc/{me}/task/{me}/children"))
+        .map(|t| {
+            t.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The direct children of `pid` (every thread's), from `/proc/<pid>/task/*/children`.
@@ -224,11 +239,13 @@ impl Cell {
         }
     }
 
-    /// Live descendants of the node that carry this attempt's variables.
+    /// Live processes the node adopted (and their descendants) that carry this attempt's
+    /// variables. Processes still in the job's group are the ladder's to find; these are the
+    /// ones that left it and were orphaned.
     pub(super) fn members(&self) -> Vec<i32> {
         let mut found = Vec::new();
         let mut seen = HashSet::new();
-        let mut frontier = children_of(std::process::id() as i32);
+        let mut frontier: Vec<i32> = adopted().into_iter().filter(|p| !is_leader(*p)).collect();
         while let Some(pid) = frontier.pop() {
             if !seen.insert(pid) {
                 continue;

@@ -114,18 +114,21 @@ impl Tree {
         ]
     }
 
-    fn cell_dirs(&self, name: &str) -> Cell {
+    /// A cell's directories. The pids and cpu hierarchies are joined only for an attempt that
+    /// limits them: a cgroup costs a mkdir, an attach and an rmdir per attempt, and without a
+    /// limit those two measure nothing the others do not.
+    fn cell_dirs(&self, name: &str, pids: bool, cpu: bool) -> Cell {
         Cell {
             memory: self.memory.join(name),
-            pids: self.pids.join(name),
+            pids: pids.then(|| self.pids.join(name)),
             freezer: self.freezer.join(name),
-            cpu: self.cpu.as_ref().map(|d| d.join(name)),
+            cpu: self.cpu.as_ref().filter(|_| cpu).map(|d| d.join(name)),
             cpuacct: self.cpuacct.as_ref().map(|d| d.join(name)),
         }
     }
 
     pub(super) fn create(&self, name: &str, limits: &JobLimits) -> io::Result<Cell> {
-        let cell = self.cell_dirs(name);
+        let cell = self.cell_dirs(name, limits.pids.is_some(), limits.cpus.is_some());
         for dir in cell.all_dirs() {
             std::fs::create_dir_all(&dir)?;
         }
@@ -150,7 +153,8 @@ impl Tree {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();
-            let cell = self.cell_dirs(&name);
+            // A leftover may have been made with any limits: look in every hierarchy.
+            let cell = self.cell_dirs(&name, true, true);
             let members = cell.members();
             if !members.is_empty() {
                 tracing::warn!(cell = %name, processes = members.len(), "killing processes left in a cgroup by an earlier run");
@@ -178,11 +182,11 @@ fn wait_empty(dir: &Path, limit: Duration) {
     }
 }
 
-/// One attempt's directory in each hierarchy.
+/// One attempt's directory in each hierarchy it uses.
 #[derive(Debug, Clone)]
 pub(super) struct Cell {
     memory: PathBuf,
-    pids: PathBuf,
+    pids: Option<PathBuf>,
     freezer: PathBuf,
     cpu: Option<PathBuf>,
     cpuacct: Option<PathBuf>,
@@ -192,7 +196,7 @@ impl Cell {
     fn all_dirs(&self) -> BTreeSet<PathBuf> {
         [
             Some(&self.memory),
-            Some(&self.pids),
+            self.pids.as_ref(),
             Some(&self.freezer),
             self.cpu.as_ref(),
             self.cpuacct.as_ref(),
@@ -215,8 +219,8 @@ impl Cell {
                 )?;
             }
         }
-        if let Some(pids) = limits.pids {
-            fs::write(&self.pids, "pids.max", &pids.to_string())?;
+        if let (Some(pids), Some(dir)) = (limits.pids, &self.pids) {
+            fs::write(dir, "pids.max", &pids.to_string())?;
         }
         if let (Some(cpus), Some(cpu)) = (limits.cpus, &self.cpu) {
             let quota = cpus.quota_per(CFS_PERIOD).as_micros().max(1000);
@@ -273,13 +277,17 @@ impl Cell {
                 .map(|ns| ns / 1_000_000),
             oom_killed: fs::keyed(&self.memory, "memory.oom_control", "oom_kill")
                 .is_some_and(|n| n > 0),
-            pids_limited: fs::keyed(&self.pids, "pids.events", "max").is_some_and(|n| n > 0),
+            pids_limited: self
+                .pids
+                .as_ref()
+                .and_then(|d| fs::keyed(d, "pids.events", "max"))
+                .is_some_and(|n| n > 0),
         }
     }
 
     pub(super) fn remove(&self) -> io::Result<()> {
         let mut result = Ok(());
-        for dir in self.all_dirs() {
+        for dir in self.all_dirs().into_iter().filter(|d| d.exists()) {
             if let Err(err) = fs::remove(&dir) {
                 result = Err(err);
             }
