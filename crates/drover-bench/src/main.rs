@@ -180,7 +180,13 @@ fn machine_facts() -> Vec<(&'static str, String)> {
         ("kernel", command_line("uname", &["-r"])),
         (
             "cgroup backend",
-            format!("{cgroup}; drover does not use cgroups yet (#5): process groups only"),
+            format!(
+                "{cgroup}; drover's {}",
+                command_line("target/release/drover", &["doctor"])
+                    .lines()
+                    .next()
+                    .unwrap_or("backend: unknown")
+            ),
         ),
         (
             "drover",
