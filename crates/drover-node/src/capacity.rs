@@ -58,6 +58,32 @@ impl Capacity {
     }
 }
 
+/// Free memory for admission: what the capacity leaves (`by_capacity`), capped by what the
+/// machine has available (`MemAvailable`) less `growth` — the headroom running and claimed
+/// attempts are entitled to but do not use yet. Returns the figure and, when the machine is what
+/// limits it, a note for people saying so.
+pub fn free_memory(
+    by_capacity: u64,
+    host_available: Option<u64>,
+    growth: u64,
+) -> (u64, Option<String>) {
+    let Some(available) = host_available else {
+        return (by_capacity, None);
+    };
+    let host_free = available.saturating_sub(growth);
+    if host_free < by_capacity {
+        (
+            host_free,
+            Some(format!(
+                "the machine has {} available; processes outside drover hold the rest",
+                format_bytes(available)
+            )),
+        )
+    } else {
+        (by_capacity, None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +93,24 @@ mod tests {
         assert_eq!(os_reserve(64 << 30), (64u64 << 30) / 10);
         assert_eq!(os_reserve(4 << 30), 1 << 30);
         assert_eq!(os_reserve(1 << 30), 1 << 29);
+    }
+
+    #[test]
+    fn memory_held_outside_drover_lowers_what_is_free_and_says_so() {
+        const GIB: u64 = 1 << 30;
+        // Plenty available: capacity decides, no note.
+        assert_eq!(free_memory(8 * GIB, Some(20 * GIB), 0), (8 * GIB, None));
+        // Another program holds most of the machine: 3 GiB available, a running job may still
+        // grow by 1 GiB into its reservation, so 2 GiB is free, and the note says why.
+        let (free, note) = free_memory(8 * GIB, Some(3 * GIB), GIB);
+        assert_eq!(free, 2 * GIB);
+        let note = note.unwrap_or_default();
+        assert!(
+            note.contains("3.0 GiB available") && note.contains("outside drover"),
+            "{note}"
+        );
+        // Nothing to read (macOS before a reading exists): capacity alone.
+        assert_eq!(free_memory(8 * GIB, None, 5 * GIB), (8 * GIB, None));
     }
 
     #[test]

@@ -262,37 +262,29 @@ impl Runner {
     fn admission(&self) -> (Admission, bool) {
         let reserved = self.reserved();
         let mut free = self.config.capacity.minus(&reserved);
-        let mut contended = false;
-        let mut note = None;
-        if let Some(host) = drover_exec::host::memory() {
-            // Headroom running attempts are entitled to but do not use yet.
-            let growth: u64 = self
-                .live
+        // Headroom running attempts are entitled to but do not use yet; claimed-ahead ones use
+        // nothing yet.
+        let growth: u64 = self
+            .live
+            .iter()
+            .map(|(attempt, live)| {
+                let used = self
+                    .config
+                    .containment
+                    .memory_current(*attempt)
+                    .unwrap_or(0);
+                live.needs.memory_bytes.saturating_sub(used)
+            })
+            .sum::<u64>()
+            + self
+                .waiting
                 .iter()
-                .map(|(attempt, live)| {
-                    let used = self
-                        .config
-                        .containment
-                        .memory_current(*attempt)
-                        .unwrap_or(0);
-                    live.needs.memory_bytes.saturating_sub(used)
-                })
-                .sum::<u64>()
-                + self
-                    .waiting
-                    .iter()
-                    .map(|c| c.spec.resources().memory_bytes)
-                    .sum::<u64>();
-            let host_free = host.available_bytes.saturating_sub(growth);
-            if host_free < free.memory_bytes {
-                free.memory_bytes = host_free;
-                contended = true;
-                note = Some(format!(
-                    "the machine has {} available; processes outside drover hold the rest",
-                    drover_core::units::format_bytes(host.available_bytes)
-                ));
-            }
-        }
+                .map(|c| c.spec.resources().memory_bytes)
+                .sum::<u64>();
+        let available = drover_exec::host::memory().map(|m| m.available_bytes);
+        let (memory, note) = crate::capacity::free_memory(free.memory_bytes, available, growth);
+        free.memory_bytes = memory;
+        let contended = note.is_some();
         (
             Admission::new(self.config.capacity, free, self.config.reserve_after, note),
             contended,

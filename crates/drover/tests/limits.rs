@@ -329,3 +329,81 @@ fn capacity_is_read_from_drover_toml() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("cpus"));
 }
+
+/// A large job is not starved by a stream of small ones: after `--reserve-after` the node stops
+/// starting the small jobs behind it until it fits.
+#[test]
+fn a_large_job_is_not_starved_by_small_ones() {
+    let node = Node::start(&["--memory", "1G", "--slots", "3", "--reserve-after", "1s"]);
+    // Small jobs of staggered lengths: three fit at once, and they rarely all end together.
+    let small = |i: usize| {
+        let secs = ["0.3", "0.45", "0.6"][i % 3];
+        serde_json::json!({"argv": ["sleep", secs], "memory": "300M", "cwd": "/"}).to_string()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let batch = |name: &str, range: std::ops::Range<usize>| -> Vec<String> {
+        let file = dir.path().join(name);
+        let lines: Vec<String> = range.map(small).collect();
+        std::fs::write(&file, lines.join("\n")).expect("write");
+        let out = node.drover(&["submit", "--batch", file.to_str().expect("utf-8")]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        common::stdout(&out).lines().map(str::to_string).collect()
+    };
+    let first = batch("first.jsonl", 0..3);
+    node.wait_until(&first[2], "three small jobs running", |j| {
+        j["state"] == "running"
+    });
+    let big = node.submit(&["--memory", "900M", "--", "true"]);
+    let backlog = batch("backlog.jsonl", 3..33);
+    let big_job = finished(&node, &big);
+    assert_eq!(big_job["state"], "succeeded", "{big_job:#}");
+    let big_start = time(&big_job, "started_at");
+    let later = backlog
+        .iter()
+        .map(|id| finished(&node, id))
+        .filter(|j| time(j, "started_at") > big_start)
+        .count();
+    // Without the reservation the 900M job starts only when three small ones happen to end
+    // together, or when the queue has drained.
+    assert!(
+        later >= 20,
+        "only {later} of 30 small jobs started after the big one: it was starved"
+    );
+}
+
+/// `--nofile` is set in the child on every backend; the rlimit backend's per-process memory
+/// limit makes an allocation fail (the program sees it; the reason is its exit).
+#[test]
+fn per_process_limits_reach_the_job() {
+    for backend in ["auto", "rlimit"] {
+        let node = Node::start(&["--backend", backend]);
+        let id = node.submit(&["--nofile", "64", "--", "sh", "-c", "ulimit -n"]);
+        assert_eq!(finished(&node, &id)["state"], "succeeded");
+        let out = common::stdout(&node.drover(&["logs", &id]));
+        assert_eq!(
+            out.trim(),
+            "64",
+            "{backend}: the job saw a descriptor limit of {out:?}"
+        );
+    }
+    let node = Node::start(&["--backend", "rlimit"]);
+    let id = node.submit(&[
+        "--memory",
+        "100M",
+        "--",
+        python(),
+        "-c",
+        "b = b'x' * (500 << 20); print('survived')",
+    ]);
+    let job = finished(&node, &id);
+    assert_eq!(job["state"], "failed", "{job:#}");
+    let out = common::stdout(&node.drover(&["logs", &id]));
+    assert!(
+        !out.contains("survived"),
+        "the allocation went through: {out}"
+    );
+}
