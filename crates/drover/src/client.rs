@@ -77,6 +77,10 @@ impl Client {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(5)))
+            // The node answers every request within its longest long-poll (60 s), and a log
+            // stream sends its headers at once: a node that says nothing for this long is stuck,
+            // and the client says so instead of hanging.
+            .timeout_recv_response(Some(Duration::from_secs(120)))
             .build()
             .new_agent();
         Ok(Self { base, agent })

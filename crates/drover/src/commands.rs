@@ -91,7 +91,11 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
         .thread_name("drover-node")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(drover_node::serve(config))?;
+    let served = runtime.block_on(drover_node::serve(config));
+    // Do not wait without end for blocking tasks (a log read, a cgroup removal) at exit: the
+    // node's state is on disk by now.
+    runtime.shutdown_timeout(Duration::from_secs(10));
+    served?;
     Ok(exit::OK)
 }
 

@@ -13,6 +13,9 @@ use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
 
+/// A Python program that touches 500 MB and says so if it got them.
+const TOUCH_500M: &str = "b = b'x' * (500 << 20); print('survived')";
+
 /// python3 runs the memory and CPU workloads: it touches exactly what it allocates.
 fn python() -> &'static str {
     let ok = Command::new("python3")
@@ -53,14 +56,7 @@ fn assert_healthy(node: &Node) {
 #[test]
 fn memory_limit_stops_the_job_and_names_it() {
     let node = Node::start(&[]);
-    let id = node.submit(&[
-        "--memory",
-        "100M",
-        "--",
-        python(),
-        "-c",
-        "b = b'x' * (500 << 20); print('survived')",
-    ]);
+    let id = node.submit(&["--memory", "100M", "--", python(), "-c", TOUCH_500M]);
     let job = finished(&node, &id);
     assert_eq!(job["state"], "failed", "{job:#}");
     assert_eq!(job["reason"], "memory_limit", "{job:#}");
@@ -391,14 +387,7 @@ fn per_process_limits_reach_the_job() {
         );
     }
     let node = Node::start(&["--backend", "rlimit"]);
-    let id = node.submit(&[
-        "--memory",
-        "100M",
-        "--",
-        python(),
-        "-c",
-        "b = b'x' * (500 << 20); print('survived')",
-    ]);
+    let id = node.submit(&["--memory", "100M", "--", python(), "-c", TOUCH_500M]);
     let job = finished(&node, &id);
     assert_eq!(job["state"], "failed", "{job:#}");
     let out = common::stdout(&node.drover(&["logs", &id]));

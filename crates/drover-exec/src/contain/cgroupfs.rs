@@ -207,6 +207,25 @@ pub fn remove(dir: &Path) -> io::Result<()> {
     last
 }
 
+/// The names of the cgroups directly under `dir` (after a crash: cells nobody owns any more).
+pub fn child_cgroups(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The distinct directories among `dirs`, in a stable order.
+pub fn distinct<'a>(
+    dirs: impl IntoIterator<Item = Option<&'a PathBuf>>,
+) -> std::collections::BTreeSet<PathBuf> {
+    dirs.into_iter().flatten().cloned().collect()
+}
+
 /// Whether the current process may create a cgroup under `dir`: tried, not guessed.
 pub fn can_create_under(dir: &Path) -> io::Result<()> {
     let probe = dir.join(format!("drover.probe-{}", std::process::id()));

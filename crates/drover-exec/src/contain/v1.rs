@@ -60,17 +60,13 @@ impl Tree {
     }
 
     fn all_dirs(&self) -> BTreeSet<PathBuf> {
-        [
+        fs::distinct([
             Some(&self.memory),
             Some(&self.pids),
             Some(&self.freezer),
             self.cpu.as_ref(),
             self.cpuacct.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect()
+        ])
     }
 
     pub(super) fn paths(&self) -> Vec<PathBuf> {
@@ -144,17 +140,10 @@ impl Tree {
     }
 
     pub(super) fn sweep(&self) -> usize {
-        let Ok(entries) = std::fs::read_dir(&self.freezer) else {
-            return 0;
-        };
-        let mut swept = 0;
-        for entry in entries.flatten() {
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            let name = entry.file_name().to_string_lossy().into_owned();
+        let names = fs::child_cgroups(&self.freezer);
+        for name in &names {
             // A leftover may have been made with any limits: look in every hierarchy.
-            let cell = self.cell_dirs(&name, true, true);
+            let cell = self.cell_dirs(name, true, true);
             let members = cell.members();
             if !members.is_empty() {
                 tracing::warn!(cell = %name, processes = members.len(), "killing processes left in a cgroup by an earlier run");
@@ -162,9 +151,8 @@ impl Tree {
                 wait_empty(&cell.freezer, Duration::from_secs(5));
             }
             let _ = cell.remove();
-            swept += 1;
         }
-        swept
+        names.len()
     }
 
     pub(super) fn close(&self) {
@@ -194,17 +182,13 @@ pub(super) struct Cell {
 
 impl Cell {
     fn all_dirs(&self) -> BTreeSet<PathBuf> {
-        [
+        fs::distinct([
             Some(&self.memory),
             self.pids.as_ref(),
             Some(&self.freezer),
             self.cpu.as_ref(),
             self.cpuacct.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect()
+        ])
     }
 
     fn apply(&self, limits: &JobLimits) -> io::Result<()> {

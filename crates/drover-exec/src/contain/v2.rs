@@ -147,24 +147,19 @@ impl Tree {
     }
 
     pub(super) fn sweep(&self) -> usize {
-        let Ok(entries) = std::fs::read_dir(&self.root) else {
-            return 0;
-        };
-        let mut swept = 0;
-        for entry in entries.flatten() {
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            let cell = Cell { dir: entry.path() };
+        let names = fs::child_cgroups(&self.root);
+        for name in &names {
+            let cell = Cell {
+                dir: self.root.join(name),
+            };
             let members = cell.members();
             if !members.is_empty() {
-                tracing::warn!(cell = %cell.dir.display(), processes = members.len(), "killing processes left in a cgroup by an earlier run");
+                tracing::warn!(cell = %name, processes = members.len(), "killing processes left in a cgroup by an earlier run");
                 cell.kill();
             }
             let _ = cell.remove();
-            swept += 1;
         }
-        swept
+        names.len()
     }
 
     pub(super) fn close(&self) {
