@@ -30,12 +30,27 @@ fn request(dir: &Path, argv: &[&str]) -> StartRequest {
     }
 }
 
+/// Removes a test's cgroup subtree when the test ends.
+struct Scope(std::sync::Arc<drover_exec::Containment>);
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// A supervisor on the backend this machine picks by itself, in a scope of its own.
-fn supervisor() -> (drover_exec::SupervisorHandle, UnboundedReceiver<Report>) {
+fn supervisor() -> (
+    drover_exec::SupervisorHandle,
+    UnboundedReceiver<Report>,
+    Scope,
+) {
     let scope = format!("drover.test-{}-{}", std::process::id(), uuid_v7().simple());
     let containment = drover_exec::Containment::detect(drover_exec::BackendChoice::Auto, &scope)
         .expect("some backend");
-    Supervisor::start(std::sync::Arc::new(containment))
+    let containment = std::sync::Arc::new(containment);
+    let (handle, reports) = Supervisor::start(std::sync::Arc::clone(&containment));
+    (handle, reports, Scope(containment))
 }
 
 fn uuid_v7() -> uuid::Uuid {
@@ -51,7 +66,7 @@ async fn next(reports: &mut UnboundedReceiver<Report>) -> Report {
 
 /// Starts `req`, releases it at the gate, and returns (pid, outcome).
 async fn run(req: StartRequest) -> (i32, Outcome) {
-    let (sup, mut reports) = supervisor();
+    let (sup, mut reports, _scope) = supervisor();
     let attempt = req.attempt;
     sup.send(Command::Start(Box::new(req))).expect("send");
     let pid = match next(&mut reports).await {
@@ -129,7 +144,7 @@ async fn nothing_runs_before_the_gate_opens_and_abort_runs_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let marker = dir.path().join("ran");
     let argv = ["touch", marker.to_str().expect("utf-8")];
-    let (sup, mut reports) = supervisor();
+    let (sup, mut reports, _scope) = supervisor();
 
     let held = request(dir.path(), &argv);
     sup.send(Command::Start(Box::new(held.clone())))
@@ -178,7 +193,7 @@ async fn a_stubborn_job_is_killed_after_the_grace_period() {
     let mut req = request(dir.path(), &["sh", "-c", "trap '' TERM; sleep 1000 & wait"]);
     req.grace = Duration::from_millis(300);
     let attempt = req.attempt;
-    let (sup, mut reports) = supervisor();
+    let (sup, mut reports, _scope) = supervisor();
     sup.send(Command::Start(Box::new(req))).expect("send");
     let Report::Spawned { pid, .. } = next(&mut reports).await else {
         panic!("expected Spawned");

@@ -303,8 +303,10 @@ impl Containment {
         }
     }
 
-    /// Removes this node's (empty) subtree, at shutdown.
+    /// Removes this node's subtree at shutdown, sweeping any cell whose removal had not run yet
+    /// (nothing runs any more by then).
     pub fn close(&self) {
+        self.sweep();
         match &self.backend {
             Backend::V2(tree) => tree.close(),
             Backend::V1(tree) => tree.close(),
