@@ -27,6 +27,14 @@ pub enum EventKind {
     Cancelled,
     /// A user re-queued a job that had ended.
     Retried,
+    /// The job waits for a time (`scheduled`): a delay at submit, or a backoff between attempts.
+    Scheduled,
+    /// A scheduled job's time came: it is `queued`.
+    Due,
+    /// A waiting job's priority changed.
+    Reprioritized,
+    /// A job left the dead-letter queue without running again.
+    Dismissed,
 }
 
 /// One committed change. `seq` increases by one per event, in commit order, and never repeats:

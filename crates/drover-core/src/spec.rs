@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::resources::{Cpus, Resources};
+use crate::retry::{Backoff, RETRY_ON_WORDS};
 use crate::units::{HumanDuration, Size};
 
 /// The timeout a job gets when its submitter names none. Every job runs with an explicit timeout:
@@ -59,6 +60,24 @@ pub struct JobSpec {
     /// `$DROVER_HEARTBEAT_FILE` for this long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stall: Option<HumanDuration>,
+    /// Do not start before this time: the job is `scheduled` until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Do not start until this long after submit. The node that takes the submit turns it into
+    /// `at`; it is never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<HumanDuration>,
+    /// The wait between attempts: `1s..5m` (exponential, full jitter) or `10s` (fixed). None:
+    /// retry at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Backoff>,
+    /// Which outcomes are retried: end states (`failed`, `timed_out`, `lost`) or reasons
+    /// (`memory_limit`, `stalled`...). Default: `failed`, `timed_out`, `lost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on: Option<Vec<String>>,
+    /// A second submit with the same key returns the first job's id and stores nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 fn default_timeout() -> HumanDuration {
@@ -90,6 +109,11 @@ impl JobSpec {
             pids: None,
             nofile: None,
             stall: None,
+            at: None,
+            delay: None,
+            backoff: None,
+            retry_on: None,
+            idempotency_key: None,
         }
     }
 
@@ -252,6 +276,31 @@ impl JobSpec {
         if self.stall.is_some_and(|s| s.get().is_zero()) {
             return Err(SpecError::new("stall", "must be greater than zero"));
         }
+        if self.at.is_some() && self.delay.is_some() {
+            return Err(SpecError::new("delay", "give `delay` or `at`, not both"));
+        }
+        if let Some(words) = &self.retry_on {
+            if words.is_empty() {
+                return Err(SpecError::new("retry_on", "name at least one outcome"));
+            }
+            for (i, word) in words.iter().enumerate() {
+                if !RETRY_ON_WORDS.contains(&word.as_str()) {
+                    return Err(SpecError::new(
+                        format!("retry_on[{i}]"),
+                        format!("`{word}` is not one of {}", RETRY_ON_WORDS.join(", ")),
+                    ));
+                }
+            }
+        }
+        if let Some(key) = &self.idempotency_key {
+            if key.is_empty() || key.chars().count() > limits.max_name_len {
+                return Err(SpecError::new(
+                    "idempotency_key",
+                    format!("must be 1 to {} characters", limits.max_name_len),
+                ));
+            }
+            no_nul("idempotency_key", key)?;
+        }
         if self.retries > limits.max_retries {
             return Err(SpecError::new(
                 "retries",
@@ -401,6 +450,22 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("timout"), "{err}");
+    }
+
+    #[test]
+    fn queue_fields_are_checked() {
+        let mut spec = JobSpec::new(["true"]);
+        spec.retry_on = Some(vec!["failed".into(), "sometimes".into()]);
+        assert_eq!(field_of(&spec).as_deref(), Some("retry_on[1]"));
+        let mut spec = JobSpec::new(["true"]);
+        spec.idempotency_key = Some(String::new());
+        assert_eq!(field_of(&spec).as_deref(), Some("idempotency_key"));
+        let spec: JobSpec = serde_json::from_str(
+            r#"{"argv":["x"],"delay":"2s","backoff":"1s..5m","retry_on":["memory_limit"],"idempotency_key":"k1"}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(spec.validate(&Limits::default()), Ok(()));
+        assert_eq!(spec.backoff.map(|b| b.to_string()).as_deref(), Some("1s..5m"));
     }
 
     #[test]

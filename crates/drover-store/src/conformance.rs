@@ -10,7 +10,7 @@ use std::time::Duration;
 use drover_core::{Admission, AttemptRef, EventKind, JobSpec, JobState, NodeId, Reason};
 
 use crate::{
-    AttemptOutcome, CancelOutcome, Completion, JobFilter, LeaseStatus, StartVerdict, Store,
+    AttemptOutcome, CancelOutcome, Change, Completion, JobFilter, LeaseStatus, StartVerdict, Store,
 };
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -513,6 +513,97 @@ pub async fn a_job_that_waited_long_enough_holds_back_the_rest(store: &dyn Store
     assert_eq!(claimed, ids);
 }
 
+fn failed_exit() -> AttemptOutcome {
+    AttemptOutcome {
+        exit_code: Some(1),
+        ..AttemptOutcome::bare(JobState::Failed, Reason::ExitCode(1))
+    }
+}
+
+pub async fn a_backoff_schedules_the_retry_and_the_timer_promotes_it(store: &dyn Store) {
+    let mut s = spec("flaky");
+    s.retries = 1;
+    s.backoff = Some("150ms".parse().unwrap());
+    let id = store.submit(vec![s]).await.unwrap()[0];
+    let attempt = claim_and_run(store, &node("n")).await;
+    let done = store.complete(attempt, failed_exit()).await.unwrap();
+    assert_eq!(done, Completion::Recorded { state: JobState::Scheduled });
+    assert!(claim_one(store, &node("n")).await.is_none(), "not claimable before its time");
+    let (promoted, next) = store.promote_due().await.unwrap();
+    assert_eq!(promoted, 0);
+    let next = next.expect("a due time");
+    let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
+    assert!(wait <= Duration::from_millis(150), "due within the backoff, not {wait:?}");
+    tokio::time::sleep(wait + Duration::from_millis(20)).await;
+    let (promoted, next) = store.promote_due().await.unwrap();
+    assert_eq!((promoted, next), (1, None));
+    let claim = claim_one(store, &node("n")).await.expect("due now");
+    assert_eq!(claim.attempt, AttemptRef { job_id: id, attempt: 2 });
+}
+
+pub async fn retry_on_limits_what_is_retried(store: &dyn Store) {
+    let mut s = spec("oom-only");
+    s.retries = 3;
+    s.retry_on = Some(vec!["memory_limit".into()]);
+    let id = store.submit(vec![s]).await.unwrap()[0];
+    let attempt = claim_and_run(store, &node("n")).await;
+    store.complete(attempt, failed_exit()).await.unwrap();
+    let job = store.get(id).await.unwrap().expect("job");
+    assert_eq!(job.state, JobState::Failed, "an exit-code failure is not retried");
+}
+
+pub async fn idempotency_keys_name_one_job(store: &dyn Store) {
+    let keyed = |key: &str| {
+        let mut s = spec("once");
+        s.idempotency_key = Some(key.into());
+        s
+    };
+    let ids = store
+        .submit(vec![keyed("k"), keyed("k"), keyed("other")])
+        .await
+        .unwrap();
+    assert_eq!(ids[0], ids[1], "one batch, one key, one job");
+    assert_ne!(ids[0], ids[2]);
+    let again = store.submit(vec![keyed("k")]).await.unwrap();
+    assert_eq!(again, vec![ids[0]]);
+    let all = store.list(&JobFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 2);
+}
+
+pub async fn dead_letters_are_retried_with_a_fresh_budget_or_dismissed(store: &dyn Store) {
+    let ids = store.submit(vec![spec("a"), spec("b")]).await.unwrap();
+    for _ in 0..2 {
+        let attempt = claim_and_run(store, &node("n")).await;
+        store.complete(attempt, failed_exit()).await.unwrap();
+    }
+    let dlq: Vec<_> = store.dead_letters(10).await.unwrap().iter().map(|j| j.id).collect();
+    assert_eq!(dlq.len(), 2);
+    let dismissed = store.dismiss(vec![ids[1]]).await.unwrap();
+    assert_eq!(dismissed, vec![(ids[1], Change::Done(JobState::Failed))]);
+    let retried = store.retry(None).await.unwrap();
+    assert_eq!(retried, vec![(ids[0], Change::Done(JobState::Queued))], "only dead letters");
+    assert!(store.dead_letters(10).await.unwrap().is_empty());
+    let attempt = claim_and_run(store, &node("n")).await;
+    assert_eq!(attempt, AttemptRef { job_id: ids[0], attempt: 2 }, "history kept");
+    let again = store.retry(Some(vec![ids[0]])).await.unwrap();
+    assert!(matches!(again[0].1, Change::NotApplicable(JobState::Running)));
+}
+
+pub async fn priority_changes_reorder_the_queue(store: &dyn Store) {
+    let ids = store.submit(vec![spec("a"), spec("b")]).await.unwrap();
+    assert_eq!(
+        store.set_priority(ids[1], 9).await.unwrap(),
+        Change::Done(JobState::Queued)
+    );
+    let first = claim_one(store, &node("n")).await.expect("claim");
+    assert_eq!(first.attempt.job_id, ids[1]);
+    assert_eq!(first.spec.priority, 9);
+    assert!(matches!(
+        store.set_priority(ids[1], 1).await.unwrap(),
+        Change::NotApplicable(JobState::Starting)
+    ));
+}
+
 /// Generates one `#[tokio::test]` per conformance function for a backend. `$make` is an
 /// expression giving `(store, guard)`; the guard lives as long as the test (a temp dir, say).
 #[macro_export]
@@ -531,7 +622,12 @@ macro_rules! conformance_tests {
             events_are_numbered_in_commit_order,
             concurrent_writers,
             admission_skips_what_does_not_fit_and_says_why,
-            a_job_that_waited_long_enough_holds_back_the_rest
+            a_job_that_waited_long_enough_holds_back_the_rest,
+            a_backoff_schedules_the_retry_and_the_timer_promotes_it,
+            retry_on_limits_what_is_retried,
+            idempotency_keys_name_one_job,
+            dead_letters_are_retried_with_a_fresh_budget_or_dismissed,
+            priority_changes_reorder_the_queue
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

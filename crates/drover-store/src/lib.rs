@@ -67,6 +67,17 @@ pub struct Claim {
     pub lease_expires_at: DateTime<Utc>,
 }
 
+/// What a request to change one job did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Done; the job is now in this state.
+    Done(JobState),
+    /// The job is in a state where the change does not apply.
+    NotApplicable(JobState),
+    /// No such job.
+    NotFound,
+}
+
 /// How many queued jobs a claim looks at beyond the number it may take, to find ones that fit.
 pub const ADMISSION_WINDOW: usize = 64;
 
@@ -215,6 +226,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many jobs are in each state.
     async fn counts(&self) -> Result<StateCounts, StoreError>;
+
+    /// Moves every `scheduled` job whose time has come to `queued` (event `Due`), and says when
+    /// the next one is due. The node calls it when that time comes — a timer, not a poll.
+    async fn promote_due(&self) -> Result<(usize, Option<DateTime<Utc>>), StoreError>;
+
+    /// Changes the priority of a waiting (`queued`, `scheduled` or `blocked`) job.
+    async fn set_priority(&self, id: JobId, priority: i32) -> Result<Change, StoreError>;
+
+    /// The dead-letter queue: jobs that ended `failed`, `timed_out` or `lost` after their
+    /// retries and were neither retried nor dismissed, newest first.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// Re-queues ended unsuccessful jobs (dead letters, or cancelled ones) with a fresh retry
+    /// budget; their attempts are kept and numbering goes on. `None` = every dead letter.
+    async fn retry(&self, ids: Option<Vec<JobId>>) -> Result<Vec<(JobId, Change)>, StoreError>;
+
+    /// Takes dead letters out of the dead-letter queue without running them again.
+    async fn dismiss(&self, ids: Vec<JobId>) -> Result<Vec<(JobId, Change)>, StoreError>;
 
     /// Whether any job is queued, starting or running. Costs one index probe, however long the
     /// queue: `wait --all` asks after every batch of events.

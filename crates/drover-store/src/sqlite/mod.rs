@@ -96,6 +96,10 @@ fn serde_kind(kind: EventKind) -> &'static str {
         EventKind::CancelRequested => "cancel_requested",
         EventKind::Cancelled => "cancelled",
         EventKind::Retried => "retried",
+        EventKind::Scheduled => "scheduled",
+        EventKind::Due => "due",
+        EventKind::Reprioritized => "reprioritized",
+        EventKind::Dismissed => "dismissed",
     }
 }
 

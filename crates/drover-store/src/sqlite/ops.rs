@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use drover_core::retry;
 use drover_core::{
     Admission, AttemptRef, Decision, Event, EventKind, JobId, JobRecord, JobSpec, JobState, NodeId,
     Reason,
@@ -16,7 +18,7 @@ use uuid::Uuid;
 use super::rows::{event_row, load_jobs, parse_id, parse_spec, parse_state};
 use super::{SqliteStore, Tx, ms_to_time};
 use crate::{
-    ADMISSION_WINDOW, AttemptOutcome, CancelOutcome, Claim, ClaimBatch, Completion, JobFilter,
+    ADMISSION_WINDOW, AttemptOutcome, CancelOutcome, Change, Claim, ClaimBatch, Completion, JobFilter,
     LeaseStatus, LiveAttempt, StartVerdict, StateCounts, Store, StoreError,
 };
 
@@ -63,6 +65,15 @@ fn job_head(tx: &Tx<'_>, id: JobId) -> Result<Option<JobHead>, StoreError> {
 }
 
 /// Moves a job from `from` to `to`, checked against the transition table and the row's state.
+/// The stored spec of a job.
+fn job_spec(tx: &Tx<'_>, id: JobId) -> Result<JobSpec, StoreError> {
+    let text: String = tx
+        .conn
+        .prepare_cached("SELECT spec FROM jobs WHERE id = ?1")?
+        .query_row(params![id.to_string()], |row| row.get(0))?;
+    parse_spec(&text)
+}
+
 fn set_job_state(
     tx: &Tx<'_>,
     id: JobId,
@@ -102,24 +113,52 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let mut ids = Vec::with_capacity(specs.len());
             for spec in specs {
+                // A key seen before (in an earlier submit or earlier in this batch) names the
+                // job already stored: same id, nothing new.
+                if let Some(key) = &spec.idempotency_key {
+                    let existing: Option<String> = tx
+                        .conn
+                        .prepare_cached("SELECT id FROM jobs WHERE idempotency_key = ?1")?
+                        .query_row(params![key], |row| row.get(0))
+                        .optional()?;
+                    if let Some(existing) = existing {
+                        ids.push(parse_id(&existing)?);
+                        continue;
+                    }
+                }
                 let id = JobId::from_uuid(Uuid::now_v7());
                 let spec_json = serde_json::to_string(&spec)
                     .map_err(|e| StoreError::Database(e.to_string()))?;
+                let not_before = spec
+                    .at
+                    .map(|at| at.timestamp_millis())
+                    .filter(|at| *at > tx.now_ms);
+                let state = if not_before.is_some() {
+                    JobState::Scheduled
+                } else {
+                    JobState::Queued
+                };
                 tx.conn
                     .prepare_cached(
                         "INSERT INTO jobs (id, name, state, priority, spec, max_attempts,
-                                           created_at, updated_at)
-                         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?6)",
+                                           created_at, updated_at, not_before, idempotency_key)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
                     )?
                     .execute(params![
                         id.to_string(),
                         spec.display_name(),
+                        state.as_str(),
                         spec.priority,
                         spec_json,
                         spec.retries.saturating_add(1),
                         tx.now_ms,
+                        not_before,
+                        spec.idempotency_key,
                     ])?;
-                tx.emit(EventKind::Submitted, id, None, JobState::Queued, None, None)?;
+                tx.emit(EventKind::Submitted, id, None, state, None, None)?;
+                if state == JobState::Scheduled {
+                    tx.emit(EventKind::Scheduled, id, None, state, None, None)?;
+                }
                 ids.push(id);
             }
             Ok(ids)
@@ -180,12 +219,151 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn promote_due(&self) -> Result<(usize, Option<DateTime<Utc>>), StoreError> {
+        self.write(move |tx| {
+            let due = tx
+                .conn
+                .prepare_cached(
+                    "SELECT id FROM jobs INDEXED BY jobs_due
+                     WHERE state = 'scheduled' AND not_before <= ?1 ORDER BY not_before",
+                )?
+                .query_map(params![tx.now_ms], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for id in &due {
+                let id = parse_id(id)?;
+                set_job_state(tx, id, JobState::Scheduled, JobState::Queued, None)?;
+                tx.conn
+                    .prepare_cached("UPDATE jobs SET not_before = NULL WHERE id = ?1")?
+                    .execute(params![id.to_string()])?;
+                tx.emit(EventKind::Due, id, None, JobState::Queued, None, None)?;
+            }
+            let next: Option<i64> = tx
+                .conn
+                .prepare_cached(
+                    "SELECT MIN(not_before) FROM jobs INDEXED BY jobs_due WHERE state = 'scheduled'",
+                )?
+                .query_row([], |row| row.get(0))?;
+            Ok((due.len(), next.map(ms_to_time)))
+        })
+        .await
+    }
+
+    async fn set_priority(&self, id: JobId, priority: i32) -> Result<Change, StoreError> {
+        self.write(move |tx| {
+            let Some(head) = job_head(tx, id)? else {
+                return Ok(Change::NotFound);
+            };
+            if !head.state.is_waiting() {
+                return Ok(Change::NotApplicable(head.state));
+            }
+            // The spec keeps the priority too, so that what `status` shows stays true.
+            let mut spec = job_spec(tx, id)?;
+            spec.priority = priority;
+            let spec_json =
+                serde_json::to_string(&spec).map_err(|e| StoreError::Database(e.to_string()))?;
+            tx.conn
+                .prepare_cached("UPDATE jobs SET priority = ?1, spec = ?2 WHERE id = ?3")?
+                .execute(params![priority, spec_json, id.to_string()])?;
+            tx.emit(EventKind::Reprioritized, id, None, head.state, None, None)?;
+            Ok(Change::Done(head.state))
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+        let limit = limit.clamp(1, MAX_LIST_LIMIT);
+        self.read(move |conn| {
+            load_jobs(
+                conn,
+                &format!(
+                    "WHERE state IN ('failed', 'timed_out', 'lost') AND dismissed = 0
+                     ORDER BY id DESC LIMIT {limit}"
+                ),
+                Vec::new(),
+            )
+        })
+        .await
+    }
+
+    async fn retry(&self, ids: Option<Vec<JobId>>) -> Result<Vec<(JobId, Change)>, StoreError> {
+        self.write(move |tx| {
+            let ids = match ids {
+                Some(ids) => ids,
+                None => tx
+                    .conn
+                    .prepare_cached(
+                        "SELECT id FROM jobs INDEXED BY jobs_dlq
+                         WHERE state IN ('failed', 'timed_out', 'lost') AND dismissed = 0",
+                    )?
+                    .query_map([], |row| row.get::<_, String>(0))?
+                    .map(|id| id.map_err(StoreError::from).and_then(|id| parse_id(&id)))
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let Some(head) = job_head(tx, id)? else {
+                    out.push((id, Change::NotFound));
+                    continue;
+                };
+                if !matches!(
+                    head.state,
+                    JobState::Failed | JobState::TimedOut | JobState::Lost | JobState::Cancelled
+                ) {
+                    out.push((id, Change::NotApplicable(head.state)));
+                    continue;
+                }
+                let spec = job_spec(tx, id)?;
+                set_job_state(tx, id, head.state, JobState::Queued, None)?;
+                tx.conn
+                    .prepare_cached(
+                        "UPDATE jobs SET max_attempts = ?1, dismissed = 0, reason = NULL,
+                             finished_at = NULL, not_before = NULL, cancel_requested = 0
+                         WHERE id = ?2",
+                    )?
+                    .execute(params![
+                        head.attempt.saturating_add(spec.retries).saturating_add(1),
+                        id.to_string()
+                    ])?;
+                tx.emit(EventKind::Retried, id, None, JobState::Queued, None, None)?;
+                out.push((id, Change::Done(JobState::Queued)));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn dismiss(&self, ids: Vec<JobId>) -> Result<Vec<(JobId, Change)>, StoreError> {
+        self.write(move |tx| {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let Some(head) = job_head(tx, id)? else {
+                    out.push((id, Change::NotFound));
+                    continue;
+                };
+                if !matches!(
+                    head.state,
+                    JobState::Failed | JobState::TimedOut | JobState::Lost
+                ) {
+                    out.push((id, Change::NotApplicable(head.state)));
+                    continue;
+                }
+                tx.conn
+                    .prepare_cached("UPDATE jobs SET dismissed = 1 WHERE id = ?1")?
+                    .execute(params![id.to_string()])?;
+                tx.emit(EventKind::Dismissed, id, None, head.state, None, None)?;
+                out.push((id, Change::Done(head.state)));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn has_active(&self) -> Result<bool, StoreError> {
         self.read(|conn| {
             Ok(conn
                 .prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM jobs
-                     WHERE state IN ('queued', 'starting', 'running'))",
+                     WHERE state IN ('scheduled', 'queued', 'starting', 'running'))",
                 )?
                 .query_row([], |row| row.get(0))?)
         })
@@ -387,21 +565,36 @@ impl Store for SqliteStore {
             }
             // The attempt's own outcome must be a legal ending of its current state.
             head.state.check(outcome.state)?;
-            let retryable = matches!(
+            let unsuccessful = matches!(
                 outcome.state,
                 JobState::Failed | JobState::TimedOut | JobState::Lost
-            ) && !head.cancel_requested
-                && attempt.attempt < head.max_attempts;
-            let next = if retryable {
-                JobState::Queued
-            } else {
-                outcome.state
+            );
+            // The retry policy lives in the spec; read it only for the endings it concerns.
+            let mut retry_wait = Duration::ZERO;
+            let retryable = unsuccessful
+                && !head.cancel_requested
+                && attempt.attempt < head.max_attempts
+                && {
+                    let spec = job_spec(tx, attempt.job_id)?;
+                    if let Some(backoff) = spec.backoff {
+                        retry_wait = backoff.delay(attempt.attempt, fastrand::f64());
+                    }
+                    retry::retried(spec.retry_on.as_deref(), outcome.state, &outcome.reason)
+                };
+            let next = match (retryable, retry_wait.is_zero()) {
+                (false, _) => outcome.state,
+                (true, true) => JobState::Queued,
+                (true, false) => JobState::Scheduled,
             };
             set_job_state(tx, attempt.job_id, head.state, next, Some(&outcome.reason))?;
             if retryable {
+                let not_before = (next == JobState::Scheduled)
+                    .then(|| tx.now_ms.saturating_add(ms(retry_wait)));
                 tx.conn
-                    .prepare_cached("UPDATE jobs SET cancel_requested = 0 WHERE id = ?1")?
-                    .execute(params![attempt.job_id.to_string()])?;
+                    .prepare_cached(
+                        "UPDATE jobs SET cancel_requested = 0, not_before = ?1 WHERE id = ?2",
+                    )?
+                    .execute(params![not_before, attempt.job_id.to_string()])?;
             }
             let node: String = tx
                 .conn
@@ -428,10 +621,10 @@ impl Store for SqliteStore {
                     ],
                     |row| row.get(0),
                 )?;
-            let kind = if retryable {
-                EventKind::Requeued
-            } else {
-                EventKind::Finished
+            let kind = match next {
+                JobState::Queued => EventKind::Requeued,
+                JobState::Scheduled => EventKind::Scheduled,
+                _ => EventKind::Finished,
             };
             tx.emit(
                 kind,

@@ -57,6 +57,17 @@ CREATE TABLE events (
     node     TEXT,
     reason   TEXT
 ) STRICT;
+"#, r#"
+-- #6: scheduled jobs (delays, backoff between attempts), idempotency keys, the dead-letter queue.
+ALTER TABLE jobs ADD COLUMN not_before INTEGER;        -- ms; set while `scheduled`
+ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
+ALTER TABLE jobs ADD COLUMN dismissed INTEGER NOT NULL DEFAULT 0;  -- left the dead-letter queue
+
+CREATE UNIQUE INDEX jobs_idempotency ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+-- The timer reads the earliest due job from here.
+CREATE INDEX jobs_due ON jobs (not_before) WHERE state = 'scheduled';
+-- The dead-letter queue: ended unsuccessfully after its retries, not retried or dismissed.
+CREATE INDEX jobs_dlq ON jobs (id) WHERE state IN ('failed', 'timed_out', 'lost') AND dismissed = 0;
 "#];
 
 /// Brings the database to the latest schema, one transaction per migration.
