@@ -135,6 +135,9 @@ pub struct JobRecord {
     pub spec: JobSpec,
     /// Every attempt, oldest first.
     pub attempts: Vec<AttemptRecord>,
+    /// For a `scheduled` job: when it becomes `queued` (a delay, or a backoff between attempts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
     /// For a queued job a node passed over: what it waits for (`waiting for 24 GiB memory,
     /// 9.0 GiB free`). Filled in by the node that answers, not stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -114,7 +114,10 @@ pub const RETRY_ON_WORDS: &[&str] = &[
 /// default when `None`). A word matches the end state (`failed`) or the reason's kind
 /// (`memory_limit`), so `--retry-on memory_limit` retries only OOM kills.
 pub fn retried(retry_on: Option<&[String]>, state: JobState, reason: &Reason) -> bool {
-    if !matches!(state, JobState::Failed | JobState::TimedOut | JobState::Lost) {
+    if !matches!(
+        state,
+        JobState::Failed | JobState::TimedOut | JobState::Lost
+    ) {
         return false;
     }
     let matches = |word: &str| word == state.as_str() || word == reason.kind();
@@ -134,7 +137,9 @@ mod tests {
             "100ms".parse::<Backoff>(),
             Ok(Backoff::Fixed(HumanDuration(Duration::from_millis(100))))
         );
-        let exp: Backoff = "1s..5m".parse().unwrap_or(Backoff::Fixed(HumanDuration::default()));
+        let exp: Backoff = "1s..5m"
+            .parse()
+            .unwrap_or(Backoff::Fixed(HumanDuration::default()));
         assert_eq!(exp.to_string(), "1s..5m");
         assert!("5m..1s".parse::<Backoff>().is_err());
         assert!("0s..1s".parse::<Backoff>().is_err());
@@ -143,11 +148,17 @@ mod tests {
 
     #[test]
     fn exponential_backoff_grows_caps_and_jitters() {
-        let b: Backoff = "1s..5m".parse().unwrap_or(Backoff::Fixed(HumanDuration::default()));
+        let b: Backoff = "1s..5m"
+            .parse()
+            .unwrap_or(Backoff::Fixed(HumanDuration::default()));
         assert_eq!(b.delay(1, 1.0), Duration::from_secs(1));
         assert_eq!(b.delay(4, 1.0), Duration::from_secs(8));
         assert_eq!(b.delay(30, 1.0), Duration::from_secs(300), "capped");
-        assert_eq!(b.delay(4, 0.5), Duration::from_secs(4), "full jitter scales the ceiling");
+        assert_eq!(
+            b.delay(4, 0.5),
+            Duration::from_secs(4),
+            "full jitter scales the ceiling"
+        );
         assert_eq!(b.delay(4, 0.0), Duration::ZERO);
     }
 
@@ -157,11 +168,19 @@ mod tests {
         let exit = Reason::ExitCode(1);
         assert!(retried(None, JobState::Failed, &exit));
         assert!(retried(None, JobState::Lost, &Reason::NodeLost));
-        assert!(!retried(None, JobState::Cancelled, &Reason::CancelledByUser));
+        assert!(!retried(
+            None,
+            JobState::Cancelled,
+            &Reason::CancelledByUser
+        ));
         assert!(!retried(None, JobState::Succeeded, &Reason::ExitCode(0)));
         let only_oom = vec!["memory_limit".to_string()];
         assert!(retried(Some(&only_oom), JobState::Failed, &oom));
         assert!(!retried(Some(&only_oom), JobState::Failed, &exit));
-        assert!(!retried(Some(&only_oom), JobState::TimedOut, &Reason::Timeout));
+        assert!(!retried(
+            Some(&only_oom),
+            JobState::TimedOut,
+            &Reason::Timeout
+        ));
     }
 }

@@ -465,7 +465,10 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(spec.validate(&Limits::default()), Ok(()));
-        assert_eq!(spec.backoff.map(|b| b.to_string()).as_deref(), Some("1s..5m"));
+        assert_eq!(
+            spec.backoff.map(|b| b.to_string()).as_deref(),
+            Some("1s..5m")
+        );
     }
 
     #[test]

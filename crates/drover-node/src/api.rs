@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use drover_core::{JobId, JobRecord, JobSpec, JobState, Limits, NodeId, SpecError};
-use drover_store::{CancelOutcome, JobFilter, Store, StoreError};
+use drover_store::{CancelOutcome, Change, JobFilter, Store, StoreError};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 use tokio::sync::broadcast;
@@ -62,6 +62,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/jobs/{id}/wait", get(wait_job))
         .route("/v1/jobs/{id}/logs", get(logs))
         .route("/v1/jobs/{id}/cancel", post(cancel))
+        .route("/v1/jobs/{id}/priority", post(set_priority))
+        .route("/v1/cancel", post(cancel_many))
+        .route("/v1/dlq", get(dead_letters))
+        .route("/v1/dlq/dismiss", post(dismiss))
+        .route("/v1/retry", post(retry))
         .fallback(not_found)
         .with_state(state)
 }
@@ -251,6 +256,22 @@ async fn submit(State(state): State<ApiState>, request: Request) -> Result<Respo
     } else {
         vec![parse_spec(&body, &state.limits)?]
     };
+    // A delay counts from now, on this node's clock; what is stored is the time.
+    let now = chrono::Utc::now();
+    let specs = specs
+        .into_iter()
+        .map(|mut spec| {
+            if let Some(delay) = spec.delay.take() {
+                let delay =
+                    chrono::Duration::from_std(delay.get()).unwrap_or(chrono::Duration::MAX);
+                spec.at = Some(
+                    now.checked_add_signed(delay)
+                        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
+                );
+            }
+            spec
+        })
+        .collect();
     let ids = state.store.submit(specs).await?;
     let answer = if is_batch {
         json!({"ids": ids})
@@ -413,6 +434,159 @@ async fn cancel(
         }
     };
     Ok(Json(answer))
+}
+
+/// The JSON shape of a per-job change.
+fn change_json(id: JobId, change: Change) -> serde_json::Value {
+    match change {
+        Change::Done(state) => json!({"id": id, "result": "done", "state": state}),
+        Change::NotApplicable(state) => {
+            json!({"id": id, "result": "not_applicable", "state": state})
+        }
+        Change::NotFound => json!({"id": id, "result": "not_found"}),
+    }
+}
+
+/// Answers one per-job change: 404 for no such job, 409 when its state does not allow it.
+fn single_change(
+    id: JobId,
+    change: Change,
+    what: &str,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    match change {
+        Change::Done(_) => Ok(Json(change_json(id, change))),
+        Change::NotFound => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            Some("id"),
+            format!("no job {id}"),
+        )),
+        Change::NotApplicable(state) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            Some("id"),
+            format!("job {id} is {state}: {what}"),
+        )),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PriorityBody {
+    priority: i32,
+}
+
+/// `POST /v1/jobs/{id}/priority {"priority": N}`: only while the job waits.
+async fn set_priority(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let body: PriorityBody = parse_json(&read_body(request).await?)?;
+    let change = state.store.set_priority(id, body.priority).await?;
+    single_change(id, change, "only a waiting job's priority can change")
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct IdsBody {
+    #[serde(default)]
+    ids: Vec<JobId>,
+    #[serde(default)]
+    all_dlq: bool,
+    #[serde(default)]
+    states: Vec<JobState>,
+}
+
+/// `POST /v1/cancel {"states": [...]}`: cancels every job in those states (default: every job
+/// that has not ended). Answers one result per job.
+async fn cancel_many(
+    State(state): State<ApiState>,
+    request: Request,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let body: IdsBody = parse_json(&read_body(request).await?)?;
+    let states = if body.states.is_empty() {
+        JobState::ALL
+            .into_iter()
+            .filter(|s| !s.is_terminal())
+            .collect()
+    } else {
+        body.states
+    };
+    let mut results = Vec::new();
+    // Page through: each round cancels what it finds, so the next round finds the rest.
+    loop {
+        let filter = JobFilter {
+            states: states.clone(),
+            limit: 10_000,
+        };
+        let jobs = state.store.list(&filter).await?;
+        let mut progressed = false;
+        for job in &jobs {
+            let outcome = state.store.cancel(job.id).await?;
+            let result = match outcome {
+                CancelOutcome::Cancelled => {
+                    progressed = true;
+                    "cancelled"
+                }
+                CancelOutcome::Requested { .. } => "cancel_requested",
+                CancelOutcome::AlreadyEnded(_) => "already_ended",
+                CancelOutcome::NotFound => "not_found",
+            };
+            results.push(json!({"id": job.id, "result": result}));
+        }
+        if jobs.len() < 10_000 || !progressed {
+            break;
+        }
+    }
+    Ok(Json(json!({"results": results})))
+}
+
+/// `GET /v1/dlq?limit=N`: the dead-letter queue, newest first.
+async fn dead_letters(
+    State(state): State<ApiState>,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Vec<JobRecord>>, ApiError> {
+    let params = query(params)?;
+    let limit = match params.get("limit") {
+        Some(raw) => raw
+            .parse()
+            .map_err(|_| ApiError::bad("limit", format!("`{raw}` is not a count")))?,
+        None => 100,
+    };
+    Ok(Json(state.store.dead_letters(limit).await?))
+}
+
+/// `POST /v1/dlq/dismiss {"ids": [...]}`.
+async fn dismiss(
+    State(state): State<ApiState>,
+    request: Request,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let body: IdsBody = parse_json(&read_body(request).await?)?;
+    if body.ids.is_empty() {
+        return Err(ApiError::bad("ids", "name at least one job"));
+    }
+    let results = state.store.dismiss(body.ids).await?;
+    Ok(Json(
+        json!({"results": results.into_iter().map(|(id, c)| change_json(id, c)).collect::<Vec<_>>()}),
+    ))
+}
+
+/// `POST /v1/retry {"ids": [...]}` or `{"all_dlq": true}`: runs ended jobs again with a fresh
+/// retry budget.
+async fn retry(
+    State(state): State<ApiState>,
+    request: Request,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let body: IdsBody = parse_json(&read_body(request).await?)?;
+    let ids = match (body.all_dlq, body.ids.is_empty()) {
+        (true, true) => None,
+        (false, false) => Some(body.ids),
+        _ => return Err(ApiError::bad("ids", "give ids or all_dlq, one of the two")),
+    };
+    let results = state.store.retry(ids).await?;
+    Ok(Json(
+        json!({"results": results.into_iter().map(|(id, c)| change_json(id, c)).collect::<Vec<_>>()}),
+    ))
 }
 
 /// `GET /v1/jobs/{id}/logs?stream=stdout|stderr&attempt=N&follow=true`

@@ -67,6 +67,8 @@ const CONTENTION_RECHECK: Duration = Duration::from_secs(1);
 struct Live {
     /// What it reserved at admission.
     needs: Resources,
+    /// When it was handed to the supervisor.
+    since: Instant,
     /// The supervisor has been told to stop it, and why.
     stopping: Option<StopReason>,
     /// Set once the store said it is running (pid on disk, gate opened).
@@ -79,6 +81,7 @@ pub(crate) enum Internal {
     Verdict(AttemptRef, Result<StartVerdict, StoreError>),
     Completed,
     Leases(Result<Vec<(AttemptRef, LeaseStatus)>, StoreError>, Instant),
+    Promoted(Result<(usize, Option<chrono::DateTime<chrono::Utc>>), StoreError>),
 }
 
 /// The node loop's state.
@@ -103,7 +106,21 @@ pub(crate) struct Runner {
     renewing: bool,
     /// Leases are known good until this instant (the last successful renewal plus the lease).
     leases_valid_until: Instant,
+    /// When the earliest `scheduled` job is due: the timer that promotes it.
+    next_due: Option<Instant>,
+    /// A promotion is in flight.
+    promoting: bool,
+    /// A job was scheduled while a promotion was in flight: its answer may predate it.
+    promote_again: bool,
+    /// How long recent attempts ran (moving average): claiming ahead pays only for short jobs.
+    recent_runtime: Option<Duration>,
 }
+
+/// Claim one job ahead per slot only while recent jobs ran shorter than this. A claimed-ahead
+/// job is `starting` while it waits for a slot and cannot be overtaken by a later, higher
+/// priority one; for jobs this short that lasts less than a blink, and for long computations no
+/// job is claimed ahead at all.
+const CLAIM_AHEAD_BELOW: Duration = Duration::from_millis(200);
 
 impl Runner {
     /// A loop over `store` that runs jobs through `supervisor`.
@@ -130,6 +147,10 @@ impl Runner {
                 retry_claim_at: None,
                 renewing: false,
                 leases_valid_until: Instant::now() + lease,
+                next_due: None,
+                promoting: false,
+                promote_again: false,
+                recent_runtime: None,
             },
             internal_rx,
         )
@@ -149,6 +170,8 @@ impl Runner {
         let mut drain_deadline: Option<Instant> = None;
         let mut stopped_all = false;
         let far = Instant::now() + Duration::from_secs(86400 * 365);
+        // Jobs that came due while the node was down, and the first due time after.
+        self.promote_due();
 
         loop {
             let draining = drain_deadline.is_some();
@@ -184,6 +207,10 @@ impl Runner {
                     self.renew_leases();
                     self.fence_if_leases_expiring();
                 }
+                _ = sleep_until(self.next_due.unwrap_or(far)), if self.next_due.is_some() && !draining => {
+                    self.next_due = None;
+                    self.promote_due();
+                }
                 _ = sleep_until(self.retry_claim_at.unwrap_or(far)), if self.retry_claim_at.is_some() => {
                     self.retry_claim_at = None;
                     self.want_claim = true;
@@ -211,9 +238,13 @@ impl Runner {
         tracing::info!("node loop stopped");
     }
 
-    /// How many more attempts to claim: enough to fill every slot and have one waiting per slot.
+    /// How many more attempts to claim: enough to fill every slot, and — while recent jobs are
+    /// short — one more waiting per slot, so that the next starts the moment a slot frees.
     fn claim_room(&self) -> usize {
-        (2 * self.config.slots).saturating_sub(self.live.len() + self.waiting.len() + self.claiming)
+        let short = self.recent_runtime.is_some_and(|r| r < CLAIM_AHEAD_BELOW);
+        let ahead = if short { self.config.slots } else { 0 };
+        (self.config.slots + ahead)
+            .saturating_sub(self.live.len() + self.waiting.len() + self.claiming)
     }
 
     /// Starts waiting claims while slots are free.
@@ -309,11 +340,29 @@ impl Runner {
         });
     }
 
+    /// Promotes due `scheduled` jobs and learns when the next one is due.
+    fn promote_due(&mut self) {
+        if self.promoting {
+            self.promote_again = true;
+            return;
+        }
+        self.promoting = true;
+        let store = Arc::clone(&self.store);
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(Internal::Promoted(store.promote_due().await));
+        });
+    }
+
     fn on_event(&mut self, kind: EventKind, job_id: drover_core::JobId, attempt: Option<u32>) {
         match kind {
-            EventKind::Submitted | EventKind::Requeued | EventKind::Retried => {
-                self.want_claim = true
-            }
+            EventKind::Submitted
+            | EventKind::Requeued
+            | EventKind::Retried
+            | EventKind::Due
+            | EventKind::Reprioritized => self.want_claim = true,
+            // A new due time may be earlier than the timer's.
+            EventKind::Scheduled => self.promote_due(),
             EventKind::CancelRequested => {
                 if let Some(attempt) = attempt {
                     self.stop(AttemptRef { job_id, attempt }, StopReason::Cancel);
@@ -350,6 +399,24 @@ impl Runner {
                 }
             }
             Internal::Verdict(attempt, verdict) => self.on_verdict(attempt, verdict),
+            Internal::Promoted(result) => {
+                self.promoting = false;
+                if std::mem::take(&mut self.promote_again) {
+                    self.promote_due();
+                }
+                match result {
+                    Ok((_, next)) => {
+                        self.next_due = next.map(|at| {
+                            let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+                            Instant::now() + wait
+                        });
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot promote scheduled jobs; trying again in 1 s");
+                        self.next_due = Some(Instant::now() + Duration::from_secs(1));
+                    }
+                }
+            }
             Internal::Completed => self.completing = self.completing.saturating_sub(1),
             Internal::Leases(result, asked_at) => {
                 self.renewing = false;
@@ -415,6 +482,7 @@ impl Runner {
             attempt,
             Live {
                 needs,
+                since: Instant::now(),
                 stopping: None,
                 released: false,
             },
@@ -451,7 +519,13 @@ impl Runner {
                 tracing::info!(%attempt, state = %recorded.state, reason = %recorded.reason, "attempt ended");
                 // The tree is gone, so the slot is free now. Recording the outcome goes on in
                 // its own task, and shutdown waits for it.
-                self.live.remove(&attempt);
+                if let Some(live) = self.live.remove(&attempt) {
+                    let ran = live.since.elapsed();
+                    self.recent_runtime = Some(match self.recent_runtime {
+                        Some(avg) => avg.mul_f64(0.8) + ran.mul_f64(0.2),
+                        None => ran,
+                    });
+                }
                 // Its slot and reservation are free again: a passed-over job may fit now.
                 self.want_claim = true;
                 self.completing += 1;

@@ -527,18 +527,35 @@ pub async fn a_backoff_schedules_the_retry_and_the_timer_promotes_it(store: &dyn
     let id = store.submit(vec![s]).await.unwrap()[0];
     let attempt = claim_and_run(store, &node("n")).await;
     let done = store.complete(attempt, failed_exit()).await.unwrap();
-    assert_eq!(done, Completion::Recorded { state: JobState::Scheduled });
-    assert!(claim_one(store, &node("n")).await.is_none(), "not claimable before its time");
+    assert_eq!(
+        done,
+        Completion::Recorded {
+            state: JobState::Scheduled
+        }
+    );
+    assert!(
+        claim_one(store, &node("n")).await.is_none(),
+        "not claimable before its time"
+    );
     let (promoted, next) = store.promote_due().await.unwrap();
     assert_eq!(promoted, 0);
     let next = next.expect("a due time");
     let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
-    assert!(wait <= Duration::from_millis(150), "due within the backoff, not {wait:?}");
+    assert!(
+        wait <= Duration::from_millis(150),
+        "due within the backoff, not {wait:?}"
+    );
     tokio::time::sleep(wait + Duration::from_millis(20)).await;
     let (promoted, next) = store.promote_due().await.unwrap();
     assert_eq!((promoted, next), (1, None));
     let claim = claim_one(store, &node("n")).await.expect("due now");
-    assert_eq!(claim.attempt, AttemptRef { job_id: id, attempt: 2 });
+    assert_eq!(
+        claim.attempt,
+        AttemptRef {
+            job_id: id,
+            attempt: 2
+        }
+    );
 }
 
 pub async fn retry_on_limits_what_is_retried(store: &dyn Store) {
@@ -549,7 +566,11 @@ pub async fn retry_on_limits_what_is_retried(store: &dyn Store) {
     let attempt = claim_and_run(store, &node("n")).await;
     store.complete(attempt, failed_exit()).await.unwrap();
     let job = store.get(id).await.unwrap().expect("job");
-    assert_eq!(job.state, JobState::Failed, "an exit-code failure is not retried");
+    assert_eq!(
+        job.state,
+        JobState::Failed,
+        "an exit-code failure is not retried"
+    );
 }
 
 pub async fn idempotency_keys_name_one_job(store: &dyn Store) {
@@ -576,17 +597,37 @@ pub async fn dead_letters_are_retried_with_a_fresh_budget_or_dismissed(store: &d
         let attempt = claim_and_run(store, &node("n")).await;
         store.complete(attempt, failed_exit()).await.unwrap();
     }
-    let dlq: Vec<_> = store.dead_letters(10).await.unwrap().iter().map(|j| j.id).collect();
+    let dlq: Vec<_> = store
+        .dead_letters(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
     assert_eq!(dlq.len(), 2);
     let dismissed = store.dismiss(vec![ids[1]]).await.unwrap();
     assert_eq!(dismissed, vec![(ids[1], Change::Done(JobState::Failed))]);
     let retried = store.retry(None).await.unwrap();
-    assert_eq!(retried, vec![(ids[0], Change::Done(JobState::Queued))], "only dead letters");
+    assert_eq!(
+        retried,
+        vec![(ids[0], Change::Done(JobState::Queued))],
+        "only dead letters"
+    );
     assert!(store.dead_letters(10).await.unwrap().is_empty());
     let attempt = claim_and_run(store, &node("n")).await;
-    assert_eq!(attempt, AttemptRef { job_id: ids[0], attempt: 2 }, "history kept");
+    assert_eq!(
+        attempt,
+        AttemptRef {
+            job_id: ids[0],
+            attempt: 2
+        },
+        "history kept"
+    );
     let again = store.retry(Some(vec![ids[0]])).await.unwrap();
-    assert!(matches!(again[0].1, Change::NotApplicable(JobState::Running)));
+    assert!(matches!(
+        again[0].1,
+        Change::NotApplicable(JobState::Running)
+    ));
 }
 
 pub async fn priority_changes_reorder_the_queue(store: &dyn Store) {

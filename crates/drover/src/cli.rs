@@ -45,9 +45,65 @@ pub enum Command {
     Cancel(CancelArgs),
     /// Wait until jobs end; exit 0 only if all succeeded.
     Wait(WaitArgs),
+    /// Change the priority of a waiting job.
+    Priority(PriorityArgs),
+    /// The dead-letter queue: jobs that ended unsuccessfully after their retries.
+    Dlq(DlqArgs),
+    /// Run ended jobs again with a fresh retry budget (their attempts are kept).
+    Retry(RetryArgs),
     /// Show how jobs would be contained here: the backend and why, what each limit kind
     /// enforces, the capacity, and the machine's memory and pressure.
     Doctor(DoctorArgs),
+}
+
+/// `drover priority`
+#[derive(Debug, Args)]
+pub struct PriorityArgs {
+    /// The job.
+    pub id: String,
+    /// Its new priority (higher runs first).
+    #[arg(allow_negative_numbers = true)]
+    pub priority: i32,
+}
+
+/// `drover dlq`
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    /// What to do (default: list).
+    #[command(subcommand)]
+    pub action: Option<DlqAction>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// How many to list.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub limit: usize,
+}
+
+/// `drover dlq ...`
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// Take jobs out of the dead-letter queue without running them again.
+    Dismiss {
+        /// The jobs.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
+}
+
+/// `drover retry`
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// Jobs to run again.
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "all_dlq",
+        conflicts_with = "all_dlq"
+    )]
+    pub ids: Vec<String>,
+    /// Every job in the dead-letter queue.
+    #[arg(long)]
+    pub all_dlq: bool,
 }
 
 /// `drover doctor`
@@ -150,9 +206,26 @@ pub struct SubmitArgs {
     /// $DROVER_HEARTBEAT_FILE for this long.
     #[arg(long, value_name = "D")]
     pub stall: Option<HumanDuration>,
+    /// Start no sooner than this long from now (the job is `scheduled` until then).
+    #[arg(long, value_name = "D", conflicts_with = "at")]
+    pub delay: Option<HumanDuration>,
+    /// Start no sooner than this time (RFC 3339, e.g. 2026-12-01T03:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Wait between attempts: MIN..MAX for exponential backoff with full jitter (1s..5m), or
+    /// one duration for a fixed wait.
+    #[arg(long, value_name = "BACKOFF")]
+    pub backoff: Option<drover_core::Backoff>,
+    /// Which endings are retried (comma-separated): failed, timed_out, lost, or a reason such
+    /// as memory_limit or stalled. Default: failed, timed_out, lost.
+    #[arg(long, value_delimiter = ',', value_name = "OUTCOMES")]
+    pub retry_on: Vec<String>,
+    /// Submitting again with the same key returns the first job's id and creates nothing.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
     /// Submit many jobs from FILE (`-` for stdin): JSON Lines, one spec per line in the schema
     /// of `POST /v1/jobs`. All or nothing; prints one id per line, in input order.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["argv", "timeout", "grace", "name", "env", "cwd", "priority", "retries", "memory", "cpus", "pids", "nofile", "stall"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["argv", "timeout", "grace", "name", "env", "cwd", "priority", "retries", "memory", "cpus", "pids", "nofile", "stall", "delay", "at", "backoff", "retry_on", "idempotency_key"])]
     pub batch: Option<PathBuf>,
     /// The program and its arguments (no shell: use `sh -c '...'` to ask for one).
     #[arg(last = true, required_unless_present = "batch", value_name = "ARGV")]
@@ -203,8 +276,18 @@ pub struct LogsArgs {
 #[derive(Debug, Args)]
 pub struct CancelArgs {
     /// Jobs to cancel.
-    #[arg(required = true, value_name = "ID")]
+    #[arg(
+        required_unless_present = "all",
+        conflicts_with = "all",
+        value_name = "ID"
+    )]
     pub ids: Vec<String>,
+    /// Every job that has not ended (or, with --state, every job in those states).
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: only jobs in these states (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "STATE", requires = "all")]
+    pub state: Vec<JobState>,
 }
 
 /// `drover wait`

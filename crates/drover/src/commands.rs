@@ -9,7 +9,8 @@ use drover_core::{JobId, JobRecord};
 use serde_json::json;
 
 use crate::cli::{
-    CancelArgs, Cli, DoctorArgs, LogsArgs, ServeArgs, StatusArgs, SubmitArgs, WaitArgs,
+    CancelArgs, Cli, DlqAction, DlqArgs, DoctorArgs, LogsArgs, PriorityArgs, RetryArgs, ServeArgs,
+    StatusArgs, SubmitArgs, WaitArgs,
 };
 use crate::client::{Client, ClientError, default_data_dir};
 use crate::exit;
@@ -157,6 +158,21 @@ pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
     }
     if let Some(stall) = args.stall {
         spec["stall"] = json!(stall.to_string());
+    }
+    if let Some(delay) = args.delay {
+        spec["delay"] = json!(delay.to_string());
+    }
+    if let Some(at) = args.at {
+        spec["at"] = json!(at.to_rfc3339());
+    }
+    if let Some(backoff) = args.backoff {
+        spec["backoff"] = json!(backoff.to_string());
+    }
+    if !args.retry_on.is_empty() {
+        spec["retry_on"] = json!(args.retry_on);
+    }
+    if let Some(key) = &args.idempotency_key {
+        spec["idempotency_key"] = json!(key);
     }
     let answer: serde_json::Value = client(cli)?.post("/v1/jobs", &spec)?;
     println!("{}", answer["id"].as_str().unwrap_or_default());
@@ -320,25 +336,26 @@ pub fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<u8> {
 
 /// `drover cancel`
 pub fn cancel(cli: &Cli, args: &CancelArgs) -> anyhow::Result<u8> {
+    if args.all {
+        let answer: serde_json::Value =
+            client(cli)?.post("/v1/cancel", &json!({"states": args.state}))?;
+        let results = answer["results"].as_array().cloned().unwrap_or_default();
+        for result in &results {
+            println!(
+                "{}: {}",
+                result["id"].as_str().unwrap_or("?"),
+                cancel_words(result)
+            );
+        }
+        eprintln!("drover: {} jobs", results.len());
+        return Ok(exit::OK);
+    }
     let ids = job_ids(&args.ids)?;
     let client = client(cli)?;
     let mut code = exit::OK;
     for id in ids {
         match client.post::<serde_json::Value>(&format!("/v1/jobs/{id}/cancel"), &json!({})) {
-            Ok(answer) => {
-                let said = match answer["result"].as_str() {
-                    Some("cancelled") => "cancelled".to_string(),
-                    Some("cancel_requested") => {
-                        "cancel requested; stopping its process tree".to_string()
-                    }
-                    Some("already_ended") => format!(
-                        "already ended ({})",
-                        answer["state"].as_str().unwrap_or("?")
-                    ),
-                    _ => answer.to_string(),
-                };
-                println!("{id}: {said}");
-            }
+            Ok(answer) => println!("{id}: {}", cancel_words(&answer)),
             Err(err @ ClientError::Api { status: 404, .. }) => {
                 eprintln!("drover: {id}: {err}");
                 code = exit::NODE;
@@ -347,6 +364,98 @@ pub fn cancel(cli: &Cli, args: &CancelArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(code)
+}
+
+/// What a cancel did, for people.
+fn cancel_words(answer: &serde_json::Value) -> String {
+    match answer["result"].as_str() {
+        Some("cancelled") => "cancelled".to_string(),
+        Some("cancel_requested") => "cancel requested; stopping its process tree".to_string(),
+        Some("already_ended") => format!(
+            "already ended ({})",
+            answer["state"].as_str().unwrap_or("?")
+        ),
+        _ => answer.to_string(),
+    }
+}
+
+/// Prints per-job results of a change (`retry`, `dlq dismiss`); exit 4 if any job was missing
+/// or in a state the change does not apply to.
+fn report_changes(answer: &serde_json::Value, done: &str) -> u8 {
+    let mut code = exit::OK;
+    for result in answer["results"].as_array().into_iter().flatten() {
+        let id = result["id"].as_str().unwrap_or("?");
+        match result["result"].as_str() {
+            Some("done") => println!("{id}: {done}"),
+            Some("not_applicable") => {
+                eprintln!(
+                    "drover: {id}: not possible while it is {}",
+                    result["state"].as_str().unwrap_or("?")
+                );
+                code = exit::NODE;
+            }
+            _ => {
+                eprintln!("drover: {id}: no such job");
+                code = exit::NODE;
+            }
+        }
+    }
+    code
+}
+
+/// `drover priority ID N`
+pub fn priority(cli: &Cli, args: &PriorityArgs) -> anyhow::Result<u8> {
+    let id = job_id(&args.id)?;
+    let _: serde_json::Value = client(cli)?.post(
+        &format!("/v1/jobs/{id}/priority"),
+        &json!({"priority": args.priority}),
+    )?;
+    println!("{id}: priority {}", args.priority);
+    Ok(exit::OK)
+}
+
+/// `drover dlq [dismiss ID...]`
+pub fn dlq(cli: &Cli, args: &DlqArgs) -> anyhow::Result<u8> {
+    let client = client(cli)?;
+    if let Some(DlqAction::Dismiss { ids }) = &args.action {
+        let ids = job_ids(ids)?;
+        let answer: serde_json::Value = client.post("/v1/dlq/dismiss", &json!({"ids": ids}))?;
+        return Ok(report_changes(&answer, "dismissed"));
+    }
+    let jobs: Vec<JobRecord> = client.get(&format!("/v1/dlq?limit={}", args.limit))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&jobs)?);
+        return Ok(exit::OK);
+    }
+    let mut rows = vec![vec![
+        "ID".to_string(),
+        "NAME".to_string(),
+        "STATE".to_string(),
+        "ATTEMPTS".to_string(),
+        "LAST REASON".to_string(),
+    ]];
+    for job in &jobs {
+        rows.push(vec![
+            job.id.to_string(),
+            job.name.clone(),
+            job.state.to_string(),
+            job.attempt.to_string(),
+            output::outcome(job),
+        ]);
+    }
+    print!("{}", output::table(&rows));
+    Ok(exit::OK)
+}
+
+/// `drover retry ID... | --all-dlq`
+pub fn retry(cli: &Cli, args: &RetryArgs) -> anyhow::Result<u8> {
+    let body = if args.all_dlq {
+        json!({"all_dlq": true})
+    } else {
+        json!({"ids": job_ids(&args.ids)?})
+    };
+    let answer: serde_json::Value = client(cli)?.post("/v1/retry", &body)?;
+    Ok(report_changes(&answer, "queued again"))
 }
 
 /// `drover wait`: long-polls each job's `wait` endpoint, which the node answers when the job

@@ -38,6 +38,9 @@ fn main() -> ExitCode {
         Command::Cancel(args) => commands::cancel(&cli, args),
         Command::Wait(args) => commands::wait(&cli, args),
         Command::Doctor(args) => commands::doctor(args),
+        Command::Priority(args) => commands::priority(&cli, args),
+        Command::Dlq(args) => commands::dlq(&cli, args),
+        Command::Retry(args) => commands::retry(&cli, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

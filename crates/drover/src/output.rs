@@ -114,6 +114,9 @@ pub fn detail(job: &JobRecord, now: DateTime<Utc>) -> String {
     if !limits.is_empty() {
         rows.push(vec!["limits".to_string(), limits.join(", ")]);
     }
+    if let (JobState::Scheduled, Some(at)) = (job.state, job.not_before) {
+        rows.push(vec!["not before".to_string(), at.to_rfc3339()]);
+    }
     if job.state == JobState::Queued {
         let why = job
             .waiting_for

@@ -468,6 +468,17 @@ fn logs_follow_streams_until_the_job_ends() {
 #[test]
 fn claimed_but_unrun_jobs_survive_shutdown_and_crash() {
     let mut node = Node::start(&["--slots", "1", "--shutdown-timeout", "200ms"]);
+    // A node claims ahead only while recent jobs were short: show it some.
+    let warm_up = |node: &Node| {
+        for _ in 0..3 {
+            let id = node.submit(&["--", "true"]);
+            assert_eq!(
+                node.drover(&["wait", "--quiet", &id]).status.code(),
+                Some(0)
+            );
+        }
+    };
+    warm_up(&node);
     let marker = marker_sleep(12);
     let long = node.submit(&["--grace", "1s", "--", "sleep", &marker]);
     node.wait_until(&long, "the long job running", |j| j["state"] == "running");
@@ -495,6 +506,7 @@ fn claimed_but_unrun_jobs_survive_shutdown_and_crash() {
     assert_eq!(job["attempts"][1]["state"], "succeeded");
 
     // The same after kill -9: the waiting claim had no pid, so recovery gives it back.
+    warm_up(&node);
     let long = node.submit(&["--", "sleep", &marker]);
     node.wait_until(&long, "the long job running", |j| j["state"] == "running");
     let next = node.submit(&["--", "true"]);

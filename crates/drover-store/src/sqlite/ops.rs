@@ -18,8 +18,8 @@ use uuid::Uuid;
 use super::rows::{event_row, load_jobs, parse_id, parse_spec, parse_state};
 use super::{SqliteStore, Tx, ms_to_time};
 use crate::{
-    ADMISSION_WINDOW, AttemptOutcome, CancelOutcome, Change, Claim, ClaimBatch, Completion, JobFilter,
-    LeaseStatus, LiveAttempt, StartVerdict, StateCounts, Store, StoreError,
+    ADMISSION_WINDOW, AttemptOutcome, CancelOutcome, Change, Claim, ClaimBatch, Completion,
+    JobFilter, LeaseStatus, LiveAttempt, StartVerdict, StateCounts, Store, StoreError,
 };
 
 /// Listing default and cap.
@@ -571,10 +571,8 @@ impl Store for SqliteStore {
             );
             // The retry policy lives in the spec; read it only for the endings it concerns.
             let mut retry_wait = Duration::ZERO;
-            let retryable = unsuccessful
-                && !head.cancel_requested
-                && attempt.attempt < head.max_attempts
-                && {
+            let retryable =
+                unsuccessful && !head.cancel_requested && attempt.attempt < head.max_attempts && {
                     let spec = job_spec(tx, attempt.job_id)?;
                     if let Some(backoff) = spec.backoff {
                         retry_wait = backoff.delay(attempt.attempt, fastrand::f64());
@@ -588,8 +586,8 @@ impl Store for SqliteStore {
             };
             set_job_state(tx, attempt.job_id, head.state, next, Some(&outcome.reason))?;
             if retryable {
-                let not_before = (next == JobState::Scheduled)
-                    .then(|| tx.now_ms.saturating_add(ms(retry_wait)));
+                let not_before =
+                    (next == JobState::Scheduled).then(|| tx.now_ms.saturating_add(ms(retry_wait)));
                 tx.conn
                     .prepare_cached(
                         "UPDATE jobs SET cancel_requested = 0, not_before = ?1 WHERE id = ?2",

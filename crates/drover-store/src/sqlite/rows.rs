@@ -7,7 +7,7 @@ use super::{ms_to_time, parse_kind};
 use crate::StoreError;
 
 pub(super) const JOB_COLUMNS: &str =
-    "id, name, state, spec, attempt, cancel_requested, reason, created_at, finished_at";
+    "id, name, state, spec, attempt, cancel_requested, reason, created_at, finished_at, not_before";
 
 pub(super) const ATTEMPT_COLUMNS: &str = "job_id, attempt, node, state, claimed_at, started_at, \
      finished_at, lease_expires_at, pid, exit_code, signal, reason, peak_memory_bytes, cpu_time_ms";
@@ -48,6 +48,7 @@ struct JobRow {
     reason: Option<Reason>,
     created_at: i64,
     finished_at: Option<i64>,
+    not_before: Option<i64>,
 }
 
 fn job_row(row: &Row<'_>) -> rusqlite::Result<Result<JobRow, StoreError>> {
@@ -60,6 +61,7 @@ fn job_row(row: &Row<'_>) -> rusqlite::Result<Result<JobRow, StoreError>> {
     let cancel_requested: bool = row.get(5)?;
     let created_at: i64 = row.get(7)?;
     let finished_at: Option<i64> = row.get(8)?;
+    let not_before: Option<i64> = row.get(9)?;
     Ok((|| {
         Ok(JobRow {
             id: parse_id(&id)?,
@@ -71,6 +73,7 @@ fn job_row(row: &Row<'_>) -> rusqlite::Result<Result<JobRow, StoreError>> {
             reason: parse_reason(reason)?,
             created_at,
             finished_at,
+            not_before,
         })
     })())
 }
@@ -132,6 +135,7 @@ fn assemble(job: JobRow, attempts: Vec<AttemptRecord>) -> JobRecord {
         cancel_requested: job.cancel_requested,
         spec: job.spec,
         attempts,
+        not_before: job.not_before.map(ms_to_time),
         waiting_for: None,
     }
 }

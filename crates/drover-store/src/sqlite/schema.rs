@@ -5,7 +5,8 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Each entry migrates from version `i` to `i + 1`. Append only; never edit a shipped migration.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE jobs (
     id               TEXT PRIMARY KEY,      -- UUID v7: sorts by submit time
     name             TEXT NOT NULL,
@@ -57,7 +58,8 @@ CREATE TABLE events (
     node     TEXT,
     reason   TEXT
 ) STRICT;
-"#, r#"
+"#,
+    r#"
 -- #6: scheduled jobs (delays, backoff between attempts), idempotency keys, the dead-letter queue.
 ALTER TABLE jobs ADD COLUMN not_before INTEGER;        -- ms; set while `scheduled`
 ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
@@ -68,7 +70,8 @@ CREATE UNIQUE INDEX jobs_idempotency ON jobs (idempotency_key) WHERE idempotency
 CREATE INDEX jobs_due ON jobs (not_before) WHERE state = 'scheduled';
 -- The dead-letter queue: ended unsuccessfully after its retries, not retried or dismissed.
 CREATE INDEX jobs_dlq ON jobs (id) WHERE state IN ('failed', 'timed_out', 'lost') AND dismissed = 0;
-"#];
+"#,
+];
 
 /// Brings the database to the latest schema, one transaction per migration.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
