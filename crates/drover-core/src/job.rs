@@ -93,6 +93,9 @@ pub struct AttemptRecord {
     pub peak_memory_bytes: Option<u64>,
     /// User + system CPU time of the tree, in milliseconds.
     pub cpu_time_ms: Option<u64>,
+    /// The memory limit this attempt ran under, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_bytes: Option<u64>,
 }
 
 /// A job as the API shows it: its spec, where it is, and every attempt.

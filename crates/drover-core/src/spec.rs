@@ -47,6 +47,10 @@ pub struct JobSpec {
     /// admission reserves on the node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Size>,
+    /// With `memory`: after an attempt is killed for `memory_limit`, the next one gets twice the
+    /// measured peak (at least twice the old limit), up to this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_max: Option<Size>,
     /// CPU quota for the whole tree (`0.5` = half a CPU's time). Also what admission reserves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<Cpus>,
@@ -89,6 +93,21 @@ fn default_grace() -> HumanDuration {
 }
 
 impl JobSpec {
+    /// The memory limit for the attempt after one killed at `peak` bytes for exceeding its limit:
+    /// twice the peak, at least twice the old limit, at most `memory_max`. `None` when the spec
+    /// does not learn (no `memory_max`) or cannot grow any more.
+    pub fn learned_memory(&self, peak: Option<u64>) -> Option<Size> {
+        let (Some(limit), Some(max)) = (self.memory, self.memory_max) else {
+            return None;
+        };
+        let wanted = limit
+            .bytes()
+            .saturating_mul(2)
+            .max(peak.unwrap_or(0).saturating_mul(2));
+        let grown = wanted.min(max.bytes());
+        (grown > limit.bytes()).then_some(Size(grown))
+    }
+
     /// A spec for `argv` with every other field at its default.
     pub fn new<I, S>(argv: I) -> Self
     where
@@ -105,6 +124,7 @@ impl JobSpec {
             priority: 0,
             retries: 0,
             memory: None,
+            memory_max: None,
             cpus: None,
             pids: None,
             nofile: None,
@@ -244,6 +264,31 @@ impl JobSpec {
                         crate::units::format_bytes(max.bytes())
                     ),
                 ));
+            }
+        }
+        if let Some(grow_to) = self.memory_max {
+            match self.memory {
+                None => {
+                    return Err(SpecError::new(
+                        "memory_max",
+                        "needs `memory`: it is how far a memory limit may grow",
+                    ));
+                }
+                Some(memory) if grow_to < memory => {
+                    return Err(SpecError::new("memory_max", "must be at least `memory`"));
+                }
+                _ => {}
+            }
+            if let Some(max) = limits.max_memory {
+                if grow_to > max {
+                    return Err(SpecError::new(
+                        "memory_max",
+                        format!(
+                            "is more than the node has ({}); a grown job could never start",
+                            crate::units::format_bytes(max.bytes())
+                        ),
+                    ));
+                }
             }
         }
         if let (Some(cpus), Some(max)) = (self.cpus, limits.max_cpus) {
@@ -450,6 +495,33 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("timout"), "{err}");
+    }
+
+    #[test]
+    fn memory_is_learned_up_to_its_maximum() {
+        let mut spec = JobSpec::new(["sage"]);
+        assert_eq!(
+            spec.learned_memory(Some(1 << 30)),
+            None,
+            "no limit, nothing to learn"
+        );
+        spec.memory = Some(Size(50 << 20));
+        spec.memory_max = Some(Size(400 << 20));
+        assert_eq!(spec.learned_memory(Some(50 << 20)), Some(Size(100 << 20)));
+        assert_eq!(spec.learned_memory(Some(120 << 20)), Some(Size(240 << 20)));
+        assert_eq!(
+            spec.learned_memory(Some(300 << 20)),
+            Some(Size(400 << 20)),
+            "capped"
+        );
+        spec.memory = Some(Size(400 << 20));
+        assert_eq!(
+            spec.learned_memory(Some(400 << 20)),
+            None,
+            "already at the maximum"
+        );
+        spec.memory = None;
+        assert_eq!(field_of(&spec).as_deref(), Some("memory_max"));
     }
 
     #[test]

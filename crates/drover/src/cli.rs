@@ -193,6 +193,10 @@ pub struct SubmitArgs {
     /// `failed` with reason memory_limit. The node also reserves this much for it.
     #[arg(long, value_name = "SIZE")]
     pub memory: Option<Size>,
+    /// With --memory: after an attempt is killed for memory_limit, retry with twice its measured
+    /// peak (at least twice the limit), up to this.
+    #[arg(long, value_name = "SIZE", requires = "memory")]
+    pub memory_max: Option<Size>,
     /// CPU quota for the whole tree, fractional (0.5 = half a CPU); also reserved on the node.
     #[arg(long, value_name = "N")]
     pub cpus: Option<Cpus>,
@@ -225,7 +229,7 @@ pub struct SubmitArgs {
     pub idempotency_key: Option<String>,
     /// Submit many jobs from FILE (`-` for stdin): JSON Lines, one spec per line in the schema
     /// of `POST /v1/jobs`. All or nothing; prints one id per line, in input order.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["argv", "timeout", "grace", "name", "env", "cwd", "priority", "retries", "memory", "cpus", "pids", "nofile", "stall", "delay", "at", "backoff", "retry_on", "idempotency_key"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["argv", "timeout", "grace", "name", "env", "cwd", "priority", "retries", "memory", "memory_max", "cpus", "pids", "nofile", "stall", "delay", "at", "backoff", "retry_on", "idempotency_key"])]
     pub batch: Option<PathBuf>,
     /// The program and its arguments (no shell: use `sh -c '...'` to ask for one).
     #[arg(last = true, required_unless_present = "batch", value_name = "ARGV")]

@@ -147,6 +147,9 @@ pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
     if let Some(memory) = args.memory {
         spec["memory"] = json!(memory.to_string());
     }
+    if let Some(grow_to) = args.memory_max {
+        spec["memory_max"] = json!(grow_to.to_string());
+    }
     if let Some(cpus) = args.cpus {
         spec["cpus"] = json!(cpus);
     }

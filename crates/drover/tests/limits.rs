@@ -415,3 +415,34 @@ fn per_process_limits_reach_the_job() {
         "the allocation went through: {out}"
     );
 }
+
+/// #6 acceptance 4, learning memory: a job killed for its memory limit is retried with room for
+/// what it needed, and the limit of each attempt is recorded.
+#[test]
+fn memory_limits_grow_from_the_measured_peak() {
+    let node = Node::start(&[]);
+    let id = node.submit(&[
+        "--memory",
+        "50M",
+        "--memory-max",
+        "400M",
+        "--retries",
+        "3",
+        "--",
+        python(),
+        "-c",
+        "b = b'x' * (150 << 20); print('done')",
+    ]);
+    let job = finished(&node, &id);
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let attempts = job["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts[0]["reason"], "memory_limit", "{job:#}");
+    assert_eq!(attempts[0]["memory_limit_bytes"], 50 * MIB);
+    let last = attempts.last().expect("an attempt");
+    let limit = last["memory_limit_bytes"].as_u64().expect("recorded limit");
+    assert!(limit >= 150 * MIB, "succeeded under {} MiB?", limit / MIB);
+    assert!(limit <= 400 * MIB, "grew past --memory-max");
+    for pair in attempts.windows(2) {
+        assert!(pair[1]["memory_limit_bytes"].as_u64() > pair[0]["memory_limit_bytes"].as_u64());
+    }
+}

@@ -422,14 +422,24 @@ impl Store for SqliteStore {
                 let attempt = previous + 1;
                 set_job_state(tx, id, JobState::Queued, JobState::Starting, None)?;
                 tx.conn
-                    .prepare_cached("UPDATE jobs SET attempt = ?1, cancel_requested = 0 WHERE id = ?2")?
+                    .prepare_cached(
+                        "UPDATE jobs SET attempt = ?1, cancel_requested = 0 WHERE id = ?2",
+                    )?
                     .execute(params![attempt, id.to_string()])?;
                 tx.conn
                     .prepare_cached(
-                        "INSERT INTO attempts (job_id, attempt, node, state, claimed_at, lease_expires_at)
-                         VALUES (?1, ?2, ?3, 'starting', ?4, ?5)",
+                        "INSERT INTO attempts (job_id, attempt, node, state, claimed_at,
+                                               lease_expires_at, memory_limit)
+                         VALUES (?1, ?2, ?3, 'starting', ?4, ?5, ?6)",
                     )?
-                    .execute(params![id.to_string(), attempt, node.0, tx.now_ms, lease_expires])?;
+                    .execute(params![
+                        id.to_string(),
+                        attempt,
+                        node.0,
+                        tx.now_ms,
+                        lease_expires,
+                        spec.memory.and_then(|m| i64::try_from(m.bytes()).ok()),
+                    ])?;
                 tx.emit(
                     EventKind::Claimed,
                     id,
@@ -439,7 +449,10 @@ impl Store for SqliteStore {
                     None,
                 )?;
                 claims.push(Claim {
-                    attempt: AttemptRef { job_id: id, attempt },
+                    attempt: AttemptRef {
+                        job_id: id,
+                        attempt,
+                    },
                     spec,
                     lease_expires_at: ms_to_time(lease_expires),
                 });
@@ -573,11 +586,24 @@ impl Store for SqliteStore {
             let mut retry_wait = Duration::ZERO;
             let retryable =
                 unsuccessful && !head.cancel_requested && attempt.attempt < head.max_attempts && {
-                    let spec = job_spec(tx, attempt.job_id)?;
+                    let mut spec = job_spec(tx, attempt.job_id)?;
                     if let Some(backoff) = spec.backoff {
                         retry_wait = backoff.delay(attempt.attempt, fastrand::f64());
                     }
-                    retry::retried(spec.retry_on.as_deref(), outcome.state, &outcome.reason)
+                    let retried =
+                        retry::retried(spec.retry_on.as_deref(), outcome.state, &outcome.reason);
+                    // Learning memory: the next attempt gets room for what this one needed.
+                    if retried && outcome.reason == Reason::MemoryLimit {
+                        if let Some(grown) = spec.learned_memory(outcome.peak_memory_bytes) {
+                            spec.memory = Some(grown);
+                            let json = serde_json::to_string(&spec)
+                                .map_err(|e| StoreError::Database(e.to_string()))?;
+                            tx.conn
+                                .prepare_cached("UPDATE jobs SET spec = ?1 WHERE id = ?2")?
+                                .execute(params![json, attempt.job_id.to_string()])?;
+                        }
+                    }
+                    retried
                 };
             let next = match (retryable, retry_wait.is_zero()) {
                 (false, _) => outcome.state,

@@ -10,7 +10,7 @@ pub(super) const JOB_COLUMNS: &str =
     "id, name, state, spec, attempt, cancel_requested, reason, created_at, finished_at, not_before";
 
 pub(super) const ATTEMPT_COLUMNS: &str = "job_id, attempt, node, state, claimed_at, started_at, \
-     finished_at, lease_expires_at, pid, exit_code, signal, reason, peak_memory_bytes, cpu_time_ms";
+     finished_at, lease_expires_at, pid, exit_code, signal, reason, peak_memory_bytes, cpu_time_ms, memory_limit";
 
 pub(super) fn corrupt(what: &str, value: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what} `{value}`"))
@@ -93,6 +93,7 @@ fn attempt_row(row: &Row<'_>) -> rusqlite::Result<Result<(JobId, AttemptRecord),
     let signal: Option<i32> = row.get(10)?;
     let peak: Option<i64> = row.get(12)?;
     let cpu: Option<i64> = row.get(13)?;
+    let memory_limit: Option<i64> = row.get(14)?;
     Ok((|| {
         Ok((
             parse_id(&job_id)?,
@@ -110,6 +111,7 @@ fn attempt_row(row: &Row<'_>) -> rusqlite::Result<Result<(JobId, AttemptRecord),
                 reason: parse_reason(reason)?,
                 peak_memory_bytes: to_u64(peak),
                 cpu_time_ms: to_u64(cpu),
+                memory_limit_bytes: to_u64(memory_limit),
             },
         ))
     })())

@@ -64,6 +64,8 @@ CREATE TABLE events (
 ALTER TABLE jobs ADD COLUMN not_before INTEGER;        -- ms; set while `scheduled`
 ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
 ALTER TABLE jobs ADD COLUMN dismissed INTEGER NOT NULL DEFAULT 0;  -- left the dead-letter queue
+-- The memory limit each attempt ran under (it grows after an OOM kill with --memory-max).
+ALTER TABLE attempts ADD COLUMN memory_limit INTEGER;
 
 CREATE UNIQUE INDEX jobs_idempotency ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
 -- The timer reads the earliest due job from here.
