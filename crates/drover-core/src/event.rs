@@ -35,6 +35,8 @@ pub enum EventKind {
     Reprioritized,
     /// A job left the dead-letter queue without running again.
     Dismissed,
+    /// Every job a blocked job waited for succeeded: it is `queued` (or `scheduled`).
+    Unblocked,
 }
 
 /// One committed change. `seq` increases by one per event, in commit order, and never repeats:

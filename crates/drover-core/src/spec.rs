@@ -79,6 +79,11 @@ pub struct JobSpec {
     /// (`memory_limit`, `stalled`...). Default: `failed`, `timed_out`, `lost`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_on: Option<Vec<String>>,
+    /// Jobs that must succeed first: until they have, this one is `blocked`. If one ends
+    /// unsuccessfully for good, this one ends `failed` (`dependency_failed`); if one is
+    /// cancelled, this one is cancelled too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<crate::job::JobId>,
     /// A second submit with the same key returns the first job's id and stores nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
@@ -133,6 +138,7 @@ impl JobSpec {
             delay: None,
             backoff: None,
             retry_on: None,
+            after: Vec::new(),
             idempotency_key: None,
         }
     }

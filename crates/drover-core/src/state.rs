@@ -106,7 +106,7 @@ impl JobState {
         use JobState::*;
         match (self, to) {
             // Waiting states become claimable, or are cancelled, or fail with their dependency.
-            (Blocked, Queued | Cancelled | Failed) => true,
+            (Blocked, Queued | Scheduled | Cancelled | Failed) => true,
             (Scheduled, Queued | Cancelled) => true,
             (Queued, Starting | Cancelled) => true,
             // A claimed attempt either runs, cannot spawn, or ends before it could run.

@@ -107,6 +107,9 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
+        if let StoreError::Invalid { field, message } = err {
+            return Self::new(StatusCode::UNPROCESSABLE_ENTITY, Some(&field), message);
+        }
         tracing::error!(error = %err, "store error in API");
         Self::new(StatusCode::SERVICE_UNAVAILABLE, None, err.to_string())
     }

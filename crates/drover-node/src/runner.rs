@@ -363,6 +363,10 @@ impl Runner {
             | EventKind::Reprioritized => self.want_claim = true,
             // A new due time may be earlier than the timer's.
             EventKind::Scheduled => self.promote_due(),
+            EventKind::Unblocked => {
+                self.want_claim = true;
+                self.promote_due();
+            }
             EventKind::CancelRequested => {
                 if let Some(attempt) = attempt {
                     self.stop(AttemptRef { job_id, attempt }, StopReason::Cancel);

@@ -645,6 +645,63 @@ pub async fn priority_changes_reorder_the_queue(store: &dyn Store) {
     ));
 }
 
+fn after(argv0: &str, deps: &[drover_core::JobId]) -> JobSpec {
+    let mut s = spec(argv0);
+    s.after = deps.to_vec();
+    s
+}
+
+pub async fn dependents_wait_then_run_or_fail_down_the_chain(store: &dyn Store) {
+    let a = store.submit(vec![spec("a")]).await.unwrap()[0];
+    let b = store.submit(vec![after("b", &[a])]).await.unwrap()[0];
+    let c = store.submit(vec![after("c", &[b])]).await.unwrap()[0];
+    assert_eq!(
+        store.get(b).await.unwrap().unwrap().state,
+        JobState::Blocked
+    );
+    let claimed = claim_and_run(store, &node("n")).await;
+    assert_eq!(claimed.job_id, a, "blocked jobs are not claimable");
+    store.complete(claimed, succeeded()).await.unwrap();
+    assert_eq!(store.get(b).await.unwrap().unwrap().state, JobState::Queued);
+    assert_eq!(
+        store.get(c).await.unwrap().unwrap().state,
+        JobState::Blocked
+    );
+    let claimed = claim_and_run(store, &node("n")).await;
+    assert_eq!(claimed.job_id, b);
+    store.complete(claimed, failed_exit()).await.unwrap();
+    let c = store.get(c).await.unwrap().unwrap();
+    assert_eq!(
+        (c.state, c.reason),
+        (JobState::Failed, Some(Reason::DependencyFailed))
+    );
+    // Too late: a dependency that already failed fails the new job at once.
+    let d = store.submit(vec![after("d", &[b])]).await.unwrap()[0];
+    assert_eq!(store.get(d).await.unwrap().unwrap().state, JobState::Failed);
+    // An unknown dependency is refused, naming the field, and nothing is stored.
+    let ghost = drover_core::JobId::from_uuid(uuid::Uuid::now_v7());
+    let err = store
+        .submit(vec![spec("ok"), after("x", &[ghost])])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("[1].after[0]"), "{err}");
+    assert_eq!(store.list(&JobFilter::default()).await.unwrap().len(), 4);
+}
+
+pub async fn cancelling_a_job_cancels_its_dependents(store: &dyn Store) {
+    let a = store.submit(vec![spec("a")]).await.unwrap()[0];
+    let b = store.submit(vec![after("b", &[a])]).await.unwrap()[0];
+    let c = store.submit(vec![after("c", &[b])]).await.unwrap()[0];
+    assert_eq!(store.cancel(a).await.unwrap(), CancelOutcome::Cancelled);
+    for id in [b, c] {
+        let job = store.get(id).await.unwrap().unwrap();
+        assert_eq!(
+            (job.state, job.reason),
+            (JobState::Cancelled, Some(Reason::CancelledByUser))
+        );
+    }
+}
+
 /// Generates one `#[tokio::test]` per conformance function for a backend. `$make` is an
 /// expression giving `(store, guard)`; the guard lives as long as the test (a temp dir, say).
 #[macro_export]
@@ -668,7 +725,9 @@ macro_rules! conformance_tests {
             retry_on_limits_what_is_retried,
             idempotency_keys_name_one_job,
             dead_letters_are_retried_with_a_fresh_budget_or_dismissed,
-            priority_changes_reorder_the_queue
+            priority_changes_reorder_the_queue,
+            dependents_wait_then_run_or_fail_down_the_chain,
+            cancelling_a_job_cancels_its_dependents
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

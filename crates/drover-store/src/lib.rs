@@ -37,6 +37,15 @@ pub enum StoreError {
     /// The requested change breaks the transition table.
     #[error(transparent)]
     Transition(#[from] TransitionError),
+    /// A request names something that does not fit the stored state (a dependency on a job
+    /// that does not exist, say). Nothing was stored.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The request field at fault (`[2].after[0]`).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The store's writer is gone (it is shutting down or crashed).
     #[error("the store is closed")]
     Closed,

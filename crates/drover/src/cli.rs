@@ -224,12 +224,16 @@ pub struct SubmitArgs {
     /// as memory_limit or stalled. Default: failed, timed_out, lost.
     #[arg(long, value_delimiter = ',', value_name = "OUTCOMES")]
     pub retry_on: Vec<String>,
+    /// Run only after these jobs succeeded (comma-separated ids); the job is `blocked` until
+    /// then, and fails with dependency_failed if one of them fails for good.
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    pub after: Vec<String>,
     /// Submitting again with the same key returns the first job's id and creates nothing.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
     /// Submit many jobs from FILE (`-` for stdin): JSON Lines, one spec per line in the schema
     /// of `POST /v1/jobs`. All or nothing; prints one id per line, in input order.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["argv", "timeout", "grace", "name", "env", "cwd", "priority", "retries", "memory", "memory_max", "cpus", "pids", "nofile", "stall", "delay", "at", "backoff", "retry_on", "idempotency_key"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["argv", "timeout", "grace", "name", "env", "cwd", "priority", "retries", "memory", "memory_max", "cpus", "pids", "nofile", "stall", "delay", "at", "backoff", "retry_on", "after", "idempotency_key"])]
     pub batch: Option<PathBuf>,
     /// The program and its arguments (no shell: use `sh -c '...'` to ask for one).
     #[arg(last = true, required_unless_present = "batch", value_name = "ARGV")]

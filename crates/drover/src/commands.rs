@@ -177,6 +177,9 @@ pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
     if let Some(key) = &args.idempotency_key {
         spec["idempotency_key"] = json!(key);
     }
+    if !args.after.is_empty() {
+        spec["after"] = json!(job_ids(&args.after)?);
+    }
     let answer: serde_json::Value = client(cli)?.post("/v1/jobs", &spec)?;
     println!("{}", answer["id"].as_str().unwrap_or_default());
     Ok(exit::OK)

@@ -114,6 +114,10 @@ pub fn detail(job: &JobRecord, now: DateTime<Utc>) -> String {
     if !limits.is_empty() {
         rows.push(vec!["limits".to_string(), limits.join(", ")]);
     }
+    if !spec.after.is_empty() {
+        let ids: Vec<String> = spec.after.iter().map(|id| id.to_string()).collect();
+        rows.push(vec!["after".to_string(), ids.join(", ")]);
+    }
     if let (JobState::Scheduled, Some(at)) = (job.state, job.not_before) {
         rows.push(vec!["not before".to_string(), at.to_rfc3339()]);
     }

@@ -223,3 +223,44 @@ fn scheduled_retries_survive_a_crash() {
         "the retry ran before its time"
     );
 }
+
+/// Acceptance 6: `--after` holds a job until its dependencies succeed; a failure for good fails
+/// the dependents down the chain.
+#[test]
+fn dependencies_hold_run_and_fail_down_the_chain() {
+    let node = Node::start(&[]);
+    let a = node.submit(&["--", "sh", "-c", "sleep 0.3; exit 1"]);
+    let b = node.submit(&["--after", &a, "--", "true"]);
+    let c = node.submit(&["--after", &b, "--", "true"]);
+    assert_eq!(node.job(&b)["state"], "blocked");
+    let shown = stdout(&node.drover(&["status", &b]));
+    assert!(
+        shown.contains(&a),
+        "status names what it waits for: {shown}"
+    );
+    for id in [&b, &c] {
+        let job = ended(&node, id);
+        assert_eq!(job["state"], "failed", "{job:#}");
+        assert_eq!(job["reason"], "dependency_failed");
+        assert!(
+            job["attempts"].as_array().is_some_and(Vec::is_empty),
+            "it never ran"
+        );
+    }
+
+    let first = node.submit(&["--", "sleep", "0.3"]);
+    let second = node.submit(&["--after", &first, "--", "true"]);
+    let (first, second) = (ended(&node, &first), ended(&node, &second));
+    assert_eq!(second["state"], "succeeded");
+    assert!(at(&second["started_at"]) >= at(&first["finished_at"]));
+
+    let bad = node.drover(&[
+        "submit",
+        "--after",
+        "01a21434-1507-7608-96b7-aabcde46f75a",
+        "--",
+        "true",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("after"));
+}

@@ -100,6 +100,7 @@ fn serde_kind(kind: EventKind) -> &'static str {
         EventKind::Due => "due",
         EventKind::Reprioritized => "reprioritized",
         EventKind::Dismissed => "dismissed",
+        EventKind::Unblocked => "unblocked",
     }
 }
 

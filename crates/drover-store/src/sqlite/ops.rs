@@ -65,6 +65,89 @@ fn job_head(tx: &Tx<'_>, id: JobId) -> Result<Option<JobHead>, StoreError> {
 }
 
 /// Moves a job from `from` to `to`, checked against the transition table and the row's state.
+/// A job ended in `ended`: its blocked dependents run (when every job they wait for has
+/// succeeded), fail with `dependency_failed`, or are cancelled with it — and so on down the
+/// chain, since each of those is a state change that comes back here.
+fn settle_dependents(tx: &mut Tx<'_>, id: JobId, ended: JobState) -> Result<(), StoreError> {
+    let dependents = tx
+        .conn
+        .prepare_cached(
+            "SELECT d.job_id FROM deps d JOIN jobs j ON j.id = d.job_id
+             WHERE d.after_id = ?1 AND j.state = 'blocked'",
+        )?
+        .query_map(params![id.to_string()], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for dependent in dependents {
+        let dependent = parse_id(&dependent)?;
+        match ended {
+            JobState::Succeeded => {
+                let pending: i64 = tx
+                    .conn
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM deps d JOIN jobs j ON j.id = d.after_id
+                         WHERE d.job_id = ?1 AND j.state != 'succeeded'",
+                    )?
+                    .query_row(params![dependent.to_string()], |row| row.get(0))?;
+                if pending > 0 {
+                    continue;
+                }
+                let spec = job_spec(tx, dependent)?;
+                let not_before = spec
+                    .at
+                    .map(|at| at.timestamp_millis())
+                    .filter(|at| *at > tx.now_ms);
+                let next = if not_before.is_some() {
+                    JobState::Scheduled
+                } else {
+                    JobState::Queued
+                };
+                set_job_state(tx, dependent, JobState::Blocked, next, None)?;
+                tx.conn
+                    .prepare_cached("UPDATE jobs SET not_before = ?1 WHERE id = ?2")?
+                    .execute(params![not_before, dependent.to_string()])?;
+                tx.emit(EventKind::Unblocked, dependent, None, next, None, None)?;
+            }
+            JobState::Cancelled => {
+                let reason = Reason::CancelledByUser;
+                set_job_state(
+                    tx,
+                    dependent,
+                    JobState::Blocked,
+                    JobState::Cancelled,
+                    Some(&reason),
+                )?;
+                tx.emit(
+                    EventKind::Cancelled,
+                    dependent,
+                    None,
+                    JobState::Cancelled,
+                    None,
+                    Some(&reason),
+                )?;
+            }
+            _ => {
+                let reason = Reason::DependencyFailed;
+                set_job_state(
+                    tx,
+                    dependent,
+                    JobState::Blocked,
+                    JobState::Failed,
+                    Some(&reason),
+                )?;
+                tx.emit(
+                    EventKind::Finished,
+                    dependent,
+                    None,
+                    JobState::Failed,
+                    None,
+                    Some(&reason),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The stored spec of a job.
 fn job_spec(tx: &Tx<'_>, id: JobId) -> Result<JobSpec, StoreError> {
     let text: String = tx
@@ -75,7 +158,7 @@ fn job_spec(tx: &Tx<'_>, id: JobId) -> Result<JobSpec, StoreError> {
 }
 
 fn set_job_state(
-    tx: &Tx<'_>,
+    tx: &mut Tx<'_>,
     id: JobId,
     from: JobState,
     to: JobState,
@@ -99,6 +182,9 @@ fn set_job_state(
             from.as_str(),
         ])?;
     if changed == 1 {
+        if to.is_terminal() {
+            settle_dependents(tx, id, to)?;
+        }
         Ok(())
     } else {
         Err(StoreError::Database(format!(
@@ -133,7 +219,27 @@ impl Store for SqliteStore {
                     .at
                     .map(|at| at.timestamp_millis())
                     .filter(|at| *at > tx.now_ms);
-                let state = if not_before.is_some() {
+                let index = ids.len();
+                let mut waits = false;
+                let mut doomed = false;
+                for (i, after) in spec.after.iter().enumerate() {
+                    let Some(dep) = job_head(tx, *after)? else {
+                        return Err(StoreError::Invalid {
+                            field: format!("[{index}].after[{i}]"),
+                            message: format!("no job {after}"),
+                        });
+                    };
+                    match dep.state {
+                        JobState::Succeeded => {}
+                        s if s.is_terminal() => doomed = true,
+                        _ => waits = true,
+                    }
+                }
+                let state = if doomed {
+                    JobState::Failed
+                } else if waits {
+                    JobState::Blocked
+                } else if not_before.is_some() {
                     JobState::Scheduled
                 } else {
                     JobState::Queued
@@ -155,6 +261,25 @@ impl Store for SqliteStore {
                         not_before,
                         spec.idempotency_key,
                     ])?;
+                for after in &spec.after {
+                    tx.conn
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO deps (job_id, after_id) VALUES (?1, ?2)",
+                        )?
+                        .execute(params![id.to_string(), after.to_string()])?;
+                }
+                if doomed {
+                    // A job it needs already ended unsuccessfully: it can never run.
+                    let reason = Reason::DependencyFailed;
+                    tx.conn
+                        .prepare_cached(
+                            "UPDATE jobs SET reason = ?1, finished_at = ?2 WHERE id = ?3",
+                        )?
+                        .execute(params![reason.to_string(), tx.now_ms, id.to_string()])?;
+                    tx.emit(EventKind::Submitted, id, None, state, None, Some(&reason))?;
+                    ids.push(id);
+                    continue;
+                }
                 tx.emit(EventKind::Submitted, id, None, state, None, None)?;
                 if state == JobState::Scheduled {
                     tx.emit(EventKind::Scheduled, id, None, state, None, None)?;
@@ -363,7 +488,7 @@ impl Store for SqliteStore {
             Ok(conn
                 .prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM jobs
-                     WHERE state IN ('scheduled', 'queued', 'starting', 'running'))",
+                     WHERE state IN ('blocked', 'scheduled', 'queued', 'starting', 'running'))",
                 )?
                 .query_row([], |row| row.get(0))?)
         })

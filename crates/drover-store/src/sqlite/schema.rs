@@ -64,6 +64,14 @@ CREATE TABLE events (
 ALTER TABLE jobs ADD COLUMN not_before INTEGER;        -- ms; set while `scheduled`
 ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
 ALTER TABLE jobs ADD COLUMN dismissed INTEGER NOT NULL DEFAULT 0;  -- left the dead-letter queue
+-- Dependencies: `job_id` runs only after every `after_id` succeeded.
+CREATE TABLE deps (
+    job_id   TEXT NOT NULL REFERENCES jobs (id),
+    after_id TEXT NOT NULL REFERENCES jobs (id),
+    PRIMARY KEY (job_id, after_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX deps_after ON deps (after_id);
+
 -- The memory limit each attempt ran under (it grows after an OOM kill with --memory-max).
 ALTER TABLE attempts ADD COLUMN memory_limit INTEGER;
 
