@@ -19,6 +19,6 @@ pub use job::{AttemptRecord, AttemptRef, JobId, JobRecord, NodeId};
 pub use reason::Reason;
 pub use resources::{Admission, Cpus, Decision, Resources};
 pub use retry::Backoff;
-pub use spec::{JobSpec, Limits, SpecError};
+pub use spec::{DEFAULT_QUEUE, JobSpec, Limits, SpecError, valid_queue_name};
 pub use state::{JobState, TransitionError};
 pub use units::{HumanDuration, Size, UnitError};

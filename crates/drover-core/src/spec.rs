@@ -79,6 +79,9 @@ pub struct JobSpec {
     /// (`memory_limit`, `stalled`...). Default: `failed`, `timed_out`, `lost`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_on: Option<Vec<String>>,
+    /// The queue it waits in (`default` when absent). Queues can be paused and limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
     /// Jobs that must succeed first: until they have, this one is `blocked`. If one ends
     /// unsuccessfully for good, this one ends `failed` (`dependency_failed`); if one is
     /// cancelled, this one is cancelled too.
@@ -138,9 +141,15 @@ impl JobSpec {
             delay: None,
             backoff: None,
             retry_on: None,
+            queue: None,
             after: Vec::new(),
             idempotency_key: None,
         }
+    }
+
+    /// The queue's name: the given one or `default`.
+    pub fn queue_name(&self) -> &str {
+        self.queue.as_deref().unwrap_or(DEFAULT_QUEUE)
     }
 
     /// What admission reserves for this job on a node: its declared memory and CPUs.
@@ -327,6 +336,14 @@ impl JobSpec {
         if self.stall.is_some_and(|s| s.get().is_zero()) {
             return Err(SpecError::new("stall", "must be greater than zero"));
         }
+        if let Some(queue) = &self.queue {
+            if !valid_queue_name(queue) {
+                return Err(SpecError::new(
+                    "queue",
+                    "must be 1 to 64 letters, digits, `-`, `_` or `.`",
+                ));
+            }
+        }
         if self.at.is_some() && self.delay.is_some() {
             return Err(SpecError::new("delay", "give `delay` or `at`, not both"));
         }
@@ -368,6 +385,17 @@ fn no_nul(field: &str, value: &str) -> Result<(), SpecError> {
     } else {
         Ok(())
     }
+}
+
+/// The queue of a job that names none.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// Whether `name` can name a queue: 1 to 64 of letters, digits, `-`, `_` and `.`.
+pub fn valid_queue_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 /// The smallest memory limit accepted: below it even a shell cannot start.

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use drover_core::{JobId, JobRecord, JobSpec, JobState, Limits, NodeId, SpecError};
-use drover_store::{CancelOutcome, Change, JobFilter, Store, StoreError};
+use drover_store::{CancelOutcome, Change, JobFilter, QueueInfo, Store, StoreError};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 use tokio::sync::broadcast;
@@ -49,7 +49,15 @@ pub struct ApiState {
     pub info: Arc<crate::NodeInfo>,
     /// Queued jobs the node passed over for lack of resources, and why.
     pub waiting_for: crate::runner::WaitingFor,
+    /// Wakes the node loop for a change no job event announces (a queue resumed or widened).
+    pub wake: Arc<tokio::sync::Notify>,
+    /// Per-queue defaults for fields a submitted spec leaves out (`[queues.NAME]` in
+    /// drover.toml).
+    pub queue_defaults: Arc<QueueDefaults>,
 }
+
+/// Per queue, the spec fields (as JSON) a job in it gets when it does not set them.
+pub type QueueDefaults = HashMap<String, serde_json::Map<String, serde_json::Value>>;
 
 /// The `/v1` router.
 pub fn router(state: ApiState) -> Router {
@@ -67,6 +75,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/dlq", get(dead_letters))
         .route("/v1/dlq/dismiss", post(dismiss))
         .route("/v1/retry", post(retry))
+        .route("/v1/queues", get(queues))
+        .route("/v1/queues/{name}", post(set_queue))
         .fallback(not_found)
         .with_state(state)
 }
@@ -180,14 +190,73 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
 
 /// Parses and validates one job spec.
 pub fn parse_spec(bytes: &[u8], limits: &Limits) -> Result<JobSpec, ApiError> {
-    let spec: JobSpec = parse_json(bytes)?;
+    parse_spec_with(bytes, limits, &QueueDefaults::new())
+}
+
+/// Fills the fields a spec leaves out from its queue's defaults. Works on JSON so that "left
+/// out" is known: a deserialized spec already holds the built-in defaults.
+fn with_queue_defaults(
+    mut value: serde_json::Value,
+    defaults: &QueueDefaults,
+) -> serde_json::Value {
+    if let Some(object) = value.as_object_mut() {
+        let queue = object
+            .get("queue")
+            .and_then(|q| q.as_str())
+            .unwrap_or(drover_core::DEFAULT_QUEUE)
+            .to_string();
+        if let Some(fill) = defaults.get(&queue) {
+            for (key, default) in fill {
+                object.entry(key.clone()).or_insert_with(|| default.clone());
+            }
+        }
+    }
+    value
+}
+
+/// [`parse_spec`], with per-queue defaults.
+pub fn parse_spec_with(
+    bytes: &[u8],
+    limits: &Limits,
+    defaults: &QueueDefaults,
+) -> Result<JobSpec, ApiError> {
+    let spec: JobSpec = if defaults.is_empty() {
+        parse_json(bytes)?
+    } else {
+        let value: serde_json::Value = parse_json(bytes)?;
+        let value = with_queue_defaults(value, defaults);
+        parse_json(&serde_json::to_vec(&value).map_err(|e| ApiError::bad("body", e.to_string()))?)?
+    };
     spec.validate(limits)?;
     Ok(spec)
 }
 
 /// Parses and validates a batch (a JSON array of specs); errors name the element: `[3].timeout`.
 pub fn parse_batch(bytes: &[u8], limits: &Limits) -> Result<Vec<JobSpec>, ApiError> {
-    let specs: Vec<JobSpec> = parse_json(bytes)?;
+    parse_batch_with(bytes, limits, &QueueDefaults::new())
+}
+
+/// [`parse_batch`], with per-queue defaults.
+pub fn parse_batch_with(
+    bytes: &[u8],
+    limits: &Limits,
+    defaults: &QueueDefaults,
+) -> Result<Vec<JobSpec>, ApiError> {
+    let specs: Vec<JobSpec> = if defaults.is_empty() {
+        parse_json(bytes)?
+    } else {
+        let value: serde_json::Value = parse_json(bytes)?;
+        let value = match value {
+            serde_json::Value::Array(items) => serde_json::Value::Array(
+                items
+                    .into_iter()
+                    .map(|item| with_queue_defaults(item, defaults))
+                    .collect(),
+            ),
+            other => other,
+        };
+        parse_json(&serde_json::to_vec(&value).map_err(|e| ApiError::bad("body", e.to_string()))?)?
+    };
     if specs.is_empty() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -255,9 +324,13 @@ async fn submit(State(state): State<ApiState>, request: Request) -> Result<Respo
     let body = read_body(request).await?;
     let is_batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     let specs = if is_batch {
-        parse_batch(&body, &state.limits)?
+        parse_batch_with(&body, &state.limits, &state.queue_defaults)?
     } else {
-        vec![parse_spec(&body, &state.limits)?]
+        vec![parse_spec_with(
+            &body,
+            &state.limits,
+            &state.queue_defaults,
+        )?]
     };
     // A delay counts from now, on this node's clock; what is stored is the time.
     let now = chrono::Utc::now();
@@ -590,6 +663,48 @@ async fn retry(
     Ok(Json(
         json!({"results": results.into_iter().map(|(id, c)| change_json(id, c)).collect::<Vec<_>>()}),
     ))
+}
+
+/// `GET /v1/queues`: every queue with settings or unfinished jobs, and its load.
+async fn queues(State(state): State<ApiState>) -> Result<Json<Vec<QueueInfo>>, ApiError> {
+    Ok(Json(state.store.queues().await?))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueBody {
+    #[serde(default)]
+    paused: Option<bool>,
+    /// Absent: unchanged; `null`: no limit; a number: the limit.
+    #[serde(default, deserialize_with = "present")]
+    concurrency: Option<Option<u32>>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    use serde::Deserialize;
+    Ok(Some(Option::<u32>::deserialize(d)?))
+}
+
+/// `POST /v1/queues/{name} {"paused": true, "concurrency": 2}`.
+async fn set_queue(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Result<Json<QueueInfo>, ApiError> {
+    let body: QueueBody = parse_json(&read_body(request).await?)?;
+    if body.concurrency == Some(Some(0)) {
+        return Err(ApiError::bad(
+            "concurrency",
+            "must be at least 1 (null for no limit)",
+        ));
+    }
+    let info = state
+        .store
+        .set_queue(name, body.paused, body.concurrency)
+        .await?;
+    state.wake.notify_one();
+    Ok(Json(info))
 }
 
 /// `GET /v1/jobs/{id}/logs?stream=stdout|stderr&attempt=N&follow=true`

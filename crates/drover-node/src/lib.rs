@@ -56,6 +56,8 @@ pub struct NodeConfig {
     pub backend: BackendChoice,
     /// How long a job that does not fit may wait before the node holds back smaller ones for it.
     pub reserve_after: Duration,
+    /// Per-queue defaults for fields a submitted spec leaves out.
+    pub queue_defaults: api::QueueDefaults,
 }
 
 impl NodeConfig {
@@ -72,6 +74,7 @@ impl NodeConfig {
             cpus: None,
             backend: BackendChoice::Auto,
             reserve_after: DEFAULT_RESERVE_AFTER,
+            queue_defaults: api::QueueDefaults::new(),
         }
     }
 }
@@ -215,6 +218,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         pressure: Pressures::default(),
     });
     let waiting_for = runner::WaitingFor::default();
+    let wake = Arc::new(tokio::sync::Notify::new());
 
     let (shutdown_tx, shutdown_rx) = watch::channel(0u32);
     spawn_signal_watcher(shutdown_tx)?;
@@ -230,6 +234,8 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         node: node.clone(),
         info: Arc::clone(&info),
         waiting_for: Arc::clone(&waiting_for),
+        wake: Arc::clone(&wake),
+        queue_defaults: Arc::new(config.queue_defaults.clone()),
     });
     let (server_stop_tx, mut server_stop_rx) = watch::channel(false);
     let server = tokio::spawn(async move {
@@ -259,6 +265,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
             reserve_after: config.reserve_after,
             containment: Arc::clone(&containment),
             waiting_for,
+            wake,
         },
         Arc::clone(&store),
         Arc::clone(&data),

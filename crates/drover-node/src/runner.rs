@@ -53,6 +53,8 @@ pub(crate) struct RunnerConfig {
     pub containment: Arc<Containment>,
     /// Queued jobs the last claim passed over, with what each waits for; read by the API.
     pub waiting_for: WaitingFor,
+    /// Rung by the API when a queue is resumed or widened: claim again.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// Queued jobs this node passed over for lack of resources, and why (`status` shows it).
@@ -203,6 +205,7 @@ impl Runner {
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
+                _ = self.config.wake.notified() => self.want_claim = true,
                 _ = heartbeat.tick() => {
                     self.renew_leases();
                     self.fence_if_leases_expiring();

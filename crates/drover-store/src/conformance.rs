@@ -702,6 +702,57 @@ pub async fn cancelling_a_job_cancels_its_dependents(store: &dyn Store) {
     }
 }
 
+fn in_queue(argv0: &str, queue: &str) -> JobSpec {
+    let mut s = spec(argv0);
+    s.queue = Some(queue.into());
+    s
+}
+
+pub async fn queues_pause_and_limit_what_is_claimed(store: &dyn Store) {
+    let ids = store
+        .submit(vec![in_queue("a", "q"), in_queue("b", "q"), spec("c")])
+        .await
+        .unwrap();
+    store.set_queue("q".into(), Some(true), None).await.unwrap();
+    let claims = store.claim(&node("n"), LEASE, 10).await.unwrap();
+    let claimed: Vec<_> = claims.iter().map(|c| c.attempt.job_id).collect();
+    assert_eq!(claimed, vec![ids[2]], "a paused queue starts nothing");
+    let info = store
+        .set_queue("q".into(), Some(false), Some(Some(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (info.paused, info.concurrency, info.queued),
+        (false, Some(1), 2)
+    );
+    let claims = store.claim(&node("n"), LEASE, 10).await.unwrap();
+    assert_eq!(claims.len(), 1, "concurrency 1");
+    assert!(store.claim(&node("n"), LEASE, 10).await.unwrap().is_empty());
+    store
+        .complete(
+            claims[0].attempt,
+            AttemptOutcome::bare(JobState::Lost, Reason::NodeLost),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim(&node("n"), LEASE, 10).await.unwrap().len(),
+        1,
+        "room again"
+    );
+    store.set_queue("q".into(), None, Some(None)).await.unwrap();
+    let queues = store.queues().await.unwrap();
+    let q = queues.iter().find(|q| q.name == "q").expect("listed");
+    assert_eq!((q.concurrency, q.running), (None, 1));
+    assert!(queues.iter().any(|q| q.name == "default"));
+    assert!(
+        store
+            .set_queue("bad name".into(), Some(true), None)
+            .await
+            .is_err()
+    );
+}
+
 /// Generates one `#[tokio::test]` per conformance function for a backend. `$make` is an
 /// expression giving `(store, guard)`; the guard lives as long as the test (a temp dir, say).
 #[macro_export]
@@ -727,7 +778,8 @@ macro_rules! conformance_tests {
             dead_letters_are_retried_with_a_fresh_budget_or_dismissed,
             priority_changes_reorder_the_queue,
             dependents_wait_then_run_or_fail_down_the_chain,
-            cancelling_a_job_cancels_its_dependents
+            cancelling_a_job_cancels_its_dependents,
+            queues_pause_and_limit_what_is_claimed
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

@@ -76,6 +76,23 @@ pub struct Claim {
     pub lease_expires_at: DateTime<Utc>,
 }
 
+/// A queue's settings and load.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueInfo {
+    /// Its name.
+    pub name: String,
+    /// No new attempt starts while paused; running ones go on.
+    pub paused: bool,
+    /// Most attempts starting or running at once (none: no limit).
+    pub concurrency: Option<u32>,
+    /// Jobs waiting to be claimed (`queued`).
+    pub queued: u64,
+    /// Jobs waiting for a time or for other jobs (`scheduled`, `blocked`).
+    pub waiting: u64,
+    /// Attempts starting or running.
+    pub running: u64,
+}
+
 /// What a request to change one job did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -253,6 +270,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Takes dead letters out of the dead-letter queue without running them again.
     async fn dismiss(&self, ids: Vec<JobId>) -> Result<Vec<(JobId, Change)>, StoreError>;
+
+    /// Every queue that has settings or jobs that have not ended, with its load.
+    async fn queues(&self) -> Result<Vec<QueueInfo>, StoreError>;
+
+    /// Changes a queue's settings: `paused` if given, and `concurrency` if given (`Some(None)`
+    /// removes the limit). Creates the queue's settings if it had none.
+    async fn set_queue(
+        &self,
+        name: String,
+        paused: Option<bool>,
+        concurrency: Option<Option<u32>>,
+    ) -> Result<QueueInfo, StoreError>;
 
     /// Whether any job is queued, starting or running. Costs one index probe, however long the
     /// queue: `wait --all` asks after every batch of events.

@@ -36,7 +36,7 @@ pub enum Command {
     /// Run a node: the HTTP API, the scheduler and the supervisor.
     Serve(ServeArgs),
     /// Submit a job; prints its id.
-    Submit(SubmitArgs),
+    Submit(Box<SubmitArgs>),
     /// Show one or more jobs, or a table of recent jobs.
     Status(StatusArgs),
     /// Print a job's output.
@@ -51,6 +51,8 @@ pub enum Command {
     Dlq(DlqArgs),
     /// Run ended jobs again with a fresh retry budget (their attempts are kept).
     Retry(RetryArgs),
+    /// Named queues: list them, pause or resume one, limit how many of its jobs run at once.
+    Queue(QueueArgs),
     /// Show how jobs would be contained here: the backend and why, what each limit kind
     /// enforces, the capacity, and the machine's memory and pressure.
     Doctor(DoctorArgs),
@@ -104,6 +106,57 @@ pub struct RetryArgs {
     /// Every job in the dead-letter queue.
     #[arg(long)]
     pub all_dlq: bool,
+}
+
+/// `drover queue`
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: QueueAction,
+}
+
+/// `drover queue ...`
+#[derive(Debug, Subcommand)]
+pub enum QueueAction {
+    /// Every queue with settings or unfinished jobs, and its load.
+    Ls {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start no new job from this queue; running ones go on.
+    Pause {
+        /// The queue.
+        name: String,
+    },
+    /// Start this queue's jobs again.
+    Resume {
+        /// The queue.
+        name: String,
+    },
+    /// Change a queue's settings.
+    Set {
+        /// The queue.
+        name: String,
+        /// Most of its jobs starting or running at once; `none` for no limit.
+        #[arg(long, value_name = "N|none", value_parser = parse_concurrency)]
+        concurrency: Option<Concurrency>,
+    },
+}
+
+/// A queue's concurrency limit as given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Concurrency(pub Option<u32>);
+
+fn parse_concurrency(raw: &str) -> Result<Concurrency, String> {
+    if raw == "none" {
+        return Ok(Concurrency(None));
+    }
+    match raw.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(Concurrency(Some(n))),
+        _ => Err(format!("`{raw}` is not a count of at least 1, or `none`")),
+    }
 }
 
 /// `drover doctor`
@@ -183,12 +236,12 @@ pub struct SubmitArgs {
     /// Working directory (default: the current one).
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
-    /// Higher runs first.
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    pub priority: i32,
-    /// Attempts after the first if it fails, times out or is lost.
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub retries: u32,
+    /// Higher runs first (default 0, or the queue's default).
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: Option<i32>,
+    /// Attempts after the first if it fails, times out or is lost (default 0, or the queue's).
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
     /// Memory limit for the whole process tree (e.g. 512M, 16G); exceeding it ends the job
     /// `failed` with reason memory_limit. The node also reserves this much for it.
     #[arg(long, value_name = "SIZE")]
@@ -224,6 +277,9 @@ pub struct SubmitArgs {
     /// as memory_limit or stalled. Default: failed, timed_out, lost.
     #[arg(long, value_delimiter = ',', value_name = "OUTCOMES")]
     pub retry_on: Vec<String>,
+    /// The queue to wait in (default: `default`); see `drover queue`.
+    #[arg(long, value_name = "NAME")]
+    pub queue: Option<String>,
     /// Run only after these jobs succeeded (comma-separated ids); the job is `blocked` until
     /// then, and fails with dependency_failed if one of them fails for good.
     #[arg(long, value_delimiter = ',', value_name = "IDS")]
@@ -233,7 +289,7 @@ pub struct SubmitArgs {
     pub idempotency_key: Option<String>,
     /// Submit many jobs from FILE (`-` for stdin): JSON Lines, one spec per line in the schema
     /// of `POST /v1/jobs`. All or nothing; prints one id per line, in input order.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["argv", "timeout", "grace", "name", "env", "cwd", "priority", "retries", "memory", "memory_max", "cpus", "pids", "nofile", "stall", "delay", "at", "backoff", "retry_on", "after", "idempotency_key"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["argv", "timeout", "grace", "name", "env", "cwd", "priority", "retries", "memory", "memory_max", "cpus", "pids", "nofile", "stall", "delay", "at", "backoff", "retry_on", "after", "queue", "idempotency_key"])]
     pub batch: Option<PathBuf>,
     /// The program and its arguments (no shell: use `sh -c '...'` to ask for one).
     #[arg(last = true, required_unless_present = "batch", value_name = "ARGV")]

@@ -9,8 +9,8 @@ use drover_core::{JobId, JobRecord};
 use serde_json::json;
 
 use crate::cli::{
-    CancelArgs, Cli, DlqAction, DlqArgs, DoctorArgs, LogsArgs, PriorityArgs, RetryArgs, ServeArgs,
-    StatusArgs, SubmitArgs, WaitArgs,
+    CancelArgs, Cli, Concurrency, DlqAction, DlqArgs, DoctorArgs, LogsArgs, PriorityArgs,
+    QueueAction, QueueArgs, RetryArgs, ServeArgs, StatusArgs, SubmitArgs, WaitArgs,
 };
 use crate::client::{Client, ClientError, default_data_dir};
 use crate::exit;
@@ -62,12 +62,13 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
         builder.init();
     }
     let data_dir = data_dir(cli)?;
-    let file = match crate::config::locate(args.config.as_deref(), &data_dir) {
+    let (file, file_queues) = match crate::config::locate(args.config.as_deref(), &data_dir) {
         Some(path) => {
             tracing::info!(file = %path.display(), "reading settings");
-            crate::config::load(&path)?.serve
+            let loaded = crate::config::load(&path)?;
+            (loaded.serve, loaded.queues)
         }
-        None => crate::config::ServeFile::default(),
+        None => Default::default(),
     };
     let mut config = drover_node::NodeConfig::new(data_dir);
     config.listen = args.listen;
@@ -87,6 +88,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
     if let Some(wait) = args.reserve_after.or(file.reserve_after) {
         config.reserve_after = wait.get();
     }
+    config.queue_defaults = file_queues;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("drover-node")
@@ -131,10 +133,15 @@ pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
     let mut spec = json!({
         "argv": args.argv,
         "cwd": cwd.to_string_lossy(),
-        "priority": args.priority,
-        "retries": args.retries,
         "env": args.env.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
     });
+    // Fields left out take the queue's default (drover.toml), then the built-in one.
+    if let Some(priority) = args.priority {
+        spec["priority"] = json!(priority);
+    }
+    if let Some(retries) = args.retries {
+        spec["retries"] = json!(retries);
+    }
     if let Some(timeout) = args.timeout {
         spec["timeout"] = json!(timeout.to_string());
     }
@@ -179,6 +186,9 @@ pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
     }
     if !args.after.is_empty() {
         spec["after"] = json!(job_ids(&args.after)?);
+    }
+    if let Some(queue) = &args.queue {
+        spec["queue"] = json!(queue);
     }
     let answer: serde_json::Value = client(cli)?.post("/v1/jobs", &spec)?;
     println!("{}", answer["id"].as_str().unwrap_or_default());
@@ -450,6 +460,71 @@ pub fn dlq(cli: &Cli, args: &DlqArgs) -> anyhow::Result<u8> {
         ]);
     }
     print!("{}", output::table(&rows));
+    Ok(exit::OK)
+}
+
+/// `drover queue ls|pause|resume|set`
+pub fn queue(cli: &Cli, args: &QueueArgs) -> anyhow::Result<u8> {
+    let client = client(cli)?;
+    let (name, body) = match &args.action {
+        QueueAction::Ls { json } => {
+            let queues: Vec<serde_json::Value> = client.get("/v1/queues")?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&queues)?);
+                return Ok(exit::OK);
+            }
+            let mut rows = vec![
+                [
+                    "QUEUE",
+                    "STATE",
+                    "CONCURRENCY",
+                    "QUEUED",
+                    "WAITING",
+                    "RUNNING",
+                ]
+                .map(str::to_string)
+                .to_vec(),
+            ];
+            for q in &queues {
+                rows.push(vec![
+                    q["name"].as_str().unwrap_or("?").to_string(),
+                    if q["paused"].as_bool() == Some(true) {
+                        "paused"
+                    } else {
+                        "active"
+                    }
+                    .to_string(),
+                    q["concurrency"]
+                        .as_u64()
+                        .map_or("-".to_string(), |n| n.to_string()),
+                    q["queued"].to_string(),
+                    q["waiting"].to_string(),
+                    q["running"].to_string(),
+                ]);
+            }
+            print!("{}", output::table(&rows));
+            return Ok(exit::OK);
+        }
+        QueueAction::Pause { name } => (name, json!({"paused": true})),
+        QueueAction::Resume { name } => (name, json!({"paused": false})),
+        QueueAction::Set { name, concurrency } => match concurrency {
+            Some(Concurrency(limit)) => (name, json!({"concurrency": limit})),
+            None => return Err(UsageError("nothing to set: give --concurrency".into()).into()),
+        },
+    };
+    let info: serde_json::Value = client.post(&format!("/v1/queues/{name}"), &body)?;
+    println!(
+        "{}: {}, concurrency {}",
+        name,
+        if info["paused"].as_bool() == Some(true) {
+            "paused"
+        } else {
+            "active"
+        },
+        info["concurrency"]
+            .as_u64()
+            .map_or("unlimited".to_string(), |n| n.to_string())
+    );
     Ok(exit::OK)
 }
 

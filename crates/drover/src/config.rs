@@ -7,6 +7,11 @@
 //! slots = 8
 //! backend = "auto"      # auto | cgroup2 | cgroup1 | rlimit
 //! reserve_after = "60s"
+//!
+//! [queues.sage]         # defaults for jobs submitted with --queue sage
+//! timeout = "12h"
+//! retries = 2
+//! memory = "32G"
 //! ```
 //!
 //! Flags win over the file; the file wins over the built-in defaults. Unknown keys are errors,
@@ -25,7 +30,26 @@ pub struct FileConfig {
     /// Settings of `drover serve`.
     #[serde(default)]
     pub serve: ServeFile,
+    /// Per queue, defaults for the spec fields a job leaves out.
+    #[serde(default)]
+    pub queues: drover_node::api::QueueDefaults,
 }
+
+/// The spec fields a queue may give defaults for: the ones people otherwise repeat.
+const QUEUE_DEFAULT_KEYS: &[&str] = &[
+    "timeout",
+    "grace",
+    "retries",
+    "backoff",
+    "retry_on",
+    "memory",
+    "memory_max",
+    "cpus",
+    "pids",
+    "nofile",
+    "stall",
+    "priority",
+];
 
 /// The `[serve]` table.
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +85,26 @@ pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
 /// Parses settings text.
 pub fn parse(text: &str) -> anyhow::Result<FileConfig> {
     let config: FileConfig = toml::from_str(text)?;
+    for (queue, fields) in &config.queues {
+        if !drover_core::valid_queue_name(queue) {
+            anyhow::bail!("queues.{queue}: not a queue name (letters, digits, -, _ and .)");
+        }
+        for key in fields.keys() {
+            if !QUEUE_DEFAULT_KEYS.contains(&key.as_str()) {
+                anyhow::bail!(
+                    "queues.{queue}.{key}: not a default a queue can give (one of {})",
+                    QUEUE_DEFAULT_KEYS.join(", ")
+                );
+            }
+        }
+        // The values must make a valid spec, so a bad one is reported here and not at submit.
+        let mut probe = fields.clone();
+        probe.insert("argv".into(), serde_json::json!(["true"]));
+        let spec: drover_core::JobSpec = serde_json::from_value(serde_json::Value::Object(probe))
+            .map_err(|e| anyhow::anyhow!("queues.{queue}: {e}"))?;
+        spec.validate(&drover_core::Limits::default())
+            .map_err(|e| anyhow::anyhow!("queues.{queue}.{e}"))?;
+    }
     if let Some(backend) = &config.serve.backend {
         backend
             .parse::<drover_node::BackendChoice>()
@@ -85,6 +129,27 @@ mod tests {
         assert_eq!(
             config.serve.reserve_after,
             Some(HumanDuration::from_secs(120))
+        );
+    }
+
+    #[test]
+    fn queues_give_defaults() {
+        let config = parse("[queues.sage]\ntimeout = \"12h\"\nretries = 2\nmemory = \"32G\"\n")
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let sage = &config.queues["sage"];
+        assert_eq!(sage["timeout"], "12h");
+        assert_eq!(sage["retries"], 2);
+        assert!(
+            parse("[queues.sage]\nargv = [\"rm\"]\n").is_err(),
+            "not a default"
+        );
+        assert!(
+            parse("[queues.sage]\ntimeout = \"soon\"\n").is_err(),
+            "bad value"
+        );
+        assert!(
+            parse("[queues.\"a b\"]\nretries = 1\n").is_err(),
+            "bad name"
         );
     }
 

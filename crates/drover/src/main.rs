@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         Command::Priority(args) => commands::priority(&cli, args),
         Command::Dlq(args) => commands::dlq(&cli, args),
         Command::Retry(args) => commands::retry(&cli, args),
+        Command::Queue(args) => commands::queue(&cli, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -264,3 +264,89 @@ fn dependencies_hold_run_and_fail_down_the_chain() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("after"));
 }
+
+/// Acceptance 7: a queue limited to one runs its jobs one at a time; a paused queue holds its
+/// jobs until resumed, while other queues go on.
+#[test]
+fn named_queues_limit_and_pause() {
+    let node = Node::start(&["--slots", "4"]);
+    let out = node.drover(&["queue", "set", "q", "--concurrency", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids: Vec<String> = (0..4)
+        .map(|_| node.submit(&["--queue", "q", "--", "sleep", "0.3"]))
+        .collect();
+    let mut spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = ids
+        .iter()
+        .map(|id| {
+            let job = ended(&node, id);
+            assert_eq!(job["state"], "succeeded");
+            (at(&job["started_at"]), at(&job["finished_at"]))
+        })
+        .collect();
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "two jobs of q overlapped: {pair:?}");
+    }
+
+    assert!(node.drover(&["queue", "pause", "q"]).status.success());
+    let held = node.submit(&["--queue", "q", "--", "true"]);
+    let free = node.submit(&["--", "true"]);
+    assert_eq!(
+        ended(&node, &free)["state"],
+        "succeeded",
+        "other queues go on"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        node.job(&held)["state"],
+        "queued",
+        "a paused queue starts nothing"
+    );
+    let listed = stdout(&node.drover(&["queue", "ls"]));
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("q ") && l.contains("paused")),
+        "{listed}"
+    );
+    assert!(node.drover(&["queue", "resume", "q"]).status.success());
+    assert_eq!(ended(&node, &held)["state"], "succeeded");
+}
+
+/// `[queues.NAME]` in drover.toml fills what a job in that queue leaves out.
+#[test]
+fn queue_defaults_come_from_drover_toml() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("drover.toml");
+    std::fs::write(&file, "[queues.sage]\ntimeout = \"12h\"\nretries = 2\n").expect("write");
+    let node = Node::start(&["--config", file.to_str().expect("utf-8")]);
+    let defaulted = node.submit(&["--queue", "sage", "--", "true"]);
+    let job = node.job(&defaulted);
+    assert_eq!(job["spec"]["timeout"], "12h");
+    assert_eq!(job["spec"]["retries"], 2);
+    let explicit = node.submit(&[
+        "--queue",
+        "sage",
+        "--retries",
+        "0",
+        "--timeout",
+        "1m",
+        "--",
+        "true",
+    ]);
+    let job = node.job(&explicit);
+    assert_eq!(
+        job["spec"]["timeout"], "1m",
+        "a flag wins over the queue's default"
+    );
+    let other = node.submit(&["--", "true"]);
+    assert_eq!(
+        node.job(&other)["spec"]["timeout"],
+        "1d",
+        "the built-in default"
+    );
+}

@@ -19,7 +19,7 @@ use super::rows::{event_row, load_jobs, parse_id, parse_spec, parse_state};
 use super::{SqliteStore, Tx, ms_to_time};
 use crate::{
     ADMISSION_WINDOW, AttemptOutcome, CancelOutcome, Change, Claim, ClaimBatch, Completion,
-    JobFilter, LeaseStatus, LiveAttempt, StartVerdict, StateCounts, Store, StoreError,
+    JobFilter, LeaseStatus, LiveAttempt, QueueInfo, StartVerdict, StateCounts, Store, StoreError,
 };
 
 /// Listing default and cap.
@@ -247,8 +247,9 @@ impl Store for SqliteStore {
                 tx.conn
                     .prepare_cached(
                         "INSERT INTO jobs (id, name, state, priority, spec, max_attempts,
-                                           created_at, updated_at, not_before, idempotency_key)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
+                                           created_at, updated_at, not_before, idempotency_key,
+                                           queue)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
                     )?
                     .execute(params![
                         id.to_string(),
@@ -260,6 +261,7 @@ impl Store for SqliteStore {
                         tx.now_ms,
                         not_before,
                         spec.idempotency_key,
+                        spec.queue_name(),
                     ])?;
                 for after in &spec.after {
                     tx.conn
@@ -483,6 +485,95 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn queues(&self) -> Result<Vec<QueueInfo>, StoreError> {
+        self.read(|conn| {
+            let mut out: std::collections::BTreeMap<String, QueueInfo> = Default::default();
+            let blank = |name: &str| QueueInfo {
+                name: name.to_string(),
+                paused: false,
+                concurrency: None,
+                queued: 0,
+                waiting: 0,
+                running: 0,
+            };
+            let mut settings =
+                conn.prepare_cached("SELECT name, paused, concurrency FROM queues")?;
+            let rows = settings.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, bool>(1)?,
+                    row.get::<_, Option<u32>>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (name, paused, concurrency) = row?;
+                let mut info = blank(&name);
+                info.paused = paused;
+                info.concurrency = concurrency;
+                out.insert(name, info);
+            }
+            let mut load = conn.prepare_cached(
+                "SELECT queue, state, COUNT(*) FROM jobs
+                 WHERE state IN ('blocked', 'scheduled', 'queued', 'starting', 'running')
+                 GROUP BY queue, state",
+            )?;
+            let rows = load.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, u64>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (name, state, count) = row?;
+                let info = out.entry(name.clone()).or_insert_with(|| blank(&name));
+                match state.as_str() {
+                    "queued" => info.queued += count,
+                    "starting" | "running" => info.running += count,
+                    _ => info.waiting += count,
+                }
+            }
+            Ok(out.into_values().collect())
+        })
+        .await
+    }
+
+    async fn set_queue(
+        &self,
+        name: String,
+        paused: Option<bool>,
+        concurrency: Option<Option<u32>>,
+    ) -> Result<QueueInfo, StoreError> {
+        if !drover_core::valid_queue_name(&name) {
+            return Err(StoreError::Invalid {
+                field: "name".into(),
+                message: format!("`{name}` is not a queue name (letters, digits, -, _ and .)"),
+            });
+        }
+        let key = name.clone();
+        self.write(move |tx| {
+            tx.conn
+                .prepare_cached("INSERT OR IGNORE INTO queues (name) VALUES (?1)")?
+                .execute(params![key])?;
+            if let Some(paused) = paused {
+                tx.conn
+                    .prepare_cached("UPDATE queues SET paused = ?1 WHERE name = ?2")?
+                    .execute(params![paused, key])?;
+            }
+            if let Some(concurrency) = concurrency {
+                tx.conn
+                    .prepare_cached("UPDATE queues SET concurrency = ?1 WHERE name = ?2")?
+                    .execute(params![concurrency, key])?;
+            }
+            Ok(())
+        })
+        .await?;
+        let all = self.queues().await?;
+        all.into_iter()
+            .find(|q| q.name == name)
+            .ok_or_else(|| StoreError::Corrupt(format!("queue {name} vanished")))
+    }
+
     async fn has_active(&self) -> Result<bool, StoreError> {
         self.read(|conn| {
             Ok(conn
@@ -510,8 +601,10 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     // INDEXED BY: without statistics SQLite may pick `jobs_state` and sort
                     // every queued job per claim; this reads the claim index from its start.
-                    "SELECT id, spec, attempt, updated_at FROM jobs INDEXED BY jobs_claim
-                     WHERE state = 'queued' ORDER BY priority DESC, id LIMIT ?1",
+                    "SELECT id, spec, attempt, updated_at, queue FROM jobs INDEXED BY jobs_claim
+                     WHERE state = 'queued'
+                       AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)
+                     ORDER BY priority DESC, id LIMIT ?1",
                 )?
                 .query_map(params![limit], |row| {
                     Ok((
@@ -519,15 +612,40 @@ impl Store for SqliteStore {
                         row.get::<_, String>(1)?,
                         row.get::<_, u32>(2)?,
                         row.get::<_, i64>(3)?,
+                        row.get::<_, String>(4)?,
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            // Room left in each queue that has a concurrency limit, counted once per claim.
+            let limits = tx
+                .conn
+                .prepare_cached(
+                    "SELECT name, concurrency FROM queues WHERE concurrency IS NOT NULL",
+                )?
+                .query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut room: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+            for (queue, limit) in limits {
+                let live: i64 = tx
+                    .conn
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM jobs INDEXED BY jobs_queue_live
+                         WHERE queue = ?1 AND state IN ('starting', 'running')",
+                    )?
+                    .query_row(params![queue], |row| row.get(0))?;
+                room.insert(queue, limit - live);
+            }
             let lease_expires = tx.now_ms.saturating_add(ms(lease));
             let mut claims = Vec::with_capacity(max.min(next.len()));
             let mut waiting = Vec::new();
-            for (id, spec, previous, queued_at) in next {
+            for (id, spec, previous, queued_at, queue) in next {
                 if claims.len() >= max {
                     break;
+                }
+                if room.get(&queue).is_some_and(|left| *left <= 0) {
+                    continue;
                 }
                 let id = parse_id(&id)?;
                 let spec = parse_spec(&spec)?;
@@ -543,6 +661,9 @@ impl Store for SqliteStore {
                         waiting.push((id, why));
                         break;
                     }
+                }
+                if let Some(left) = room.get_mut(&queue) {
+                    *left -= 1;
                 }
                 let attempt = previous + 1;
                 set_job_state(tx, id, JobState::Queued, JobState::Starting, None)?;

@@ -64,6 +64,15 @@ CREATE TABLE events (
 ALTER TABLE jobs ADD COLUMN not_before INTEGER;        -- ms; set while `scheduled`
 ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
 ALTER TABLE jobs ADD COLUMN dismissed INTEGER NOT NULL DEFAULT 0;  -- left the dead-letter queue
+-- Named queues: a job's queue, and each queue's settings (a queue with no row has none).
+ALTER TABLE jobs ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
+CREATE TABLE queues (
+    name        TEXT PRIMARY KEY,
+    paused      INTEGER NOT NULL DEFAULT 0,
+    concurrency INTEGER                      -- most starting + running at once; NULL: no limit
+) STRICT;
+CREATE INDEX jobs_queue_live ON jobs (queue) WHERE state IN ('starting', 'running');
+
 -- Dependencies: `job_id` runs only after every `after_id` succeeded.
 CREATE TABLE deps (
     job_id   TEXT NOT NULL REFERENCES jobs (id),
