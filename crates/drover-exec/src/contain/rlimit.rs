@@ -30,6 +30,8 @@ pub struct ChildRlimit {
 
 impl ChildRlimit {
     /// `RLIMIT_NOFILE`.
+    // The RLIMIT_* constants are u32 on Linux and i32 on macOS: the cast is needed on one.
+    #[allow(clippy::unnecessary_cast)]
     pub fn nofile(value: u64) -> Self {
         Self {
             resource: libc::RLIMIT_NOFILE as i32,
@@ -39,6 +41,8 @@ impl ChildRlimit {
 }
 
 /// The rlimit backend's stand-ins for the tree limits. All are per process.
+// The RLIMIT_* constants are u32 on Linux and i32 on macOS: the casts are needed on one.
+#[allow(clippy::unnecessary_cast)]
 pub(super) fn approximations(limits: &JobLimits, timeout: Duration) -> Vec<ChildRlimit> {
     let mut out = Vec::new();
     if let Some(bytes) = limits.memory_bytes {
@@ -289,6 +293,7 @@ mod tests {
     use drover_core::Cpus;
 
     #[test]
+    #[allow(clippy::unnecessary_cast)] // u32 on Linux, i32 on macOS
     fn approximations_cover_each_limit() {
         let limits = JobLimits {
             memory_bytes: Some(100 << 20),
