@@ -429,6 +429,7 @@ async fn list(
             );
         }
     }
+    filter.queue = params.get("queue").cloned();
     if let Some(limit) = params.get("limit") {
         filter.limit = limit
             .parse()
@@ -571,10 +572,13 @@ struct IdsBody {
     all_dlq: bool,
     #[serde(default)]
     states: Vec<JobState>,
+    #[serde(default)]
+    queue: Option<String>,
 }
 
-/// `POST /v1/cancel {"states": [...]}`: cancels every job in those states (default: every job
-/// that has not ended). Answers one result per job.
+/// `POST /v1/cancel {"states": [...], "queue": "q"}`: cancels every job in those states
+/// (default: every job that has not ended), in that queue if one is named. Answers one result
+/// per job.
 async fn cancel_many(
     State(state): State<ApiState>,
     request: Request,
@@ -594,6 +598,7 @@ async fn cancel_many(
         let filter = JobFilter {
             states: states.clone(),
             limit: 10_000,
+            queue: body.queue.clone(),
         };
         let jobs = state.store.list(&filter).await?;
         let mut progressed = false;

@@ -95,11 +95,13 @@ pub async fn claims_by_priority_then_age(store: &dyn Store) {
     let only_starting = JobFilter {
         states: vec![JobState::Starting],
         limit: 2,
+        queue: None,
     };
     assert_eq!(store.list(&only_starting).await.unwrap().len(), 2);
     let only_queued = JobFilter {
         states: vec![JobState::Queued],
         limit: 0,
+        queue: None,
     };
     assert!(store.list(&only_queued).await.unwrap().is_empty());
 }
@@ -745,6 +747,11 @@ pub async fn queues_pause_and_limit_what_is_claimed(store: &dyn Store) {
     let q = queues.iter().find(|q| q.name == "q").expect("listed");
     assert_eq!((q.concurrency, q.running), (None, 1));
     assert!(queues.iter().any(|q| q.name == "default"));
+    let in_q = JobFilter {
+        queue: Some("q".into()),
+        ..JobFilter::default()
+    };
+    assert_eq!(store.list(&in_q).await.unwrap().len(), 2);
     assert!(
         store
             .set_queue("bad name".into(), Some(true), None)

@@ -228,6 +228,8 @@ pub struct LiveAttempt {
 pub struct JobFilter {
     /// Only jobs in one of these states (all when empty).
     pub states: Vec<JobState>,
+    /// Only jobs in this queue.
+    pub queue: Option<String>,
     /// At most this many, newest first (a default applies when 0).
     pub limit: usize,
 }

@@ -352,6 +352,9 @@ pub struct CancelArgs {
     /// With --all: only jobs in these states (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "STATE", requires = "all")]
     pub state: Vec<JobState>,
+    /// With --all: only jobs in this queue.
+    #[arg(long, value_name = "NAME", requires = "all")]
+    pub queue: Option<String>,
 }
 
 /// `drover wait`

@@ -353,8 +353,10 @@ pub fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<u8> {
 /// `drover cancel`
 pub fn cancel(cli: &Cli, args: &CancelArgs) -> anyhow::Result<u8> {
     if args.all {
-        let answer: serde_json::Value =
-            client(cli)?.post("/v1/cancel", &json!({"states": args.state}))?;
+        let answer: serde_json::Value = client(cli)?.post(
+            "/v1/cancel",
+            &json!({"states": args.state, "queue": args.queue}),
+        )?;
         let results = answer["results"].as_array().cloned().unwrap_or_default();
         for result in &results {
             println!(

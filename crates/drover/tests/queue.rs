@@ -189,8 +189,19 @@ fn waiting_jobs_are_cancelled_one_by_one_or_all_at_once() {
         "running",
         "not in the states named"
     );
+    // Only the named queue.
+    let in_q = node.submit(&["--queue", "q", "--delay", "1h", "--", "true"]);
+    let elsewhere = node.submit(&["--delay", "1h", "--", "true"]);
+    assert!(
+        node.drover(&["cancel", "--all", "--queue", "q"])
+            .status
+            .success()
+    );
+    assert_eq!(node.job(&in_q)["state"], "cancelled");
+    assert_eq!(node.job(&elsewhere)["state"], "scheduled");
     assert!(node.drover(&["cancel", "--all"]).status.success());
     assert_eq!(ended(&node, &running)["state"], "cancelled");
+    assert_eq!(node.job(&elsewhere)["state"], "cancelled");
 }
 
 /// Acceptance 8: jobs waiting out a backoff survive kill -9 of the node and run at their time,

@@ -313,16 +313,25 @@ impl Store for SqliteStore {
             };
             let mut params: Vec<Value> = Vec::new();
             let mut where_sql = String::new();
+            let mut clauses = Vec::new();
             if !filter.states.is_empty() {
-                where_sql.push_str("WHERE state IN (");
-                where_sql.push_str(&vec!["?"; filter.states.len()].join(", "));
-                where_sql.push(')');
+                clauses.push(format!(
+                    "state IN ({})",
+                    vec!["?"; filter.states.len()].join(", ")
+                ));
                 params.extend(
                     filter
                         .states
                         .iter()
                         .map(|s| Value::Text(s.as_str().to_string())),
                 );
+            }
+            if let Some(queue) = &filter.queue {
+                clauses.push("queue = ?".to_string());
+                params.push(Value::Text(queue.clone()));
+            }
+            if !clauses.is_empty() {
+                where_sql = format!("WHERE {}", clauses.join(" AND "));
             }
             where_sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
             load_jobs(conn, &where_sql, params)
