@@ -301,6 +301,7 @@ impl Runner {
         let growth: u64 = self
             .live
             .iter()
+            .filter(|(_, live)| live.needs.memory_bytes > 0)
             .map(|(attempt, live)| {
                 let used = self
                     .config
