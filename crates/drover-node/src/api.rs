@@ -54,6 +54,9 @@ pub struct ApiState {
     /// Per-queue defaults for fields a submitted spec leaves out (`[queues.NAME]` in
     /// drover.toml).
     pub queue_defaults: Arc<QueueDefaults>,
+    /// Turns true when the node stops serving: open streams end, so shutdown does not wait on
+    /// them.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Per queue, the spec fields (as JSON) a job in it gets when it does not set them.
@@ -75,6 +78,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/dlq", get(dead_letters))
         .route("/v1/dlq/dismiss", post(dismiss))
         .route("/v1/retry", post(retry))
+        .route("/v1/events", get(crate::events::events))
         .route("/v1/queues", get(queues))
         .route("/v1/queues/{name}", post(set_queue))
         .fallback(not_found)
@@ -98,7 +102,7 @@ impl ApiError {
         }
     }
 
-    fn bad(field: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad(field: &str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, Some(field), message)
     }
 }
@@ -357,6 +361,22 @@ async fn submit(State(state): State<ApiState>, request: Request) -> Result<Respo
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
+/// The next committed event, or `Err` at `deadline` — or at once when the node is stopping, so
+/// that a long-poll never holds up its shutdown.
+async fn next_or_stop(
+    state: &ApiState,
+    deadline: tokio::time::Instant,
+    events: &mut broadcast::Receiver<drover_core::Event>,
+) -> Result<Result<drover_core::Event, broadcast::error::RecvError>, tokio::time::error::Elapsed> {
+    let mut stopping = state.stopping.clone();
+    tokio::select! {
+        next = tokio::time::timeout_at(deadline, events.recv()) => next,
+        () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+            tokio::time::timeout_at(tokio::time::Instant::now(), std::future::pending()).await
+        }
+    }
+}
+
 /// `GET /v1/wait?timeout=30s`: answers `{"idle": true}` once no job is queued, starting or
 /// running, or `{"idle": false}` at the timeout. Woken by committed events; it looks again only
 /// after an event, and a look is one index probe.
@@ -374,7 +394,7 @@ async fn wait_idle(
         }
         // Wait for an ending, then drain whatever else arrived before looking again.
         loop {
-            match tokio::time::timeout_at(deadline, events.recv()).await {
+            match next_or_stop(&state, deadline, &mut events).await {
                 Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => {
                     return Ok(Json(json!({"idle": false})));
                 }
@@ -473,7 +493,7 @@ async fn wait_job(
     }
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let event = tokio::time::timeout_at(deadline, events.recv()).await;
+        let event = next_or_stop(&state, deadline, &mut events).await;
         match event {
             Err(_) => break,
             Ok(Ok(event)) if event.job_id == id && event.state.is_terminal() => break,

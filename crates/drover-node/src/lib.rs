@@ -25,6 +25,7 @@ use tokio::sync::watch;
 pub mod api;
 pub mod capacity;
 pub mod datadir;
+mod events;
 pub mod recovery;
 mod runner;
 
@@ -223,7 +224,9 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(0u32);
     spawn_signal_watcher(shutdown_tx)?;
 
+    let (server_stop_tx, mut server_stop_rx) = watch::channel(false);
     let app = api::router(api::ApiState {
+        stopping: server_stop_rx.clone(),
         store: Arc::clone(&store),
         data_root: data.root().to_path_buf(),
         limits: Limits {
@@ -237,7 +240,6 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         wake: Arc::clone(&wake),
         queue_defaults: Arc::new(config.queue_defaults.clone()),
     });
-    let (server_stop_tx, mut server_stop_rx) = watch::channel(false);
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {

@@ -25,6 +25,9 @@ pub struct Cli {
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success (for `wait`: every job succeeded)
+  `run` and `logs -f` exit with the job's own exit code instead; 128+N if a signal N killed it,
+  124 if it timed out, 130 if it was cancelled, 125 if it failed without an exit code of its own
+  (spawn_failed, memory_limit, stalled, pids_limit, dependency_failed) or was lost. Otherwise:
   1  a job ended unsuccessfully (failed, timed_out, lost or cancelled)
   2  bad usage: an unknown flag or an invalid value
   3  `wait --timeout` ran out before the jobs ended
@@ -37,6 +40,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Submit a job; prints its id.
     Submit(Box<SubmitArgs>),
+    /// Submit a job and stay with it: its output streams to this terminal, and `drover run`
+    /// exits with the job's exit code. Ctrl-C cancels the job; a second Ctrl-C leaves it running.
+    Run(Box<RunArgs>),
     /// Show one or more jobs, or a table of recent jobs.
     Status(StatusArgs),
     /// Print a job's output.
@@ -56,6 +62,17 @@ pub enum Command {
     /// Show how jobs would be contained here: the backend and why, what each limit kind
     /// enforces, the capacity, and the machine's memory and pressure.
     Doctor(DoctorArgs),
+}
+
+/// `drover run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Print the job's id and return at once instead of staying with it.
+    #[arg(long)]
+    pub detach: bool,
+    /// Everything `drover submit` takes.
+    #[command(flatten)]
+    pub submit: SubmitArgs,
 }
 
 /// `drover priority`

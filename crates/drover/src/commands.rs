@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::cli::{
     CancelArgs, Cli, Concurrency, DlqAction, DlqArgs, DoctorArgs, LogsArgs, PriorityArgs,
-    QueueAction, QueueArgs, RetryArgs, ServeArgs, StatusArgs, SubmitArgs, WaitArgs,
+    QueueAction, QueueArgs, RetryArgs, RunArgs, ServeArgs, StatusArgs, SubmitArgs, WaitArgs,
 };
 use crate::client::{Client, ClientError, default_data_dir};
 use crate::exit;
@@ -119,17 +119,8 @@ pub fn doctor(args: &DoctorArgs) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-/// `drover submit`
-pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
-    let cwd = match &args.cwd {
-        Some(dir) => {
-            std::path::absolute(dir).with_context(|| format!("bad --cwd {}", dir.display()))?
-        }
-        None => std::env::current_dir().context("cannot read the current directory; pass --cwd")?,
-    };
-    if let Some(file) = &args.batch {
-        return submit_batch(cli, file, &cwd);
-    }
+/// The JSON spec for `POST /v1/jobs` that `submit` and `run` flags describe.
+fn spec_json(args: &SubmitArgs, cwd: &std::path::Path) -> anyhow::Result<serde_json::Value> {
     let mut spec = json!({
         "argv": args.argv,
         "cwd": cwd.to_string_lossy(),
@@ -190,6 +181,21 @@ pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
     if let Some(queue) = &args.queue {
         spec["queue"] = json!(queue);
     }
+    Ok(spec)
+}
+
+/// `drover submit`
+pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
+    let cwd = match &args.cwd {
+        Some(dir) => {
+            std::path::absolute(dir).with_context(|| format!("bad --cwd {}", dir.display()))?
+        }
+        None => std::env::current_dir().context("cannot read the current directory; pass --cwd")?,
+    };
+    if let Some(file) = &args.batch {
+        return submit_batch(cli, file, &cwd);
+    }
+    let spec = spec_json(args, &cwd)?;
     let answer: serde_json::Value = client(cli)?.post("/v1/jobs", &spec)?;
     println!("{}", answer["id"].as_str().unwrap_or_default());
     Ok(exit::OK)
@@ -333,21 +339,128 @@ pub fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<u8> {
         path.push_str(&format!("&attempt={attempt}"));
     }
     let client = client(cli)?;
-    let mut body = client.stream(&path)?;
-    let mut out = std::io::stdout().lock();
+    copy_stream(&client, &path, &mut std::io::stdout())?;
+    if !args.follow {
+        return Ok(exit::OK);
+    }
+    // Followed to the end: say how the job ended, as `run` does.
+    let job: JobRecord = client.get(&format!("/v1/jobs/{id}"))?;
+    Ok(job_exit_code(&job))
+}
+
+/// Copies a (followed) log stream from the node to `out`, flushing as data arrives.
+fn copy_stream(client: &Client, path: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut body = client.stream(path)?;
     let mut buf = [0u8; 64 * 1024];
     loop {
         let n = body
             .read(&mut buf)
             .context("reading the log from the node")?;
         if n == 0 {
-            break;
+            return Ok(());
         }
         out.write_all(&buf[..n])?;
         // Followed output should appear as it arrives, not when a buffer fills.
         out.flush()?;
     }
-    Ok(exit::OK)
+}
+
+/// The exit code `run` and `logs -f` give for how a job ended (see `--help`).
+pub fn job_exit_code(job: &JobRecord) -> u8 {
+    use drover_core::JobState;
+    match (job.state, job.exit_code, job.signal) {
+        (JobState::Succeeded, _, _) => exit::OK,
+        (JobState::TimedOut, _, _) => 124,
+        (JobState::Cancelled, _, _) => 130,
+        (JobState::Failed, Some(code), _)
+            if job.reason.as_ref().is_some_and(|r| r.kind() == "exit_code") =>
+        {
+            u8::try_from(code).unwrap_or(1)
+        }
+        (JobState::Failed, _, Some(signal))
+            if job.reason.as_ref().is_some_and(|r| r.kind() == "signal") =>
+        {
+            u8::try_from(128 + signal).unwrap_or(1)
+        }
+        _ => 125,
+    }
+}
+
+/// Ctrl-C presses seen by `drover run` (counted by a signal handler).
+static INTERRUPTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn count_interrupt(_: libc::c_int) {
+    // Only an atomic add: async-signal-safe.
+    INTERRUPTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// `drover run`: submit, stream both outputs until the job ends, exit with its code. The first
+/// Ctrl-C cancels the job (its tree goes by the usual ladder, and the output keeps streaming to
+/// the end); a second one leaves it running and returns.
+pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
+    if args.submit.batch.is_some() {
+        return Err(UsageError("`run` takes one job; use `submit --batch` for many".into()).into());
+    }
+    let cwd = match &args.submit.cwd {
+        Some(dir) => {
+            std::path::absolute(dir).with_context(|| format!("bad --cwd {}", dir.display()))?
+        }
+        None => std::env::current_dir().context("cannot read the current directory; pass --cwd")?,
+    };
+    let spec = spec_json(&args.submit, &cwd)?;
+    let client = client(cli)?;
+    let answer: serde_json::Value = client.post("/v1/jobs", &spec)?;
+    let id = answer["id"].as_str().unwrap_or_default().to_string();
+    if args.detach {
+        println!("{id}");
+        return Ok(exit::OK);
+    }
+    // SAFETY: installs a handler that only does an atomic add.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            count_interrupt as *const () as libc::sighandler_t,
+        );
+    }
+    let streams: Vec<_> = ["stdout", "stderr"]
+        .into_iter()
+        .map(|stream| {
+            let path = format!("/v1/jobs/{id}/logs?stream={stream}&follow=true");
+            let client = Client::locate(cli.server.as_deref(), &data_dir(cli)?)?;
+            Ok(std::thread::spawn(move || -> anyhow::Result<()> {
+                if stream == "stdout" {
+                    copy_stream(&client, &path, &mut std::io::stdout())
+                } else {
+                    copy_stream(&client, &path, &mut std::io::stderr())
+                }
+            }))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut cancelled = false;
+    while !streams.iter().all(|s| s.is_finished()) {
+        match INTERRUPTS.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => {}
+            1 if !cancelled => {
+                cancelled = true;
+                eprintln!("drover: cancelling {id} (Ctrl-C again to leave it running)");
+                let _: serde_json::Value =
+                    client.post(&format!("/v1/jobs/{id}/cancel"), &json!({}))?;
+            }
+            1 => {}
+            _ => {
+                eprintln!("drover: left {id} running");
+                return Ok(exit::OK);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for stream in streams {
+        if let Ok(Err(err)) = stream.join() {
+            eprintln!("drover: {err:#}");
+        }
+    }
+    let job: JobRecord = client.get(&format!("/v1/jobs/{id}"))?;
+    Ok(job_exit_code(&job))
 }
 
 /// `drover cancel`

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Serve(args) => commands::serve(&cli, args),
         Command::Submit(args) => commands::submit(&cli, args),
+        Command::Run(args) => commands::run(&cli, args),
         Command::Status(args) => commands::status(&cli, args),
         Command::Logs(args) => commands::logs(&cli, args),
         Command::Cancel(args) => commands::cancel(&cli, args),

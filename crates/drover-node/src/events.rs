@@ -1,0 +1,183 @@
+//! `GET /v1/events`: every state change as a Server-Sent Event, pushed from the commit path.
+//!
+//! A subscriber first gets the backlog after the sequence number it asks for (`Last-Event-ID`
+//! or `?since=`) from the events table, then live events from the store's post-commit broadcast.
+//! It subscribes to the broadcast *before* reading the backlog and skips anything it already
+//! sent, so the switch from backlog to live has no gap and no duplicate. Sequence numbers are
+//! stored, so the same holds across a node restart.
+//!
+//! When the node stops, every stream gets a final `node_stopping` event and ends.
+//!
+//! A subscriber that cannot keep up is not buffered without bound: when the broadcast has moved
+//! on past what it has read, it gets a final `dropped` event naming the last sequence it was
+//! sent, and the stream ends; it resumes from there with `Last-Event-ID`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use drover_core::{Event, JobId, JobState};
+use futures::Stream;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::api::{ApiError, ApiState};
+
+/// Events read from the table per page of backlog.
+const BACKLOG_PAGE: usize = 1000;
+/// Events queued for one subscriber's socket before the producer waits for it.
+const SUBSCRIBER_BUFFER: usize = 256;
+/// How often an idle stream sends a comment, so proxies and clients see it is alive.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Which events a subscriber wants.
+#[derive(Debug, Default, Clone)]
+struct Filter {
+    job: Option<JobId>,
+    states: Vec<JobState>,
+}
+
+impl Filter {
+    fn wants(&self, event: &Event) -> bool {
+        self.job.is_none_or(|job| event.job_id == job)
+            && (self.states.is_empty() || self.states.contains(&event.state))
+    }
+}
+
+/// `GET /v1/events?since=SEQ&job=ID&state=S,...` (or the `Last-Event-ID` header).
+pub(crate) async fn events(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let header = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let since = match header.or_else(|| params.get("since").cloned()) {
+        Some(raw) => raw.trim().parse::<u64>().map_err(|_| {
+            ApiError::bad("since", format!("`{raw}` is not an event sequence number"))
+        })?,
+        // No position given: live events only, from the newest committed one on.
+        None => u64::MAX,
+    };
+    let mut filter = Filter::default();
+    if let Some(job) = params.get("job") {
+        filter.job = Some(
+            job.parse()
+                .map_err(|_| ApiError::bad("job", format!("`{job}` is not a job id")))?,
+        );
+    }
+    if let Some(states) = params.get("state") {
+        for word in states.split(',').filter(|w| !w.is_empty()) {
+            filter.states.push(
+                word.parse()
+                    .map_err(|e: String| ApiError::bad("state", e))?,
+            );
+        }
+    }
+    // Subscribe before reading the backlog: nothing committed in between is missed.
+    let live = state.store.subscribe();
+    let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
+    tokio::spawn(produce(state, since, filter, live, tx));
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|event| (Ok(event), rx))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+fn to_sse(event: &Event) -> SseEvent {
+    let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".to_string());
+    SseEvent::default()
+        .id(event.seq.to_string())
+        .event(kind_name(event))
+        .data(data)
+}
+
+fn kind_name(event: &Event) -> String {
+    serde_json::to_value(event.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "event".to_string())
+}
+
+/// Feeds one subscriber: backlog, then live events, until it goes away or falls behind.
+async fn produce(
+    state: ApiState,
+    since: u64,
+    filter: Filter,
+    mut live: broadcast::Receiver<Event>,
+    tx: mpsc::Sender<SseEvent>,
+) {
+    let mut sent = since;
+    if since != u64::MAX {
+        loop {
+            let page = match state.store.events_since(sent, BACKLOG_PAGE).await {
+                Ok(page) => page,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read the event backlog");
+                    return;
+                }
+            };
+            let full = page.len() == BACKLOG_PAGE;
+            for event in page {
+                sent = event.seq;
+                if filter.wants(&event) && tx.send(to_sse(&event)).await.is_err() {
+                    return;
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+    let mut stopping = state.stopping.clone();
+    loop {
+        let received = tokio::select! {
+            received = live.recv() => received,
+            () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+                // The node is stopping: say so and end, so its shutdown need not wait for us.
+                let last = if sent == u64::MAX { 0 } else { sent };
+                let goodbye = SseEvent::default().event("node_stopping").data(
+                    serde_json::json!({"last_event_id": last}).to_string(),
+                );
+                let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(goodbye)).await;
+                return;
+            }
+        };
+        match received {
+            Ok(event) => {
+                if since == u64::MAX && sent == u64::MAX {
+                    sent = event.seq.saturating_sub(1);
+                }
+                if event.seq <= sent {
+                    continue; // already sent from the backlog
+                }
+                sent = event.seq;
+                if filter.wants(&event) && tx.send(to_sse(&event)).await.is_err() {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::info!(
+                    missed,
+                    last = sent,
+                    "dropping an event subscriber that fell behind"
+                );
+                let last = if sent == u64::MAX { 0 } else { sent };
+                let goodbye = SseEvent::default().event("dropped").data(
+                    serde_json::json!({
+                        "reason": "the subscriber fell behind; resume with Last-Event-ID",
+                        "last_event_id": last,
+                    })
+                    .to_string(),
+                );
+                let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(goodbye)).await;
+                return;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
