@@ -57,6 +57,8 @@ pub struct ApiState {
     /// Turns true when the node stops serving: open streams end, so shutdown does not wait on
     /// them.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The node's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Per queue, the spec fields (as JSON) a job in it gets when it does not set them.
@@ -65,6 +67,7 @@ pub type QueueDefaults = HashMap<String, serde_json::Map<String, serde_json::Val
 /// The `/v1` router.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/metrics", get(metrics))
         .route("/v1/health", get(health))
         .route("/v1/node", get(node_info))
         .route("/v1/jobs", post(submit).get(list))
@@ -145,6 +148,44 @@ async fn not_found() -> ApiError {
 
 async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {
     Json(json!({"node": state.node, "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// `GET /metrics`: Prometheus/OpenMetrics text. Stored-state gauges are read now.
+async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let m = &state.metrics;
+    for (job_state, count) in state.store.counts().await? {
+        m.jobs
+            .get_or_create(&crate::metrics::StateLabel {
+                state: job_state.to_string(),
+            })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+    for queue in state.store.queues().await? {
+        for (phase, count) in [
+            ("queued", queue.queued),
+            ("waiting", queue.waiting),
+            ("running", queue.running),
+        ] {
+            m.queue_jobs
+                .get_or_create(&crate::metrics::QueueLabels {
+                    queue: queue.name.clone(),
+                    phase: phase.to_string(),
+                })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+    let pressure = drover_exec::host::pressures();
+    m.pressure_memory
+        .set(pressure.memory.map_or(0.0, |p| p.avg10));
+    m.pressure_cpu.set(pressure.cpu.map_or(0.0, |p| p.avg10));
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
+        .into_response())
 }
 
 /// `GET /v1/node`: capacity, containment backend, and the machine's memory and pressure now.

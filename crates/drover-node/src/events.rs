@@ -103,6 +103,15 @@ fn kind_name(event: &Event) -> String {
         .unwrap_or_else(|| "event".to_string())
 }
 
+/// Takes a subscriber off the gauge however its producer ends.
+struct Subscribed(std::sync::Arc<crate::metrics::Metrics>);
+
+impl Drop for Subscribed {
+    fn drop(&mut self) {
+        self.0.subscribers.dec();
+    }
+}
+
 /// Feeds one subscriber: backlog, then live events, until it goes away or falls behind.
 async fn produce(
     state: ApiState,
@@ -111,6 +120,9 @@ async fn produce(
     mut live: broadcast::Receiver<Event>,
     tx: mpsc::Sender<SseEvent>,
 ) {
+    // Counted while this producer lives.
+    state.metrics.subscribers.inc();
+    let _counted = Subscribed(std::sync::Arc::clone(&state.metrics));
     let mut sent = since;
     if since != u64::MAX {
         loop {

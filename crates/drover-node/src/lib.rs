@@ -26,6 +26,7 @@ pub mod api;
 pub mod capacity;
 pub mod datadir;
 mod events;
+pub mod metrics;
 pub mod recovery;
 mod runner;
 
@@ -219,6 +220,13 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         pressure: Pressures::default(),
     });
     let waiting_for = runner::WaitingFor::default();
+    let metrics = Arc::new(metrics::Metrics::new());
+    metrics
+        .capacity_memory
+        .set(i64::try_from(capacity.memory_bytes).unwrap_or(i64::MAX));
+    metrics
+        .capacity_cpus
+        .set(f64::from(capacity.cpus.millis()) / 1000.0);
     let wake = Arc::new(tokio::sync::Notify::new());
 
     let (shutdown_tx, shutdown_rx) = watch::channel(0u32);
@@ -239,6 +247,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         waiting_for: Arc::clone(&waiting_for),
         wake: Arc::clone(&wake),
         queue_defaults: Arc::new(config.queue_defaults.clone()),
+        metrics: Arc::clone(&metrics),
     });
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -268,6 +277,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
             containment: Arc::clone(&containment),
             waiting_for,
             wake,
+            metrics,
         },
         Arc::clone(&store),
         Arc::clone(&data),

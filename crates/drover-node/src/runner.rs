@@ -55,6 +55,8 @@ pub(crate) struct RunnerConfig {
     pub waiting_for: WaitingFor,
     /// Rung by the API when a queue is resumed or widened: claim again.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Where attempts, claims and reservations are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Queued jobs this node passed over for lack of resources, and why (`status` shows it).
@@ -79,7 +81,7 @@ struct Live {
 
 /// Results of store calls made off the loop.
 pub(crate) enum Internal {
-    Claimed(Result<ClaimBatch, StoreError>, usize, bool),
+    Claimed(Result<ClaimBatch, StoreError>, usize, bool, Duration),
     Verdict(AttemptRef, Result<StartVerdict, StoreError>),
     Completed,
     Leases(Result<Vec<(AttemptRef, LeaseStatus)>, StoreError>, Instant),
@@ -176,6 +178,9 @@ impl Runner {
         self.promote_due();
 
         loop {
+            self.config
+                .metrics
+                .set_reserved(self.reserved(), self.live.len());
             let draining = drain_deadline.is_some();
             if !draining {
                 self.fill_slots();
@@ -339,8 +344,9 @@ impl Runner {
         let lease = self.config.lease;
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
+            let asked = Instant::now();
             let claimed = store.claim_within(&node, lease, free, admission).await;
-            let _ = tx.send(Internal::Claimed(claimed, free, contended));
+            let _ = tx.send(Internal::Claimed(claimed, free, contended, asked.elapsed()));
         });
     }
 
@@ -382,8 +388,12 @@ impl Runner {
 
     fn on_internal(&mut self, msg: Internal) {
         match msg {
-            Internal::Claimed(result, asked, contended) => {
+            Internal::Claimed(result, asked, contended, took) => {
                 self.claiming = 0;
+                self.config
+                    .metrics
+                    .claim_seconds
+                    .observe(took.as_secs_f64());
                 match result {
                     Ok(ClaimBatch { claims, waiting }) => {
                         // Fewer than asked: the queue is dry (or what is left does not fit)
@@ -527,8 +537,20 @@ impl Runner {
                 tracing::info!(%attempt, state = %recorded.state, reason = %recorded.reason, "attempt ended");
                 // The tree is gone, so the slot is free now. Recording the outcome goes on in
                 // its own task, and shutdown waits for it.
+                self.config
+                    .metrics
+                    .attempts
+                    .get_or_create(&crate::metrics::OutcomeLabels {
+                        state: recorded.state.to_string(),
+                        reason: recorded.reason.kind().to_string(),
+                    })
+                    .inc();
                 if let Some(live) = self.live.remove(&attempt) {
                     let ran = live.since.elapsed();
+                    self.config
+                        .metrics
+                        .attempt_seconds
+                        .observe(ran.as_secs_f64());
                     self.recent_runtime = Some(match self.recent_runtime {
                         Some(avg) => avg.mul_f64(0.8) + ran.mul_f64(0.2),
                         None => ran,

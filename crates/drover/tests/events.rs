@@ -255,3 +255,60 @@ fn ctrl_c_on_run_cancels_the_job() {
     assert_eq!(jobs[0]["state"], "cancelled");
     assert_eq!(jobs[0]["reason"], "cancelled_by_user");
 }
+
+/// A metric's value from a scrape, summed over series whose labels include `labels`.
+fn metric(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+fn scrape(node: &Node) -> prometheus_parse::Scrape {
+    let text = ureq::get(format!("{}/metrics", node.url()))
+        .call()
+        .expect("GET /metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text");
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).expect("Prometheus text that parses")
+}
+
+/// #7 acceptance 4: `/metrics` parses as Prometheus text, and its counters move when jobs run.
+#[test]
+fn metrics_parse_and_move_when_jobs_run() {
+    let node = Node::start(&["--memory", "2G"]);
+    let before = scrape(&node);
+    assert_eq!(
+        metric(&before, "drover_capacity_memory_bytes", &[]),
+        (2u64 << 30) as f64
+    );
+    let ok = node.submit(&["--", "true"]);
+    let bad = node.submit(&["--", "sh", "-c", "exit 3"]);
+    node.drover(&["wait", "--quiet", &ok, &bad]);
+    let after = scrape(&node);
+    let succeeded = [("state", "succeeded"), ("reason", "exit_code")];
+    let failed = [("state", "failed"), ("reason", "exit_code")];
+    assert_eq!(
+        metric(&after, "drover_attempts_total", &succeeded)
+            - metric(&before, "drover_attempts_total", &succeeded),
+        1.0
+    );
+    assert_eq!(metric(&after, "drover_attempts_total", &failed), 1.0);
+    assert_eq!(
+        metric(&after, "drover_jobs", &[("state", "succeeded")]),
+        1.0
+    );
+    assert_eq!(metric(&after, "drover_jobs", &[("state", "failed")]), 1.0);
+    assert!(metric(&after, "drover_attempt_duration_seconds_count", &[]) >= 2.0);
+    assert!(metric(&after, "drover_claim_duration_seconds_count", &[]) >= 1.0);
+}
