@@ -37,16 +37,33 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 struct Filter {
     job: Option<JobId>,
     states: Vec<JobState>,
+    queue: Option<String>,
+    /// The queue of each job seen, so a queue filter looks a job up once.
+    queues: HashMap<JobId, String>,
 }
 
 impl Filter {
-    fn wants(&self, event: &Event) -> bool {
-        self.job.is_none_or(|job| event.job_id == job)
-            && (self.states.is_empty() || self.states.contains(&event.state))
+    async fn wants(&mut self, store: &dyn drover_store::Store, event: &Event) -> bool {
+        if !(self.job.is_none_or(|job| event.job_id == job)
+            && (self.states.is_empty() || self.states.contains(&event.state)))
+        {
+            return false;
+        }
+        let Some(queue) = &self.queue else {
+            return true;
+        };
+        if !self.queues.contains_key(&event.job_id) {
+            let of_job = match store.get(event.job_id).await {
+                Ok(Some(job)) => job.spec.queue_name().to_string(),
+                _ => return false,
+            };
+            self.queues.insert(event.job_id, of_job);
+        }
+        self.queues.get(&event.job_id) == Some(queue)
     }
 }
 
-/// `GET /v1/events?since=SEQ&job=ID&state=S,...` (or the `Last-Event-ID` header).
+/// `GET /v1/events?since=SEQ&job=ID&queue=Q&state=S,...` (or the `Last-Event-ID` header).
 pub(crate) async fn events(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -70,6 +87,7 @@ pub(crate) async fn events(
                 .map_err(|_| ApiError::bad("job", format!("`{job}` is not a job id")))?,
         );
     }
+    filter.queue = params.get("queue").cloned();
     if let Some(states) = params.get("state") {
         for word in states.split(',').filter(|w| !w.is_empty()) {
             filter.states.push(
@@ -116,7 +134,7 @@ impl Drop for Subscribed {
 async fn produce(
     state: ApiState,
     since: u64,
-    filter: Filter,
+    mut filter: Filter,
     mut live: broadcast::Receiver<Event>,
     tx: mpsc::Sender<SseEvent>,
 ) {
@@ -136,7 +154,9 @@ async fn produce(
             let full = page.len() == BACKLOG_PAGE;
             for event in page {
                 sent = event.seq;
-                if filter.wants(&event) && tx.send(to_sse(&event)).await.is_err() {
+                if filter.wants(state.store.as_ref(), &event).await
+                    && tx.send(to_sse(&event)).await.is_err()
+                {
                     return;
                 }
             }
@@ -168,7 +188,9 @@ async fn produce(
                     continue; // already sent from the backlog
                 }
                 sent = event.seq;
-                if filter.wants(&event) && tx.send(to_sse(&event)).await.is_err() {
+                if filter.wants(state.store.as_ref(), &event).await
+                    && tx.send(to_sse(&event)).await.is_err()
+                {
                     return;
                 }
             }

@@ -51,6 +51,8 @@ pub enum Command {
     Cancel(CancelArgs),
     /// Wait until jobs end; exit 0 only if all succeeded.
     Wait(WaitArgs),
+    /// Follow every state change as it happens (pushed by the node, not polled).
+    Watch(WatchArgs),
     /// Change the priority of a waiting job.
     Priority(PriorityArgs),
     /// The dead-letter queue: jobs that ended unsuccessfully after their retries.
@@ -73,6 +75,23 @@ pub struct RunArgs {
     /// Everything `drover submit` takes.
     #[command(flatten)]
     pub submit: SubmitArgs,
+}
+
+/// `drover watch`
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Only jobs in this queue.
+    #[arg(long, value_name = "NAME")]
+    pub queue: Option<String>,
+    /// Only this job.
+    #[arg(long, value_name = "ID")]
+    pub job: Option<String>,
+    /// One JSON event per line (for scripts) instead of aligned rows.
+    #[arg(long)]
+    pub json: bool,
+    /// Start after this event sequence number (replays what came after it) instead of now.
+    #[arg(long, value_name = "SEQ")]
+    pub since: Option<u64>,
 }
 
 /// `drover priority`

@@ -140,6 +140,39 @@ impl Client {
             .map_err(|e| ClientError::Transport(format!("bad answer from the node: {e}")))
     }
 
+    /// Subscribes to the node's event stream (`path` is `/v1/events` with its query) and hands
+    /// each event to the returned channel from a thread of its own. The channel closes when
+    /// the stream ends; the thread ends at the next event after the receiver is dropped.
+    pub fn events(
+        &self,
+        path: &str,
+    ) -> Result<std::sync::mpsc::Receiver<drover_core::Event>, ClientError> {
+        use std::io::BufRead;
+        let body = self.stream(path)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut data = String::new();
+            for line in std::io::BufReader::new(body).lines() {
+                let Ok(line) = line else { return };
+                if let Some(chunk) = line.strip_prefix("data:") {
+                    data.push_str(chunk.trim_start());
+                } else if line.is_empty() && !data.is_empty() {
+                    // Only job events parse as events; `dropped`/`node_stopping` end the stream.
+                    match serde_json::from_str::<drover_core::Event>(&data) {
+                        Ok(event) => {
+                            if tx.send(event).is_err() {
+                                return;
+                            }
+                        }
+                        Err(_) => return,
+                    }
+                    data.clear();
+                }
+            }
+        });
+        Ok(rx)
+    }
+
     /// GET `path` and return the body as a reader (for logs, which may be long or endless).
     pub fn stream(&self, path: &str) -> Result<impl Read + 'static, ClientError> {
         let response = self

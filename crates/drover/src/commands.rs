@@ -1,6 +1,7 @@
 //! One function per subcommand. Each returns the process exit code (see `main::exit`).
 
-use std::io::{Read, Write};
+use std::collections::HashMap;
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use serde_json::json;
 use crate::cli::{
     CancelArgs, Cli, Concurrency, DlqAction, DlqArgs, DoctorArgs, LogsArgs, PriorityArgs,
     QueueAction, QueueArgs, RetryArgs, RunArgs, ServeArgs, StatusArgs, SubmitArgs, WaitArgs,
+    WatchArgs,
 };
 use crate::client::{Client, ClientError, default_data_dir};
 use crate::exit;
@@ -534,6 +536,52 @@ fn report_changes(answer: &serde_json::Value, done: &str) -> u8 {
     code
 }
 
+/// `drover watch`: one line per state change, as the node pushes them; ends when the node
+/// stops or drops the stream.
+pub fn watch(cli: &Cli, args: &WatchArgs) -> anyhow::Result<u8> {
+    let mut query = Vec::new();
+    if let Some(queue) = &args.queue {
+        query.push(format!("queue={queue}"));
+    }
+    if let Some(job) = &args.job {
+        query.push(format!("job={}", job_id(job)?));
+    }
+    if let Some(since) = args.since {
+        query.push(format!("since={since}"));
+    }
+    let path = format!("/v1/events?{}", query.join("&"));
+    let events = client(cli)?.events(&path)?;
+    let mut out = std::io::stdout().lock();
+    for event in events {
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(&event)?)?;
+        } else {
+            let reason = event
+                .reason
+                .as_ref()
+                .map(|r| r.to_string())
+                .unwrap_or_default();
+            let attempt = event.attempt.map(|a| format!("#{a}")).unwrap_or_default();
+            writeln!(
+                out,
+                "{:>8}  {}  {}  {:<3} {:<16} {:<10} {}",
+                event.seq,
+                event.at.format("%H:%M:%S%.3f"),
+                event.job_id,
+                attempt,
+                serde_json::to_value(event.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                event.state,
+                reason
+            )?;
+        }
+        out.flush()?;
+    }
+    Ok(exit::OK)
+}
+
 /// `drover priority ID N`
 pub fn priority(cli: &Cli, args: &PriorityArgs) -> anyhow::Result<u8> {
     let id = job_id(&args.id)?;
@@ -686,25 +734,77 @@ pub fn wait(cli: &Cli, args: &WaitArgs) -> anyhow::Result<u8> {
         }
     }
     let ids = job_ids(&args.ids)?;
-    let mut all_succeeded = true;
-    for id in ids {
-        let job = loop {
-            let Some(slice) = slice() else {
-                if !args.quiet {
-                    eprintln!("drover: timed out waiting for {id}");
+    // Subscribe first, then look: an ending between the two is seen by one or the other.
+    let events = client.events("/v1/events")?;
+    let mut pending: std::collections::HashSet<JobId> = ids.iter().copied().collect();
+    let mut ended: HashMap<JobId, JobRecord> = HashMap::new();
+    for id in &ids {
+        let job: JobRecord = client.get(&format!("/v1/jobs/{id}"))?;
+        if job.state.is_terminal() {
+            pending.remove(id);
+            ended.insert(*id, job);
+        }
+    }
+    let progress = (!args.quiet && ids.len() > 1 && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(ids.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} ended  {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_position(ended.len() as u64);
+        bar
+    });
+    let mut stream_open = true;
+    while !pending.is_empty() {
+        let wait = match deadline {
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+            None => Duration::from_secs(3600),
+        };
+        if wait.is_zero() {
+            if let Some(bar) = &progress {
+                bar.abandon();
+            }
+            if !args.quiet {
+                eprintln!("drover: timed out waiting for {} job(s)", pending.len());
+            }
+            return Ok(exit::TIMEOUT);
+        }
+        let next = if stream_open {
+            match events.recv_timeout(wait) {
+                Ok(event) => Some(event.job_id).filter(|_| event.state.is_terminal()),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    // The stream ended (node stopping, or it dropped us): long-poll instead.
+                    stream_open = false;
+                    None
                 }
-                return Ok(exit::TIMEOUT);
-            };
+            }
+        } else {
+            let id = *pending.iter().next().unwrap_or(&ids[0]);
+            let slice = wait.min(Duration::from_secs(30));
             let job: JobRecord = client.get(&format!(
                 "/v1/jobs/{id}/wait?timeout={}ms",
                 slice.as_millis().max(1)
             ))?;
-            if job.state.is_terminal() {
-                break job;
-            }
+            job.state.is_terminal().then_some(id)
         };
-        let succeeded = job.state == drover_core::JobState::Succeeded;
-        all_succeeded &= succeeded;
+        if let Some(id) = next.filter(|id| pending.contains(id)) {
+            pending.remove(&id);
+            let job: JobRecord = client.get(&format!("/v1/jobs/{id}"))?;
+            if let Some(bar) = &progress {
+                bar.inc(1);
+                bar.set_message(format!("{id} {}", job.state));
+            }
+            ended.insert(id, job);
+        }
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    let mut all_succeeded = true;
+    for id in &ids {
+        let Some(job) = ended.get(id) else { continue };
+        all_succeeded &= job.state == drover_core::JobState::Succeeded;
         if !args.quiet {
             let reason = job
                 .reason

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         Command::Wait(args) => commands::wait(&cli, args),
         Command::Doctor(args) => commands::doctor(args),
         Command::Priority(args) => commands::priority(&cli, args),
+        Command::Watch(args) => commands::watch(&cli, args),
         Command::Dlq(args) => commands::dlq(&cli, args),
         Command::Retry(args) => commands::retry(&cli, args),
         Command::Queue(args) => commands::queue(&cli, args),

@@ -312,3 +312,39 @@ fn metrics_parse_and_move_when_jobs_run() {
     assert!(metric(&after, "drover_attempt_duration_seconds_count", &[]) >= 2.0);
     assert!(metric(&after, "drover_claim_duration_seconds_count", &[]) >= 1.0);
 }
+
+/// `drover watch --json --queue q` prints q's changes as they happen, and nothing else.
+#[test]
+fn watch_follows_one_queue() {
+    let node = Node::start(&[]);
+    let mut watch = std::process::Command::new(common::BIN)
+        .args(["watch", "--json", "--queue", "q"])
+        .env("DROVER_DATA_DIR", node.data_dir())
+        .env_remove("DROVER_SERVER")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("drover watch");
+    // Events before the subscription opens are not replayed: wait until the node counts it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metric(&scrape(&node), "drover_event_subscribers", &[]) < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "watch never subscribed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let other = node.submit(&["--", "true"]);
+    let mine = node.submit(&["--queue", "q", "--", "true"]);
+    let mut lines = BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    let mut kinds = Vec::new();
+    while kinds.last().map(String::as_str) != Some("finished") {
+        let line = lines.next().expect("a line").expect("read");
+        let event: Value = serde_json::from_str(&line).expect("one JSON event per line");
+        assert_ne!(event["job_id"], other.as_str(), "an event of another queue");
+        assert_eq!(event["job_id"], mine.as_str());
+        kinds.push(event["kind"].as_str().unwrap_or("").to_string());
+    }
+    assert_eq!(kinds, vec!["submitted", "claimed", "started", "finished"]);
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
