@@ -52,12 +52,11 @@ impl Filter {
         let Some(queue) = &self.queue else {
             return true;
         };
-        if !self.queues.contains_key(&event.job_id) {
-            let of_job = match store.get(event.job_id).await {
-                Ok(Some(job)) => job.spec.queue_name().to_string(),
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.queues.entry(event.job_id) {
+            match store.get(event.job_id).await {
+                Ok(Some(job)) => slot.insert(job.spec.queue_name().to_string()),
                 _ => return false,
             };
-            self.queues.insert(event.job_id, of_job);
         }
         self.queues.get(&event.job_id) == Some(queue)
     }
