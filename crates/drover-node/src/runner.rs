@@ -337,6 +337,9 @@ impl Runner {
         if !self.want_claim || self.claiming > 0 || free == 0 {
             return;
         }
+        // Consumed now, not when the answer comes: a wake-up that arrives while this claim is
+        // in flight (a submit it may not see) sets it again, and is not lost.
+        self.want_claim = false;
         self.claiming = free;
         let (admission, contended) = self.admission();
         let store = Arc::clone(&self.store);
@@ -396,9 +399,12 @@ impl Runner {
                     .observe(took.as_secs_f64());
                 match result {
                     Ok(ClaimBatch { claims, waiting }) => {
-                        // Fewer than asked: the queue is dry (or what is left does not fit)
-                        // until an event or a freed reservation says otherwise.
-                        self.want_claim = claims.len() == asked;
+                        // As many as asked: there may be more. Fewer: the queue is dry (or
+                        // what is left does not fit) until an event says otherwise — including
+                        // one that came while this claim was in flight.
+                        if claims.len() == asked {
+                            self.want_claim = true;
+                        }
                         if !waiting.is_empty() && contended {
                             self.retry_claim_at = Some(Instant::now() + CONTENTION_RECHECK);
                         }
@@ -411,7 +417,6 @@ impl Runner {
                     }
                     Err(err) => {
                         tracing::error!(error = %err, "claim failed; retrying in 1 s");
-                        self.want_claim = false;
                         self.retry_claim_at = Some(Instant::now() + Duration::from_secs(1));
                     }
                 }
@@ -777,6 +782,59 @@ mod tests {
             .pop()
             .expect("a claim");
         (store, dir, claim.attempt)
+    }
+
+    /// A submit that lands while a claim is in flight must lead to another claim: the claim's
+    /// answer (fewer jobs than asked: it ran before the submit) must not clear the wake-up the
+    /// submit set. It did, and the job stayed queued until some unrelated event — which hung
+    /// `bench/run quick` in CI.
+    #[tokio::test]
+    async fn a_submit_during_a_claim_is_not_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path().join("drover.db")).expect("open"));
+        let data = Arc::new(DataDir::open(&dir.path().join("data")).expect("data dir"));
+        let containment = Arc::new(
+            Containment::detect(
+                drover_exec::BackendChoice::Only(drover_exec::BackendKind::Rlimit),
+                "unused",
+            )
+            .expect("rlimit"),
+        );
+        let (supervisor, _reports) = drover_exec::Supervisor::start(Arc::clone(&containment));
+        let config = RunnerConfig {
+            node: NodeId("n".into()),
+            slots: 1,
+            lease: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(1),
+            log_limit: 1 << 20,
+            capacity: Resources {
+                memory_bytes: 1 << 30,
+                cpu_millis: 1000,
+            },
+            reserve_after: Duration::from_secs(60),
+            containment,
+            waiting_for: WaitingFor::default(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+        };
+        let (mut runner, mut internal) = Runner::new(config, Arc::clone(&store), data, supervisor);
+        runner.maybe_claim();
+        assert_eq!(runner.claiming, 1, "a claim is in flight");
+        // The claim runs on an empty queue; its answer is on its way back to the loop...
+        let answer = internal.recv().await.expect("the claim's answer");
+        // ...when a submit commits and its event reaches the loop first.
+        let id = store
+            .submit(vec![JobSpec::new(["true"])])
+            .await
+            .expect("submit")[0];
+        runner.on_event(EventKind::Submitted, id, None);
+        runner.on_internal(answer);
+        assert!(runner.waiting.is_empty(), "the claim found nothing");
+        assert!(
+            runner.want_claim,
+            "the submit's wake-up survived the claim's answer"
+        );
     }
 
     #[test]
