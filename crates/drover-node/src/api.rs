@@ -97,7 +97,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, field: Option<&str>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, field: Option<&str>, message: impl Into<String>) -> Self {
         Self {
             status,
             field: field.map(str::to_string),

@@ -95,6 +95,24 @@ pub(crate) async fn events(
             );
         }
     }
+    if since != u64::MAX {
+        // A resume older than what is kept cannot be complete: say so rather than skip events.
+        let (oldest, newest) = state.store.event_bounds().await?;
+        let complete = match oldest {
+            Some(oldest) => since.saturating_add(1) >= oldest,
+            None => since >= newest,
+        };
+        if !complete {
+            return Err(ApiError::new(
+                axum::http::StatusCode::GONE,
+                Some("since"),
+                format!(
+                    "events after {since} are no longer kept (the oldest kept is {}); start over from the current state",
+                    oldest.map_or("none".to_string(), |o| o.to_string())
+                ),
+            ));
+        }
+    }
     // Subscribe before reading the backlog: nothing committed in between is missed.
     let live = state.store.subscribe();
     let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);

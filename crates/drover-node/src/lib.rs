@@ -60,6 +60,8 @@ pub struct NodeConfig {
     pub reserve_after: Duration,
     /// Per-queue defaults for fields a submitted spec leaves out.
     pub queue_defaults: api::QueueDefaults,
+    /// How long events are kept for clients to resume from.
+    pub events_retention: Duration,
 }
 
 impl NodeConfig {
@@ -77,6 +79,7 @@ impl NodeConfig {
             backend: BackendChoice::Auto,
             reserve_after: DEFAULT_RESERVE_AFTER,
             queue_defaults: api::QueueDefaults::new(),
+            events_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -196,6 +199,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         );
     }
 
+    prune_events(store.as_ref(), config.events_retention).await;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| NodeError::Listen {
@@ -264,6 +268,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     tracing::info!(%addr, %node, capacity = %capacity.describe(), backend = %containment.kind(),
         data_dir = %data.root().display(), "drover node serving");
 
+    spawn_event_pruner(Arc::clone(&store), config.events_retention);
     let (supervisor, reports) = Supervisor::start(Arc::clone(&containment));
     let (runner, internal) = runner::Runner::new(
         runner::RunnerConfig {
@@ -295,6 +300,32 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     }
     tracing::info!("drover node stopped");
     Ok(())
+}
+
+/// Deletes events older than `retention`.
+async fn prune_events(store: &dyn Store, retention: Duration) {
+    let Ok(retention) = chrono::Duration::from_std(retention) else {
+        return; // a retention too long to express keeps everything
+    };
+    let before = chrono::Utc::now() - retention;
+    match store.prune_events(before).await {
+        Ok(0) => {}
+        Ok(gone) => tracing::info!(gone, "pruned events past their retention"),
+        Err(err) => tracing::warn!(error = %err, "cannot prune events"),
+    }
+}
+
+/// Prunes events hourly (a housekeeping timer, not a poll: nothing waits on it). The first
+/// pruning happens before the API serves, so no client sees events about to go.
+fn spawn_event_pruner(store: Arc<dyn Store>, retention: Duration) {
+    tokio::spawn(async move {
+        let hour = Duration::from_secs(3600);
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + hour, hour);
+        loop {
+            every.tick().await;
+            prune_events(store.as_ref(), retention).await;
+        }
+    });
 }
 
 /// Counts SIGTERM/SIGINT into `tx`: the first starts a drain, the second stops jobs at once.

@@ -760,6 +760,28 @@ pub async fn queues_pause_and_limit_what_is_claimed(store: &dyn Store) {
     );
 }
 
+pub async fn pruned_events_are_reported_gone(store: &dyn Store) {
+    assert_eq!(store.event_bounds().await.unwrap(), (None, 0));
+    store.submit(vec![spec("a"), spec("b")]).await.unwrap();
+    assert_eq!(store.event_bounds().await.unwrap(), (Some(1), 2));
+    let gone = store
+        .prune_events(chrono::Utc::now() + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(gone, 2);
+    assert_eq!(
+        store.event_bounds().await.unwrap(),
+        (None, 2),
+        "the newest seq is remembered"
+    );
+    store.submit(vec![spec("c")]).await.unwrap();
+    assert_eq!(
+        store.event_bounds().await.unwrap(),
+        (Some(3), 3),
+        "seqs are never reused"
+    );
+}
+
 /// Generates one `#[tokio::test]` per conformance function for a backend. `$make` is an
 /// expression giving `(store, guard)`; the guard lives as long as the test (a temp dir, say).
 #[macro_export]
@@ -786,7 +808,8 @@ macro_rules! conformance_tests {
             priority_changes_reorder_the_queue,
             dependents_wait_then_run_or_fail_down_the_chain,
             cancelling_a_job_cancels_its_dependents,
-            queues_pause_and_limit_what_is_claimed
+            queues_pause_and_limit_what_is_claimed,
+            pruned_events_are_reported_gone
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

@@ -358,6 +358,13 @@ pub trait Store: Send + Sync + 'static {
     /// Events with `seq > after`, oldest first, at most `limit`.
     async fn events_since(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
 
+    /// Deletes events committed before `before` (the retention). Returns how many went.
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// The oldest event still kept, and the newest ever given (0 if none): a resume after
+    /// `seq` is complete only if `seq + 1 >= oldest` (or nothing is kept and `seq >= newest`).
+    async fn event_bounds(&self) -> Result<(Option<u64>, u64), StoreError>;
+
     /// Events committed from now on, in commit order.
     fn subscribe(&self) -> broadcast::Receiver<Event>;
 }

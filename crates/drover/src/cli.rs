@@ -248,6 +248,10 @@ pub struct ServeArgs {
     /// ahead of it, so that a stream of small jobs cannot starve it (default 60s).
     #[arg(long, value_name = "D")]
     pub reserve_after: Option<HumanDuration>,
+    /// How long events are kept for `GET /v1/events` clients to resume from; a resume from
+    /// before that is answered 410 Gone.
+    #[arg(long, default_value = "7d", value_name = "D")]
+    pub events_retention: HumanDuration,
     /// Settings file (default: drover.toml in the data dir, if there is one). Its `[serve]`
     /// table takes memory, cpus, slots, backend and reserve_after; flags win over it.
     #[arg(long, value_name = "FILE")]

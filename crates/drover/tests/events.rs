@@ -348,3 +348,31 @@ fn watch_follows_one_queue() {
     let _ = watch.kill();
     let _ = watch.wait();
 }
+
+/// Events past their retention are pruned; a resume from before the oldest kept one is told
+/// 410 Gone instead of getting a stream with a hole in it.
+#[test]
+fn a_resume_older_than_retention_is_gone() {
+    let mut node = Node::start(&["--events-retention", "1s"]);
+    let id = node.submit(&["--", "true"]);
+    node.drover(&["wait", "--quiet", &id]);
+    assert!(node.terminate().success());
+    std::thread::sleep(Duration::from_millis(1200));
+    node.restart(); // prunes at start
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let gone = agent
+        .get(format!("{}/v1/events", node.url()))
+        .header("Last-Event-ID", "1")
+        .call()
+        .expect("answered");
+    assert_eq!(gone.status(), 410);
+    // From the newest event on, nothing is missing: the stream opens.
+    let rx = subscribe(&node.url(), Some(4));
+    let late = node.submit(&["--", "true"]);
+    let event = next(&rx);
+    assert_eq!(event.id, Some(5));
+    assert_eq!(event.data["job_id"], late.as_str());
+}

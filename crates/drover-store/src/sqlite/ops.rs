@@ -1081,6 +1081,38 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let before = before.timestamp_millis();
+        self.write(move |tx| {
+            let gone = tx
+                .conn
+                .prepare_cached("DELETE FROM events WHERE at < ?1")?
+                .execute(params![before])?;
+            Ok(gone as u64)
+        })
+        .await
+    }
+
+    async fn event_bounds(&self) -> Result<(Option<u64>, u64), StoreError> {
+        self.read(|conn| {
+            let oldest: Option<i64> =
+                conn.query_row("SELECT MIN(seq) FROM events", [], |row| row.get(0))?;
+            // AUTOINCREMENT keeps the highest seq ever handed out, even after pruning.
+            let newest: Option<i64> = conn
+                .query_row(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            Ok((
+                oldest.and_then(|s| u64::try_from(s).ok()),
+                newest.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+            ))
+        })
+        .await
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.publisher().subscribe()
     }
