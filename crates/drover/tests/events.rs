@@ -376,3 +376,40 @@ fn a_resume_older_than_retention_is_gone() {
     assert_eq!(event.id, Some(5));
     assert_eq!(event.data["job_id"], late.as_str());
 }
+
+/// A subscriber that does not read is not buffered without bound: once it falls too far behind
+/// it gets a final `dropped` event naming the last event it was sent, and the stream ends.
+#[test]
+fn a_slow_subscriber_is_dropped_with_a_final_event() {
+    let node = Node::start(&[]);
+    assert!(node.drover(&["queue", "pause", "slow"]).status.success());
+    let response = ureq::get(format!("{}/v1/events", node.url()))
+        .call()
+        .expect("GET /v1/events");
+    // 20 000 submits in one transaction: far more events than the node buffers per subscriber.
+    let batch = tempfile::NamedTempFile::new().expect("temp file");
+    let line = serde_json::json!({"argv": ["true"], "cwd": "/", "queue": "slow"}).to_string();
+    std::fs::write(batch.path(), vec![line; 20_000].join("\n")).expect("write");
+    let out = node.drover(&["submit", "--batch", batch.path().to_str().expect("utf-8")]);
+    assert!(out.status.success());
+    // Only now read: what was buffered, then the goodbye.
+    let mut last_id = None;
+    let mut event = String::new();
+    let mut goodbye = None;
+    for line in BufReader::new(response.into_body().into_reader()).lines() {
+        let line = line.expect("read");
+        if let Some(v) = line.strip_prefix("id:") {
+            last_id = v.trim().parse::<u64>().ok();
+        } else if let Some(v) = line.strip_prefix("event:") {
+            event = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            if event == "dropped" {
+                goodbye = Some(serde_json::from_str::<Value>(v.trim()).expect("json"));
+            }
+        }
+    }
+    let goodbye = goodbye.expect("a final `dropped` event before the stream ended");
+    let last = last_id.expect("some events came first");
+    assert!(last < 20_000, "it was dropped, not fed everything");
+    assert_eq!(goodbye["last_event_id"], last, "it names where to resume");
+}
