@@ -67,6 +67,7 @@ pub type QueueDefaults = HashMap<String, serde_json::Map<String, serde_json::Val
 /// The `/v1` router.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/", get(web_page))
         .route("/metrics", get(metrics))
         .route("/v1/health", get(health))
         .route("/v1/node", get(node_info))
@@ -148,6 +149,18 @@ async fn not_found() -> ApiError {
 
 async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {
     Json(json!({"node": state.node, "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// The web page, compiled into the binary: one HTML file with its CSS and script, no build step.
+const WEB_PAGE: &str = include_str!("web/index.html");
+
+/// `GET /`: the live job table, on the event stream.
+async fn web_page() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        WEB_PAGE,
+    )
+        .into_response()
 }
 
 /// `GET /metrics`: Prometheus/OpenMetrics text. Stored-state gauges are read now.
