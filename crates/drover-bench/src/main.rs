@@ -39,7 +39,7 @@ struct Args {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Run one workload only and print its rows instead of writing a report (for profiling).
-    #[arg(long, value_parser = ["throughput", "submit", "cancel", "memory", "claim"])]
+    #[arg(long, value_parser = ["throughput", "submit", "cancel", "memory", "claim", "events"])]
     only: Option<String>,
 }
 
@@ -81,6 +81,7 @@ fn main() -> anyhow::Result<()> {
     let cancel = workloads::cancel_latency(&bench)?;
     let memory = workloads::memory(&bench)?;
     let claims = workloads::claim_scaling(&bench)?;
+    let events = workloads::event_latency(&bench)?;
 
     let report = render(
         &bench,
@@ -90,6 +91,7 @@ fn main() -> anyhow::Result<()> {
         &cancel,
         &memory,
         &claims,
+        &events,
     )?;
     std::fs::write(&out, report).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("bench: wrote {}", out.display());
@@ -111,6 +113,15 @@ fn run_only(bench: &Bench, only: &str) -> anyhow::Result<()> {
                 "submit p50 {:.2} ms, batch {:?}",
                 percentile(&s.single, 50.0) * 1e3,
                 s.batch_rates
+            );
+        }
+        "events" => {
+            let e = workloads::event_latency(bench)?;
+            println!(
+                "events: {} subscribers, p50 {:.2} ms, p99 {:.2} ms",
+                e.subscribers,
+                percentile(&e.latencies_ms, 50.0),
+                percentile(&e.latencies_ms, 99.0)
             );
         }
         "cancel" => {
@@ -216,6 +227,7 @@ fn render(
     cancel: &workloads::CancelLatency,
     memory: &workloads::Memory,
     claims: &[workloads::ClaimScaling],
+    events: &workloads::EventLatency,
 ) -> anyhow::Result<String> {
     let s = &bench.sizes;
     let mut md = String::new();
@@ -321,6 +333,22 @@ fn render(
         "| raw killpg | {} | {} |",
         ms(percentile(&cancel.raw, 50.0)),
         ms(percentile(&cancel.raw, 99.0))
+    )?;
+
+    writeln!(md, "\n## 3b. Event latency\n")?;
+    writeln!(
+        md,
+        "From an event's commit timestamp (`at`, stamped in the committing transaction: ms resolution, fsync included) to its arrival at each of {} SSE subscribers on loopback; {} events. Target: p99 < 5 ms.\n",
+        events.subscribers,
+        events.latencies_ms.len() / events.subscribers.max(1)
+    )?;
+    writeln!(md, "| | p50 | p99 | max |\n|---|---|---|---|")?;
+    writeln!(
+        md,
+        "| commit → subscriber | {:.1} ms | {:.1} ms | {:.1} ms |",
+        percentile(&events.latencies_ms, 50.0),
+        percentile(&events.latencies_ms, 99.0),
+        events.latencies_ms.iter().copied().fold(0.0, f64::max)
     )?;
 
     writeln!(md, "\n## 4. Memory of the node\n")?;

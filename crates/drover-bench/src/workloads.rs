@@ -23,6 +23,8 @@ pub struct Sizes {
     pub memory_jobs: usize,
     pub claim_queues: Vec<usize>,
     pub claim_jobs: usize,
+    pub event_subscribers: usize,
+    pub event_changes: usize,
 }
 
 impl Sizes {
@@ -37,6 +39,8 @@ impl Sizes {
             memory_jobs: 1000,
             claim_queues: vec![1000, 10_000],
             claim_jobs: 100,
+            event_subscribers: 10,
+            event_changes: 20,
         }
     }
 
@@ -51,6 +55,8 @@ impl Sizes {
             memory_jobs: 100_000,
             claim_queues: vec![1000, 100_000, 1_000_000],
             claim_jobs: 1000,
+            event_subscribers: 100,
+            event_changes: 200,
         }
     }
 }
@@ -506,4 +512,105 @@ pub fn claim_scaling(bench: &Bench) -> anyhow::Result<Vec<ClaimScaling>> {
         let _ = std::fs::remove_dir_all(dir.parent().unwrap_or(&dir));
     }
     Ok(rows)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Event latency
+
+/// Milliseconds from an event's commit timestamp to its arrival at each subscriber.
+pub struct EventLatency {
+    pub subscribers: usize,
+    pub latencies_ms: Vec<f64>,
+}
+
+/// `subscribers` clients on `GET /v1/events`; `changes` submits, one at a time, into a paused
+/// queue (so each is exactly one event and nothing else runs). Each arrival is timed against
+/// the event's `at`, which the store stamps in the committing transaction (ms resolution; it
+/// includes that transaction's fsync).
+pub fn event_latency(bench: &Bench) -> anyhow::Result<EventLatency> {
+    eprintln!("bench: event latency");
+    let subscribers = bench.sizes.event_subscribers;
+    let changes = bench.sizes.event_changes;
+    let node = bench.node("events", &["--slots", "1", "--shutdown-timeout", "1s"])?;
+    node.cli_ok(&["queue", "pause", "bench"])?;
+    let info = std::fs::read_to_string(node.data_dir.join("serve.json"))?;
+    let url = serde_json::from_str::<serde_json::Value>(&info)?["url"]
+        .as_str()
+        .context("serve.json has no url")?
+        .to_string();
+    let (tx, rx) = std::sync::mpsc::channel::<anyhow::Result<Vec<f64>>>();
+    for _ in 0..subscribers {
+        let response = ureq::get(format!("{url}/v1/events")).call()?;
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let reader = std::io::BufReader::new(response.into_body().into_reader());
+            let mut seen = Vec::with_capacity(changes);
+            for line in std::io::BufRead::lines(reader) {
+                let Ok(line) = line else { break };
+                let Some(data) = line.strip_prefix("data:") else {
+                    continue;
+                };
+                let now = chrono::Utc::now();
+                let at = serde_json::from_str::<serde_json::Value>(data.trim())
+                    .ok()
+                    .and_then(|v| {
+                        v["at"]
+                            .as_str()
+                            .and_then(|a| a.parse::<chrono::DateTime<chrono::Utc>>().ok())
+                    });
+                if let Some(at) = at {
+                    seen.push((now - at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+                }
+                if seen.len() == changes {
+                    break;
+                }
+            }
+            let _ = tx.send(Ok(seen));
+        });
+    }
+    drop(tx);
+    // Every subscriber is connected once the node counts it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = ureq::get(format!("{url}/metrics"))
+            .call()?
+            .body_mut()
+            .read_to_string()?;
+        let connected = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("drover_event_subscribers "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if connected as usize >= subscribers {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "only {connected} of {subscribers} subscribers connected"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let body = serde_json::json!({"argv": ["true"], "cwd": "/", "queue": "bench"});
+    for _ in 0..changes {
+        ureq::post(format!("{url}/v1/jobs")).send_json(&body)?;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut latencies_ms = Vec::with_capacity(subscribers * changes);
+    for _ in 0..subscribers {
+        let seen = rx
+            .recv_timeout(Duration::from_secs(60))
+            .context("a subscriber never got every event")??;
+        ensure!(
+            seen.len() == changes,
+            "a subscriber got {} of {changes} events",
+            seen.len()
+        );
+        latencies_ms.extend(seen);
+    }
+    node.cli_ok(&["cancel", "--all"])?;
+    node.stop()?;
+    Ok(EventLatency {
+        subscribers,
+        latencies_ms,
+    })
 }
