@@ -12,7 +12,7 @@ use drover_core::AttemptRef;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::contain::{Cell, Containment, reap_strays};
+use crate::contain::{Cell, Containment};
 use crate::ladder::{kill_tree, tree_alive};
 use crate::logs::{Activity, Captured, capture, create_log_file, pipe_reader};
 use crate::spawn::spawn_gated;
@@ -157,8 +157,6 @@ async fn run_attempt(
     let heartbeat = req.heartbeat_path.clone();
     tokio::task::spawn_blocking(move || {
         cell.remove();
-        // Orphans re-parented to the node (rlimit backend's subreaper) are reaped here.
-        reap_strays();
         if let Some(path) = heartbeat {
             let _ = std::fs::remove_file(path);
         }

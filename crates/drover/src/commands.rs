@@ -122,6 +122,16 @@ pub fn doctor(args: &DoctorArgs) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
+/// Where a submitted job runs: `--cwd` made absolute, else the caller's directory.
+fn job_cwd(args: &SubmitArgs) -> anyhow::Result<PathBuf> {
+    match &args.cwd {
+        Some(dir) => {
+            std::path::absolute(dir).with_context(|| format!("bad --cwd {}", dir.display()))
+        }
+        None => std::env::current_dir().context("cannot read the current directory; pass --cwd"),
+    }
+}
+
 /// The JSON spec for `POST /v1/jobs` that `submit` and `run` flags describe.
 fn spec_json(args: &SubmitArgs, cwd: &std::path::Path) -> anyhow::Result<serde_json::Value> {
     let mut spec = json!({
@@ -189,12 +199,7 @@ fn spec_json(args: &SubmitArgs, cwd: &std::path::Path) -> anyhow::Result<serde_j
 
 /// `drover submit`
 pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
-    let cwd = match &args.cwd {
-        Some(dir) => {
-            std::path::absolute(dir).with_context(|| format!("bad --cwd {}", dir.display()))?
-        }
-        None => std::env::current_dir().context("cannot read the current directory; pass --cwd")?,
-    };
+    let cwd = job_cwd(args)?;
     if let Some(file) = &args.batch {
         return submit_batch(cli, file, &cwd);
     }
@@ -404,12 +409,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
     if args.submit.batch.is_some() {
         return Err(UsageError("`run` takes one job; use `submit --batch` for many".into()).into());
     }
-    let cwd = match &args.submit.cwd {
-        Some(dir) => {
-            std::path::absolute(dir).with_context(|| format!("bad --cwd {}", dir.display()))?
-        }
-        None => std::env::current_dir().context("cannot read the current directory; pass --cwd")?,
-    };
+    let cwd = job_cwd(&args.submit)?;
     let spec = spec_json(&args.submit, &cwd)?;
     let client = client(cli)?;
     let answer: serde_json::Value = client.post("/v1/jobs", &spec)?;

@@ -391,7 +391,12 @@ impl Cell {
         let result = match &self.inner {
             CellInner::V2(cell) => cell.remove(),
             CellInner::V1(cell) => cell.remove(),
-            CellInner::Rlimit(_) => Ok(()),
+            // No directory; but orphans the node adopted as subreaper are reaped now. (With
+            // cgroups the node adopts nothing, so there is nothing to look for.)
+            CellInner::Rlimit(_) => {
+                reap_strays();
+                Ok(())
+            }
         };
         if let Err(err) = result {
             tracing::warn!(attempt = %self.attempt, error = %err, "cannot remove the attempt's cgroup");

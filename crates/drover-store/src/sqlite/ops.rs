@@ -148,6 +148,26 @@ fn settle_dependents(tx: &mut Tx<'_>, id: JobId, ended: JobState) -> Result<(), 
     Ok(())
 }
 
+/// Applies `change` to each job of `ids` that is in one of `allowed`, and says per job what
+/// happened: done (with the state it is in now), not applicable (its state), or not found.
+fn change_each(
+    tx: &mut Tx<'_>,
+    ids: Vec<JobId>,
+    allowed: &[JobState],
+    mut change: impl FnMut(&mut Tx<'_>, JobId, &JobHead) -> Result<JobState, StoreError>,
+) -> Result<Vec<(JobId, Change)>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let answer = match job_head(tx, id)? {
+            None => Change::NotFound,
+            Some(head) if !allowed.contains(&head.state) => Change::NotApplicable(head.state),
+            Some(head) => Change::Done(change(tx, id, &head)?),
+        };
+        out.push((id, answer));
+    }
+    Ok(out)
+}
+
 /// The stored spec of a job.
 fn job_spec(tx: &Tx<'_>, id: JobId) -> Result<JobSpec, StoreError> {
     let text: String = tx
@@ -435,19 +455,13 @@ impl Store for SqliteStore {
                     .map(|id| id.map_err(StoreError::from).and_then(|id| parse_id(&id)))
                     .collect::<Result<Vec<_>, _>>()?,
             };
-            let mut out = Vec::with_capacity(ids.len());
-            for id in ids {
-                let Some(head) = job_head(tx, id)? else {
-                    out.push((id, Change::NotFound));
-                    continue;
-                };
-                if !matches!(
-                    head.state,
-                    JobState::Failed | JobState::TimedOut | JobState::Lost | JobState::Cancelled
-                ) {
-                    out.push((id, Change::NotApplicable(head.state)));
-                    continue;
-                }
+            let retriable = [
+                JobState::Failed,
+                JobState::TimedOut,
+                JobState::Lost,
+                JobState::Cancelled,
+            ];
+            change_each(tx, ids, &retriable, |tx, id, head| {
                 let spec = job_spec(tx, id)?;
                 set_job_state(tx, id, head.state, JobState::Queued, None)?;
                 tx.conn
@@ -461,35 +475,22 @@ impl Store for SqliteStore {
                         id.to_string()
                     ])?;
                 tx.emit(EventKind::Retried, id, None, JobState::Queued, None, None)?;
-                out.push((id, Change::Done(JobState::Queued)));
-            }
-            Ok(out)
+                Ok(JobState::Queued)
+            })
         })
         .await
     }
 
     async fn dismiss(&self, ids: Vec<JobId>) -> Result<Vec<(JobId, Change)>, StoreError> {
         self.write(move |tx| {
-            let mut out = Vec::with_capacity(ids.len());
-            for id in ids {
-                let Some(head) = job_head(tx, id)? else {
-                    out.push((id, Change::NotFound));
-                    continue;
-                };
-                if !matches!(
-                    head.state,
-                    JobState::Failed | JobState::TimedOut | JobState::Lost
-                ) {
-                    out.push((id, Change::NotApplicable(head.state)));
-                    continue;
-                }
+            let dead = [JobState::Failed, JobState::TimedOut, JobState::Lost];
+            change_each(tx, ids, &dead, |tx, id, head| {
                 tx.conn
                     .prepare_cached("UPDATE jobs SET dismissed = 1 WHERE id = ?1")?
                     .execute(params![id.to_string()])?;
                 tx.emit(EventKind::Dismissed, id, None, head.state, None, None)?;
-                out.push((id, Change::Done(head.state)));
-            }
-            Ok(out)
+                Ok(head.state)
+            })
         })
         .await
     }
