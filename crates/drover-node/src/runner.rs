@@ -374,6 +374,10 @@ impl Runner {
             | EventKind::Retried
             | EventKind::Due
             | EventKind::Reprioritized => self.want_claim = true,
+            // An attempt that ended frees a place in its queue. The node's own ending counts
+            // too: the claim that follows an exit runs before the ending is recorded, so a
+            // queue at its limit still looks full to it.
+            EventKind::Finished | EventKind::Cancelled => self.want_claim = true,
             // A new due time may be earlier than the timer's.
             EventKind::Scheduled => self.promote_due(),
             EventKind::Unblocked => {
@@ -784,16 +788,13 @@ mod tests {
         (store, dir, claim.attempt)
     }
 
-    /// A submit that lands while a claim is in flight must lead to another claim: the claim's
-    /// answer (fewer jobs than asked: it ran before the submit) must not clear the wake-up the
-    /// submit set. It did, and the job stayed queued until some unrelated event — which hung
-    /// `bench/run quick` in CI.
-    #[tokio::test]
-    async fn a_submit_during_a_claim_is_not_lost() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(dir.path().join("drover.db")).expect("open"));
-        let data = Arc::new(DataDir::open(&dir.path().join("data")).expect("data dir"));
+    /// A runner with one slot over `store`, on the rlimit backend; its loop is not running, so a
+    /// test drives it step by step.
+    fn runner_over(
+        store: &Arc<dyn Store>,
+        dir: &std::path::Path,
+    ) -> (Runner, mpsc::UnboundedReceiver<Internal>) {
+        let data = Arc::new(DataDir::open(&dir.join("data")).expect("data dir"));
         let containment = Arc::new(
             Containment::detect(
                 drover_exec::BackendChoice::Only(drover_exec::BackendKind::Rlimit),
@@ -818,7 +819,19 @@ mod tests {
             wake: Arc::new(tokio::sync::Notify::new()),
             metrics: Arc::new(crate::metrics::Metrics::new()),
         };
-        let (mut runner, mut internal) = Runner::new(config, Arc::clone(&store), data, supervisor);
+        Runner::new(config, Arc::clone(store), data, supervisor)
+    }
+
+    /// A submit that lands while a claim is in flight must lead to another claim: the claim's
+    /// answer (fewer jobs than asked: it ran before the submit) must not clear the wake-up the
+    /// submit set. It did, and the job stayed queued until some unrelated event — which hung
+    /// `bench/run quick` in CI.
+    #[tokio::test]
+    async fn a_submit_during_a_claim_is_not_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path().join("drover.db")).expect("open"));
+        let (mut runner, mut internal) = runner_over(&store, dir.path());
         runner.maybe_claim();
         assert_eq!(runner.claiming, 1, "a claim is in flight");
         // The claim runs on an empty queue; its answer is on its way back to the loop...
@@ -834,6 +847,67 @@ mod tests {
         assert!(
             runner.want_claim,
             "the submit's wake-up survived the claim's answer"
+        );
+    }
+
+    /// The claim that follows an exit runs before the ending is recorded, so a queue at its
+    /// limit still looks full to it; the recorded ending must lead to another claim. It did not,
+    /// and the second job of a one-at-a-time queue stayed queued for good (seen in CI).
+    #[tokio::test]
+    async fn an_ending_recorded_after_the_claim_frees_the_queue() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path().join("drover.db")).expect("open"));
+        store
+            .set_queue("q".into(), None, Some(Some(1)))
+            .await
+            .expect("set queue");
+        let in_q = || {
+            let mut spec = JobSpec::new(["true"]);
+            spec.queue = Some("q".into());
+            spec
+        };
+        let first = store.submit(vec![in_q()]).await.expect("submit")[0];
+        let elsewhere = NodeId("elsewhere".into());
+        let running = store
+            .claim(&elsewhere, Duration::from_secs(30), 1)
+            .await
+            .expect("claim")
+            .pop()
+            .expect("the first job");
+        assert_eq!(running.attempt.job_id, first);
+        store
+            .mark_running(running.attempt, 1, None)
+            .await
+            .expect("running");
+        store.submit(vec![in_q()]).await.expect("submit");
+
+        let (mut runner, mut internal) = runner_over(&store, dir.path());
+        runner.maybe_claim();
+        let answer = internal.recv().await.expect("the claim's answer");
+        runner.on_internal(answer);
+        assert!(runner.waiting.is_empty(), "q is full: nothing to claim");
+        assert!(!runner.want_claim, "and nothing to look for until an event");
+
+        store
+            .complete(
+                running.attempt,
+                AttemptOutcome {
+                    exit_code: Some(0),
+                    ..AttemptOutcome::bare(JobState::Succeeded, Reason::ExitCode(0))
+                },
+            )
+            .await
+            .expect("complete");
+        runner.on_event(EventKind::Finished, first, Some(running.attempt.attempt));
+        assert!(runner.want_claim, "the ending woke a claim");
+        runner.maybe_claim();
+        let answer = internal.recv().await.expect("the claim's answer");
+        runner.on_internal(answer);
+        assert_eq!(
+            runner.live.len() + runner.waiting.len(),
+            1,
+            "the second job of q was claimed"
         );
     }
 
