@@ -16,6 +16,9 @@ use crate::peers::Pueue;
 #[derive(Debug, Clone)]
 pub struct Sizes {
     pub jobs: usize,
+    /// Jobs per pueue throughput run: pueue starts jobs on a ~300 ms tick (a few jobs/s), so
+    /// `jobs` of them would take most of the run to show the same steady rate.
+    pub pueue_jobs: usize,
     pub runs: usize,
     pub submit_samples: usize,
     pub batch: usize,
@@ -32,6 +35,7 @@ impl Sizes {
     pub fn quick() -> Self {
         Self {
             jobs: 200,
+            pueue_jobs: 50,
             runs: 1,
             submit_samples: 10,
             batch: 1000,
@@ -48,6 +52,7 @@ impl Sizes {
     pub fn full() -> Self {
         Self {
             jobs: 2000,
+            pueue_jobs: 300,
             runs: 3,
             submit_samples: 100,
             batch: 10_000,
@@ -208,7 +213,8 @@ pub fn throughput(bench: &Bench) -> anyhow::Result<Vec<Throughput>> {
             shell(&format!("seq {n} | parallel --will-cite -j {c} /bin/true"))?;
             Ok(n as f64 / seconds(start))
         });
-        measure("pueue", bench.pueue.clone(), &|| pueue_rate(bench, n, c));
+        let pueue_n = bench.sizes.pueue_jobs.min(n);
+        measure("pueue", bench.pueue.clone(), &|| pueue_rate(bench, pueue_n, c));
     }
     // drover's correctness is asserted inside drover_rate: every job succeeded.
     if let Some(failed) = rows.iter().find(|r| r.tool == "drover" && r.rates.is_err()) {
