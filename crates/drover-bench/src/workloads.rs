@@ -214,7 +214,9 @@ pub fn throughput(bench: &Bench) -> anyhow::Result<Vec<Throughput>> {
             Ok(n as f64 / seconds(start))
         });
         let pueue_n = bench.sizes.pueue_jobs.min(n);
-        measure("pueue", bench.pueue.clone(), &|| pueue_rate(bench, pueue_n, c));
+        measure("pueue", bench.pueue.clone(), &|| {
+            pueue_rate(bench, pueue_n, c)
+        });
     }
     // drover's correctness is asserted inside drover_rate: every job succeeded.
     if let Some(failed) = rows.iter().find(|r| r.tool == "drover" && r.rates.is_err()) {
@@ -440,7 +442,7 @@ fn prefill(db: &Path, queued: usize, measured: usize) -> anyhow::Result<Vec<drov
         .build()?;
     runtime.block_on(async {
         use drover_store::Store;
-        let store = drover_store::SqliteStore::open(db)?;
+        let store = drover_store::SqlStore::sqlite(db)?;
         let mut low = drover_core::JobSpec::new(["/bin/true"]);
         low.priority = -1;
         let mut left = queued;
@@ -488,7 +490,7 @@ pub fn claim_scaling(bench: &Bench) -> anyhow::Result<Vec<ClaimScaling>> {
             .build()?;
         let (first, last) = runtime.block_on(async {
             use drover_store::Store;
-            let store = drover_store::SqliteStore::open(dir.join("drover.db"))?;
+            let store = drover_store::SqlStore::sqlite(dir.join("drover.db"))?;
             let mut first = None;
             let mut last = None;
             for id in &ids {

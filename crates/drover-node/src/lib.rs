@@ -17,7 +17,7 @@ use std::time::Duration;
 use drover_core::{Cpus, Limits, Size};
 pub use drover_exec::host::{Memory, Pressure, Pressures};
 use drover_exec::{BackendReport, Containment, Supervisor};
-use drover_store::{SqliteStore, Store, StoreError};
+use drover_store::{SqlStore, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -170,7 +170,7 @@ pub enum NodeError {
 pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     let data = Arc::new(DataDir::open(&config.data_dir)?);
     let node = data.node_id()?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(data.database())?);
+    let store: Arc<dyn Store> = Arc::new(SqlStore::sqlite(data.database())?);
 
     let containment = Arc::new(Containment::detect(
         config.backend,

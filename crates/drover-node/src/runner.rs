@@ -769,11 +769,11 @@ pub fn to_attempt_outcome(outcome: &Outcome) -> AttemptOutcome {
 mod tests {
     use super::*;
     use drover_core::JobSpec;
-    use drover_store::SqliteStore;
+    use drover_store::SqlStore;
 
-    async fn store_with_claim() -> (SqliteStore, tempfile::TempDir, AttemptRef) {
+    async fn store_with_claim() -> (SqlStore, tempfile::TempDir, AttemptRef) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(dir.path().join("drover.db")).expect("open");
+        let store = SqlStore::sqlite(dir.path().join("drover.db")).expect("open");
         store
             .submit(vec![JobSpec::new(["true"])])
             .await
@@ -830,7 +830,7 @@ mod tests {
     async fn a_submit_during_a_claim_is_not_lost() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(dir.path().join("drover.db")).expect("open"));
+            Arc::new(SqlStore::sqlite(dir.path().join("drover.db")).expect("open"));
         let (mut runner, mut internal) = runner_over(&store, dir.path());
         runner.maybe_claim();
         assert_eq!(runner.claiming, 1, "a claim is in flight");
@@ -857,7 +857,7 @@ mod tests {
     async fn an_ending_recorded_after_the_claim_frees_the_queue() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(dir.path().join("drover.db")).expect("open"));
+            Arc::new(SqlStore::sqlite(dir.path().join("drover.db")).expect("open"));
         store
             .set_queue("q".into(), None, Some(Some(1)))
             .await

@@ -6,8 +6,10 @@
 //! completion is fenced by `(job_id, attempt)` (invariant 3), so the same trait serves one node on
 //! SQLite today and many nodes on PostgreSQL (#8).
 //!
-//! [`SqliteStore`] is the embedded default. The `conformance` module (feature `conformance`) holds the behavioural tests
-//! every implementation must pass.
+//! [`SqlStore`] implements it once for both databases: SQLite, the embedded default
+//! ([`SqlStore::sqlite`]), and PostgreSQL, shared by many nodes ([`SqlStore::postgres`]). The
+//! `conformance` module (feature `conformance`) holds the behavioural tests every backend must
+//! pass; both run them.
 
 use std::time::Duration;
 
@@ -21,9 +23,13 @@ use tokio::sync::broadcast;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+mod postgres;
+mod sql;
 mod sqlite;
+#[cfg(any(test, feature = "conformance"))]
+pub mod testing;
 
-pub use sqlite::SqliteStore;
+pub use sql::SqlStore;
 
 /// What can go wrong in a store.
 #[derive(Debug, thiserror::Error)]

@@ -10,13 +10,11 @@ use drover_core::{
     Admission, AttemptRef, Decision, Event, EventKind, JobId, JobRecord, JobSpec, JobState, NodeId,
     Reason,
 };
-use rusqlite::types::Value;
-use rusqlite::{OptionalExtension, params};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::rows::{event_row, load_jobs, parse_id, parse_spec, parse_state};
-use super::{SqliteStore, Tx, ms_to_time};
+use super::{Dialect, SqlStore, Tx, Value, ms_to_time, params};
 use crate::{
     ADMISSION_WINDOW, AttemptOutcome, CancelOutcome, Change, Claim, ClaimBatch, Completion,
     JobFilter, LeaseStatus, LiveAttempt, QueueInfo, StartVerdict, StateCounts, Store, StoreError,
@@ -38,21 +36,21 @@ struct JobHead {
     cancel_requested: bool,
 }
 
+/// On PostgreSQL this locks the job's row until commit, so that a decision made on what it read
+/// (is this attempt still live? is a cancel pending?) cannot race another node's change.
 fn job_head(tx: &Tx<'_>, id: JobId) -> Result<Option<JobHead>, StoreError> {
-    let row = tx
-        .conn
-        .prepare_cached(
-            "SELECT state, attempt, max_attempts, cancel_requested FROM jobs WHERE id = ?1",
-        )?
-        .query_row(params![id.to_string()], |row| {
+    let row = tx.conn.query_opt(
+        "SELECT state, attempt, max_attempts, cancel_requested FROM jobs WHERE id = ?1 /*lock*/",
+        params![id.to_string()],
+        |row| {
             Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, u32>(1)?,
-                row.get::<_, u32>(2)?,
-                row.get::<_, bool>(3)?,
+                row.get::<String>(0)?,
+                row.get::<u32>(1)?,
+                row.get::<u32>(2)?,
+                row.get::<bool>(3)?,
             ))
-        })
-        .optional()?;
+        },
+    )?;
     row.map(|(state, attempt, max_attempts, cancel_requested)| {
         Ok(JobHead {
             state: parse_state(&state)?,
@@ -69,25 +67,22 @@ fn job_head(tx: &Tx<'_>, id: JobId) -> Result<Option<JobHead>, StoreError> {
 /// succeeded), fail with `dependency_failed`, or are cancelled with it — and so on down the
 /// chain, since each of those is a state change that comes back here.
 fn settle_dependents(tx: &mut Tx<'_>, id: JobId, ended: JobState) -> Result<(), StoreError> {
-    let dependents = tx
-        .conn
-        .prepare_cached(
-            "SELECT d.job_id FROM deps d JOIN jobs j ON j.id = d.job_id
+    let dependents = tx.conn.query_map(
+        "SELECT d.job_id FROM deps d JOIN jobs j ON j.id = d.job_id
              WHERE d.after_id = ?1 AND j.state = 'blocked'",
-        )?
-        .query_map(params![id.to_string()], |row| row.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        params![id.to_string()],
+        |row| row.get::<String>(0),
+    )?;
     for dependent in dependents {
         let dependent = parse_id(&dependent)?;
         match ended {
             JobState::Succeeded => {
-                let pending: i64 = tx
-                    .conn
-                    .prepare_cached(
-                        "SELECT COUNT(*) FROM deps d JOIN jobs j ON j.id = d.after_id
+                let pending: i64 = tx.conn.query_row(
+                    "SELECT COUNT(*) FROM deps d JOIN jobs j ON j.id = d.after_id
                          WHERE d.job_id = ?1 AND j.state != 'succeeded'",
-                    )?
-                    .query_row(params![dependent.to_string()], |row| row.get(0))?;
+                    params![dependent.to_string()],
+                    |row| row.get(0),
+                )?;
                 if pending > 0 {
                     continue;
                 }
@@ -102,9 +97,10 @@ fn settle_dependents(tx: &mut Tx<'_>, id: JobId, ended: JobState) -> Result<(), 
                     JobState::Queued
                 };
                 set_job_state(tx, dependent, JobState::Blocked, next, None)?;
-                tx.conn
-                    .prepare_cached("UPDATE jobs SET not_before = ?1 WHERE id = ?2")?
-                    .execute(params![not_before, dependent.to_string()])?;
+                tx.conn.execute(
+                    "UPDATE jobs SET not_before = ?1 WHERE id = ?2",
+                    params![not_before, dependent.to_string()],
+                )?;
                 tx.emit(EventKind::Unblocked, dependent, None, next, None, None)?;
             }
             JobState::Cancelled => {
@@ -170,10 +166,11 @@ fn change_each(
 
 /// The stored spec of a job.
 fn job_spec(tx: &Tx<'_>, id: JobId) -> Result<JobSpec, StoreError> {
-    let text: String = tx
-        .conn
-        .prepare_cached("SELECT spec FROM jobs WHERE id = ?1")?
-        .query_row(params![id.to_string()], |row| row.get(0))?;
+    let text: String = tx.conn.query_row(
+        "SELECT spec FROM jobs WHERE id = ?1",
+        params![id.to_string()],
+        |row| row.get(0),
+    )?;
     parse_spec(&text)
 }
 
@@ -186,21 +183,19 @@ fn set_job_state(
 ) -> Result<(), StoreError> {
     from.check(to)?;
     let finished_at = to.is_terminal().then_some(tx.now_ms);
-    let changed = tx
-        .conn
-        .prepare_cached(
-            "UPDATE jobs SET state = ?1, updated_at = ?2, finished_at = ?3,
+    let changed = tx.conn.execute(
+        "UPDATE jobs SET state = ?1, updated_at = ?2, finished_at = ?3,
                  reason = COALESCE(?4, reason)
              WHERE id = ?5 AND state = ?6",
-        )?
-        .execute(params![
+        params![
             to.as_str(),
             tx.now_ms,
             finished_at,
             reason.map(|r| r.to_string()),
             id.to_string(),
             from.as_str(),
-        ])?;
+        ],
+    )?;
     if changed == 1 {
         if to.is_terminal() {
             settle_dependents(tx, id, to)?;
@@ -214,7 +209,7 @@ fn set_job_state(
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<JobId>, StoreError> {
         self.write(move |tx| {
             let mut ids = Vec::with_capacity(specs.len());
@@ -224,9 +219,7 @@ impl Store for SqliteStore {
                 if let Some(key) = &spec.idempotency_key {
                     let existing: Option<String> = tx
                         .conn
-                        .prepare_cached("SELECT id FROM jobs WHERE idempotency_key = ?1")?
-                        .query_row(params![key], |row| row.get(0))
-                        .optional()?;
+                        .query_opt("SELECT id FROM jobs WHERE idempotency_key = ?1", params![key], |row| row.get(0))?;
                     if let Some(existing) = existing {
                         ids.push(parse_id(&existing)?);
                         continue;
@@ -265,13 +258,10 @@ impl Store for SqliteStore {
                     JobState::Queued
                 };
                 tx.conn
-                    .prepare_cached(
-                        "INSERT INTO jobs (id, name, state, priority, spec, max_attempts,
+                    .execute("INSERT INTO jobs (id, name, state, priority, spec, max_attempts,
                                            created_at, updated_at, not_before, idempotency_key,
                                            queue)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
-                    )?
-                    .execute(params![
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)", params![
                         id.to_string(),
                         spec.display_name(),
                         state.as_str(),
@@ -285,19 +275,13 @@ impl Store for SqliteStore {
                     ])?;
                 for after in &spec.after {
                     tx.conn
-                        .prepare_cached(
-                            "INSERT OR IGNORE INTO deps (job_id, after_id) VALUES (?1, ?2)",
-                        )?
-                        .execute(params![id.to_string(), after.to_string()])?;
+                        .execute("INSERT INTO deps (job_id, after_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING", params![id.to_string(), after.to_string()])?;
                 }
                 if doomed {
                     // A job it needs already ended unsuccessfully: it can never run.
                     let reason = Reason::DependencyFailed;
                     tx.conn
-                        .prepare_cached(
-                            "UPDATE jobs SET reason = ?1, finished_at = ?2 WHERE id = ?3",
-                        )?
-                        .execute(params![reason.to_string(), tx.now_ms, id.to_string()])?;
+                        .execute("UPDATE jobs SET reason = ?1, finished_at = ?2 WHERE id = ?3", params![reason.to_string(), tx.now_ms, id.to_string()])?;
                     tx.emit(EventKind::Submitted, id, None, state, None, Some(&reason))?;
                     ids.push(id);
                     continue;
@@ -361,13 +345,11 @@ impl Store for SqliteStore {
 
     async fn counts(&self) -> Result<StateCounts, StoreError> {
         self.read(|conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
-            let rows = stmt
-                .query_map([], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let rows = conn.query_map(
+                "SELECT state, COUNT(*) FROM jobs GROUP BY state",
+                params![],
+                |row| Ok((row.get::<String>(0)?, row.get::<i64>(1)?)),
+            )?;
             rows.into_iter()
                 .map(|(state, n)| Ok((parse_state(&state)?, u64::try_from(n).unwrap_or(0))))
                 .collect()
@@ -379,26 +361,18 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let due = tx
                 .conn
-                .prepare_cached(
-                    "SELECT id FROM jobs INDEXED BY jobs_due
-                     WHERE state = 'scheduled' AND not_before <= ?1 ORDER BY not_before",
-                )?
-                .query_map(params![tx.now_ms], |row| row.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .query_map("SELECT id FROM jobs INDEXED BY jobs_due
+                     WHERE state = 'scheduled' AND not_before <= ?1 ORDER BY not_before /*skip locked*/", params![tx.now_ms], |row| row.get::<String>(0))?;
             for id in &due {
                 let id = parse_id(id)?;
                 set_job_state(tx, id, JobState::Scheduled, JobState::Queued, None)?;
                 tx.conn
-                    .prepare_cached("UPDATE jobs SET not_before = NULL WHERE id = ?1")?
-                    .execute(params![id.to_string()])?;
+                    .execute("UPDATE jobs SET not_before = NULL WHERE id = ?1", params![id.to_string()])?;
                 tx.emit(EventKind::Due, id, None, JobState::Queued, None, None)?;
             }
             let next: Option<i64> = tx
                 .conn
-                .prepare_cached(
-                    "SELECT MIN(not_before) FROM jobs INDEXED BY jobs_due WHERE state = 'scheduled'",
-                )?
-                .query_row([], |row| row.get(0))?;
+                .query_row("SELECT MIN(not_before) FROM jobs INDEXED BY jobs_due WHERE state = 'scheduled'", params![], |row| row.get(0))?;
             Ok((due.len(), next.map(ms_to_time)))
         })
         .await
@@ -417,9 +391,10 @@ impl Store for SqliteStore {
             spec.priority = priority;
             let spec_json =
                 serde_json::to_string(&spec).map_err(|e| StoreError::Database(e.to_string()))?;
-            tx.conn
-                .prepare_cached("UPDATE jobs SET priority = ?1, spec = ?2 WHERE id = ?3")?
-                .execute(params![priority, spec_json, id.to_string()])?;
+            tx.conn.execute(
+                "UPDATE jobs SET priority = ?1, spec = ?2 WHERE id = ?3",
+                params![priority, spec_json, id.to_string()],
+            )?;
             tx.emit(EventKind::Reprioritized, id, None, head.state, None, None)?;
             Ok(Change::Done(head.state))
         })
@@ -445,15 +420,12 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let ids = match ids {
                 Some(ids) => ids,
-                None => tx
-                    .conn
-                    .prepare_cached(
-                        "SELECT id FROM jobs INDEXED BY jobs_dlq
+                None => tx.conn.query_map(
+                    "SELECT id FROM jobs INDEXED BY jobs_dlq
                          WHERE state IN ('failed', 'timed_out', 'lost') AND dismissed = 0",
-                    )?
-                    .query_map([], |row| row.get::<_, String>(0))?
-                    .map(|id| id.map_err(StoreError::from).and_then(|id| parse_id(&id)))
-                    .collect::<Result<Vec<_>, _>>()?,
+                    params![],
+                    |row| parse_id(&row.get::<String>(0)?),
+                )?,
             };
             let retriable = [
                 JobState::Failed,
@@ -464,16 +436,15 @@ impl Store for SqliteStore {
             change_each(tx, ids, &retriable, |tx, id, head| {
                 let spec = job_spec(tx, id)?;
                 set_job_state(tx, id, head.state, JobState::Queued, None)?;
-                tx.conn
-                    .prepare_cached(
-                        "UPDATE jobs SET max_attempts = ?1, dismissed = 0, reason = NULL,
+                tx.conn.execute(
+                    "UPDATE jobs SET max_attempts = ?1, dismissed = 0, reason = NULL,
                              finished_at = NULL, not_before = NULL, cancel_requested = 0
                          WHERE id = ?2",
-                    )?
-                    .execute(params![
+                    params![
                         head.attempt.saturating_add(spec.retries).saturating_add(1),
                         id.to_string()
-                    ])?;
+                    ],
+                )?;
                 tx.emit(EventKind::Retried, id, None, JobState::Queued, None, None)?;
                 Ok(JobState::Queued)
             })
@@ -485,9 +456,10 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let dead = [JobState::Failed, JobState::TimedOut, JobState::Lost];
             change_each(tx, ids, &dead, |tx, id, head| {
-                tx.conn
-                    .prepare_cached("UPDATE jobs SET dismissed = 1 WHERE id = ?1")?
-                    .execute(params![id.to_string()])?;
+                tx.conn.execute(
+                    "UPDATE jobs SET dismissed = 1 WHERE id = ?1",
+                    params![id.to_string()],
+                )?;
                 tx.emit(EventKind::Dismissed, id, None, head.state, None, None)?;
                 Ok(head.state)
             })
@@ -506,36 +478,37 @@ impl Store for SqliteStore {
                 waiting: 0,
                 running: 0,
             };
-            let mut settings =
-                conn.prepare_cached("SELECT name, paused, concurrency FROM queues")?;
-            let rows = settings.query_map([], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, bool>(1)?,
-                    row.get::<_, Option<u32>>(2)?,
-                ))
-            })?;
-            for row in rows {
-                let (name, paused, concurrency) = row?;
+            let rows = conn.query_map(
+                "SELECT name, paused, concurrency FROM queues",
+                params![],
+                |row| {
+                    Ok((
+                        row.get::<String>(0)?,
+                        row.get::<bool>(1)?,
+                        row.get::<Option<u32>>(2)?,
+                    ))
+                },
+            )?;
+            for (name, paused, concurrency) in rows {
                 let mut info = blank(&name);
                 info.paused = paused;
                 info.concurrency = concurrency;
                 out.insert(name, info);
             }
-            let mut load = conn.prepare_cached(
+            let rows = conn.query_map(
                 "SELECT queue, state, COUNT(*) FROM jobs
                  WHERE state IN ('blocked', 'scheduled', 'queued', 'starting', 'running')
                  GROUP BY queue, state",
+                params![],
+                |row| {
+                    Ok((
+                        row.get::<String>(0)?,
+                        row.get::<String>(1)?,
+                        row.get::<u64>(2)?,
+                    ))
+                },
             )?;
-            let rows = load.query_map([], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, u64>(2)?,
-                ))
-            })?;
-            for row in rows {
-                let (name, state, count) = row?;
+            for (name, state, count) in rows {
                 let info = out.entry(name.clone()).or_insert_with(|| blank(&name));
                 match state.as_str() {
                     "queued" => info.queued += count,
@@ -562,18 +535,21 @@ impl Store for SqliteStore {
         }
         let key = name.clone();
         self.write(move |tx| {
-            tx.conn
-                .prepare_cached("INSERT OR IGNORE INTO queues (name) VALUES (?1)")?
-                .execute(params![key])?;
+            tx.conn.execute(
+                "INSERT INTO queues (name) VALUES (?1) ON CONFLICT DO NOTHING",
+                params![key],
+            )?;
             if let Some(paused) = paused {
-                tx.conn
-                    .prepare_cached("UPDATE queues SET paused = ?1 WHERE name = ?2")?
-                    .execute(params![paused, key])?;
+                tx.conn.execute(
+                    "UPDATE queues SET paused = ?1 WHERE name = ?2",
+                    params![paused, key],
+                )?;
             }
             if let Some(concurrency) = concurrency {
-                tx.conn
-                    .prepare_cached("UPDATE queues SET concurrency = ?1 WHERE name = ?2")?
-                    .execute(params![concurrency, key])?;
+                tx.conn.execute(
+                    "UPDATE queues SET concurrency = ?1 WHERE name = ?2",
+                    params![concurrency, key],
+                )?;
             }
             Ok(())
         })
@@ -586,12 +562,12 @@ impl Store for SqliteStore {
 
     async fn has_active(&self) -> Result<bool, StoreError> {
         self.read(|conn| {
-            Ok(conn
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM jobs
+            conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM jobs
                      WHERE state IN ('blocked', 'scheduled', 'queued', 'starting', 'running'))",
-                )?
-                .query_row([], |row| row.get(0))?)
+                params![],
+                |row| row.get(0),
+            )
         })
         .await
     }
@@ -606,45 +582,36 @@ impl Store for SqliteStore {
         let node = node.clone();
         self.write(move |tx| {
             let limit = i64::try_from(max.saturating_add(ADMISSION_WINDOW)).unwrap_or(i64::MAX);
+            // INDEXED BY: without statistics SQLite may pick `jobs_state` and sort every queued
+            // job per claim; this reads the claim index from its start. On PostgreSQL, SKIP
+            // LOCKED lets nodes claim at once without waiting on each other's candidates.
             let next = tx
                 .conn
-                .prepare_cached(
-                    // INDEXED BY: without statistics SQLite may pick `jobs_state` and sort
-                    // every queued job per claim; this reads the claim index from its start.
-                    "SELECT id, spec, attempt, updated_at, queue FROM jobs INDEXED BY jobs_claim
+                .query_map("SELECT id, spec, attempt, updated_at, queue FROM jobs INDEXED BY jobs_claim
                      WHERE state = 'queued'
                        AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)
-                     ORDER BY priority DESC, id LIMIT ?1",
-                )?
-                .query_map(params![limit], |row| {
+                     ORDER BY priority DESC, id LIMIT ?1 /*skip locked*/", params![limit], |row| {
                     Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, u32>(2)?,
-                        row.get::<_, i64>(3)?,
-                        row.get::<_, String>(4)?,
+                        row.get::<String>(0)?,
+                        row.get::<String>(1)?,
+                        row.get::<u32>(2)?,
+                        row.get::<i64>(3)?,
+                        row.get::<String>(4)?,
                     ))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            // Room left in each queue that has a concurrency limit, counted once per claim.
+                })?;
+            // Room left in each queue that has a concurrency limit, counted once per claim. The
+            // rows are locked (in name order) so that two nodes cannot both fill the last place.
             let limits = tx
                 .conn
-                .prepare_cached(
-                    "SELECT name, concurrency FROM queues WHERE concurrency IS NOT NULL",
-                )?
-                .query_map([], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .query_map("SELECT name, concurrency FROM queues WHERE concurrency IS NOT NULL ORDER BY name /*lock*/", params![], |row| {
+                    Ok((row.get::<String>(0)?, row.get::<i64>(1)?))
+                })?;
             let mut room: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
             for (queue, limit) in limits {
                 let live: i64 = tx
                     .conn
-                    .prepare_cached(
-                        "SELECT COUNT(*) FROM jobs INDEXED BY jobs_queue_live
-                         WHERE queue = ?1 AND state IN ('starting', 'running')",
-                    )?
-                    .query_row(params![queue], |row| row.get(0))?;
+                    .query_row("SELECT COUNT(*) FROM jobs INDEXED BY jobs_queue_live
+                         WHERE queue = ?1 AND state IN ('starting', 'running')", params![queue], |row| row.get(0))?;
                 room.insert(queue, limit - live);
             }
             let lease_expires = tx.now_ms.saturating_add(ms(lease));
@@ -678,17 +645,11 @@ impl Store for SqliteStore {
                 let attempt = previous + 1;
                 set_job_state(tx, id, JobState::Queued, JobState::Starting, None)?;
                 tx.conn
-                    .prepare_cached(
-                        "UPDATE jobs SET attempt = ?1, cancel_requested = 0 WHERE id = ?2",
-                    )?
-                    .execute(params![attempt, id.to_string()])?;
+                    .execute("UPDATE jobs SET attempt = ?1, cancel_requested = 0 WHERE id = ?2", params![attempt, id.to_string()])?;
                 tx.conn
-                    .prepare_cached(
-                        "INSERT INTO attempts (job_id, attempt, node, state, claimed_at,
+                    .execute("INSERT INTO attempts (job_id, attempt, node, state, claimed_at,
                                                lease_expires_at, memory_limit)
-                         VALUES (?1, ?2, ?3, 'starting', ?4, ?5, ?6)",
-                    )?
-                    .execute(params![
+                         VALUES (?1, ?2, ?3, 'starting', ?4, ?5, ?6)", params![
                         id.to_string(),
                         attempt,
                         node.0,
@@ -734,25 +695,30 @@ impl Store for SqliteStore {
             if head.cancel_requested {
                 return Ok(StartVerdict::Cancelled);
             }
-            set_job_state(tx, attempt.job_id, JobState::Starting, JobState::Running, None)?;
+            set_job_state(
+                tx,
+                attempt.job_id,
+                JobState::Starting,
+                JobState::Running,
+                None,
+            )?;
             let proc_start = proc_start.and_then(|s| i64::try_from(s).ok());
-            tx.conn
-                .prepare_cached(
-                    "UPDATE attempts SET state = 'running', pid = ?1, proc_start = ?2, started_at = ?3
+            tx.conn.execute(
+                "UPDATE attempts SET state = 'running', pid = ?1, proc_start = ?2, started_at = ?3
                      WHERE job_id = ?4 AND attempt = ?5",
-                )?
-                .execute(params![
+                params![
                     pid,
                     proc_start,
                     tx.now_ms,
                     attempt.job_id.to_string(),
                     attempt.attempt
-                ])?;
-            let node: Option<String> = tx
-                .conn
-                .prepare_cached("SELECT node FROM attempts WHERE job_id = ?1 AND attempt = ?2")?
-                .query_row(params![attempt.job_id.to_string(), attempt.attempt], |r| r.get(0))
-                .optional()?;
+                ],
+            )?;
+            let node: Option<String> = tx.conn.query_opt(
+                "SELECT node FROM attempts WHERE job_id = ?1 AND attempt = ?2",
+                params![attempt.job_id.to_string(), attempt.attempt],
+                |r| r.get(0),
+            )?;
             tx.emit(
                 EventKind::Started,
                 attempt.job_id,
@@ -778,31 +744,21 @@ impl Store for SqliteStore {
             let expires = tx.now_ms.saturating_add(ms(lease));
             let mut out = Vec::with_capacity(attempts.len());
             for attempt in attempts {
-                let live = tx
-                    .conn
-                    .prepare_cached(
-                        "SELECT j.cancel_requested FROM jobs j
+                let live = tx.conn.query_opt(
+                    "SELECT j.cancel_requested FROM jobs j
                          JOIN attempts a ON a.job_id = j.id AND a.attempt = j.attempt
                          WHERE j.id = ?1 AND j.attempt = ?2 AND a.node = ?3
                            AND j.state IN ('starting', 'running')",
-                    )?
-                    .query_row(
-                        params![attempt.job_id.to_string(), attempt.attempt, node.0],
-                        |row| row.get::<_, bool>(0),
-                    )
-                    .optional()?;
+                    params![attempt.job_id.to_string(), attempt.attempt, node.0],
+                    |row| row.get::<bool>(0),
+                )?;
                 let status = match live {
                     Some(cancel_requested) => {
-                        tx.conn
-                            .prepare_cached(
-                                "UPDATE attempts SET lease_expires_at = ?1
+                        tx.conn.execute(
+                            "UPDATE attempts SET lease_expires_at = ?1
                                  WHERE job_id = ?2 AND attempt = ?3",
-                            )?
-                            .execute(params![
-                                expires,
-                                attempt.job_id.to_string(),
-                                attempt.attempt
-                            ])?;
+                            params![expires, attempt.job_id.to_string(), attempt.attempt],
+                        )?;
                         LeaseStatus::Held { cancel_requested }
                     }
                     None => LeaseStatus::Lost,
@@ -854,9 +810,10 @@ impl Store for SqliteStore {
                             spec.memory = Some(grown);
                             let json = serde_json::to_string(&spec)
                                 .map_err(|e| StoreError::Database(e.to_string()))?;
-                            tx.conn
-                                .prepare_cached("UPDATE jobs SET spec = ?1 WHERE id = ?2")?
-                                .execute(params![json, attempt.job_id.to_string()])?;
+                            tx.conn.execute(
+                                "UPDATE jobs SET spec = ?1 WHERE id = ?2",
+                                params![json, attempt.job_id.to_string()],
+                            )?;
                         }
                     }
                     retried
@@ -870,37 +827,32 @@ impl Store for SqliteStore {
             if retryable {
                 let not_before =
                     (next == JobState::Scheduled).then(|| tx.now_ms.saturating_add(ms(retry_wait)));
-                tx.conn
-                    .prepare_cached(
-                        "UPDATE jobs SET cancel_requested = 0, not_before = ?1 WHERE id = ?2",
-                    )?
-                    .execute(params![not_before, attempt.job_id.to_string()])?;
+                tx.conn.execute(
+                    "UPDATE jobs SET cancel_requested = 0, not_before = ?1 WHERE id = ?2",
+                    params![not_before, attempt.job_id.to_string()],
+                )?;
             }
-            let node: String = tx
-                .conn
-                .prepare_cached(
-                    "UPDATE attempts SET state = ?1, finished_at = ?2, lease_expires_at = NULL,
+            let node: String = tx.conn.query_row(
+                "UPDATE attempts SET state = ?1, finished_at = ?2, lease_expires_at = NULL,
                          exit_code = ?3, signal = ?4, reason = ?5, peak_memory_bytes = ?6,
                          cpu_time_ms = ?7
                      WHERE job_id = ?8 AND attempt = ?9
                      RETURNING node",
-                )?
-                .query_row(
-                    params![
-                        outcome.state.as_str(),
-                        tx.now_ms,
-                        outcome.exit_code,
-                        outcome.signal,
-                        outcome.reason.to_string(),
-                        outcome
-                            .peak_memory_bytes
-                            .and_then(|v| i64::try_from(v).ok()),
-                        outcome.cpu_time_ms.and_then(|v| i64::try_from(v).ok()),
-                        attempt.job_id.to_string(),
-                        attempt.attempt,
-                    ],
-                    |row| row.get(0),
-                )?;
+                params![
+                    outcome.state.as_str(),
+                    tx.now_ms,
+                    outcome.exit_code,
+                    outcome.signal,
+                    outcome.reason.to_string(),
+                    outcome
+                        .peak_memory_bytes
+                        .and_then(|v| i64::try_from(v).ok()),
+                    outcome.cpu_time_ms.and_then(|v| i64::try_from(v).ok()),
+                    attempt.job_id.to_string(),
+                    attempt.attempt,
+                ],
+                |row| row.get(0),
+            )?;
             let kind = match next {
                 JobState::Queued => EventKind::Requeued,
                 JobState::Scheduled => EventKind::Scheduled,
@@ -929,9 +881,7 @@ impl Store for SqliteStore {
             };
             let pid: Option<i32> = tx
                 .conn
-                .prepare_cached("SELECT pid FROM attempts WHERE job_id = ?1 AND attempt = ?2")?
-                .query_row(params![attempt.job_id.to_string(), attempt.attempt], |row| row.get(0))
-                .optional()?
+                .query_opt("SELECT pid FROM attempts WHERE job_id = ?1 AND attempt = ?2", params![attempt.job_id.to_string(), attempt.attempt], |row| row.get(0))?
                 .flatten();
             if head.attempt != attempt.attempt || head.state != JobState::Starting || pid.is_some() {
                 return Ok(Completion::Stale {
@@ -944,19 +894,13 @@ impl Store for SqliteStore {
             let reason = if head.cancel_requested { Reason::CancelledByUser } else { reason };
             set_job_state(tx, attempt.job_id, JobState::Starting, next, Some(&reason))?;
             tx.conn
-                .prepare_cached(
-                    "UPDATE jobs SET max_attempts = max_attempts + 1, cancel_requested = 0 WHERE id = ?1",
-                )?
-                .execute(params![attempt.job_id.to_string()])?;
+                .execute("UPDATE jobs SET max_attempts = max_attempts + 1, cancel_requested = 0 WHERE id = ?1", params![attempt.job_id.to_string()])?;
             let node: String = tx
                 .conn
-                .prepare_cached(
-                    "UPDATE attempts SET state = ?1, finished_at = ?2, lease_expires_at = NULL,
+                .query_row("UPDATE attempts SET state = ?1, finished_at = ?2, lease_expires_at = NULL,
                          reason = ?3
                      WHERE job_id = ?4 AND attempt = ?5
-                     RETURNING node",
-                )?
-                .query_row(
+                     RETURNING node", 
                     params![
                         JobState::Queued.as_str(),
                         tx.now_ms,
@@ -994,17 +938,17 @@ impl Store for SqliteStore {
                 )?;
                 return Ok(CancelOutcome::Cancelled);
             }
-            let node: String = tx
-                .conn
-                .prepare_cached("SELECT node FROM attempts WHERE job_id = ?1 AND attempt = ?2")?
-                .query_row(params![id.to_string(), head.attempt], |row| row.get(0))?;
+            let node: String = tx.conn.query_row(
+                "SELECT node FROM attempts WHERE job_id = ?1 AND attempt = ?2",
+                params![id.to_string(), head.attempt],
+                |row| row.get(0),
+            )?;
             let node = NodeId(node);
             if !head.cancel_requested {
-                tx.conn
-                    .prepare_cached(
-                        "UPDATE jobs SET cancel_requested = 1, updated_at = ?1 WHERE id = ?2",
-                    )?
-                    .execute(params![tx.now_ms, id.to_string()])?;
+                tx.conn.execute(
+                    "UPDATE jobs SET cancel_requested = 1, updated_at = ?1 WHERE id = ?2",
+                    params![tx.now_ms, id.to_string()],
+                )?;
                 tx.emit(
                     EventKind::CancelRequested,
                     id,
@@ -1028,25 +972,23 @@ impl Store for SqliteStore {
     async fn live_attempts(&self, node: &NodeId) -> Result<Vec<LiveAttempt>, StoreError> {
         let node = node.clone();
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
+            let rows = conn.query_map(
                 "SELECT a.job_id, a.attempt, a.state, a.pid, a.proc_start, j.cancel_requested, j.spec
                  FROM attempts a JOIN jobs j ON j.id = a.job_id AND j.attempt = a.attempt
                  WHERE a.node = ?1 AND a.state IN ('starting', 'running')
                  ORDER BY a.job_id",
-            )?;
-            let rows = stmt
-                .query_map(params![node.0], |row| {
+                params![node.0],
+                |row| {
                     Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, u32>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, Option<i32>>(3)?,
-                        row.get::<_, Option<i64>>(4)?,
-                        row.get::<_, bool>(5)?,
-                        row.get::<_, String>(6)?,
+                        row.get::<String>(0)?,
+                        row.get::<u32>(1)?,
+                        row.get::<String>(2)?,
+                        row.get::<Option<i32>>(3)?,
+                        row.get::<Option<i64>>(4)?,
+                        row.get::<bool>(5)?,
+                        row.get::<String>(6)?,
                     ))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                })?;
             rows.into_iter()
                 .map(|(job_id, attempt, state, pid, proc_start, cancel_requested, spec)| {
                     Ok(LiveAttempt {
@@ -1070,14 +1012,12 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let after = i64::try_from(after).unwrap_or(i64::MAX);
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let mut stmt = conn.prepare_cached(
+            conn.query_map(
                 "SELECT seq, at, kind, job_id, attempt, state, node, reason FROM events
                  WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )?;
-            let events = stmt
-                .query_map(params![after, limit], event_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            events.into_iter().collect()
+                params![after, limit],
+                event_row,
+            )
         })
         .await
     }
@@ -1087,9 +1027,8 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let gone = tx
                 .conn
-                .prepare_cached("DELETE FROM events WHERE at < ?1")?
-                .execute(params![before])?;
-            Ok(gone as u64)
+                .execute("DELETE FROM events WHERE at < ?1", params![before])?;
+            Ok(gone)
         })
         .await
     }
@@ -1097,15 +1036,20 @@ impl Store for SqliteStore {
     async fn event_bounds(&self) -> Result<(Option<u64>, u64), StoreError> {
         self.read(|conn| {
             let oldest: Option<i64> =
-                conn.query_row("SELECT MIN(seq) FROM events", [], |row| row.get(0))?;
-            // AUTOINCREMENT keeps the highest seq ever handed out, even after pruning.
-            let newest: Option<i64> = conn
-                .query_row(
-                    "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
-                    [],
-                    |row| row.get(0),
-                )
-                .optional()?;
+                conn.query_row("SELECT MIN(seq) FROM events", params![], |row| row.get(0))?;
+            let newest: Option<i64> = match conn.dialect() {
+                // AUTOINCREMENT keeps the highest seq ever handed out, even after pruning.
+                Dialect::Sqlite => conn
+                    .query_opt(
+                        "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+                        params![],
+                        |row| row.get(0),
+                    )?
+                    .flatten(),
+                Dialect::Postgres => {
+                    conn.query_row("SELECT last FROM event_seq", params![], |row| row.get(0))?
+                }
+            };
             Ok((
                 oldest.and_then(|s| u64::try_from(s).ok()),
                 newest.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),

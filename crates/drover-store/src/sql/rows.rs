@@ -1,10 +1,8 @@
 //! Turning rows into domain records.
 
-use drover_core::{AttemptRecord, Event, JobId, JobRecord, JobSpec, JobState, NodeId, Reason};
-use rusqlite::{Connection, Row, params_from_iter};
-
-use super::{ms_to_time, parse_kind};
+use super::{Conn, Row, Value, ms_to_time, parse_kind};
 use crate::StoreError;
+use drover_core::{AttemptRecord, Event, JobId, JobRecord, JobSpec, JobState, NodeId, Reason};
 
 pub(super) const JOB_COLUMNS: &str =
     "id, name, state, spec, attempt, cancel_requested, reason, created_at, finished_at, not_before";
@@ -51,7 +49,7 @@ struct JobRow {
     not_before: Option<i64>,
 }
 
-fn job_row(row: &Row<'_>) -> rusqlite::Result<Result<JobRow, StoreError>> {
+fn job_row(row: &Row) -> Result<JobRow, StoreError> {
     let id: String = row.get(0)?;
     let state: String = row.get(2)?;
     let spec: String = row.get(3)?;
@@ -62,7 +60,7 @@ fn job_row(row: &Row<'_>) -> rusqlite::Result<Result<JobRow, StoreError>> {
     let created_at: i64 = row.get(7)?;
     let finished_at: Option<i64> = row.get(8)?;
     let not_before: Option<i64> = row.get(9)?;
-    Ok((|| {
+    {
         Ok(JobRow {
             id: parse_id(&id)?,
             name,
@@ -75,10 +73,10 @@ fn job_row(row: &Row<'_>) -> rusqlite::Result<Result<JobRow, StoreError>> {
             finished_at,
             not_before,
         })
-    })())
+    }
 }
 
-fn attempt_row(row: &Row<'_>) -> rusqlite::Result<Result<(JobId, AttemptRecord), StoreError>> {
+fn attempt_row(row: &Row) -> Result<(JobId, AttemptRecord), StoreError> {
     let job_id: String = row.get(0)?;
     let state: String = row.get(3)?;
     let reason: Option<String> = row.get(11)?;
@@ -94,7 +92,7 @@ fn attempt_row(row: &Row<'_>) -> rusqlite::Result<Result<(JobId, AttemptRecord),
     let peak: Option<i64> = row.get(12)?;
     let cpu: Option<i64> = row.get(13)?;
     let memory_limit: Option<i64> = row.get(14)?;
-    Ok((|| {
+    {
         Ok((
             parse_id(&job_id)?,
             AttemptRecord {
@@ -114,7 +112,7 @@ fn attempt_row(row: &Row<'_>) -> rusqlite::Result<Result<(JobId, AttemptRecord),
                 memory_limit_bytes: to_u64(memory_limit),
             },
         ))
-    })())
+    }
 }
 
 fn assemble(job: JobRow, attempts: Vec<AttemptRecord>) -> JobRecord {
@@ -144,33 +142,23 @@ fn assemble(job: JobRow, attempts: Vec<AttemptRecord>) -> JobRecord {
 
 /// Loads jobs selected by `where_sql` (with `params`) and attaches their attempts in one more query.
 pub(super) fn load_jobs(
-    conn: &Connection,
+    conn: &dyn Conn,
     where_sql: &str,
-    params: Vec<rusqlite::types::Value>,
+    params: Vec<Value>,
 ) -> Result<Vec<JobRecord>, StoreError> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs {where_sql}");
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let jobs = stmt
-        .query_map(params_from_iter(params), job_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
+    let jobs = conn.query_map(&sql, &params, job_row)?;
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<rusqlite::types::Value> = jobs
-        .iter()
-        .map(|j| rusqlite::types::Value::Text(j.id.to_string()))
-        .collect();
+    let ids: Vec<Value> = jobs.iter().map(|j| Value::Text(j.id.to_string())).collect();
     let placeholders = vec!["?"; ids.len()].join(", ");
     let sql = format!(
         "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id IN ({placeholders}) ORDER BY job_id, attempt"
     );
-    let mut stmt = conn.prepare(&sql)?;
     let mut by_job: std::collections::HashMap<JobId, Vec<AttemptRecord>> =
         std::collections::HashMap::new();
-    for row in stmt.query_map(params_from_iter(ids), attempt_row)? {
-        let (job_id, attempt) = row??;
+    for (job_id, attempt) in conn.query_map(&sql, &ids, attempt_row)? {
         by_job.entry(job_id).or_default().push(attempt);
     }
     Ok(jobs
@@ -182,7 +170,7 @@ pub(super) fn load_jobs(
         .collect())
 }
 
-pub(super) fn event_row(row: &Row<'_>) -> rusqlite::Result<Result<Event, StoreError>> {
+pub(crate) fn event_row(row: &Row) -> Result<Event, StoreError> {
     let seq: i64 = row.get(0)?;
     let at: i64 = row.get(1)?;
     let kind: String = row.get(2)?;
@@ -191,7 +179,7 @@ pub(super) fn event_row(row: &Row<'_>) -> rusqlite::Result<Result<Event, StoreEr
     let state: String = row.get(5)?;
     let node: Option<String> = row.get(6)?;
     let reason: Option<String> = row.get(7)?;
-    Ok((|| {
+    {
         Ok(Event {
             seq: u64::try_from(seq).map_err(|_| corrupt("event seq", seq))?,
             at: ms_to_time(at),
@@ -202,5 +190,5 @@ pub(super) fn event_row(row: &Row<'_>) -> rusqlite::Result<Result<Event, StoreEr
             node: node.map(NodeId),
             reason: parse_reason(reason)?,
         })
-    })())
+    }
 }

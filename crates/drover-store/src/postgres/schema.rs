@@ -1,0 +1,124 @@
+//! The PostgreSQL schema and its migrations, tracked in `drover_schema`.
+//!
+//! The tables mirror SQLite's column for column (text ids, integer ms times, integer flags), so
+//! that one body of SQL serves both; every integer is BIGINT so that binding never narrows.
+//! Nodes starting at once migrate one at a time, under an advisory lock.
+
+use postgres::Client;
+
+use super::pg_error;
+use crate::StoreError;
+
+/// The advisory lock key that serializes migrations across nodes ("drover" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6472_6f76_6572;
+
+/// Each entry migrates from version `i` to `i + 1`. Append only; never edit a shipped migration.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE jobs (
+    id               TEXT PRIMARY KEY,      -- UUID v7: sorts by submit time
+    name             TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    priority         BIGINT NOT NULL,
+    spec             TEXT NOT NULL,         -- JSON JobSpec, defaults filled in
+    attempt          BIGINT NOT NULL DEFAULT 0,
+    max_attempts     BIGINT NOT NULL,
+    cancel_requested BIGINT NOT NULL DEFAULT 0,
+    reason           TEXT,
+    created_at       BIGINT NOT NULL,       -- ms since the epoch, UTC
+    updated_at       BIGINT NOT NULL,
+    finished_at      BIGINT,
+    not_before       BIGINT,                -- set while `scheduled`
+    idempotency_key  TEXT,
+    dismissed        BIGINT NOT NULL DEFAULT 0,
+    queue            TEXT NOT NULL DEFAULT 'default'
+);
+-- The claim reads this index from its first entry: cost stays flat however long the queue.
+CREATE INDEX jobs_claim ON jobs (priority DESC, id) WHERE state = 'queued';
+CREATE INDEX jobs_state ON jobs (state, id);
+CREATE INDEX jobs_queue_live ON jobs (queue) WHERE state IN ('starting', 'running');
+CREATE UNIQUE INDEX jobs_idempotency ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX jobs_due ON jobs (not_before) WHERE state = 'scheduled';
+CREATE INDEX jobs_dlq ON jobs (id) WHERE state IN ('failed', 'timed_out', 'lost') AND dismissed = 0;
+
+CREATE TABLE attempts (
+    job_id            TEXT NOT NULL REFERENCES jobs (id),
+    attempt           BIGINT NOT NULL,
+    node              TEXT NOT NULL,
+    state             TEXT NOT NULL,
+    claimed_at        BIGINT NOT NULL,
+    started_at        BIGINT,
+    finished_at       BIGINT,
+    lease_expires_at  BIGINT,
+    pid               BIGINT,
+    proc_start        BIGINT,
+    exit_code         BIGINT,
+    signal            BIGINT,
+    reason            TEXT,
+    peak_memory_bytes BIGINT,
+    cpu_time_ms       BIGINT,
+    memory_limit      BIGINT,
+    PRIMARY KEY (job_id, attempt)
+);
+CREATE INDEX attempts_live ON attempts (node) WHERE state IN ('starting', 'running');
+
+CREATE TABLE events (
+    seq      BIGINT PRIMARY KEY,   -- from event_seq, under its row lock: commit order
+    at       BIGINT NOT NULL,
+    kind     TEXT NOT NULL,
+    job_id   TEXT NOT NULL,
+    attempt  BIGINT,
+    state    TEXT NOT NULL,
+    node     TEXT,
+    reason   TEXT
+);
+-- The last seq handed out (kept when events are pruned).
+CREATE TABLE event_seq (last BIGINT NOT NULL);
+INSERT INTO event_seq VALUES (0);
+
+CREATE TABLE queues (
+    name        TEXT PRIMARY KEY,
+    paused      BIGINT NOT NULL DEFAULT 0,
+    concurrency BIGINT
+);
+
+CREATE TABLE deps (
+    job_id   TEXT NOT NULL REFERENCES jobs (id),
+    after_id TEXT NOT NULL REFERENCES jobs (id),
+    PRIMARY KEY (job_id, after_id)
+);
+CREATE INDEX deps_after ON deps (after_id);
+"#];
+
+/// Brings the database to the latest schema, in one transaction, one node at a time.
+pub(super) fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let mut tx = client.transaction().map_err(pg_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(pg_error)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS drover_schema (version BIGINT NOT NULL)")
+        .map_err(pg_error)?;
+    let current: i64 = match tx
+        .query_opt("SELECT version FROM drover_schema", &[])
+        .map_err(pg_error)?
+    {
+        Some(row) => row.get(0),
+        None => {
+            tx.execute("INSERT INTO drover_schema VALUES (0)", &[])
+                .map_err(pg_error)?;
+            0
+        }
+    };
+    let current = usize::try_from(current).unwrap_or(usize::MAX);
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "the database has schema version {current}, newer than this drover ({}); upgrade drover",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        tx.batch_execute(sql).map_err(pg_error)?;
+        let version = i64::try_from(index + 1).unwrap_or(i64::MAX);
+        tx.execute("UPDATE drover_schema SET version = $1", &[&version])
+            .map_err(pg_error)?;
+    }
+    tx.commit().map_err(pg_error)
+}

@@ -1,0 +1,77 @@
+//! The conformance suite on PostgreSQL, each test on a fresh schema of the database named by
+//! `DROVER_TEST_DATABASE_URL`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use crate::testing::TestDatabase;
+
+async fn fresh() -> Option<(SqlStore, TestDatabase)> {
+    let db = TestDatabase::create()?;
+    let store = SqlStore::postgres(db.url()).await.expect("connect");
+    Some((store, db))
+}
+
+crate::conformance_tests!(match fresh().await {
+    Some(fresh) => fresh,
+    None => return,
+});
+
+#[test]
+fn statements_are_rewritten_for_postgres() {
+    assert_eq!(
+        rewrite("SELECT a FROM jobs INDEXED BY jobs_claim WHERE b = ?2 AND c = ?1 /*skip locked*/"),
+        "SELECT a FROM jobs  WHERE b = $2 AND c = $1 FOR UPDATE SKIP LOCKED"
+    );
+    assert_eq!(
+        rewrite("SELECT 1 FROM t WHERE x IN (?, ?) AND y = '?' /*lock*/"),
+        "SELECT 1 FROM t WHERE x IN ($1, $2) AND y = '?' FOR UPDATE"
+    );
+}
+
+#[test]
+fn passwords_stay_out_of_logs() {
+    assert_eq!(
+        redact("postgres://drover:s3cret@db.lan:5432/drover"),
+        "postgres://drover:***@db.lan:5432/drover"
+    );
+    assert_eq!(
+        redact("postgres://root@127.0.0.1/test"),
+        "postgres://root@127.0.0.1/test"
+    );
+}
+
+/// Two stores on one database are two nodes: each sees the other's events, in one order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_sees_every_event_in_commit_order() {
+    use crate::Store;
+    let Some((a, db)) = fresh().await else {
+        return;
+    };
+    let b = SqlStore::postgres(db.url()).await.expect("second node");
+    let mut seen_by_a = a.subscribe();
+    let mut seen_by_b = b.subscribe();
+    let mut submitted = Vec::new();
+    for i in 0..10 {
+        let by = if i % 2 == 0 { &a } else { &b };
+        submitted.extend(
+            by.submit(vec![drover_core::JobSpec::new(["true"])])
+                .await
+                .expect("submit"),
+        );
+    }
+    for live in [&mut seen_by_a, &mut seen_by_b] {
+        let mut got = Vec::new();
+        while got.len() < submitted.len() {
+            let event = tokio::time::timeout(Duration::from_secs(10), live.recv())
+                .await
+                .expect("an event within 10 s")
+                .expect("event");
+            got.push(event);
+        }
+        let ids: Vec<_> = got.iter().map(|e| e.job_id).collect();
+        assert_eq!(ids, submitted, "each node sees all events, in commit order");
+        for pair in got.windows(2) {
+            assert_eq!(pair[1].seq, pair[0].seq + 1, "no gaps");
+        }
+    }
+}
