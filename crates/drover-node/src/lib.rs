@@ -62,6 +62,8 @@ pub struct NodeConfig {
     pub queue_defaults: api::QueueDefaults,
     /// How long events are kept for clients to resume from.
     pub events_retention: Duration,
+    /// A PostgreSQL URL shared by many nodes; `None` keeps jobs in a SQLite file in the data dir.
+    pub database: Option<String>,
 }
 
 impl NodeConfig {
@@ -80,6 +82,7 @@ impl NodeConfig {
             reserve_after: DEFAULT_RESERVE_AFTER,
             queue_defaults: api::QueueDefaults::new(),
             events_retention: Duration::from_secs(7 * 24 * 3600),
+            database: None,
         }
     }
 }
@@ -170,7 +173,12 @@ pub enum NodeError {
 pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     let data = Arc::new(DataDir::open(&config.data_dir)?);
     let node = data.node_id()?;
-    let store: Arc<dyn Store> = Arc::new(SqlStore::sqlite(data.database())?);
+    let opened = match &config.database {
+        Some(url) => SqlStore::postgres(url).await?,
+        None => SqlStore::sqlite(data.database())?,
+    };
+    let location = opened.location().to_string();
+    let store: Arc<dyn Store> = Arc::new(opened);
 
     let containment = Arc::new(Containment::detect(
         config.backend,
@@ -266,7 +274,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         node: node.clone(),
     })?;
     tracing::info!(%addr, %node, capacity = %capacity.describe(), backend = %containment.kind(),
-        data_dir = %data.root().display(), "drover node serving");
+        data_dir = %data.root().display(), store = %location, "drover node serving");
 
     spawn_event_pruner(Arc::clone(&store), config.events_retention);
     let (supervisor, reports) = Supervisor::start(Arc::clone(&containment));

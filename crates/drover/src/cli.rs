@@ -252,8 +252,17 @@ pub struct ServeArgs {
     /// before that is answered 410 Gone.
     #[arg(long, default_value = "7d", value_name = "D")]
     pub events_retention: HumanDuration,
+    /// Where jobs are kept: a `postgres://user@host/db` URL shared by every node of a cluster
+    /// (default: a SQLite file in the data dir, for one machine).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "DROVER_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub db: Option<String>,
     /// Settings file (default: drover.toml in the data dir, if there is one). Its `[serve]`
-    /// table takes memory, cpus, slots, backend and reserve_after; flags win over it.
+    /// table takes db, memory, cpus, slots, backend and reserve_after; flags win over it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }

@@ -91,6 +91,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
         config.reserve_after = wait.get();
     }
     config.queue_defaults = file_queues;
+    config.database = args.db.clone().or(file.db);
     config.events_retention = args.events_retention.get();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

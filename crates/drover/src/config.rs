@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! [serve]
+//! db = "postgres://drover@db.lan/drover"  # shared by many nodes; default: SQLite here
 //! memory = "16G"        # what jobs may reserve in all
 //! cpus = 8
 //! slots = 8
@@ -55,6 +56,8 @@ const QUEUE_DEFAULT_KEYS: &[&str] = &[
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeFile {
+    /// As `serve --db`.
+    pub db: Option<String>,
     /// As `serve --memory`.
     pub memory: Option<Size>,
     /// As `serve --cpus`.
