@@ -7,6 +7,7 @@
 
 pub mod event;
 pub mod job;
+pub mod node;
 pub mod reason;
 pub mod resources;
 pub mod retry;
@@ -16,6 +17,7 @@ pub mod units;
 
 pub use event::{Event, EventKind};
 pub use job::{AttemptRecord, AttemptRef, JobId, JobRecord, NodeId};
+pub use node::{Labels, NodeInfo, NodeLoad, NodeRecord, NodeState, labels_match};
 pub use reason::Reason;
 pub use resources::{Admission, Cpus, Decision, Resources};
 pub use retry::Backoff;

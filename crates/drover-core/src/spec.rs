@@ -90,6 +90,9 @@ pub struct JobSpec {
     /// A second submit with the same key returns the first job's id and stores nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// Labels a node must have to run it (`os=macos`); it waits for such a node.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub require: crate::node::Labels,
 }
 
 fn default_timeout() -> HumanDuration {
@@ -144,6 +147,7 @@ impl JobSpec {
             queue: None,
             after: Vec::new(),
             idempotency_key: None,
+            require: BTreeMap::new(),
         }
     }
 

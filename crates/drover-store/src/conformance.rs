@@ -782,6 +782,167 @@ pub async fn pruned_events_are_reported_gone(store: &dyn Store) {
     );
 }
 
+fn node_info(name: &str, labels: &[(&str, &str)]) -> drover_core::NodeInfo {
+    drover_core::NodeInfo {
+        id: node(name),
+        hostname: format!("{name}.lan"),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        url: Some(format!("http://{name}.lan:7878")),
+        capacity: gib_free(4),
+        slots: 2,
+        // Stored to the millisecond.
+        started_at: chrono::DateTime::from_timestamp_millis(chrono::Utc::now().timestamp_millis())
+            .unwrap(),
+    }
+}
+
+/// Heartbeats describe nodes; a drained node claims nothing until it is undrained, and its
+/// heartbeats keep it draining.
+pub async fn heartbeats_list_nodes_and_drain_stops_claims(store: &dyn Store) {
+    use drover_core::NodeState;
+    let n1 = node_info("n1", &[("os", "linux")]);
+    let load = drover_core::NodeLoad {
+        running: 1,
+        reserved: gib_free(1),
+    };
+    assert_eq!(store.heartbeat(&n1, load).await.unwrap(), NodeState::Alive);
+    store
+        .heartbeat(&node_info("n2", &[]), Default::default())
+        .await
+        .unwrap();
+    let nodes = store.nodes().await.unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[0].info, n1, "what the node said about itself");
+    assert_eq!(nodes[0].load, load);
+    assert_eq!(nodes[0].state, NodeState::Alive);
+
+    store.submit(vec![spec("a")]).await.unwrap();
+    let drained = store.set_draining(&n1.id, true).await.unwrap().unwrap();
+    assert_eq!(drained.state, NodeState::Draining);
+    assert!(
+        claim_one(store, &n1.id).await.is_none(),
+        "a drained node claims nothing"
+    );
+    assert_eq!(
+        store.heartbeat(&n1, load).await.unwrap(),
+        NodeState::Draining,
+        "heartbeats keep it draining"
+    );
+    let back = store.set_draining(&n1.id, false).await.unwrap().unwrap();
+    assert_eq!(back.state, NodeState::Alive);
+    assert!(claim_one(store, &n1.id).await.is_some());
+    assert!(
+        store
+            .set_draining(&node("nobody"), true)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// A job that requires labels runs only on a node that has them all.
+pub async fn labels_route_jobs(store: &dyn Store) {
+    let plain = node_info("plain", &[("os", "linux")]);
+    let sage = node_info("sage", &[("os", "linux"), ("has", "sage")]);
+    for n in [&plain, &sage] {
+        store.heartbeat(n, Default::default()).await.unwrap();
+    }
+    let mut needs = spec("needs-sage");
+    needs.require.insert("has".into(), "sage".into());
+    let id = store.submit(vec![needs]).await.unwrap()[0];
+    let batch = store
+        .claim_within(&plain.id, LEASE, 1, Admission::unlimited())
+        .await
+        .unwrap();
+    assert!(
+        batch.claims.is_empty(),
+        "the node without the label passes it over"
+    );
+    assert_eq!(batch.waiting.len(), 1);
+    assert!(
+        batch.waiting[0].1.contains("has=sage"),
+        "{:?}",
+        batch.waiting
+    );
+    let claimed = claim_one(store, &sage.id)
+        .await
+        .expect("the labelled node takes it");
+    assert_eq!(claimed.attempt.job_id, id);
+}
+
+/// The reaper ends attempts whose lease expired — given back unrun if they never started, else
+/// `lost` and retried — declares silent nodes dead, and the stale node's completion is refused.
+/// A dead node that heartbeats again is alive.
+pub async fn the_reaper_requeues_expired_attempts(store: &dyn Store) {
+    use drover_core::NodeState;
+    let gone = node_info("gone", &[]);
+    store.heartbeat(&gone, Default::default()).await.unwrap();
+    let mut retried = spec("ran");
+    retried.retries = 1;
+    let ids = store.submit(vec![retried, spec("unrun")]).await.unwrap();
+    // Leases of zero: expired as soon as they are written.
+    let claims = store.claim(&gone.id, Duration::ZERO, 2).await.unwrap();
+    assert_eq!(claims.len(), 2);
+    let ran = claims[0].attempt;
+    assert_eq!(ran.job_id, ids[0]);
+    assert_eq!(
+        store.mark_running(ran, 4242, None).await.unwrap(),
+        StartVerdict::Run
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let reaped = store.reap(Duration::from_millis(10)).await.unwrap();
+    assert!(!reaped.skipped);
+    assert_eq!(reaped.dead_nodes, vec![gone.id.clone()]);
+    let mut states: Vec<_> = reaped
+        .attempts
+        .iter()
+        .map(|(a, s)| (a.job_id, *s))
+        .collect();
+    states.sort();
+    let mut want = vec![(ids[0], JobState::Queued), (ids[1], JobState::Queued)];
+    want.sort();
+    assert_eq!(states, want, "both jobs are queued again");
+    let job = store.get(ids[0]).await.unwrap().unwrap();
+    assert_eq!(job.attempts[0].state, JobState::Lost);
+    assert_eq!(job.attempts[0].reason, Some(Reason::NodeLost));
+    let unrun = store.get(ids[1]).await.unwrap().unwrap();
+    assert_eq!(
+        unrun.attempts[0].state,
+        JobState::Queued,
+        "given back unrun"
+    );
+
+    // The old node's late completion changes nothing.
+    assert!(matches!(
+        store.complete(ran, succeeded()).await.unwrap(),
+        Completion::Stale { .. }
+    ));
+    let nodes = store.nodes().await.unwrap();
+    assert_eq!(nodes[0].state, NodeState::Dead);
+    assert_eq!(
+        store.heartbeat(&gone, Default::default()).await.unwrap(),
+        NodeState::Alive,
+        "it rejoins"
+    );
+    // Another node runs the job to success: a second attempt.
+    let other = node("other");
+    let again = claim_and_run(store, &other).await;
+    assert_eq!(again.attempt, 2);
+    assert!(
+        store
+            .reap(Duration::from_secs(60))
+            .await
+            .unwrap()
+            .attempts
+            .is_empty(),
+        "a live lease is left alone"
+    );
+}
+
 /// Generates one `#[tokio::test]` per conformance function for a backend. `$make` is an
 /// expression giving `(store, guard)`; the guard lives as long as the test (a temp dir, say).
 #[macro_export]
@@ -809,7 +970,10 @@ macro_rules! conformance_tests {
             dependents_wait_then_run_or_fail_down_the_chain,
             cancelling_a_job_cancels_its_dependents,
             queues_pause_and_limit_what_is_claimed,
-            pruned_events_are_reported_gone
+            pruned_events_are_reported_gone,
+            heartbeats_list_nodes_and_drain_stops_claims,
+            labels_route_jobs,
+            the_reaper_requeues_expired_attempts
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

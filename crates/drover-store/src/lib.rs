@@ -16,8 +16,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use drover_core::{
-    Admission, AttemptRef, Event, JobId, JobRecord, JobSpec, JobState, NodeId, Reason,
-    TransitionError,
+    Admission, AttemptRef, Event, JobId, JobRecord, JobSpec, JobState, NodeId, NodeInfo, NodeLoad,
+    NodeRecord, NodeState, Reason, TransitionError,
 };
 use tokio::sync::broadcast;
 
@@ -229,6 +229,18 @@ pub struct LiveAttempt {
     pub grace: Duration,
 }
 
+/// What one pass of the reaper did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// Nodes it declared dead.
+    pub dead_nodes: Vec<NodeId>,
+    /// Attempts whose lease had expired, and the state each job is in now (`queued` again for a
+    /// retry or an unrun claim given back, `lost` when its retries are spent).
+    pub attempts: Vec<(AttemptRef, JobState)>,
+    /// Another node was reaping; this pass did nothing.
+    pub skipped: bool,
+}
+
 /// Which jobs to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobFilter {
@@ -373,4 +385,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Events committed from now on, in commit order.
     fn subscribe(&self) -> broadcast::Receiver<Event>;
+
+    /// Records a node's heartbeat: what it is and how loaded. A node that was declared dead is
+    /// alive again; a draining one stays draining. Returns its state.
+    async fn heartbeat(&self, node: &NodeInfo, load: NodeLoad) -> Result<NodeState, StoreError>;
+
+    /// Every node that ever heartbeat, by id.
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+
+    /// Drains a node (it claims nothing more and finishes what it runs) or undrains it. `None`
+    /// when there is no such node.
+    async fn set_draining(
+        &self,
+        node: &NodeId,
+        draining: bool,
+    ) -> Result<Option<NodeRecord>, StoreError>;
+
+    /// Declares nodes silent for longer than `ttl` dead, and ends every live attempt whose lease
+    /// has expired: one that never started goes back to the queue unrun, one that ran is `lost`
+    /// (`node_lost`) and retried by its policy. Safe because a node that cannot renew stops its
+    /// jobs before its leases expire. One node reaps at a time; the others skip.
+    async fn reap(&self, ttl: Duration) -> Result<Reaped, StoreError>;
 }

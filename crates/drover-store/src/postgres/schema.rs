@@ -87,6 +87,20 @@ CREATE TABLE deps (
     PRIMARY KEY (job_id, after_id)
 );
 CREATE INDEX deps_after ON deps (after_id);
+
+-- The nodes of the cluster, written by their heartbeats.
+CREATE TABLE nodes (
+    id           TEXT PRIMARY KEY,
+    hostname     TEXT NOT NULL,
+    labels       TEXT NOT NULL,      -- JSON object
+    url          TEXT,               -- its API, where other nodes read its jobs' logs
+    capacity     TEXT NOT NULL,      -- JSON Resources
+    slots        BIGINT NOT NULL,
+    load         TEXT NOT NULL,      -- JSON NodeLoad at the last heartbeat
+    state        TEXT NOT NULL,      -- alive | draining | dead
+    started_at   BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL
+);
 "#];
 
 /// Brings the database to the latest schema, in one transaction, one node at a time.

@@ -383,16 +383,23 @@ fn write_loop(
                 }
             }
         }
+        let begun = conn
+            .execute(begin, params![])
+            .and_then(|_| clock(conn.as_ref()));
+        let now_ms = match begun {
+            Ok(now_ms) => now_ms,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot begin a transaction; refusing this batch");
+                let _ = conn.execute("ROLLBACK", params![]);
+                refuse(&mut batch, &format!("cannot begin a transaction: {err}"));
+                continue;
+            }
+        };
         let mut tx = Tx {
             conn: conn.as_ref(),
             events: Vec::new(),
-            now_ms: now_ms(),
+            now_ms,
         };
-        if let Err(err) = conn.execute(begin, params![]) {
-            tracing::error!(error = %err, "cannot begin a transaction; refusing this batch");
-            refuse(&mut batch, &format!("cannot begin a transaction: {err}"));
-            continue;
-        }
         let mut replies = Vec::with_capacity(batch.len());
         for op in batch.drain(..) {
             let events_before = tx.events.len();
@@ -439,6 +446,19 @@ fn write_loop(
         }
     }
     tracing::debug!("store writer stopped");
+}
+
+/// The time of a batch. On PostgreSQL it is the server's, so that the leases one node writes
+/// and another node's reaper reads are on one clock, whatever the machines' clocks say.
+fn clock(conn: &dyn Conn) -> Result<i64, StoreError> {
+    match conn.dialect() {
+        Dialect::Sqlite => Ok(now_ms()),
+        Dialect::Postgres => conn.query_row(
+            "SELECT CAST(EXTRACT(EPOCH FROM now()) * 1000 AS BIGINT)",
+            params![],
+            |row| row.get(0),
+        ),
+    }
 }
 
 /// Answers every change of a batch that could not run with an error.

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use drover_core::node::describe_labels;
 use drover_core::retry;
 use drover_core::{
-    Admission, AttemptRef, Decision, Event, EventKind, JobId, JobRecord, JobSpec, JobState, NodeId,
-    Reason,
+    Admission, AttemptRef, Decision, Event, EventKind, JobId, JobRecord, JobSpec, JobState, Labels,
+    NodeId, NodeInfo, NodeLoad, NodeRecord, NodeState, Reason, labels_match,
 };
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -17,7 +18,8 @@ use super::rows::{event_row, load_jobs, parse_id, parse_spec, parse_state};
 use super::{Dialect, SqlStore, Tx, Value, ms_to_time, params};
 use crate::{
     ADMISSION_WINDOW, AttemptOutcome, CancelOutcome, Change, Claim, ClaimBatch, Completion,
-    JobFilter, LeaseStatus, LiveAttempt, QueueInfo, StartVerdict, StateCounts, Store, StoreError,
+    JobFilter, LeaseStatus, LiveAttempt, QueueInfo, Reaped, StartVerdict, StateCounts, Store,
+    StoreError,
 };
 
 /// Listing default and cap.
@@ -206,6 +208,176 @@ fn set_job_state(
             "job {id} was not {from} when moving it to {to}"
         )))
     }
+}
+
+/// Ends an attempt (see [`Store::complete`]), inside a change.
+fn complete_in(
+    tx: &mut Tx<'_>,
+    attempt: AttemptRef,
+    outcome: AttemptOutcome,
+) -> Result<Completion, StoreError> {
+    let Some(head) = job_head(tx, attempt.job_id)? else {
+        return Ok(Completion::Stale {
+            current_attempt: 0,
+            current_state: JobState::Lost,
+        });
+    };
+    if head.attempt != attempt.attempt || !head.state.has_live_attempt() {
+        return Ok(Completion::Stale {
+            current_attempt: head.attempt,
+            current_state: head.state,
+        });
+    }
+    // The attempt's own outcome must be a legal ending of its current state.
+    head.state.check(outcome.state)?;
+    let unsuccessful = matches!(
+        outcome.state,
+        JobState::Failed | JobState::TimedOut | JobState::Lost
+    );
+    // The retry policy lives in the spec; read it only for the endings it concerns.
+    let mut retry_wait = Duration::ZERO;
+    let retryable =
+        unsuccessful && !head.cancel_requested && attempt.attempt < head.max_attempts && {
+            let mut spec = job_spec(tx, attempt.job_id)?;
+            if let Some(backoff) = spec.backoff {
+                retry_wait = backoff.delay(attempt.attempt, fastrand::f64());
+            }
+            let retried = retry::retried(spec.retry_on.as_deref(), outcome.state, &outcome.reason);
+            // Learning memory: the next attempt gets room for what this one needed.
+            if retried && outcome.reason == Reason::MemoryLimit {
+                if let Some(grown) = spec.learned_memory(outcome.peak_memory_bytes) {
+                    spec.memory = Some(grown);
+                    let json = serde_json::to_string(&spec)
+                        .map_err(|e| StoreError::Database(e.to_string()))?;
+                    tx.conn.execute(
+                        "UPDATE jobs SET spec = ?1 WHERE id = ?2",
+                        params![json, attempt.job_id.to_string()],
+                    )?;
+                }
+            }
+            retried
+        };
+    let next = match (retryable, retry_wait.is_zero()) {
+        (false, _) => outcome.state,
+        (true, true) => JobState::Queued,
+        (true, false) => JobState::Scheduled,
+    };
+    set_job_state(tx, attempt.job_id, head.state, next, Some(&outcome.reason))?;
+    if retryable {
+        let not_before =
+            (next == JobState::Scheduled).then(|| tx.now_ms.saturating_add(ms(retry_wait)));
+        tx.conn.execute(
+            "UPDATE jobs SET cancel_requested = 0, not_before = ?1 WHERE id = ?2",
+            params![not_before, attempt.job_id.to_string()],
+        )?;
+    }
+    let node: String = tx.conn.query_row(
+        "UPDATE attempts SET state = ?1, finished_at = ?2, lease_expires_at = NULL,
+                 exit_code = ?3, signal = ?4, reason = ?5, peak_memory_bytes = ?6,
+                 cpu_time_ms = ?7
+             WHERE job_id = ?8 AND attempt = ?9
+             RETURNING node",
+        params![
+            outcome.state.as_str(),
+            tx.now_ms,
+            outcome.exit_code,
+            outcome.signal,
+            outcome.reason.to_string(),
+            outcome
+                .peak_memory_bytes
+                .and_then(|v| i64::try_from(v).ok()),
+            outcome.cpu_time_ms.and_then(|v| i64::try_from(v).ok()),
+            attempt.job_id.to_string(),
+            attempt.attempt,
+        ],
+        |row| row.get(0),
+    )?;
+    let kind = match next {
+        JobState::Queued => EventKind::Requeued,
+        JobState::Scheduled => EventKind::Scheduled,
+        _ => EventKind::Finished,
+    };
+    tx.emit(
+        kind,
+        attempt.job_id,
+        Some(attempt.attempt),
+        next,
+        Some(&NodeId(node)),
+        Some(&outcome.reason),
+    )?;
+    Ok(Completion::Recorded { state: next })
+}
+
+/// Gives an unrun claim back (see [`Store::unclaim`]), inside a change.
+fn unclaim_in(
+    tx: &mut Tx<'_>,
+    attempt: AttemptRef,
+    reason: Reason,
+) -> Result<Completion, StoreError> {
+    let Some(head) = job_head(tx, attempt.job_id)? else {
+        return Ok(Completion::Stale {
+            current_attempt: 0,
+            current_state: JobState::Lost,
+        });
+    };
+    let pid: Option<i32> = tx
+        .conn
+        .query_opt(
+            "SELECT pid FROM attempts WHERE job_id = ?1 AND attempt = ?2",
+            params![attempt.job_id.to_string(), attempt.attempt],
+            |row| row.get(0),
+        )?
+        .flatten();
+    if head.attempt != attempt.attempt || head.state != JobState::Starting || pid.is_some() {
+        return Ok(Completion::Stale {
+            current_attempt: head.attempt,
+            current_state: head.state,
+        });
+    }
+    // A pending cancel wins: the job ends cancelled rather than going back.
+    let next = if head.cancel_requested {
+        JobState::Cancelled
+    } else {
+        JobState::Queued
+    };
+    let reason = if head.cancel_requested {
+        Reason::CancelledByUser
+    } else {
+        reason
+    };
+    set_job_state(tx, attempt.job_id, JobState::Starting, next, Some(&reason))?;
+    tx.conn.execute(
+        "UPDATE jobs SET max_attempts = max_attempts + 1, cancel_requested = 0 WHERE id = ?1",
+        params![attempt.job_id.to_string()],
+    )?;
+    let node: String = tx.conn.query_row(
+        "UPDATE attempts SET state = ?1, finished_at = ?2, lease_expires_at = NULL,
+                 reason = ?3
+             WHERE job_id = ?4 AND attempt = ?5
+             RETURNING node",
+        params![
+            JobState::Queued.as_str(),
+            tx.now_ms,
+            reason.to_string(),
+            attempt.job_id.to_string(),
+            attempt.attempt
+        ],
+        |row| row.get(0),
+    )?;
+    let kind = if next == JobState::Queued {
+        EventKind::Requeued
+    } else {
+        EventKind::Finished
+    };
+    tx.emit(
+        kind,
+        attempt.job_id,
+        Some(attempt.attempt),
+        next,
+        Some(&NodeId(node)),
+        Some(&reason),
+    )?;
+    Ok(Completion::Recorded { state: next })
 }
 
 #[async_trait]
@@ -581,6 +753,21 @@ impl Store for SqlStore {
     ) -> Result<ClaimBatch, StoreError> {
         let node = node.clone();
         self.write(move |tx| {
+            // A draining node claims nothing; a node with no row yet (before its first
+            // heartbeat) has no labels.
+            let me = tx.conn.query_opt(
+                "SELECT state, labels FROM nodes WHERE id = ?1",
+                params![node.0],
+                |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?)),
+            )?;
+            let labels: Labels = match me {
+                Some((state, _)) if state == NodeState::Draining.as_str() => {
+                    return Ok(ClaimBatch::default());
+                }
+                Some((_, labels)) => serde_json::from_str(&labels)
+                    .map_err(|e| StoreError::Corrupt(format!("node labels: {e}")))?,
+                None => Labels::new(),
+            };
             let limit = i64::try_from(max.saturating_add(ADMISSION_WINDOW)).unwrap_or(i64::MAX);
             // INDEXED BY: without statistics SQLite may pick `jobs_state` and sort every queued
             // job per claim; this reads the claim index from its start. On PostgreSQL, SKIP
@@ -626,6 +813,13 @@ impl Store for SqlStore {
                 }
                 let id = parse_id(&id)?;
                 let spec = parse_spec(&spec)?;
+                if !labels_match(&spec.require, &labels) {
+                    waiting.push((
+                        id,
+                        format!("needs a node with {}", describe_labels(&spec.require)),
+                    ));
+                    continue;
+                }
                 let queued_for =
                     Duration::from_millis(u64::try_from(tx.now_ms - queued_at).unwrap_or(0));
                 match admission.consider(&spec.resources(), queued_for) {
@@ -775,146 +969,12 @@ impl Store for SqlStore {
         attempt: AttemptRef,
         outcome: AttemptOutcome,
     ) -> Result<Completion, StoreError> {
-        self.write(move |tx| {
-            let Some(head) = job_head(tx, attempt.job_id)? else {
-                return Ok(Completion::Stale {
-                    current_attempt: 0,
-                    current_state: JobState::Lost,
-                });
-            };
-            if head.attempt != attempt.attempt || !head.state.has_live_attempt() {
-                return Ok(Completion::Stale {
-                    current_attempt: head.attempt,
-                    current_state: head.state,
-                });
-            }
-            // The attempt's own outcome must be a legal ending of its current state.
-            head.state.check(outcome.state)?;
-            let unsuccessful = matches!(
-                outcome.state,
-                JobState::Failed | JobState::TimedOut | JobState::Lost
-            );
-            // The retry policy lives in the spec; read it only for the endings it concerns.
-            let mut retry_wait = Duration::ZERO;
-            let retryable =
-                unsuccessful && !head.cancel_requested && attempt.attempt < head.max_attempts && {
-                    let mut spec = job_spec(tx, attempt.job_id)?;
-                    if let Some(backoff) = spec.backoff {
-                        retry_wait = backoff.delay(attempt.attempt, fastrand::f64());
-                    }
-                    let retried =
-                        retry::retried(spec.retry_on.as_deref(), outcome.state, &outcome.reason);
-                    // Learning memory: the next attempt gets room for what this one needed.
-                    if retried && outcome.reason == Reason::MemoryLimit {
-                        if let Some(grown) = spec.learned_memory(outcome.peak_memory_bytes) {
-                            spec.memory = Some(grown);
-                            let json = serde_json::to_string(&spec)
-                                .map_err(|e| StoreError::Database(e.to_string()))?;
-                            tx.conn.execute(
-                                "UPDATE jobs SET spec = ?1 WHERE id = ?2",
-                                params![json, attempt.job_id.to_string()],
-                            )?;
-                        }
-                    }
-                    retried
-                };
-            let next = match (retryable, retry_wait.is_zero()) {
-                (false, _) => outcome.state,
-                (true, true) => JobState::Queued,
-                (true, false) => JobState::Scheduled,
-            };
-            set_job_state(tx, attempt.job_id, head.state, next, Some(&outcome.reason))?;
-            if retryable {
-                let not_before =
-                    (next == JobState::Scheduled).then(|| tx.now_ms.saturating_add(ms(retry_wait)));
-                tx.conn.execute(
-                    "UPDATE jobs SET cancel_requested = 0, not_before = ?1 WHERE id = ?2",
-                    params![not_before, attempt.job_id.to_string()],
-                )?;
-            }
-            let node: String = tx.conn.query_row(
-                "UPDATE attempts SET state = ?1, finished_at = ?2, lease_expires_at = NULL,
-                         exit_code = ?3, signal = ?4, reason = ?5, peak_memory_bytes = ?6,
-                         cpu_time_ms = ?7
-                     WHERE job_id = ?8 AND attempt = ?9
-                     RETURNING node",
-                params![
-                    outcome.state.as_str(),
-                    tx.now_ms,
-                    outcome.exit_code,
-                    outcome.signal,
-                    outcome.reason.to_string(),
-                    outcome
-                        .peak_memory_bytes
-                        .and_then(|v| i64::try_from(v).ok()),
-                    outcome.cpu_time_ms.and_then(|v| i64::try_from(v).ok()),
-                    attempt.job_id.to_string(),
-                    attempt.attempt,
-                ],
-                |row| row.get(0),
-            )?;
-            let kind = match next {
-                JobState::Queued => EventKind::Requeued,
-                JobState::Scheduled => EventKind::Scheduled,
-                _ => EventKind::Finished,
-            };
-            tx.emit(
-                kind,
-                attempt.job_id,
-                Some(attempt.attempt),
-                next,
-                Some(&NodeId(node)),
-                Some(&outcome.reason),
-            )?;
-            Ok(Completion::Recorded { state: next })
-        })
-        .await
+        self.write(move |tx| complete_in(tx, attempt, outcome))
+            .await
     }
 
     async fn unclaim(&self, attempt: AttemptRef, reason: Reason) -> Result<Completion, StoreError> {
-        self.write(move |tx| {
-            let Some(head) = job_head(tx, attempt.job_id)? else {
-                return Ok(Completion::Stale {
-                    current_attempt: 0,
-                    current_state: JobState::Lost,
-                });
-            };
-            let pid: Option<i32> = tx
-                .conn
-                .query_opt("SELECT pid FROM attempts WHERE job_id = ?1 AND attempt = ?2", params![attempt.job_id.to_string(), attempt.attempt], |row| row.get(0))?
-                .flatten();
-            if head.attempt != attempt.attempt || head.state != JobState::Starting || pid.is_some() {
-                return Ok(Completion::Stale {
-                    current_attempt: head.attempt,
-                    current_state: head.state,
-                });
-            }
-            // A pending cancel wins: the job ends cancelled rather than going back.
-            let next = if head.cancel_requested { JobState::Cancelled } else { JobState::Queued };
-            let reason = if head.cancel_requested { Reason::CancelledByUser } else { reason };
-            set_job_state(tx, attempt.job_id, JobState::Starting, next, Some(&reason))?;
-            tx.conn
-                .execute("UPDATE jobs SET max_attempts = max_attempts + 1, cancel_requested = 0 WHERE id = ?1", params![attempt.job_id.to_string()])?;
-            let node: String = tx
-                .conn
-                .query_row("UPDATE attempts SET state = ?1, finished_at = ?2, lease_expires_at = NULL,
-                         reason = ?3
-                     WHERE job_id = ?4 AND attempt = ?5
-                     RETURNING node", 
-                    params![
-                        JobState::Queued.as_str(),
-                        tx.now_ms,
-                        reason.to_string(),
-                        attempt.job_id.to_string(),
-                        attempt.attempt
-                    ],
-                    |row| row.get(0),
-                )?;
-            let kind = if next == JobState::Queued { EventKind::Requeued } else { EventKind::Finished };
-            tx.emit(kind, attempt.job_id, Some(attempt.attempt), next, Some(&NodeId(node)), Some(&reason))?;
-            Ok(Completion::Recorded { state: next })
-        })
-        .await
+        self.write(move |tx| unclaim_in(tx, attempt, reason)).await
     }
 
     async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
@@ -1061,4 +1121,168 @@ impl Store for SqlStore {
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.publisher().subscribe()
     }
+
+    async fn heartbeat(&self, node: &NodeInfo, load: NodeLoad) -> Result<NodeState, StoreError> {
+        let node = node.clone();
+        self.write(move |tx| {
+            let state: String = tx.conn.query_row(
+                "INSERT INTO nodes (id, hostname, labels, url, capacity, slots, load, state,
+                                    started_at, heartbeat_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'alive', ?8, ?9)
+                 ON CONFLICT (id) DO UPDATE SET
+                     hostname = excluded.hostname, labels = excluded.labels, url = excluded.url,
+                     capacity = excluded.capacity, slots = excluded.slots, load = excluded.load,
+                     started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
+                     state = CASE WHEN nodes.state = 'draining' THEN 'draining' ELSE 'alive' END
+                 RETURNING state",
+                params![
+                    node.id.0,
+                    node.hostname,
+                    to_json(&node.labels)?,
+                    node.url,
+                    to_json(&node.capacity)?,
+                    node.slots,
+                    to_json(&load)?,
+                    node.started_at.timestamp_millis(),
+                    tx.now_ms,
+                ],
+                |row| row.get(0),
+            )?;
+            parse_node_state(&state)
+        })
+        .await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        self.read(|conn| {
+            conn.query_map(
+                &format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY id"),
+                params![],
+                node_row,
+            )
+        })
+        .await
+    }
+
+    async fn set_draining(
+        &self,
+        node: &NodeId,
+        draining: bool,
+    ) -> Result<Option<NodeRecord>, StoreError> {
+        let node = node.clone();
+        self.write(move |tx| {
+            // Draining applies in any state, so that a dead node comes back draining; undraining
+            // makes only a draining node alive.
+            tx.conn.query_opt(
+                &format!(
+                    "UPDATE nodes SET state = CASE
+                         WHEN ?2 = 1 THEN 'draining'
+                         WHEN state = 'draining' THEN 'alive'
+                         ELSE state END
+                     WHERE id = ?1
+                     RETURNING {NODE_COLUMNS}"
+                ),
+                params![node.0, draining],
+                node_row,
+            )
+        })
+        .await
+    }
+
+    async fn reap(&self, ttl: Duration) -> Result<Reaped, StoreError> {
+        self.write(move |tx| {
+            if tx.conn.dialect() == Dialect::Postgres {
+                let ours: bool = tx.conn.query_row(
+                    "SELECT pg_try_advisory_xact_lock(?1)",
+                    params![REAPER_LOCK],
+                    |row| row.get(0),
+                )?;
+                if !ours {
+                    return Ok(Reaped {
+                        skipped: true,
+                        ..Reaped::default()
+                    });
+                }
+            }
+            let dead_nodes = tx.conn.query_map(
+                "UPDATE nodes SET state = 'dead' WHERE state != 'dead' AND heartbeat_at < ?1
+                 RETURNING id",
+                params![tx.now_ms.saturating_sub(ms(ttl))],
+                |row| Ok(NodeId(row.get(0)?)),
+            )?;
+            let expired = tx.conn.query_map(
+                "SELECT a.job_id, a.attempt, a.pid FROM attempts a
+                 JOIN jobs j ON j.id = a.job_id AND j.attempt = a.attempt
+                 WHERE a.state IN ('starting', 'running') AND a.lease_expires_at < ?1
+                 ORDER BY a.job_id LIMIT 1000",
+                params![tx.now_ms],
+                |row| {
+                    Ok((
+                        AttemptRef {
+                            job_id: parse_id(&row.get::<String>(0)?)?,
+                            attempt: row.get(1)?,
+                        },
+                        row.get::<Option<i64>>(2)?,
+                    ))
+                },
+            )?;
+            let mut attempts = Vec::with_capacity(expired.len());
+            for (attempt, pid) in expired {
+                // No pid on record: the gate never opened, so it never ran.
+                let done = match pid {
+                    None => unclaim_in(tx, attempt, Reason::NodeLost)?,
+                    Some(_) => complete_in(
+                        tx,
+                        attempt,
+                        AttemptOutcome::bare(JobState::Lost, Reason::NodeLost),
+                    )?,
+                };
+                if let Completion::Recorded { state } = done {
+                    attempts.push((attempt, state));
+                }
+            }
+            Ok(Reaped {
+                dead_nodes,
+                attempts,
+                skipped: false,
+            })
+        })
+        .await
+    }
+}
+
+/// The advisory lock key that makes one node at a time the reaper ("reaper" in ASCII).
+const REAPER_LOCK: i64 = 0x7265_6170_6572;
+
+const NODE_COLUMNS: &str =
+    "id, hostname, labels, url, capacity, slots, load, state, started_at, heartbeat_at";
+
+fn parse_node_state(text: &str) -> Result<NodeState, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("node state `{text}`")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn node_row(row: &super::Row) -> Result<NodeRecord, StoreError> {
+    Ok(NodeRecord {
+        info: NodeInfo {
+            id: NodeId(row.get(0)?),
+            hostname: row.get(1)?,
+            labels: from_json("node labels", &row.get::<String>(2)?)?,
+            url: row.get(3)?,
+            capacity: from_json("node capacity", &row.get::<String>(4)?)?,
+            slots: row.get(5)?,
+            started_at: ms_to_time(row.get(8)?),
+        },
+        load: from_json("node load", &row.get::<String>(6)?)?,
+        state: parse_node_state(&row.get::<String>(7)?)?,
+        heartbeat_at: ms_to_time(row.get(9)?),
+    })
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Database(e.to_string()))
 }

@@ -90,6 +90,21 @@ CREATE INDEX jobs_due ON jobs (not_before) WHERE state = 'scheduled';
 -- The dead-letter queue: ended unsuccessfully after its retries, not retried or dismissed.
 CREATE INDEX jobs_dlq ON jobs (id) WHERE state IN ('failed', 'timed_out', 'lost') AND dismissed = 0;
 "#,
+    r#"
+-- #8: the nodes of a cluster (one row on a single machine), written by their heartbeats.
+CREATE TABLE nodes (
+    id           TEXT PRIMARY KEY,
+    hostname     TEXT NOT NULL,
+    labels       TEXT NOT NULL,      -- JSON object
+    url          TEXT,               -- its API, where other nodes read its jobs' logs
+    capacity     TEXT NOT NULL,      -- JSON Resources
+    slots        INTEGER NOT NULL,
+    load         TEXT NOT NULL,      -- JSON NodeLoad at the last heartbeat
+    state        TEXT NOT NULL,      -- alive | draining | dead
+    started_at   INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL
+) STRICT;
+"#,
 ];
 
 /// Brings the database to the latest schema, one transaction per migration.
