@@ -315,7 +315,13 @@ async fn run_in_cell(
         Trigger::Stop(why) => {
             tracing::info!(%attempt, ?why, "stopping the tree");
             outcome_ending = Some(Ending::Stopped(why));
-            Some(kill_tree(pid, Some(cell), req.grace, Some(&mut leader)).await)
+            // A lost lease allows no grace: another node may be about to run this job.
+            let grace = if why == StopReason::LeaseLost {
+                Duration::ZERO
+            } else {
+                req.grace
+            };
+            Some(kill_tree(pid, Some(cell), grace, Some(&mut leader)).await)
         }
     };
     let reaped = leader.wait().await.ok();

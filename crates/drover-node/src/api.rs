@@ -16,7 +16,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use drover_core::{JobId, JobRecord, JobSpec, JobState, Limits, NodeId, SpecError};
+use drover_core::node::describe_labels;
+use drover_core::{
+    JobId, JobRecord, JobSpec, JobState, Limits, NodeId, NodeRecord, NodeState, SpecError,
+    labels_match,
+};
 use drover_store::{CancelOutcome, Change, JobFilter, QueueInfo, Store, StoreError};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
@@ -46,7 +50,7 @@ pub struct ApiState {
     /// This node.
     pub node: NodeId,
     /// What the node is and has, for `GET /v1/node`.
-    pub info: Arc<crate::NodeInfo>,
+    pub info: Arc<crate::NodeReport>,
     /// Queued jobs the node passed over for lack of resources, and why.
     pub waiting_for: crate::runner::WaitingFor,
     /// Wakes the node loop for a change no job event announces (a queue resumed or widened).
@@ -85,6 +89,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/events", get(crate::events::events))
         .route("/v1/queues", get(queues))
         .route("/v1/queues/{name}", post(set_queue))
+        .route("/v1/nodes", get(nodes))
+        .route("/v1/nodes/{node}/drain", post(drain))
+        .route("/v1/nodes/{node}/undrain", post(undrain))
         .fallback(not_found)
         .with_state(state)
 }
@@ -202,18 +209,41 @@ async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
 }
 
 /// `GET /v1/node`: capacity, containment backend, and the machine's memory and pressure now.
-async fn node_info(State(state): State<ApiState>) -> Json<crate::NodeInfo> {
+async fn node_info(State(state): State<ApiState>) -> Json<crate::NodeReport> {
     Json(state.info.refreshed())
 }
 
-/// Adds what a passed-over queued job waits for, as this node last saw it.
-fn with_waiting(state: &ApiState, mut job: JobRecord) -> JobRecord {
-    if job.state == JobState::Queued {
-        if let Ok(notes) = state.waiting_for.lock() {
-            job.waiting_for = notes.get(&job.id).cloned();
-        }
+/// Adds what each queued job waits for: no live node with the labels it requires (checked
+/// against the nodes table, so the answer does not depend on which node is asked), else what
+/// this node saw when it last passed the job over.
+async fn with_waiting(
+    state: &ApiState,
+    mut jobs: Vec<JobRecord>,
+) -> Result<Vec<JobRecord>, ApiError> {
+    let routed = jobs
+        .iter()
+        .any(|j| j.state == JobState::Queued && !j.spec.require.is_empty());
+    let nodes = if routed {
+        state.store.nodes().await?
+    } else {
+        Vec::new()
+    };
+    let notes = state.waiting_for.lock().ok();
+    for job in jobs.iter_mut().filter(|j| j.state == JobState::Queued) {
+        let unmatched = !job.spec.require.is_empty()
+            && !nodes.iter().any(|n| {
+                n.state != NodeState::Dead && labels_match(&job.spec.require, &n.info.labels)
+            });
+        job.waiting_for = if unmatched {
+            Some(format!(
+                "no node matches {}: no live node has these labels",
+                describe_labels(&job.spec.require)
+            ))
+        } else {
+            notes.as_ref().and_then(|n| n.get(&job.id).cloned())
+        };
     }
-    job
+    Ok(jobs)
 }
 
 /// Parses a JSON value of type `T`, naming the field at fault (`timeout`, `[3].argv`).
@@ -474,12 +504,11 @@ fn query(
 }
 
 async fn load(state: &ApiState, id: JobId) -> Result<JobRecord, ApiError> {
-    state
-        .store
-        .get(id)
-        .await?
-        .map(|job| with_waiting(state, job))
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, Some("id"), format!("no job {id}")))
+    let job =
+        state.store.get(id).await?.ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, Some("id"), format!("no job {id}"))
+        })?;
+    Ok(with_waiting(state, vec![job]).await?.remove(0))
 }
 
 async fn get_job(
@@ -510,9 +539,7 @@ async fn list(
             .map_err(|_| ApiError::bad("limit", format!("`{limit}` is not a count")))?;
     }
     let jobs = state.store.list(&filter).await?;
-    Ok(Json(
-        jobs.into_iter().map(|j| with_waiting(&state, j)).collect(),
-    ))
+    Ok(Json(with_waiting(&state, jobs).await?))
 }
 
 fn duration_param(
@@ -784,6 +811,65 @@ async fn set_queue(
         .await?;
     state.wake.notify_one();
     Ok(Json(info))
+}
+
+/// `GET /v1/nodes`: every node of the cluster (one, on SQLite).
+async fn nodes(State(state): State<ApiState>) -> Result<Json<Vec<NodeRecord>>, ApiError> {
+    Ok(Json(state.store.nodes().await?))
+}
+
+/// `POST /v1/nodes/{node}/drain`: the node claims nothing more and finishes what it runs.
+async fn drain(
+    State(state): State<ApiState>,
+    Path(node): Path<String>,
+) -> Result<Json<NodeRecord>, ApiError> {
+    set_draining(&state, &node, true).await
+}
+
+/// `POST /v1/nodes/{node}/undrain`.
+async fn undrain(
+    State(state): State<ApiState>,
+    Path(node): Path<String>,
+) -> Result<Json<NodeRecord>, ApiError> {
+    set_draining(&state, &node, false).await
+}
+
+/// Finds a node by id, or by host name when exactly one node has it.
+async fn resolve_node(state: &ApiState, name: &str) -> Result<NodeId, ApiError> {
+    let nodes = state.store.nodes().await?;
+    if let Some(node) = nodes.iter().find(|n| n.info.id.0 == name) {
+        return Ok(node.info.id.clone());
+    }
+    let by_host: Vec<_> = nodes.iter().filter(|n| n.info.hostname == name).collect();
+    match by_host.as_slice() {
+        [one] => Ok(one.info.id.clone()),
+        [] => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            Some("node"),
+            format!("no node `{name}` (see `drover nodes`)"),
+        )),
+        _ => Err(ApiError::bad(
+            "node",
+            format!("several nodes run on host `{name}`; name one by id"),
+        )),
+    }
+}
+
+async fn set_draining(
+    state: &ApiState,
+    name: &str,
+    draining: bool,
+) -> Result<Json<NodeRecord>, ApiError> {
+    let node = resolve_node(state, name).await?;
+    let record = state
+        .store
+        .set_draining(&node, draining)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, Some("node"), "the node vanished"))?;
+    if node == state.node && !draining {
+        state.wake.notify_one();
+    }
+    Ok(Json(record))
 }
 
 /// `GET /v1/jobs/{id}/logs?stream=stdout|stderr&attempt=N&follow=true`

@@ -199,7 +199,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataDirError> {
     fs::rename(&tmp, path).map_err(io_err("cannot rename into", path))
 }
 
-fn hostname() -> String {
+/// The machine's host name: its first label, cleaned for use in ids (`node` when it has none).
+pub fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };

@@ -26,6 +26,7 @@ pub mod api;
 pub mod capacity;
 pub mod datadir;
 mod events;
+pub mod membership;
 pub mod metrics;
 pub mod recovery;
 mod runner;
@@ -64,6 +65,12 @@ pub struct NodeConfig {
     pub events_retention: Duration,
     /// A PostgreSQL URL shared by many nodes; `None` keeps jobs in a SQLite file in the data dir.
     pub database: Option<String>,
+    /// Between heartbeats into the nodes table (and reaper passes).
+    pub heartbeat: Duration,
+    /// Silence after which a node is declared dead (3 heartbeats by default).
+    pub node_ttl: Duration,
+    /// Labels of this node besides the detected `os` and `arch`.
+    pub labels: drover_core::Labels,
 }
 
 impl NodeConfig {
@@ -83,6 +90,9 @@ impl NodeConfig {
             queue_defaults: api::QueueDefaults::new(),
             events_retention: Duration::from_secs(7 * 24 * 3600),
             database: None,
+            heartbeat: Duration::from_secs(5),
+            node_ttl: Duration::from_secs(15),
+            labels: drover_core::Labels::new(),
         }
     }
 }
@@ -92,7 +102,7 @@ pub const DEFAULT_RESERVE_AFTER: Duration = Duration::from_secs(60);
 
 /// What a node is and has: `GET /v1/node` and `drover doctor` show it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeInfo {
+pub struct NodeReport {
     /// The node's id.
     pub node: drover_core::NodeId,
     /// drover's version.
@@ -107,10 +117,10 @@ pub struct NodeInfo {
     pub pressure: Pressures,
 }
 
-impl NodeInfo {
+impl NodeReport {
     /// The figures that change, read again now.
-    pub fn refreshed(&self) -> NodeInfo {
-        NodeInfo {
+    pub fn refreshed(&self) -> NodeReport {
+        NodeReport {
             host_memory: drover_exec::host::memory(),
             pressure: drover_exec::host::pressures(),
             ..self.clone()
@@ -125,12 +135,12 @@ pub fn doctor(
     memory: Option<Size>,
     cpus: Option<Cpus>,
     slots: Option<usize>,
-) -> Result<NodeInfo, drover_exec::contain::ContainError> {
+) -> Result<NodeReport, drover_exec::contain::ContainError> {
     let scope = format!("drover.doctor-{}", std::process::id());
     let containment = Containment::detect(backend, &scope)?;
     let report = containment.report();
     containment.close();
-    Ok(NodeInfo {
+    Ok(NodeReport {
         node: drover_core::NodeId("(doctor)".into()),
         version: env!("CARGO_PKG_VERSION").into(),
         capacity: Capacity::resolve(memory, cpus, slots),
@@ -223,7 +233,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     }
     let capacity = Capacity::resolve(config.memory, config.cpus, config.slots);
     let slots = capacity.slots;
-    let info = Arc::new(NodeInfo {
+    let info = Arc::new(NodeReport {
         node: node.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
         capacity,
@@ -240,6 +250,17 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         .capacity_cpus
         .set(f64::from(capacity.cpus.millis()) / 1000.0);
     let wake = Arc::new(tokio::sync::Notify::new());
+    let member = drover_core::NodeInfo {
+        id: node.clone(),
+        hostname: datadir::hostname(),
+        labels: node_labels(&config.labels),
+        url: Some(advertised_url(addr)),
+        capacity: capacity.resources(),
+        slots: u32::try_from(slots).unwrap_or(u32::MAX),
+        started_at: chrono::Utc::now(),
+    };
+    let state = membership::join(store.as_ref(), &member).await?;
+    let (load_tx, load_rx) = watch::channel(drover_core::NodeLoad::default());
 
     let (shutdown_tx, shutdown_rx) = watch::channel(0u32);
     spawn_signal_watcher(shutdown_tx)?;
@@ -277,6 +298,17 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         data_dir = %data.root().display(), store = %location, "drover node serving");
 
     spawn_event_pruner(Arc::clone(&store), config.events_retention);
+    membership::spawn(
+        Arc::clone(&store),
+        member,
+        membership::Timing {
+            heartbeat: config.heartbeat,
+            node_ttl: config.node_ttl,
+        },
+        load_rx,
+        Arc::clone(&wake),
+        state,
+    );
     let (supervisor, reports) = Supervisor::start(Arc::clone(&containment));
     let (runner, internal) = runner::Runner::new(
         runner::RunnerConfig {
@@ -291,6 +323,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
             waiting_for,
             wake,
             metrics,
+            load: load_tx,
         },
         Arc::clone(&store),
         Arc::clone(&data),
@@ -308,6 +341,25 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     }
     tracing::info!("drover node stopped");
     Ok(())
+}
+
+/// The node's labels: the detected `os` and `arch`, then the configured ones (which win).
+pub fn node_labels(configured: &drover_core::Labels) -> drover_core::Labels {
+    let mut labels = drover_core::Labels::new();
+    labels.insert("os".into(), std::env::consts::OS.into());
+    labels.insert("arch".into(), std::env::consts::ARCH.into());
+    labels.extend(configured.clone());
+    labels
+}
+
+/// Where other nodes reach this one's API: the listen address, or the host name when it listens
+/// on every interface.
+fn advertised_url(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("http://{}:{}", datadir::hostname(), addr.port())
+    } else {
+        format!("http://{addr}")
+    }
 }
 
 /// Deletes events older than `retention`.

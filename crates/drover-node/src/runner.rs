@@ -53,6 +53,8 @@ pub(crate) struct RunnerConfig {
     pub containment: Arc<Containment>,
     /// Queued jobs the last claim passed over, with what each waits for; read by the API.
     pub waiting_for: WaitingFor,
+    /// Where the node's load goes for its heartbeat.
+    pub load: watch::Sender<drover_core::NodeLoad>,
     /// Rung by the API when a queue is resumed or widened: claim again.
     pub wake: Arc<tokio::sync::Notify>,
     /// Where attempts, claims and reservations are counted.
@@ -110,6 +112,8 @@ pub(crate) struct Runner {
     renewing: bool,
     /// Leases are known good until this instant (the last successful renewal plus the lease).
     leases_valid_until: Instant,
+    /// Jobs were stopped because leases could not be renewed; cleared by the next renewal.
+    fenced: bool,
     /// When the earliest `scheduled` job is due: the timer that promotes it.
     next_due: Option<Instant>,
     /// A promotion is in flight.
@@ -151,6 +155,7 @@ impl Runner {
                 retry_claim_at: None,
                 renewing: false,
                 leases_valid_until: Instant::now() + lease,
+                fenced: false,
                 next_due: None,
                 promoting: false,
                 promote_again: false,
@@ -178,9 +183,17 @@ impl Runner {
         self.promote_due();
 
         loop {
-            self.config
-                .metrics
-                .set_reserved(self.reserved(), self.live.len());
+            let reserved = self.reserved();
+            self.config.metrics.set_reserved(reserved, self.live.len());
+            let load = drover_core::NodeLoad {
+                running: u32::try_from(self.live.len()).unwrap_or(u32::MAX),
+                reserved,
+            };
+            self.config.load.send_if_modified(|old| {
+                let changed = *old != load;
+                *old = load;
+                changed
+            });
             let draining = drain_deadline.is_some();
             if !draining {
                 self.fill_slots();
@@ -213,6 +226,11 @@ impl Runner {
                 _ = self.config.wake.notified() => self.want_claim = true,
                 _ = heartbeat.tick() => {
                     self.renew_leases();
+                    self.fence_if_leases_expiring();
+                }
+                // Not only on the heartbeat: the fence must fall a full margin before expiry.
+                _ = sleep_until(self.leases_valid_until.checked_sub(self.config.lease / 3).unwrap_or(self.leases_valid_until)),
+                    if !self.fenced && self.holds_leases() => {
                     self.fence_if_leases_expiring();
                 }
                 _ = sleep_until(self.next_due.unwrap_or(far)), if self.next_due.is_some() && !draining => {
@@ -450,6 +468,7 @@ impl Runner {
                 match result {
                     Ok(statuses) => {
                         self.leases_valid_until = asked_at + self.config.lease;
+                        self.fenced = false;
                         for (attempt, status) in statuses {
                             match status {
                                 LeaseStatus::Held {
@@ -660,14 +679,20 @@ impl Runner {
         });
     }
 
+    /// Whether the node holds any lease (running or claimed-ahead attempts).
+    fn holds_leases(&self) -> bool {
+        !(self.live.is_empty() && self.waiting.is_empty())
+    }
+
     /// Self-fencing: if leases could not be renewed and are about to run out, stop every job
     /// before they do, so that no other node's attempt ever runs beside ours.
     fn fence_if_leases_expiring(&mut self) {
-        if self.live.is_empty() && self.waiting.is_empty() {
+        if !self.holds_leases() {
             return;
         }
         let margin = self.config.lease / 3;
-        if Instant::now() + margin >= self.leases_valid_until {
+        if !self.fenced && Instant::now() + margin >= self.leases_valid_until {
+            self.fenced = true;
             tracing::error!("cannot renew leases; stopping every job before the leases expire");
             self.stop_all(StopReason::LeaseLost);
         }
@@ -816,6 +841,7 @@ mod tests {
             reserve_after: Duration::from_secs(60),
             containment,
             waiting_for: WaitingFor::default(),
+            load: watch::channel(drover_core::NodeLoad::default()).0,
             wake: Arc::new(tokio::sync::Notify::new()),
             metrics: Arc::new(crate::metrics::Metrics::new()),
         };

@@ -64,6 +64,12 @@ pub enum Command {
     /// Show how jobs would be contained here: the backend and why, what each limit kind
     /// enforces, the capacity, and the machine's memory and pressure.
     Doctor(DoctorArgs),
+    /// The nodes sharing this node's database: state, labels, capacity, load, last heartbeat.
+    Nodes(NodesArgs),
+    /// Stop a node from claiming jobs; it finishes what it runs (by id or host name).
+    Drain(NodeArgs),
+    /// Let a drained node claim jobs again.
+    Undrain(NodeArgs),
 }
 
 /// `drover run`
@@ -212,6 +218,21 @@ pub struct DoctorArgs {
     pub cpus: Option<Cpus>,
 }
 
+/// `drover nodes`
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `drover drain` / `drover undrain`
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node's id, or its host name when only one node runs there.
+    pub node: String,
+}
+
 /// `drover serve`
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -224,9 +245,11 @@ pub struct ServeArgs {
     /// On SIGTERM/SIGINT, how long to let running jobs finish before stopping them.
     #[arg(long, default_value = "30s", value_name = "D")]
     pub shutdown_timeout: HumanDuration,
-    /// How long an attempt's lease lasts without a heartbeat.
-    #[arg(long, default_value = "30s", value_name = "D")]
-    pub lease: HumanDuration,
+    /// How long an attempt's lease lasts without renewal (default: the node TTL). A node that
+    /// cannot renew stops its jobs a heartbeat before their leases end; the reaper requeues
+    /// attempts whose lease has ended.
+    #[arg(long, value_name = "D")]
+    pub lease: Option<HumanDuration>,
     /// Output kept per stream per attempt; the rest is dropped with a note.
     #[arg(long, default_value = "256M", value_name = "SIZE")]
     pub max_log_size: Size,
@@ -261,6 +284,16 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub db: Option<String>,
+    /// A label of this node (repeatable): `--label has=sage`. Jobs submitted with `--require`
+    /// run only on nodes with those labels. `os` and `arch` are detected.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = drover_core::node::parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// How often the node writes its heartbeat and runs the reaper (default 5s).
+    #[arg(long, value_name = "D")]
+    pub heartbeat: Option<HumanDuration>,
+    /// How long a node may stay silent before it is declared dead (default 3 heartbeats).
+    #[arg(long, value_name = "D")]
+    pub node_ttl: Option<HumanDuration>,
     /// Settings file (default: drover.toml in the data dir, if there is one). Its `[serve]`
     /// table takes db, memory, cpus, slots, backend and reserve_after; flags win over it.
     #[arg(long, value_name = "FILE")]
@@ -336,9 +369,12 @@ pub struct SubmitArgs {
     /// Submitting again with the same key returns the first job's id and creates nothing.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+    /// Run only on a node with this label (repeatable): `--require os=macos`.
+    #[arg(long = "require", value_name = "KEY=VALUE", value_parser = drover_core::node::parse_label)]
+    pub require: Vec<(String, String)>,
     /// Submit many jobs from FILE (`-` for stdin): JSON Lines, one spec per line in the schema
     /// of `POST /v1/jobs`. All or nothing; prints one id per line, in input order.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["argv", "timeout", "grace", "name", "env", "cwd", "priority", "retries", "memory", "memory_max", "cpus", "pids", "nofile", "stall", "delay", "at", "backoff", "retry_on", "after", "queue", "idempotency_key"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["argv", "timeout", "grace", "name", "env", "cwd", "priority", "retries", "memory", "memory_max", "cpus", "pids", "nofile", "stall", "delay", "at", "backoff", "retry_on", "after", "queue", "idempotency_key", "require"])]
     pub batch: Option<PathBuf>,
     /// The program and its arguments (no shell: use `sh -c '...'` to ask for one).
     #[arg(last = true, required_unless_present = "batch", value_name = "ARGV")]

@@ -10,9 +10,9 @@ use drover_core::{JobId, JobRecord};
 use serde_json::json;
 
 use crate::cli::{
-    CancelArgs, Cli, Concurrency, DlqAction, DlqArgs, DoctorArgs, LogsArgs, PriorityArgs,
-    QueueAction, QueueArgs, RetryArgs, RunArgs, ServeArgs, StatusArgs, SubmitArgs, WaitArgs,
-    WatchArgs,
+    CancelArgs, Cli, Concurrency, DlqAction, DlqArgs, DoctorArgs, LogsArgs, NodeArgs, NodesArgs,
+    PriorityArgs, QueueAction, QueueArgs, RetryArgs, RunArgs, ServeArgs, StatusArgs, SubmitArgs,
+    WaitArgs, WatchArgs,
 };
 use crate::client::{Client, ClientError, default_data_dir};
 use crate::exit;
@@ -76,7 +76,21 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
     config.listen = args.listen;
     config.slots = args.slots.or(file.slots).map(|n| n as usize);
     config.shutdown_timeout = args.shutdown_timeout.get();
-    config.lease = args.lease.get().max(Duration::from_secs(1));
+    config.heartbeat = args
+        .heartbeat
+        .or(file.heartbeat)
+        .map_or(config.heartbeat, |d| {
+            d.get().max(Duration::from_millis(100))
+        });
+    config.node_ttl = args
+        .node_ttl
+        .or(file.node_ttl)
+        .map_or(config.heartbeat * 3, |d| d.get().max(config.heartbeat * 2));
+    config.lease = args
+        .lease
+        .map_or(config.node_ttl, |d| d.get().max(config.heartbeat * 2));
+    config.labels = file.labels.clone();
+    config.labels.extend(args.labels.iter().cloned());
     config.log_limit = args.max_log_size.bytes();
     config.memory = args.memory.or(file.memory);
     config.cpus = args.cpus.or(file.cpus);
@@ -194,6 +208,10 @@ fn spec_json(args: &SubmitArgs, cwd: &std::path::Path) -> anyhow::Result<serde_j
     }
     if let Some(queue) = &args.queue {
         spec["queue"] = json!(queue);
+    }
+    if !args.require.is_empty() {
+        let require: drover_core::Labels = args.require.iter().cloned().collect();
+        spec["require"] = json!(require);
     }
     Ok(spec)
 }
@@ -821,4 +839,64 @@ pub fn wait(cli: &Cli, args: &WaitArgs) -> anyhow::Result<u8> {
     } else {
         exit::JOB_FAILED
     })
+}
+
+/// `drover nodes`: the cluster as the database knows it.
+pub fn nodes(cli: &Cli, args: &NodesArgs) -> anyhow::Result<u8> {
+    let nodes: Vec<drover_core::NodeRecord> = client(cli)?.get("/v1/nodes")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&nodes)?);
+        return Ok(exit::OK);
+    }
+    let mut rows = vec![
+        [
+            "NODE",
+            "HOST",
+            "STATE",
+            "LABELS",
+            "SLOTS",
+            "RUNNING",
+            "MEMORY",
+            "CPUS",
+            "HEARTBEAT",
+        ]
+        .map(str::to_string)
+        .to_vec(),
+    ];
+    let now = chrono::Utc::now();
+    for node in &nodes {
+        let ago = (now - node.heartbeat_at).num_milliseconds().max(0) as f64 / 1000.0;
+        rows.push(vec![
+            node.info.id.to_string(),
+            node.info.hostname.clone(),
+            node.state.to_string(),
+            drover_core::node::describe_labels(&node.info.labels),
+            node.info.slots.to_string(),
+            node.load.running.to_string(),
+            format!(
+                "{}/{}",
+                drover_core::Size(node.load.reserved.memory_bytes),
+                drover_core::Size(node.info.capacity.memory_bytes)
+            ),
+            format!(
+                "{}/{}",
+                f64::from(u32::try_from(node.load.reserved.cpu_millis).unwrap_or(u32::MAX))
+                    / 1000.0,
+                f64::from(u32::try_from(node.info.capacity.cpu_millis).unwrap_or(u32::MAX))
+                    / 1000.0
+            ),
+            format!("{ago:.1}s ago"),
+        ]);
+    }
+    print!("{}", output::table(&rows));
+    Ok(exit::OK)
+}
+
+/// `drover drain NODE` / `drover undrain NODE`.
+pub fn drain(cli: &Cli, args: &NodeArgs, draining: bool) -> anyhow::Result<u8> {
+    let action = if draining { "drain" } else { "undrain" };
+    let node: drover_core::NodeRecord =
+        client(cli)?.post(&format!("/v1/nodes/{}/{action}", args.node), &json!({}))?;
+    println!("{} {}", node.info.id, node.state);
+    Ok(exit::OK)
 }

@@ -3,6 +3,8 @@
 //! ```toml
 //! [serve]
 //! db = "postgres://drover@db.lan/drover"  # shared by many nodes; default: SQLite here
+//! labels = { has = "sage" }                # jobs with --require has=sage run here
+//! heartbeat = "5s"
 //! memory = "16G"        # what jobs may reserve in all
 //! cpus = 8
 //! slots = 8
@@ -58,6 +60,13 @@ const QUEUE_DEFAULT_KEYS: &[&str] = &[
 pub struct ServeFile {
     /// As `serve --db`.
     pub db: Option<String>,
+    /// As `serve --label`, as a table: `labels = { has = "sage" }`.
+    #[serde(default)]
+    pub labels: drover_core::Labels,
+    /// As `serve --heartbeat`.
+    pub heartbeat: Option<HumanDuration>,
+    /// As `serve --node-ttl`.
+    pub node_ttl: Option<HumanDuration>,
     /// As `serve --memory`.
     pub memory: Option<Size>,
     /// As `serve --cpus`.

@@ -44,6 +44,9 @@ fn main() -> ExitCode {
         Command::Dlq(args) => commands::dlq(&cli, args),
         Command::Retry(args) => commands::retry(&cli, args),
         Command::Queue(args) => commands::queue(&cli, args),
+        Command::Nodes(args) => commands::nodes(&cli, args),
+        Command::Drain(args) => commands::drain(&cli, args, true),
+        Command::Undrain(args) => commands::drain(&cli, args, false),
     };
     match result {
         Ok(code) => ExitCode::from(code),

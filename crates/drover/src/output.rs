@@ -151,7 +151,7 @@ pub fn detail(job: &JobRecord, now: DateTime<Utc>) -> String {
 }
 
 /// `drover doctor` for people.
-pub fn doctor_text(info: &drover_node::NodeInfo) -> String {
+pub fn doctor_text(info: &drover_node::NodeReport) -> String {
     let c = &info.containment;
     let mut out = format!(
         "backend: {}

@@ -1,6 +1,7 @@
 //! Many nodes on one PostgreSQL database (#8), through the real binary. Each test gets a fresh
 //! schema of the database named by `DROVER_TEST_DATABASE_URL`; without it the tests skip
 //! themselves (and fail instead when `DROVER_REQUIRE_POSTGRES` is set, as in CI).
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
 
@@ -90,4 +91,173 @@ fn three_nodes_run_each_job_exactly_once() {
         3,
         "the work is spread across all three nodes: {per_node:?}"
     );
+}
+
+/// The node's id, from `drover nodes --json` as seen by `via`, for the node `who`.
+fn node_id(via: &Node, who: &Node) -> String {
+    std::fs::read_to_string(who.data_dir().join("node-id"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| panic!("node-id of a node; cluster seen by {}", via.url()))
+}
+
+fn nodes_json(node: &Node) -> Vec<Value> {
+    let out = node.drover(&["nodes", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("nodes json")
+}
+
+/// Kills every process whose command line holds `marker` (what a killed node left behind on
+/// this one machine; on a real cluster it would be another machine's problem).
+fn kill_leftovers(marker: &str) {
+    for pid in common::alive_with(marker) {
+        // SAFETY: kill with a pid read from /proc; a stale pid is at worst ESRCH.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// Acceptance 3: `kill -9` a node while it runs 5 long jobs. Within the node TTL (plus a
+/// heartbeat for the reaper and a margin) they are `lost`, then run to success on the other
+/// nodes, each with 2 attempts.
+#[test]
+fn a_dead_nodes_jobs_run_again_elsewhere() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let fast = ["--heartbeat", "1s", "--slots", "5"];
+    let mut victim = cluster(&db, 1, &fast).remove(0);
+    let marker = common::marker_sleep(31);
+    // The first attempt runs "forever"; the retry ends at once.
+    let script = format!("[ \"$DROVER_ATTEMPT\" = 1 ] && exec sleep {marker}; exit 0");
+    let ids: Vec<String> = (0..5)
+        .map(|_| victim.submit(&["--retries", "1", "--", "sh", "-c", &script]))
+        .collect();
+    for id in &ids {
+        victim.wait_until(id, "running on the victim", |j| j["state"] == "running");
+    }
+    let others = cluster(&db, 2, &fast);
+    let victim_id = node_id(&others[0], &victim);
+
+    victim.kill9();
+    let killed_at = chrono::Utc::now();
+    kill_leftovers(&marker);
+
+    for id in &ids {
+        let job = others[0].wait_until(id, "success elsewhere", |j| j["state"] == "succeeded");
+        let attempts = job["attempts"].as_array().expect("attempts");
+        assert_eq!(attempts.len(), 2, "{job:#}");
+        assert_eq!(attempts[0]["state"], "lost");
+        assert_eq!(attempts[0]["reason"], "node_lost");
+        assert_eq!(attempts[0]["node"], victim_id.as_str());
+        assert_ne!(
+            attempts[1]["node"],
+            victim_id.as_str(),
+            "the retry ran elsewhere"
+        );
+        let lost_at: chrono::DateTime<chrono::Utc> = attempts[0]["finished_at"]
+            .as_str()
+            .expect("finished_at")
+            .parse()
+            .expect("time");
+        // TTL 3 s, a reaper pass every heartbeat (1 s), and a generous margin for a busy machine.
+        let after = (lost_at - killed_at).num_milliseconds();
+        assert!(
+            after <= 3_000 + 1_000 + 6_000,
+            "lost {after} ms after the kill"
+        );
+    }
+    let nodes = nodes_json(&others[0]);
+    let dead = nodes
+        .iter()
+        .find(|n| n["id"] == victim_id.as_str())
+        .expect("the victim is listed");
+    assert_eq!(dead["state"], "dead");
+    assert_eq!(nodes.len(), 3);
+}
+
+/// Acceptance 6: a job no live node can match stays queued and says so; a label only one node
+/// has routes every such job there.
+#[test]
+fn labels_route_jobs_and_unmatchable_ones_say_so() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let plain = cluster(&db, 2, &["--slots", "4"]);
+    let sage = Node::start(&["--db", db.url(), "--slots", "4", "--label", "has=sage"]);
+    let sage_id = node_id(&plain[0], &sage);
+
+    let nowhere = plain[0].submit(&["--require", "os=none", "--", "true"]);
+    let ids: Vec<String> = (0..8)
+        .map(|i| plain[i % 2].submit(&["--require", "has=sage", "--", "sh", "-c", "sleep 0.1"]))
+        .collect();
+    for id in &ids {
+        let job = plain[1].wait_until(id, "success", |j| j["state"] == "succeeded");
+        assert_eq!(
+            job["node"],
+            sage_id.as_str(),
+            "routed to the only node with has=sage"
+        );
+    }
+    let job = plain[1].job(&nowhere);
+    assert_eq!(job["state"], "queued");
+    let why = job["waiting_for"].as_str().unwrap_or_default();
+    assert!(why.contains("no node matches os=none"), "{job:#}");
+    let text = stdout(&plain[0].drover(&["status", &nowhere]));
+    assert!(text.contains("no node matches os=none"), "{text}");
+    let labels = &nodes_json(&sage)
+        .into_iter()
+        .find(|n| n["id"] == sage_id.as_str())
+        .expect("listed")["labels"];
+    assert_eq!(labels["has"], "sage");
+    assert_eq!(labels["os"], std::env::consts::OS, "os is detected");
+}
+
+/// Acceptance 7: a drained node finishes its running job and claims no more; undrained, it
+/// claims again.
+#[test]
+fn a_drained_node_finishes_its_job_and_claims_no_more() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let busy = Node::start(&["--db", db.url(), "--slots", "1"]);
+    let busy_id = node_id(&busy, &busy);
+    let long = busy.submit(&["--", "sleep", "1.5"]);
+    busy.wait_until(&long, "running", |j| j["state"] == "running");
+    let out = busy.drover(&["drain", &busy_id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout(&out).contains("draining"));
+    let other = Node::start(&["--db", db.url(), "--slots", "2"]);
+    let more: Vec<String> = (0..6).map(|_| busy.submit(&["--", "true"])).collect();
+    let job = busy.wait_until(&long, "the running job to finish", |j| {
+        j["state"] == "succeeded"
+    });
+    assert_eq!(job["node"], busy_id.as_str());
+    for id in &more {
+        let job = other.wait_until(id, "success", |j| j["state"] == "succeeded");
+        assert_ne!(
+            job["node"],
+            busy_id.as_str(),
+            "a drained node claims nothing"
+        );
+    }
+    let listed = nodes_json(&other);
+    let me = listed
+        .iter()
+        .find(|n| n["id"] == busy_id.as_str())
+        .expect("listed");
+    assert_eq!(me["state"], "draining");
+
+    // Undrained, it claims again: stop the other node so only it can.
+    drop(other);
+    assert!(busy.drover(&["undrain", &busy_id]).status.success());
+    let last = busy.submit(&["--", "true"]);
+    let job = busy.wait_until(&last, "success", |j| j["state"] == "succeeded");
+    assert_eq!(job["node"], busy_id.as_str());
 }
