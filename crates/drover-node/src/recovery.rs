@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use drover_core::{JobState, NodeId, Reason};
 use drover_exec::orphan::{OrphanVerdict, stop_orphan_group};
-use drover_store::{AttemptOutcome, Completion, Store, StoreError};
+use drover_store::{AttemptOutcome, Completion, Store, StoreError, Unrun};
 
 /// What recovery found, for the log.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +48,9 @@ pub async fn recover(store: &Arc<dyn Store>, node: &NodeId) -> Result<Recovered,
         }
         if attempt.pid.is_none() {
             // It never passed the gate, so it never ran: give it back without using its budget.
-            if let Completion::Recorded { state } =
-                store.unclaim(attempt.attempt, Reason::NodeLost).await?
+            if let Completion::Recorded { state } = store
+                .unclaim(attempt.attempt, Reason::NodeLost, Unrun::NoPid)
+                .await?
             {
                 tracing::info!(attempt = %attempt.attempt, %state, "gave back an attempt that never ran");
                 recovered.attempts += 1;

@@ -26,6 +26,7 @@ use drover_exec::{
 };
 use drover_store::{
     AttemptOutcome, Claim, ClaimBatch, Completion, LeaseStatus, StartVerdict, Store, StoreError,
+    Unrun,
 };
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{Instant, interval, sleep_until};
@@ -297,7 +298,7 @@ impl Runner {
         let store = Arc::clone(&self.store);
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
-            if let Err(err) = store.unclaim(claim.attempt, reason).await {
+            if let Err(err) = store.unclaim(claim.attempt, reason, Unrun::NoPid).await {
                 tracing::warn!(attempt = %claim.attempt, error = %err, "cannot give back an unrun claim; recovery will");
             }
             let _ = tx.send(Internal::Completed);
@@ -699,10 +700,9 @@ impl Runner {
     }
 }
 
-/// Records how an attempt ended. One aborted at the gate never ran, so it goes back to the queue
-/// with its retry budget untouched — unless the store already counts it as running (the abort
-/// raced the commit of its start), in which case its outcome is recorded like any other, so that
-/// it is never left `running` with no process.
+/// Records how an attempt ended. One stopped at the gate never ran, so it goes back to the queue
+/// with its retry budget untouched — even if its pid made it to the store (the stop raced the
+/// start, or a database fault lost the start's answer): this node saw it die before exec.
 async fn record_ending(
     store: &dyn Store,
     attempt: AttemptRef,
@@ -710,18 +710,40 @@ async fn record_ending(
     recorded: AttemptOutcome,
 ) {
     if matches!(ending, Ending::Aborted(_)) {
-        match store.unclaim(attempt, recorded.reason.clone()).await {
+        give_back_with_retry(store, attempt, recorded.reason).await;
+    } else {
+        complete_with_retry(store, attempt, recorded).await;
+    }
+}
+
+/// Gives an attempt stopped at the gate back, retrying transient store errors (a database
+/// restart must not turn a job that never ran into a lost one); a stale answer is final.
+async fn give_back_with_retry(store: &dyn Store, attempt: AttemptRef, reason: Reason) {
+    let mut pause = Duration::from_millis(50);
+    for _ in 0..12 {
+        match store
+            .unclaim(attempt, reason.clone(), Unrun::StoppedAtGate)
+            .await
+        {
+            Ok(Completion::Recorded { state }) => {
+                tracing::debug!(%attempt, %state, "unrun attempt given back");
+                return;
+            }
             Ok(Completion::Stale {
                 current_attempt,
                 current_state,
-            }) if current_attempt == attempt.attempt && current_state.has_live_attempt() => {}
-            Ok(_) => return,
+            }) => {
+                tracing::warn!(%attempt, current_attempt, %current_state, "unrun attempt no longer ours; nothing to give back");
+                return;
+            }
             Err(err) => {
-                tracing::warn!(%attempt, error = %err, "cannot give back an unrun attempt; recording it as ended");
+                tracing::warn!(%attempt, error = %err, "cannot give back an unrun attempt; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
             }
         }
     }
-    complete_with_retry(store, attempt, recorded).await;
+    tracing::error!(%attempt, "gave up giving back an unrun attempt; its lease will expire and the reaper will");
 }
 
 /// Records a completion, retrying transient store errors; a stale answer is final.
@@ -974,10 +996,12 @@ mod tests {
         assert_eq!(job.attempts[0].reason, Some(Reason::NodeShutdown));
     }
 
+    /// The start committed (pid on record) just before the stop reached the child at the gate —
+    /// or the start's answer was lost to a database fault. The node saw the child die unrun, so
+    /// the job goes back to the queue, neither left `running` nor charged an attempt.
     #[tokio::test]
-    async fn an_abort_that_raced_the_start_is_recorded_not_left_running() {
+    async fn an_abort_that_raced_the_start_goes_back_unrun() {
         let (store, _dir, attempt) = store_with_claim().await;
-        // The start committed just before the abort reached the child.
         store
             .mark_running(attempt, 4242, None)
             .await
@@ -986,8 +1010,9 @@ mod tests {
         let recorded = to_attempt_outcome(&Outcome::without_process(ending.clone()));
         record_ending(&store, attempt, &ending, recorded).await;
         let job = store.get(attempt.job_id).await.expect("get").expect("job");
-        assert_eq!(job.state, JobState::Lost);
-        assert_eq!(job.reason, Some(Reason::NodeShutdown));
+        assert_eq!(job.state, JobState::Queued);
+        assert_eq!(job.attempts[0].state, JobState::Queued);
+        assert_eq!(job.attempts[0].reason, Some(Reason::NodeShutdown));
     }
 
     #[test]

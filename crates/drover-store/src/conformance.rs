@@ -11,6 +11,7 @@ use drover_core::{Admission, AttemptRef, EventKind, JobSpec, JobState, NodeId, R
 
 use crate::{
     AttemptOutcome, CancelOutcome, Change, Completion, JobFilter, LeaseStatus, StartVerdict, Store,
+    Unrun,
 };
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -226,7 +227,10 @@ pub async fn unrun_claims_go_back_without_using_the_budget(store: &dyn Store) {
     let me = node("n1");
     let first = claim_one(store, &me).await.expect("claimed").attempt;
     assert_eq!(
-        store.unclaim(first, Reason::NodeShutdown).await.unwrap(),
+        store
+            .unclaim(first, Reason::NodeShutdown, Unrun::NoPid)
+            .await
+            .unwrap(),
         Completion::Recorded {
             state: JobState::Queued
         }
@@ -239,13 +243,39 @@ pub async fn unrun_claims_go_back_without_using_the_budget(store: &dyn Store) {
     let second = claim_and_run(store, &me).await;
     assert_eq!(second.attempt, 2);
     assert!(matches!(
-        store.unclaim(second, Reason::NodeLost).await.unwrap(),
+        store
+            .unclaim(second, Reason::NodeLost, Unrun::NoPid)
+            .await
+            .unwrap(),
         Completion::Stale { .. }
     ));
     assert!(matches!(
-        store.unclaim(first, Reason::NodeLost).await.unwrap(),
+        store
+            .unclaim(first, Reason::NodeLost, Unrun::NoPid)
+            .await
+            .unwrap(),
         Completion::Stale { .. }
     ));
+    // The node that stopped it at the gate may give it back even with its pid on record (the
+    // start raced the stop): the node saw it die unrun. Not a stale attempt, though.
+    assert!(matches!(
+        store
+            .unclaim(first, Reason::NodeLost, Unrun::StoppedAtGate)
+            .await
+            .unwrap(),
+        Completion::Stale { .. }
+    ));
+    assert_eq!(
+        store
+            .unclaim(second, Reason::NodeShutdown, Unrun::StoppedAtGate)
+            .await
+            .unwrap(),
+        Completion::Recorded {
+            state: JobState::Queued
+        }
+    );
+    let second = claim_and_run(store, &me).await;
+    assert_eq!(second.attempt, 3);
     // With retries = 0 the one real run still gets its full budget: a failure is final only now.
     let failed = AttemptOutcome {
         exit_code: Some(1),
@@ -263,7 +293,10 @@ pub async fn unrun_claims_go_back_without_using_the_budget(store: &dyn Store) {
     let claim = claim_one(store, &me).await.expect("claimed").attempt;
     store.cancel(ids[0]).await.unwrap();
     assert_eq!(
-        store.unclaim(claim, Reason::NodeShutdown).await.unwrap(),
+        store
+            .unclaim(claim, Reason::NodeShutdown, Unrun::NoPid)
+            .await
+            .unwrap(),
         Completion::Recorded {
             state: JobState::Cancelled
         }

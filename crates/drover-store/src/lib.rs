@@ -165,6 +165,19 @@ impl AttemptOutcome {
     }
 }
 
+/// How the caller of [`Store::unclaim`] knows the attempt never ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unrun {
+    /// The attempt is `starting` with no pid on record. The gate opens only after the pid is
+    /// on disk, so the process never exec'd; the store checks this itself (recovery and the
+    /// reaper, which cannot ask the process).
+    NoPid,
+    /// The node that holds the attempt stopped its process at the gate, before exec. The pid
+    /// may be on record — a start that raced the stop, or whose commit's answer was lost to a
+    /// database fault — but the node saw the process die unrun.
+    StoppedAtGate,
+}
+
 /// How the store answered a completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Completion {
@@ -361,11 +374,16 @@ pub trait Store: Send + Sync + 'static {
         outcome: AttemptOutcome,
     ) -> Result<Completion, StoreError>;
 
-    /// Gives a claimed attempt back unrun: allowed only while it is `starting` with no pid on
-    /// record, which proves it never exec'd (the gate opens only after the pid is on disk). The
-    /// attempt is kept with state `queued` and `reason`; the job is `queued` again and its retry
-    /// budget is untouched. Anything else is refused as stale and changes nothing.
-    async fn unclaim(&self, attempt: AttemptRef, reason: Reason) -> Result<Completion, StoreError>;
+    /// Gives a claimed attempt back unrun, when `proof` shows it never exec'd (see [`Unrun`]).
+    /// The attempt is kept with state `queued` and `reason`; the job is `queued` again (or
+    /// `cancelled`, if a cancel is pending) and its retry budget is untouched. Anything else is
+    /// refused as stale and changes nothing.
+    async fn unclaim(
+        &self,
+        attempt: AttemptRef,
+        reason: Reason,
+        proof: Unrun,
+    ) -> Result<Completion, StoreError>;
 
     /// Cancels a job: at once if it is waiting, else by asking its node.
     async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError>;

@@ -261,3 +261,123 @@ fn a_drained_node_finishes_its_job_and_claims_no_more() {
     let job = busy.wait_until(&last, "success", |j| j["state"] == "succeeded");
     assert_eq!(job["node"], busy_id.as_str());
 }
+
+/// Where `url` (a postgres:// URL) points.
+fn server_addr(url: &str) -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs;
+    let start = url
+        .find('@')
+        .map_or_else(|| url.find("://").expect("url") + 3, |at| at + 1);
+    let end = url[start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| start + i);
+    let authority = &url[start..end];
+    let authority = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:5432")
+    };
+    authority
+        .to_socket_addrs()
+        .expect("resolve")
+        .next()
+        .expect("an address")
+}
+
+/// Acceptance 4: a node cut from the database past its TTL stops its jobs before its leases
+/// expire, the other nodes take them over, and once healed its stale completions change
+/// nothing: every job succeeds exactly once.
+#[test]
+fn a_partitioned_node_stops_its_jobs_before_its_leases_expire() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let proxy = common::Proxy::start(server_addr(db.url()));
+    // Heartbeat 2 s: lease and TTL 6 s; the node fences itself a heartbeat before expiry.
+    let lease = std::time::Duration::from_secs(6);
+    let cut_off = Node::start(&[
+        "--db",
+        &proxy.url(db.url()),
+        "--heartbeat",
+        "2s",
+        "--slots",
+        "3",
+    ]);
+    let cut_off_id = node_id(&cut_off, &cut_off);
+    let work = tempfile::tempdir().expect("tempdir");
+    let ledger = work.path().join("succeeded.txt");
+    let marker = common::marker_sleep(41);
+    let script = format!(
+        "[ \"$DROVER_ATTEMPT\" = 1 ] && exec sleep {marker}; echo $DROVER_JOB_ID >> {}",
+        ledger.display()
+    );
+    let ids: Vec<String> = (0..3)
+        .map(|_| cut_off.submit(&["--retries", "1", "--", "sh", "-c", &script]))
+        .collect();
+    for id in &ids {
+        cut_off.wait_until(id, "running on the node to cut off", |j| {
+            j["state"] == "running"
+        });
+    }
+    let others = cluster(&db, 2, &["--heartbeat", "2s"]);
+
+    proxy.cut();
+    let cut_at = std::time::Instant::now();
+    while !common::alive_with(&marker).is_empty() {
+        assert!(
+            cut_at.elapsed() < lease,
+            "the jobs still ran when the leases expired:\n{}",
+            cut_off.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let stopped_after = cut_at.elapsed();
+
+    for id in &ids {
+        let job = others[0].wait_until(id, "success elsewhere", |j| j["state"] == "succeeded");
+        let attempts = job["attempts"].as_array().expect("attempts");
+        assert_eq!(attempts.len(), 2, "{job:#}");
+        assert_eq!(attempts[0]["node"], cut_off_id.as_str());
+        assert_eq!(attempts[0]["state"], "lost");
+        assert_ne!(attempts[1]["node"], cut_off_id.as_str());
+    }
+
+    proxy.heal();
+    // It rejoins: alive again at its next heartbeats.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let nodes = nodes_json(&others[1]);
+        let me = nodes
+            .iter()
+            .find(|n| n["id"] == cut_off_id.as_str())
+            .expect("listed");
+        if me["state"] == "alive" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "it did not rejoin: {me:#}\n{}",
+            cut_off.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Its stale completions changed nothing.
+    for id in &ids {
+        let job = others[1].job(id);
+        assert_eq!(job["state"], "succeeded");
+        assert_eq!(job["attempts"][0]["state"], "lost", "{job:#}");
+    }
+    let ran = std::fs::read_to_string(&ledger).expect("ledger");
+    let mut lines: Vec<&str> = ran.lines().collect();
+    lines.sort_unstable();
+    let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(lines, want, "every job succeeded exactly once");
+    assert!(
+        cut_off
+            .log()
+            .contains("stopping every job before the leases expire"),
+        "stopped after {stopped_after:?}:\n{}",
+        cut_off.log()
+    );
+}

@@ -114,6 +114,8 @@ pub(crate) fn redact(url: &str) -> String {
 struct PgConn {
     client: RefCell<Client>,
     statements: RefCell<HashMap<String, Statement>>,
+    /// An error said the session is over (closed, or terminated by the server).
+    broken: std::cell::Cell<bool>,
 }
 
 impl PgConn {
@@ -122,7 +124,23 @@ impl PgConn {
         Ok(Self {
             client: RefCell::new(client),
             statements: RefCell::new(HashMap::new()),
+            broken: std::cell::Cell::new(false),
         })
+    }
+
+    /// Maps an error, noting whether it ended the session: a closed connection, a connection
+    /// exception (SQLSTATE class 08) or the server terminating it (57P01–57P03: shutdown,
+    /// restart, crash recovery).
+    fn fail(&self, err: postgres::Error) -> StoreError {
+        let fatal = err.is_closed()
+            || err.as_db_error().is_some_and(|db| {
+                let code = db.code().code();
+                code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+            });
+        if fatal {
+            self.broken.set(true);
+        }
+        pg_error(err)
     }
 
     fn statement(&self, sql: &str) -> Result<Statement, StoreError> {
@@ -133,7 +151,7 @@ impl PgConn {
             .client
             .borrow_mut()
             .prepare(&rewrite(sql))
-            .map_err(pg_error)?;
+            .map_err(|e| self.fail(e))?;
         self.statements
             .borrow_mut()
             .insert(sql.to_string(), statement.clone());
@@ -265,7 +283,7 @@ impl Conn for PgConn {
         self.client
             .borrow_mut()
             .execute(&statement, &params)
-            .map_err(pg_error)
+            .map_err(|e| self.fail(e))
     }
 
     fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
@@ -275,7 +293,7 @@ impl Conn for PgConn {
             .client
             .borrow_mut()
             .query(&statement, &params)
-            .map_err(pg_error)?;
+            .map_err(|e| self.fail(e))?;
         rows.iter()
             .map(|row| {
                 (0..row.len())
@@ -287,7 +305,7 @@ impl Conn for PgConn {
     }
 
     fn is_broken(&self) -> bool {
-        self.client.borrow().is_closed()
+        self.broken.get() || self.client.borrow().is_closed()
     }
 }
 

@@ -313,19 +313,27 @@ impl SqlStore {
     }
 
     /// Runs `query` on a pooled read connection, off the async threads.
+    ///
+    /// A pooled connection the server has closed since (a restart, an idle timeout) fails the
+    /// query; that query runs once more on a fresh connection, since reads are safe to repeat.
     pub(crate) async fn read<T, F>(&self, query: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&dyn Conn) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&dyn Conn) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
             let pooled = inner.readers.lock().ok().and_then(|mut pool| pool.pop());
-            let conn = match pooled {
+            let was_pooled = pooled.is_some();
+            let mut conn = match pooled {
                 Some(conn) => conn,
                 None => (inner.connect_reader)()?,
             };
-            let result = query(conn.as_ref());
+            let mut result = query(conn.as_ref());
+            if result.is_err() && was_pooled && conn.is_broken() {
+                conn = (inner.connect_reader)()?;
+                result = query(conn.as_ref());
+            }
             if !conn.is_broken() {
                 if let Ok(mut pool) = inner.readers.lock() {
                     if pool.len() < MAX_IDLE_READERS {

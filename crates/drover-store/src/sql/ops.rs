@@ -19,7 +19,7 @@ use super::{Dialect, SqlStore, Tx, Value, ms_to_time, params};
 use crate::{
     ADMISSION_WINDOW, AttemptOutcome, CancelOutcome, Change, Claim, ClaimBatch, Completion,
     JobFilter, LeaseStatus, LiveAttempt, QueueInfo, Reaped, StartVerdict, StateCounts, Store,
-    StoreError,
+    StoreError, Unrun,
 };
 
 /// Listing default and cap.
@@ -313,6 +313,7 @@ fn unclaim_in(
     tx: &mut Tx<'_>,
     attempt: AttemptRef,
     reason: Reason,
+    proof: Unrun,
 ) -> Result<Completion, StoreError> {
     let Some(head) = job_head(tx, attempt.job_id)? else {
         return Ok(Completion::Stale {
@@ -328,7 +329,11 @@ fn unclaim_in(
             |row| row.get(0),
         )?
         .flatten();
-    if head.attempt != attempt.attempt || head.state != JobState::Starting || pid.is_some() {
+    let unrun = match proof {
+        Unrun::NoPid => head.state == JobState::Starting && pid.is_none(),
+        Unrun::StoppedAtGate => matches!(head.state, JobState::Starting | JobState::Running),
+    };
+    if head.attempt != attempt.attempt || !unrun {
         return Ok(Completion::Stale {
             current_attempt: head.attempt,
             current_state: head.state,
@@ -345,7 +350,7 @@ fn unclaim_in(
     } else {
         reason
     };
-    set_job_state(tx, attempt.job_id, JobState::Starting, next, Some(&reason))?;
+    set_job_state(tx, attempt.job_id, head.state, next, Some(&reason))?;
     tx.conn.execute(
         "UPDATE jobs SET max_attempts = max_attempts + 1, cancel_requested = 0 WHERE id = ?1",
         params![attempt.job_id.to_string()],
@@ -973,8 +978,14 @@ impl Store for SqlStore {
             .await
     }
 
-    async fn unclaim(&self, attempt: AttemptRef, reason: Reason) -> Result<Completion, StoreError> {
-        self.write(move |tx| unclaim_in(tx, attempt, reason)).await
+    async fn unclaim(
+        &self,
+        attempt: AttemptRef,
+        reason: Reason,
+        proof: Unrun,
+    ) -> Result<Completion, StoreError> {
+        self.write(move |tx| unclaim_in(tx, attempt, reason, proof))
+            .await
     }
 
     async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
@@ -1230,7 +1241,7 @@ impl Store for SqlStore {
             for (attempt, pid) in expired {
                 // No pid on record: the gate never opened, so it never ran.
                 let done = match pid {
-                    None => unclaim_in(tx, attempt, Reason::NodeLost)?,
+                    None => unclaim_in(tx, attempt, Reason::NodeLost, Unrun::NoPid)?,
                     Some(_) => complete_in(
                         tx,
                         attempt,
