@@ -63,6 +63,8 @@ pub struct ApiState {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// The node's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The token every request must carry, if one is configured.
+    pub token: Option<Arc<str>>,
 }
 
 /// Per queue, the spec fields (as JSON) a job in it gets when it does not set them.
@@ -93,7 +95,42 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/nodes/{node}/drain", post(drain))
         .route("/v1/nodes/{node}/undrain", post(undrain))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
         .with_state(state)
+}
+
+/// With a token configured, every request must carry it as `Authorization: Bearer TOKEN`
+/// (401 otherwise) — except the web page itself, which holds no data and asks for the token.
+async fn require_token(
+    State(state): State<ApiState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(token) = state.token.as_deref() else {
+        return next.run(request).await;
+    };
+    if request.uri().path() == "/" {
+        return next.run(request).await;
+    }
+    let offered = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if crate::auth::token_matches(offered, token) {
+        next.run(request).await
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "this node requires its token: Authorization: Bearer TOKEN (the CLI reads DROVER_TOKEN, --token-file or drover.toml)",
+        )
+        .into_response()
+    }
 }
 
 /// An API error: a status and a message, naming the request field at fault where there is one.

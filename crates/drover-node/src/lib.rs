@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub mod api;
+pub mod auth;
 pub mod capacity;
 pub mod datadir;
 mod events;
@@ -71,6 +72,8 @@ pub struct NodeConfig {
     pub node_ttl: Duration,
     /// Labels of this node besides the detected `os` and `arch`.
     pub labels: drover_core::Labels,
+    /// The token every API request must carry. Required when `listen` is not loopback.
+    pub token: Option<String>,
 }
 
 impl NodeConfig {
@@ -93,6 +96,7 @@ impl NodeConfig {
             heartbeat: Duration::from_secs(5),
             node_ttl: Duration::from_secs(15),
             labels: drover_core::Labels::new(),
+            token: None,
         }
     }
 }
@@ -177,10 +181,23 @@ pub enum NodeError {
     /// The containment backend asked for cannot be used.
     #[error(transparent)]
     Containment(#[from] drover_exec::contain::ContainError),
+    /// A listener beyond loopback without a token would let anyone who reaches it run programs.
+    #[error(
+        "refusing to listen on {addr} without a token: anyone who can reach it could run programs as this user. Set DROVER_TOKEN, --token-file or `token_file` in drover.toml (or listen on 127.0.0.1)"
+    )]
+    NoToken {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
 }
 
 /// Runs a node until SIGTERM or SIGINT, then drains and returns.
 pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
+    if !config.listen.ip().is_loopback() && config.token.is_none() {
+        return Err(NodeError::NoToken {
+            addr: config.listen,
+        });
+    }
     let data = Arc::new(DataDir::open(&config.data_dir)?);
     let node = data.node_id()?;
     let opened = match &config.database {
@@ -228,9 +245,6 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         addr: config.listen,
         source,
     })?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "the API listens beyond loopback and has no authentication yet; anyone who can reach it can run programs as this user");
-    }
     let capacity = Capacity::resolve(config.memory, config.cpus, config.slots);
     let slots = capacity.slots;
     let info = Arc::new(NodeReport {
@@ -281,6 +295,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         wake: Arc::clone(&wake),
         queue_defaults: Arc::new(config.queue_defaults.clone()),
         metrics: Arc::clone(&metrics),
+        token: config.token.as_deref().map(Arc::from),
     });
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

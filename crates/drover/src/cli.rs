@@ -16,6 +16,10 @@ pub struct Cli {
     /// The node's data dir (default: the platform data dir, e.g. ~/.local/share/drover).
     #[arg(long, global = true, env = "DROVER_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// A file holding the API token (required by nodes that listen beyond loopback). The token
+    /// may also come from DROVER_TOKEN or from `token_file`/`token` in drover.toml.
+    #[arg(long, global = true, env = "DROVER_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

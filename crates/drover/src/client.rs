@@ -40,6 +40,8 @@ impl std::error::Error for ClientError {}
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// Sent as `Authorization: Bearer` with every request, when set.
+    token: Option<String>,
 }
 
 /// The platform data dir for drover: `$XDG_DATA_HOME/drover`, `~/.local/share/drover`, or on
@@ -61,7 +63,11 @@ pub fn default_data_dir() -> anyhow::Result<PathBuf> {
 
 impl Client {
     /// Finds the node: an explicit URL wins, else the address recorded in the data dir.
-    pub fn locate(server: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
+    pub fn locate(
+        server: Option<&str>,
+        data_dir: &Path,
+        token: Option<String>,
+    ) -> anyhow::Result<Self> {
         let base = match server {
             Some(url) => url.trim_end_matches('/').to_string(),
             None => {
@@ -83,7 +89,14 @@ impl Client {
             .timeout_recv_response(Some(Duration::from_secs(120)))
             .build()
             .new_agent();
-        Ok(Self { base, agent })
+        Ok(Self { base, agent, token })
+    }
+
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(token) => request.header("Authorization", format!("Bearer {token}")),
+            None => request,
+        }
     }
 
     fn check(
@@ -111,8 +124,7 @@ impl Client {
     /// GET `path` and decode JSON.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let response = self
-            .agent
-            .get(format!("{}{path}", self.base))
+            .authorized(self.agent.get(format!("{}{path}", self.base)))
             .call()
             .map_err(|e| self.transport(e))?;
         Self::check(response)?
@@ -130,8 +142,7 @@ impl Client {
         body: &serde_json::Value,
     ) -> Result<T, ClientError> {
         let response = self
-            .agent
-            .post(format!("{}{path}", self.base))
+            .authorized(self.agent.post(format!("{}{path}", self.base)))
             .send_json(body)
             .map_err(|e| self.transport(e))?;
         Self::check(response)?
@@ -176,8 +187,7 @@ impl Client {
     /// GET `path` and return the body as a reader (for logs, which may be long or endless).
     pub fn stream(&self, path: &str) -> Result<impl Read + 'static, ClientError> {
         let response = self
-            .agent
-            .get(format!("{}{path}", self.base))
+            .authorized(self.agent.get(format!("{}{path}", self.base)))
             .call()
             .map_err(|e| self.transport(e))?;
         Ok(Self::check(response)?.into_body().into_reader())

@@ -38,7 +38,14 @@ fn data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
 }
 
 fn client(cli: &Cli) -> anyhow::Result<Client> {
-    Client::locate(cli.server.as_deref(), &data_dir(cli)?)
+    let data_dir = data_dir(cli)?;
+    // The token may be in drover.toml in the data dir, like the node's.
+    let file = match crate::config::locate(None, &data_dir) {
+        Some(path) => Some(crate::config::load(&path)?),
+        None => None,
+    };
+    let token = crate::config::token(cli.token_file.as_deref(), file.as_ref())?;
+    Client::locate(cli.server.as_deref(), &data_dir, token)
 }
 
 fn job_id(raw: &str) -> Result<JobId, UsageError> {
@@ -64,14 +71,15 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
         builder.init();
     }
     let data_dir = data_dir(cli)?;
-    let (file, file_queues) = match crate::config::locate(args.config.as_deref(), &data_dir) {
+    let loaded = match crate::config::locate(args.config.as_deref(), &data_dir) {
         Some(path) => {
             tracing::info!(file = %path.display(), "reading settings");
-            let loaded = crate::config::load(&path)?;
-            (loaded.serve, loaded.queues)
+            Some(crate::config::load(&path)?)
         }
-        None => Default::default(),
+        None => None,
     };
+    let token = crate::config::token(cli.token_file.as_deref(), loaded.as_ref())?;
+    let (file, file_queues) = loaded.map(|l| (l.serve, l.queues)).unwrap_or_default();
     let mut config = drover_node::NodeConfig::new(data_dir);
     config.listen = args.listen;
     config.slots = args.slots.or(file.slots).map(|n| n as usize);
@@ -106,6 +114,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
     }
     config.queue_defaults = file_queues;
     config.database = args.db.clone().or(file.db);
+    config.token = token;
     config.events_retention = args.events_retention.get();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -448,7 +457,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
         .into_iter()
         .map(|stream| {
             let path = format!("/v1/jobs/{id}/logs?stream={stream}&follow=true");
-            let client = Client::locate(cli.server.as_deref(), &data_dir(cli)?)?;
+            let client = self::client(cli)?;
             Ok(std::thread::spawn(move || -> anyhow::Result<()> {
                 if stream == "stdout" {
                     copy_stream(&client, &path, &mut std::io::stdout())

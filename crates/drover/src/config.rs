@@ -30,6 +30,10 @@ use serde::Deserialize;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// The API token, in the file itself (prefer `token_file`).
+    pub token: Option<String>,
+    /// A file holding the API token.
+    pub token_file: Option<PathBuf>,
     /// Settings of `drover serve`.
     #[serde(default)]
     pub serve: ServeFile,
@@ -77,6 +81,32 @@ pub struct ServeFile {
     pub backend: Option<String>,
     /// As `serve --reserve-after`.
     pub reserve_after: Option<HumanDuration>,
+}
+
+/// The API token, from the first of: `DROVER_TOKEN`, `--token-file`/`DROVER_TOKEN_FILE`, and
+/// `token_file` or `token` in the settings file. `None` when none is set.
+pub fn token(
+    token_file: Option<&Path>,
+    file: Option<&FileConfig>,
+) -> anyhow::Result<Option<String>> {
+    let read = |path: &Path| -> anyhow::Result<String> {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading the token file {}", path.display()))
+    };
+    let raw = if let Some(token) = std::env::var("DROVER_TOKEN").ok().filter(|t| !t.is_empty()) {
+        token
+    } else if let Some(path) = token_file {
+        read(path)?
+    } else if let Some(path) = file.and_then(|f| f.token_file.as_deref()) {
+        read(path)?
+    } else if let Some(token) = file.and_then(|f| f.token.clone()) {
+        token
+    } else {
+        return Ok(None);
+    };
+    let token = raw.trim().to_string();
+    anyhow::ensure!(!token.is_empty(), "the API token is empty");
+    Ok(Some(token))
 }
 
 /// The file to read: the one named, else `drover.toml` in the data dir if it exists.
