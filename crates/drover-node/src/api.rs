@@ -948,6 +948,29 @@ async fn logs(
             })?,
         None => job.attempt.max(1),
     };
+    // Logs stay on the machine that ran the attempt; another node's are proxied from it.
+    if let Some(owner) = job
+        .attempts
+        .iter()
+        .find(|a| a.attempt == attempt)
+        .map(|a| &a.node)
+        .filter(|owner| **owner != state.node)
+    {
+        let query = format!(
+            "/v1/jobs/{id}/logs?stream={}&attempt={attempt}&follow={follow}",
+            match stream {
+                Stream::Stdout => "stdout",
+                Stream::Stderr => "stderr",
+            }
+        );
+        return crate::remote::proxy_get(
+            state.store.as_ref(),
+            owner,
+            &query,
+            state.token.as_deref(),
+        )
+        .await;
+    }
     let path = log_path(&state.data_root, id, attempt, stream);
     let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     if !follow {

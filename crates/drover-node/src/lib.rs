@@ -30,6 +30,7 @@ mod events;
 pub mod membership;
 pub mod metrics;
 pub mod recovery;
+mod remote;
 mod runner;
 
 pub use capacity::Capacity;

@@ -381,3 +381,34 @@ fn a_partitioned_node_stops_its_jobs_before_its_leases_expire() {
         cut_off.log()
     );
 }
+
+/// Logs stay where the job ran; any node serves them (proxied from the owner), `logs -f`
+/// included, with the job's exit code.
+#[test]
+fn any_node_serves_any_jobs_logs() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let runner = Node::start(&["--db", db.url(), "--label", "role=runner"]);
+    let reader = Node::start(&["--db", db.url()]);
+    let runner_id = node_id(&runner, &runner);
+    let id = reader.submit(&[
+        "--require",
+        "role=runner",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo line $i; sleep 0.1; done; echo oops >&2; exit 3",
+    ]);
+    // Followed through the node that did not run it, from before the first line.
+    let followed = reader.drover(&["logs", "-f", &id]);
+    assert_eq!(followed.status.code(), Some(3), "the job's exit code");
+    assert_eq!(
+        stdout(&followed),
+        "line 1\nline 2\nline 3\nline 4\nline 5\n"
+    );
+    let job = reader.job(&id);
+    assert_eq!(job["node"], runner_id.as_str(), "it ran on the other node");
+    let err = reader.drover(&["logs", "--stderr", &id]);
+    assert_eq!(stdout(&err), "oops\n");
+}
