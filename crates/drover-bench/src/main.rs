@@ -39,7 +39,7 @@ struct Args {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Run one workload only and print its rows instead of writing a report (for profiling).
-    #[arg(long, value_parser = ["throughput", "submit", "cancel", "memory", "claim", "events"])]
+    #[arg(long, value_parser = ["throughput", "cluster", "submit", "cancel", "memory", "claim", "events"])]
     only: Option<String>,
 }
 
@@ -76,7 +76,10 @@ fn main() -> anyhow::Result<()> {
     if let Some(only) = args.only.as_deref() {
         return run_only(&bench, only);
     }
+    // Read before the run: the commit measured is the one built, whatever lands meanwhile.
+    let facts = machine_facts();
     let throughput = workloads::throughput(&bench)?;
+    let cluster = workloads::cluster_throughput(&bench)?;
     let submit = workloads::submit_latency(&bench)?;
     let cancel = workloads::cancel_latency(&bench)?;
     let memory = workloads::memory(&bench)?;
@@ -86,7 +89,9 @@ fn main() -> anyhow::Result<()> {
     let report = render(
         &bench,
         quick,
+        &facts,
         &throughput,
+        &cluster,
         &submit,
         &cancel,
         &memory,
@@ -106,6 +111,10 @@ fn run_only(bench: &Bench, only: &str) -> anyhow::Result<()> {
             for row in workloads::throughput(bench)? {
                 println!("{} c={}: {:?}", row.tool, row.concurrency, row.rates);
             }
+        }
+        "cluster" => {
+            let c = workloads::cluster_throughput(bench)?;
+            println!("{} nodes x {} slots: {:?}", c.nodes, c.slots, c.rates);
         }
         "submit" => {
             let s = workloads::submit_latency(bench)?;
@@ -222,7 +231,9 @@ fn ms(seconds: f64) -> String {
 fn render(
     bench: &Bench,
     quick: bool,
+    facts: &[(&'static str, String)],
     throughput: &[workloads::Throughput],
+    cluster: &workloads::ClusterThroughput,
     submit: &workloads::SubmitLatency,
     cancel: &workloads::CancelLatency,
     memory: &workloads::Memory,
@@ -243,7 +254,7 @@ fn render(
         s.runs
     )?;
     writeln!(md, "## Machine\n\n| | |\n|---|---|")?;
-    for (k, v) in machine_facts() {
+    for (k, v) in facts {
         writeln!(md, "| {k} | {v} |")?;
     }
 
@@ -291,6 +302,40 @@ fn render(
                 why.replace('|', "/")
             )?,
         }
+    }
+
+    writeln!(md, "\n## 1b. Throughput across nodes\n")?;
+    writeln!(
+        md,
+        "The same {} × `/bin/true`, submitted through one of {} nodes that share one PostgreSQL database ({} slots each), until every job is done as another node sees it. All nodes and the database run on this one machine, so this measures what coordinating through PostgreSQL costs (claims with `SKIP LOCKED`, events by `NOTIFY`, commits over a socket), not how a cluster of machines scales.\n",
+        s.jobs, cluster.nodes, cluster.slots
+    )?;
+    writeln!(
+        md,
+        "| setup | jobs/s | ratio to one node on SQLite at 2 slots |\n|---|---|---|"
+    )?;
+    let one_node = median_of("drover", 2).unwrap_or(f64::NAN);
+    match &cluster.rates {
+        Ok(rates) => {
+            let sp = spread(rates);
+            writeln!(
+                md,
+                "| drover, {} nodes × {} slots, PostgreSQL | {:.0} [{:.0}–{:.0}] | {:.2}× |",
+                cluster.nodes,
+                cluster.slots,
+                sp.median,
+                sp.min,
+                sp.max,
+                sp.median / one_node
+            )?;
+        }
+        Err(why) => writeln!(
+            md,
+            "| drover, {} nodes × {} slots, PostgreSQL | skipped: {} | |",
+            cluster.nodes,
+            cluster.slots,
+            why.replace('|', "/")
+        )?,
     }
 
     writeln!(md, "\n## 2. Submit latency\n")?;

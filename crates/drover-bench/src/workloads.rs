@@ -228,6 +228,72 @@ pub fn throughput(bench: &Bench) -> anyhow::Result<Vec<Throughput>> {
     Ok(rows)
 }
 
+/// Workload 1b: the same jobs through three nodes sharing one PostgreSQL database.
+pub struct ClusterThroughput {
+    pub nodes: usize,
+    pub slots: usize,
+    /// Jobs per second per run, or why it was skipped.
+    pub rates: Result<Vec<f64>, String>,
+}
+
+/// `n` × /bin/true submitted through one of three nodes on one database (a fresh schema of
+/// `DROVER_TEST_DATABASE_URL`), from submit to the last job done as any node sees it. Every
+/// job must succeed exactly once and every node must have run some.
+pub fn cluster_throughput(bench: &Bench) -> anyhow::Result<ClusterThroughput> {
+    let (nodes, slots) = (3, 2);
+    let Some(db) = drover_store::testing::TestDatabase::create() else {
+        return Ok(ClusterThroughput {
+            nodes,
+            slots,
+            rates: Err("no PostgreSQL: set DROVER_TEST_DATABASE_URL".into()),
+        });
+    };
+    let n = bench.sizes.jobs;
+    let mut rates = Vec::new();
+    for _ in 0..bench.sizes.runs {
+        eprintln!("bench: throughput drover, {nodes} nodes on PostgreSQL");
+        let slot_flag = slots.to_string();
+        let cluster = (0..nodes)
+            .map(|_| bench.node("cluster", &["--db", db.url(), "--slots", &slot_flag]))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let batch = cluster[0].data_dir.with_extension("jsonl");
+        write_batch(&batch, n, &["/bin/true"])?;
+        let start = Instant::now();
+        let ids = cluster[0].submit_batch(&batch)?;
+        cluster[1].cli_ok(&["wait", "--all", "--quiet"])?;
+        let rate = n as f64 / seconds(start);
+        ensure!(ids.len() == n, "submitted {} of {n}", ids.len());
+        let jobs = cluster[2].jobs(n)?;
+        let succeeded = jobs
+            .iter()
+            .filter(|j| j["state"] == "succeeded" && j["attempt"] == 1)
+            .count();
+        ensure!(
+            succeeded == n,
+            "only {succeeded} of {n} jobs succeeded in one attempt"
+        );
+        let mut per_node = std::collections::BTreeMap::<String, usize>::new();
+        for job in &jobs {
+            *per_node.entry(job["node"].to_string()).or_default() += 1;
+        }
+        ensure!(
+            per_node.len() == nodes,
+            "not every node ran jobs: {per_node:?}"
+        );
+        for node in cluster {
+            node.stop()?;
+        }
+        rates.push(rate);
+    }
+    // Drop the schema only after every node has stopped.
+    drop(db);
+    Ok(ClusterThroughput {
+        nodes,
+        slots,
+        rates: Ok(rates),
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Submit latency
 
