@@ -102,8 +102,9 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// With a token configured, every request must carry it as `Authorization: Bearer TOKEN`
-/// (401 otherwise) — except the web page itself, which holds no data and asks for the token.
+/// With a token configured, every request must carry it as `Authorization: Bearer TOKEN`, or
+/// (for the web page, whose EventSource cannot set headers) in the same-site cookie
+/// `drover_token` — 401 otherwise. The page itself holds no data and asks for the token.
 async fn require_token(
     State(state): State<ApiState>,
     request: Request,
@@ -115,13 +116,20 @@ async fn require_token(
     if request.uri().path() == "/" {
         return next.run(request).await;
     }
-    let offered = request
-        .headers()
+    let headers = request.headers();
+    let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if crate::auth::token_matches(offered, token) {
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let cookie = headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix("drover_token="))
+        .map(crate::auth::percent_decode);
+    let offered = bearer.map(str::to_string).or(cookie).unwrap_or_default();
+    if crate::auth::token_matches(&offered, token) {
         next.run(request).await
     } else {
         ApiError::new(
@@ -937,7 +945,12 @@ async fn logs(
             ));
         }
     };
-    let job = load(&state, id).await?;
+    let mut job = load(&state, id).await?;
+    if follow && params.get("attempt").is_none() {
+        // Which node will own the output is known only once the job is claimed: wait for that
+        // (or for the job to end unclaimed), woken by events.
+        job = until_claimed(&state, job).await?;
+    }
     let attempt = match params.get("attempt") {
         Some(raw) => raw
             .parse::<u32>()
@@ -989,6 +1002,26 @@ async fn logs(
     }
     let body = Body::from_stream(follow_log(state.store.clone(), id, attempt, path));
     Ok((text_plain, body).into_response())
+}
+
+/// Waits until a waiting job has an attempt (or has ended without one, or the node stops), and
+/// returns it as it is then.
+async fn until_claimed(state: &ApiState, job: JobRecord) -> Result<JobRecord, ApiError> {
+    if !job.attempts.is_empty() || job.state.is_terminal() {
+        return Ok(job);
+    }
+    let mut events = state.store.subscribe();
+    // Read again after subscribing, so that a claim between the two is not missed.
+    let mut job = load(state, job.id).await?;
+    let far = tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
+    while job.attempts.is_empty() && !job.state.is_terminal() {
+        match next_or_stop(state, far, &mut events).await {
+            Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => break,
+            Ok(Ok(event)) if event.job_id != job.id => continue,
+            Ok(_) => job = load(state, job.id).await?,
+        }
+    }
+    Ok(job)
 }
 
 /// Streams a log file as it grows, ending once the attempt has ended and the file is read out.

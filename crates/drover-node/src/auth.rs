@@ -13,6 +13,31 @@ pub fn token_matches(offered: &str, token: &str) -> bool {
     diff == 0
 }
 
+/// Undoes `encodeURIComponent` (the web page stores the token in a cookie that way).
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::token_matches;
@@ -27,5 +52,12 @@ mod tests {
         );
         assert!(!token_matches("s3cret-token-and-more", "s3cret-token"));
         assert!(!token_matches("", "s3cret-token"));
+    }
+
+    #[test]
+    fn cookies_decode_as_the_page_encoded_them() {
+        assert_eq!(super::percent_decode("a%2Fb%3D%3D"), "a/b==");
+        assert_eq!(super::percent_decode("plain-token"), "plain-token");
+        assert_eq!(super::percent_decode("bad%zz"), "bad%zz");
     }
 }

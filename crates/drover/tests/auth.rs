@@ -27,6 +27,21 @@ fn status_of(port: u16, path: &str, token: Option<&str>) -> u16 {
         .unwrap_or_else(|| panic!("no status line in {answer:?}"))
 }
 
+/// The status code of a raw `GET path` sending `cookie`.
+fn cookie_status(port: u16, path: &str, cookie: &str) -> u16 {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut line = [0u8; 12];
+    stream.read_exact(&mut line).expect("status line");
+    String::from_utf8_lossy(&line[9..12])
+        .parse()
+        .expect("status")
+}
+
 #[test]
 fn a_node_beyond_loopback_requires_its_token() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -83,6 +98,17 @@ fn a_node_beyond_loopback_requires_its_token() {
         );
     }
     assert_eq!(status_of(port, "/v1/jobs", Some(secret)), 200);
+    // The web page's way: the token in its cookie; the page itself needs none.
+    assert_eq!(
+        cookie_status(
+            port,
+            "/v1/events?since=0",
+            &format!("drover_token={secret}")
+        ),
+        200
+    );
+    assert_eq!(cookie_status(port, "/v1/jobs", "drover_token=nope"), 401);
+    assert_eq!(status_of(port, "/", None), 200);
 
     // The CLI with the token works; without it, it is refused with a clear message.
     let cli = |token: Option<&str>, args: &[&str]| {

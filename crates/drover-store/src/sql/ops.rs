@@ -775,14 +775,15 @@ impl Store for SqlStore {
             };
             let limit = i64::try_from(max.saturating_add(ADMISSION_WINDOW)).unwrap_or(i64::MAX);
             // INDEXED BY: without statistics SQLite may pick `jobs_state` and sort every queued
-            // job per claim; this reads the claim index from its start. On PostgreSQL, SKIP
-            // LOCKED lets nodes claim at once without waiting on each other's candidates.
+            // job per claim; this reads the claim index from its start. The candidates are not
+            // locked: on PostgreSQL only the ones this claim takes are (below), so that a job it
+            // passes over (labels, resources, a full queue) stays claimable by other nodes.
             let next = tx
                 .conn
                 .query_map("SELECT id, spec, attempt, updated_at, queue FROM jobs INDEXED BY jobs_claim
                      WHERE state = 'queued'
                        AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)
-                     ORDER BY priority DESC, id LIMIT ?1 /*skip locked*/", params![limit], |row| {
+                     ORDER BY priority DESC, id LIMIT ?1", params![limit], |row| {
                     Ok((
                         row.get::<String>(0)?,
                         row.get::<String>(1)?,
@@ -837,6 +838,22 @@ impl Store for SqlStore {
                         waiting.push((id, why));
                         break;
                     }
+                }
+                // Lock it only now that it is taken: another node may be claiming it right now (or
+                // has), so skip it rather than wait. (Its resources stay counted for this walk:
+                // at worst this claim takes fewer, never too many.)
+                if tx.conn.dialect() == Dialect::Postgres
+                    && tx
+                        .conn
+                        .query_opt(
+                            "SELECT attempt FROM jobs WHERE id = ?1 AND state = 'queued'
+                             /*skip locked*/",
+                            params![id.to_string()],
+                            |row| row.get::<u32>(0),
+                        )?
+                        .is_none_or(|attempt| attempt != previous)
+                {
+                    continue;
                 }
                 if let Some(left) = room.get_mut(&queue) {
                     *left -= 1;
