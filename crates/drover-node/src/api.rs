@@ -946,7 +946,7 @@ async fn logs(
         }
     };
     let mut job = load(&state, id).await?;
-    if follow && params.get("attempt").is_none() {
+    if follow && !params.contains_key("attempt") {
         // Which node will own the output is known only once the job is claimed: wait for that
         // (or for the job to end unclaimed), woken by events.
         job = until_claimed(&state, job).await?;
