@@ -409,7 +409,9 @@ fn a_slow_subscriber_is_dropped_with_a_final_event() {
         }
     }
     let goodbye = goodbye.expect("a final `dropped` event before the stream ended");
-    let last = last_id.expect("some events came first");
+    // How many it got before falling behind depends on scheduling (on a busy machine, none:
+    // the 20 000 events are published before its task runs); where to resume is named anyway.
+    let last = last_id.unwrap_or(0);
     assert!(last < 20_000, "it was dropped, not fed everything");
     assert_eq!(goodbye["last_event_id"], last, "it names where to resume");
 }
