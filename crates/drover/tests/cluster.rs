@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use common::{Node, stdout};
 use drover_store::testing::TestDatabase;
@@ -41,22 +41,8 @@ fn three_nodes_run_each_job_exactly_once() {
         return;
     };
     let nodes = cluster(&db, 3, &["--slots", "4"]);
-    let work = tempfile::tempdir().expect("tempdir");
-    let ledger = work.path().join("ran.txt");
-    let line = serde_json::json!({
-        "argv": ["sh", "-c", format!("echo $DROVER_JOB_ID >> {}; sleep 0.05", ledger.display())]
-    })
-    .to_string();
-    let batch = work.path().join("batch.jsonl");
-    std::fs::write(&batch, vec![line; 300].join("\n")).expect("batch");
-    let out = nodes[0].drover(&["submit", "--batch", batch.to_str().expect("utf-8")]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let submitted: BTreeSet<String> = stdout(&out).lines().map(str::to_string).collect();
-    assert_eq!(submitted.len(), 300);
+    let ledger = common::Ledger::new();
+    let ids = ledger.submit(&nodes[0], 300, "sleep 0.05");
 
     // Waiting through another node: it sees the whole cluster's jobs.
     let waited = nodes[1].drover(&["wait", "--all", "--quiet"]);
@@ -67,15 +53,7 @@ fn three_nodes_run_each_job_exactly_once() {
         nodes[1].log()
     );
 
-    let ran = std::fs::read_to_string(&ledger).expect("ledger");
-    let mut seen = BTreeMap::<&str, usize>::new();
-    for id in ran.lines() {
-        *seen.entry(id).or_default() += 1;
-    }
-    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "jobs that ran more than once: {twice:?}");
-    let ran: BTreeSet<String> = seen.keys().map(|s| s.to_string()).collect();
-    assert_eq!(ran, submitted, "every job ran");
+    ledger.assert_each_ran_once(&ids);
 
     let mut per_node = BTreeMap::<String, usize>::new();
     for job in jobs(&nodes[2], 1000) {
@@ -262,28 +240,6 @@ fn a_drained_node_finishes_its_job_and_claims_no_more() {
     assert_eq!(job["node"], busy_id.as_str());
 }
 
-/// Where `url` (a postgres:// URL) points.
-fn server_addr(url: &str) -> std::net::SocketAddr {
-    use std::net::ToSocketAddrs;
-    let start = url
-        .find('@')
-        .map_or_else(|| url.find("://").expect("url") + 3, |at| at + 1);
-    let end = url[start..]
-        .find(['/', '?'])
-        .map_or(url.len(), |i| start + i);
-    let authority = &url[start..end];
-    let authority = if authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:5432")
-    };
-    authority
-        .to_socket_addrs()
-        .expect("resolve")
-        .next()
-        .expect("an address")
-}
-
 /// Acceptance 4: a node cut from the database past its TTL stops its jobs before its leases
 /// expire, the other nodes take them over, and once healed its stale completions change
 /// nothing: every job succeeds exactly once.
@@ -292,7 +248,7 @@ fn a_partitioned_node_stops_its_jobs_before_its_leases_expire() {
     let Some(db) = TestDatabase::create() else {
         return;
     };
-    let proxy = common::Proxy::start(server_addr(db.url()));
+    let proxy = common::Proxy::before(db.url());
     // Heartbeat 2 s: lease and TTL 6 s; the node fences itself a heartbeat before expiry.
     let lease = std::time::Duration::from_secs(6);
     let cut_off = Node::start(&[

@@ -6,10 +6,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::Command;
 
-use common::{Node, stdout};
+use common::Node;
 use drover_store::testing::TestDatabase;
 
 #[test]
@@ -28,31 +27,12 @@ fn a_database_restart_during_a_run_loses_nothing() {
     let nodes: Vec<Node> = (0..2)
         .map(|_| Node::start(&["--db", db.url(), "--slots", "4", "--heartbeat", "1s"]))
         .collect();
-    let work = tempfile::tempdir().expect("tempdir");
-    let ledger = work.path().join("ran.txt");
-    let line = serde_json::json!({
-        "argv": ["sh", "-c", format!("echo $DROVER_JOB_ID >> {}; sleep 0.05", ledger.display())]
-    })
-    .to_string();
-    let batch = work.path().join("batch.jsonl");
-    std::fs::write(&batch, vec![line; 200].join("\n")).expect("batch");
-    let out = nodes[0].drover(&["submit", "--batch", batch.to_str().expect("utf-8")]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ids: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
-    assert_eq!(ids.len(), 200);
+    let ledger = common::Ledger::new();
+    let ids = ledger.submit(&nodes[0], 200, "sleep 0.05");
 
     // Restart once some jobs have run and many have not.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::fs::read_to_string(&ledger)
-        .unwrap_or_default()
-        .lines()
-        .count()
-        < 30
-    {
+    while ledger.runs().len() < 30 {
         assert!(std::time::Instant::now() < deadline, "jobs did not start");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
@@ -78,12 +58,7 @@ fn a_database_restart_during_a_run_loses_nothing() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let mut seen = BTreeMap::<String, usize>::new();
-    for id in std::fs::read_to_string(&ledger).expect("ledger").lines() {
-        *seen.entry(id.to_string()).or_default() += 1;
-    }
-    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "jobs that ran twice: {twice:?}");
+
     let unhappy: Vec<serde_json::Value> = ids
         .iter()
         .map(|id| nodes[0].job(id))
@@ -96,5 +71,5 @@ fn a_database_restart_during_a_run_loses_nothing() {
         unhappy[0],
         nodes[0].log()
     );
-    assert_eq!(seen.len(), 200, "every job ran");
+    ledger.assert_each_ran_once(&ids);
 }

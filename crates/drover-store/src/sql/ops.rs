@@ -210,6 +210,47 @@ fn set_job_state(
     }
 }
 
+/// The answer to a completion for a job that does not exist.
+const NO_SUCH_JOB: Completion = Completion::Stale {
+    current_attempt: 0,
+    current_state: JobState::Lost,
+};
+
+impl JobHead {
+    /// The answer to a completion of an attempt that is not this job's live one.
+    fn stale(&self) -> Completion {
+        Completion::Stale {
+            current_attempt: self.attempt,
+            current_state: self.state,
+        }
+    }
+}
+
+/// Emits the event of an attempt that ended with its job in `next`: `requeued` or `scheduled`
+/// when the job waits again, else `finished`.
+fn attempt_ended(
+    tx: &mut Tx<'_>,
+    attempt: AttemptRef,
+    next: JobState,
+    node: NodeId,
+    reason: &Reason,
+) -> Result<Completion, StoreError> {
+    let kind = match next {
+        JobState::Queued => EventKind::Requeued,
+        JobState::Scheduled => EventKind::Scheduled,
+        _ => EventKind::Finished,
+    };
+    tx.emit(
+        kind,
+        attempt.job_id,
+        Some(attempt.attempt),
+        next,
+        Some(&node),
+        Some(reason),
+    )?;
+    Ok(Completion::Recorded { state: next })
+}
+
 /// Ends an attempt (see [`Store::complete`]), inside a change.
 fn complete_in(
     tx: &mut Tx<'_>,
@@ -217,16 +258,10 @@ fn complete_in(
     outcome: AttemptOutcome,
 ) -> Result<Completion, StoreError> {
     let Some(head) = job_head(tx, attempt.job_id)? else {
-        return Ok(Completion::Stale {
-            current_attempt: 0,
-            current_state: JobState::Lost,
-        });
+        return Ok(NO_SUCH_JOB);
     };
     if head.attempt != attempt.attempt || !head.state.has_live_attempt() {
-        return Ok(Completion::Stale {
-            current_attempt: head.attempt,
-            current_state: head.state,
-        });
+        return Ok(head.stale());
     }
     // The attempt's own outcome must be a legal ending of its current state.
     head.state.check(outcome.state)?;
@@ -292,20 +327,7 @@ fn complete_in(
         ],
         |row| row.get(0),
     )?;
-    let kind = match next {
-        JobState::Queued => EventKind::Requeued,
-        JobState::Scheduled => EventKind::Scheduled,
-        _ => EventKind::Finished,
-    };
-    tx.emit(
-        kind,
-        attempt.job_id,
-        Some(attempt.attempt),
-        next,
-        Some(&NodeId(node)),
-        Some(&outcome.reason),
-    )?;
-    Ok(Completion::Recorded { state: next })
+    attempt_ended(tx, attempt, next, NodeId(node), &outcome.reason)
 }
 
 /// Gives an unrun claim back (see [`Store::unclaim`]), inside a change.
@@ -316,10 +338,7 @@ fn unclaim_in(
     proof: Unrun,
 ) -> Result<Completion, StoreError> {
     let Some(head) = job_head(tx, attempt.job_id)? else {
-        return Ok(Completion::Stale {
-            current_attempt: 0,
-            current_state: JobState::Lost,
-        });
+        return Ok(NO_SUCH_JOB);
     };
     let pid: Option<i32> = tx
         .conn
@@ -334,10 +353,7 @@ fn unclaim_in(
         Unrun::StoppedAtGate => matches!(head.state, JobState::Starting | JobState::Running),
     };
     if head.attempt != attempt.attempt || !unrun {
-        return Ok(Completion::Stale {
-            current_attempt: head.attempt,
-            current_state: head.state,
-        });
+        return Ok(head.stale());
     }
     // A pending cancel wins: the job ends cancelled rather than going back.
     let next = if head.cancel_requested {
@@ -369,20 +385,7 @@ fn unclaim_in(
         ],
         |row| row.get(0),
     )?;
-    let kind = if next == JobState::Queued {
-        EventKind::Requeued
-    } else {
-        EventKind::Finished
-    };
-    tx.emit(
-        kind,
-        attempt.job_id,
-        Some(attempt.attempt),
-        next,
-        Some(&NodeId(node)),
-        Some(&reason),
-    )?;
-    Ok(Completion::Recorded { state: next })
+    attempt_ended(tx, attempt, next, NodeId(node), &reason)
 }
 
 #[async_trait]

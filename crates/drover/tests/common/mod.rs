@@ -242,6 +242,17 @@ pub fn db_path(node: &Node) -> PathBuf {
     node.data_dir().join("drover.db")
 }
 
+/// Where a URL's `host:port` is.
+fn authority(url: &str) -> std::ops::Range<usize> {
+    let start = url
+        .find('@')
+        .map_or_else(|| url.find("://").expect("url") + 3, |at| at + 1);
+    let end = url[start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| start + i);
+    start..end
+}
+
 /// A TCP proxy between a node and its database that a test can cut (every connection reset,
 /// new ones refused at once) and heal: a network partition on one machine.
 pub struct Proxy {
@@ -289,13 +300,30 @@ impl Proxy {
 
     /// `url` with its host and port replaced by this proxy's.
     pub fn url(&self, url: &str) -> String {
-        let start = url
-            .find('@')
-            .map_or_else(|| url.find("://").expect("url") + 3, |at| at + 1);
-        let end = url[start..]
-            .find(['/', '?'])
-            .map_or(url.len(), |i| start + i);
-        format!("{}127.0.0.1:{}{}", &url[..start], self.port, &url[end..])
+        let range = authority(url);
+        format!(
+            "{}127.0.0.1:{}{}",
+            &url[..range.start],
+            self.port,
+            &url[range.end..]
+        )
+    }
+
+    /// A proxy in front of the server a `postgres://` URL points at.
+    pub fn before(url: &str) -> Proxy {
+        use std::net::ToSocketAddrs;
+        let authority = &url[authority(url)];
+        let authority = if authority.contains(':') {
+            authority.to_string()
+        } else {
+            format!("{authority}:5432")
+        };
+        let target = authority
+            .to_socket_addrs()
+            .expect("resolve")
+            .next()
+            .expect("an address");
+        Proxy::start(target)
     }
 
     /// Resets every connection and refuses new ones.
@@ -309,5 +337,66 @@ impl Proxy {
     /// Accepts connections again.
     pub fn heal(&self) {
         self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Jobs that write their id to a shared file when they run: which ran, and how often.
+pub struct Ledger {
+    dir: tempfile::TempDir,
+}
+
+impl Ledger {
+    pub fn new() -> Ledger {
+        Ledger {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// The file the jobs append to.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("ran.txt")
+    }
+
+    /// Submits `n` jobs through `node` in one batch, each appending its id and then running
+    /// `then` (shell); returns their ids in order.
+    pub fn submit(&self, node: &Node, n: usize, then: &str) -> Vec<String> {
+        let line = serde_json::json!({
+            "argv": ["sh", "-c", format!("echo $DROVER_JOB_ID >> {}; {then}", self.path().display())]
+        })
+        .to_string();
+        let batch = self.dir.path().join("batch.jsonl");
+        std::fs::write(&batch, vec![line; n].join("\n")).expect("batch");
+        let out = node.drover(&["submit", "--batch", batch.to_str().expect("utf-8")]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ids: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+        assert_eq!(ids.len(), n);
+        ids
+    }
+
+    /// How many times each job ran.
+    pub fn runs(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut seen = std::collections::BTreeMap::new();
+        for id in std::fs::read_to_string(self.path())
+            .unwrap_or_default()
+            .lines()
+        {
+            *seen.entry(id.to_string()).or_default() += 1;
+        }
+        seen
+    }
+
+    /// Asserts that exactly `ids` ran, each once.
+    pub fn assert_each_ran_once(&self, ids: &[String]) {
+        let runs = self.runs();
+        let twice: Vec<_> = runs.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "jobs that ran more than once: {twice:?}");
+        let mut want: Vec<&String> = ids.iter().collect();
+        want.sort();
+        let ran: Vec<&String> = runs.keys().collect();
+        assert_eq!(ran, want, "every job ran");
     }
 }
