@@ -81,7 +81,7 @@ impl Tx<'_> {
         state: JobState,
         node: Option<&NodeId>,
         reason: Option<&Reason>,
-    ) -> Result<(), StoreError> {
+    ) {
         self.events.push(Pending {
             kind,
             job_id,
@@ -90,7 +90,6 @@ impl Tx<'_> {
             node: node.cloned(),
             reason: reason.cloned(),
         });
-        Ok(())
     }
 }
 

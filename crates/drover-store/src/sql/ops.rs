@@ -103,7 +103,7 @@ fn settle_dependents(tx: &mut Tx<'_>, id: JobId, ended: JobState) -> Result<(), 
                     "UPDATE jobs SET not_before = ?1 WHERE id = ?2",
                     params![not_before, dependent.to_string()],
                 )?;
-                tx.emit(EventKind::Unblocked, dependent, None, next, None, None)?;
+                tx.emit(EventKind::Unblocked, dependent, None, next, None, None);
             }
             JobState::Cancelled => {
                 let reason = Reason::CancelledByUser;
@@ -121,7 +121,7 @@ fn settle_dependents(tx: &mut Tx<'_>, id: JobId, ended: JobState) -> Result<(), 
                     JobState::Cancelled,
                     None,
                     Some(&reason),
-                )?;
+                );
             }
             _ => {
                 let reason = Reason::DependencyFailed;
@@ -139,7 +139,7 @@ fn settle_dependents(tx: &mut Tx<'_>, id: JobId, ended: JobState) -> Result<(), 
                     JobState::Failed,
                     None,
                     Some(&reason),
-                )?;
+                );
             }
         }
     }
@@ -247,7 +247,7 @@ fn attempt_ended(
         next,
         Some(&node),
         Some(reason),
-    )?;
+    );
     Ok(Completion::Recorded { state: next })
 }
 
@@ -462,13 +462,13 @@ impl Store for SqlStore {
                     let reason = Reason::DependencyFailed;
                     tx.conn
                         .execute("UPDATE jobs SET reason = ?1, finished_at = ?2 WHERE id = ?3", params![reason.to_string(), tx.now_ms, id.to_string()])?;
-                    tx.emit(EventKind::Submitted, id, None, state, None, Some(&reason))?;
+                    tx.emit(EventKind::Submitted, id, None, state, None, Some(&reason));
                     ids.push(id);
                     continue;
                 }
-                tx.emit(EventKind::Submitted, id, None, state, None, None)?;
+                tx.emit(EventKind::Submitted, id, None, state, None, None);
                 if state == JobState::Scheduled {
-                    tx.emit(EventKind::Scheduled, id, None, state, None, None)?;
+                    tx.emit(EventKind::Scheduled, id, None, state, None, None);
                 }
                 ids.push(id);
             }
@@ -548,7 +548,7 @@ impl Store for SqlStore {
                 set_job_state(tx, id, JobState::Scheduled, JobState::Queued, None)?;
                 tx.conn
                     .execute("UPDATE jobs SET not_before = NULL WHERE id = ?1", params![id.to_string()])?;
-                tx.emit(EventKind::Due, id, None, JobState::Queued, None, None)?;
+                tx.emit(EventKind::Due, id, None, JobState::Queued, None, None);
             }
             let next: Option<i64> = tx
                 .conn
@@ -575,7 +575,7 @@ impl Store for SqlStore {
                 "UPDATE jobs SET priority = ?1, spec = ?2 WHERE id = ?3",
                 params![priority, spec_json, id.to_string()],
             )?;
-            tx.emit(EventKind::Reprioritized, id, None, head.state, None, None)?;
+            tx.emit(EventKind::Reprioritized, id, None, head.state, None, None);
             Ok(Change::Done(head.state))
         })
         .await
@@ -625,7 +625,7 @@ impl Store for SqlStore {
                         id.to_string()
                     ],
                 )?;
-                tx.emit(EventKind::Retried, id, None, JobState::Queued, None, None)?;
+                tx.emit(EventKind::Retried, id, None, JobState::Queued, None, None);
                 Ok(JobState::Queued)
             })
         })
@@ -640,7 +640,7 @@ impl Store for SqlStore {
                     "UPDATE jobs SET dismissed = 1 WHERE id = ?1",
                     params![id.to_string()],
                 )?;
-                tx.emit(EventKind::Dismissed, id, None, head.state, None, None)?;
+                tx.emit(EventKind::Dismissed, id, None, head.state, None, None);
                 Ok(head.state)
             })
         })
@@ -883,7 +883,7 @@ impl Store for SqlStore {
                     JobState::Starting,
                     Some(&node),
                     None,
-                )?;
+                );
                 claims.push(Claim {
                     attempt: AttemptRef {
                         job_id: id,
@@ -945,7 +945,7 @@ impl Store for SqlStore {
                 JobState::Running,
                 node.map(NodeId).as_ref(),
                 None,
-            )?;
+            );
             Ok(StartVerdict::Run)
         })
         .await
@@ -1026,7 +1026,7 @@ impl Store for SqlStore {
                     JobState::Cancelled,
                     None,
                     Some(&reason),
-                )?;
+                );
                 return Ok(CancelOutcome::Cancelled);
             }
             let node: String = tx.conn.query_row(
@@ -1047,7 +1047,7 @@ impl Store for SqlStore {
                     head.state,
                     Some(&node),
                     Some(&reason),
-                )?;
+                );
             }
             Ok(CancelOutcome::Requested {
                 attempt: AttemptRef {
