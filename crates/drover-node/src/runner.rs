@@ -716,60 +716,53 @@ async fn record_ending(
     }
 }
 
-/// Gives an attempt stopped at the gate back, retrying transient store errors (a database
-/// restart must not turn a job that never ran into a lost one); a stale answer is final.
+/// Gives an attempt stopped at the gate back (a database restart must not turn a job that never
+/// ran into a lost one).
 async fn give_back_with_retry(store: &dyn Store, attempt: AttemptRef, reason: Reason) {
-    let mut pause = Duration::from_millis(50);
-    for _ in 0..12 {
-        match store
-            .unclaim(attempt, reason.clone(), Unrun::StoppedAtGate)
-            .await
-        {
-            Ok(Completion::Recorded { state }) => {
-                tracing::debug!(%attempt, %state, "unrun attempt given back");
-                return;
-            }
-            Ok(Completion::Stale {
-                current_attempt,
-                current_state,
-            }) => {
-                tracing::warn!(%attempt, current_attempt, %current_state, "unrun attempt no longer ours; nothing to give back");
-                return;
-            }
-            Err(err) => {
-                tracing::warn!(%attempt, error = %err, "cannot give back an unrun attempt; retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
-            }
-        }
-    }
-    tracing::error!(%attempt, "gave up giving back an unrun attempt; its lease will expire and the reaper will");
+    until_answered(attempt, "giving back an unrun attempt", || {
+        store.unclaim(attempt, reason.clone(), Unrun::StoppedAtGate)
+    })
+    .await;
 }
 
-/// Records a completion, retrying transient store errors; a stale answer is final.
+/// Records a completion.
 async fn complete_with_retry(store: &dyn Store, attempt: AttemptRef, outcome: AttemptOutcome) {
+    until_answered(attempt, "recording a completion", || {
+        store.complete(attempt, outcome.clone())
+    })
+    .await;
+}
+
+/// Calls `ending` until the store answers, retrying transient errors with backoff (about 20 s
+/// in all: long enough to ride out a database restart); a stale answer is final. If it never
+/// answers, the attempt's lease runs out and the reaper (or recovery at restart) ends it.
+async fn until_answered<F, Fut>(attempt: AttemptRef, what: &str, ending: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Completion, StoreError>>,
+{
     let mut pause = Duration::from_millis(50);
-    for _ in 0..8 {
-        match store.complete(attempt, outcome.clone()).await {
+    for _ in 0..12 {
+        match ending().await {
             Ok(Completion::Recorded { state }) => {
-                tracing::debug!(%attempt, %state, "completion recorded");
+                tracing::debug!(%attempt, %state, what, "recorded");
                 return;
             }
             Ok(Completion::Stale {
                 current_attempt,
                 current_state,
             }) => {
-                tracing::warn!(%attempt, current_attempt, %current_state, "stale completion ignored by the store");
+                tracing::warn!(%attempt, current_attempt, %current_state, what, "the attempt is no longer live; the store ignored it");
                 return;
             }
             Err(err) => {
-                tracing::warn!(%attempt, error = %err, "cannot record completion; retrying");
+                tracing::warn!(%attempt, error = %err, what, "store error; retrying");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
         }
     }
-    tracing::error!(%attempt, "giving up recording completion; recovery will mark it lost on restart");
+    tracing::error!(%attempt, what, "gave up; the lease will run out and the reaper or recovery will end the attempt");
 }
 
 /// Maps the supervisor's view of an ending onto the store's states and reasons.

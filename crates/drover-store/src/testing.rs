@@ -14,14 +14,7 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     pub fn create() -> Option<Self> {
-        let Ok(admin) = std::env::var("DROVER_TEST_DATABASE_URL") else {
-            assert!(
-                std::env::var_os("DROVER_REQUIRE_POSTGRES").is_none(),
-                "DROVER_REQUIRE_POSTGRES is set but DROVER_TEST_DATABASE_URL is not"
-            );
-            eprintln!("skipped: set DROVER_TEST_DATABASE_URL to run the PostgreSQL tests");
-            return None;
-        };
+        let admin = postgres_setting("DROVER_TEST_DATABASE_URL")?;
         let schema = format!("drover_test_{:016x}", fastrand::u64(..));
         let sql = format!("CREATE SCHEMA {schema}");
         on_own_thread(&admin, sql);
@@ -39,6 +32,22 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         on_own_thread(&self.admin, format!("DROP SCHEMA {} CASCADE", self.schema));
+    }
+}
+
+/// The value of a setting the PostgreSQL tests need, or `None` (the test skips itself, saying so
+/// on stderr) — unless `DROVER_REQUIRE_POSTGRES` is set, when a missing setting fails the test.
+pub fn postgres_setting(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ => {
+            assert!(
+                std::env::var_os("DROVER_REQUIRE_POSTGRES").is_none(),
+                "DROVER_REQUIRE_POSTGRES is set but {var} is not"
+            );
+            eprintln!("skipped: set {var} to run this PostgreSQL test");
+            None
+        }
     }
 }
 

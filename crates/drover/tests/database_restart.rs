@@ -16,12 +16,7 @@ fn a_database_restart_during_a_run_loses_nothing() {
     let Some(db) = TestDatabase::create() else {
         return;
     };
-    let Ok(restart) = std::env::var("DROVER_TEST_PG_RESTART") else {
-        assert!(
-            std::env::var_os("DROVER_REQUIRE_POSTGRES").is_none(),
-            "DROVER_REQUIRE_POSTGRES is set but DROVER_TEST_PG_RESTART is not"
-        );
-        eprintln!("skipped: set DROVER_TEST_PG_RESTART to the command that restarts PostgreSQL");
+    let Some(restart) = drover_store::testing::postgres_setting("DROVER_TEST_PG_RESTART") else {
         return;
     };
     let nodes: Vec<Node> = (0..2)
