@@ -1,18 +1,23 @@
-// The web page against a real node, in Debian's chromium: a submitted job's row turns from
-// running to succeeded without a reload, and the cancel button cancels a running job.
-// Usage: node test.mjs http://127.0.0.1:PORT SCREENSHOT.png
+// The web page against a real node, in Debian's chromium: without its login the page says how
+// to log in and gets no data; the login link (`drover web`) logs it in and leaves the address
+// bar; then a submitted job's row turns from running to succeeded without a reload, and the
+// cancel button cancels a running job.
+// Usage: node test.mjs LOGIN_LINK SCREENSHOT.png   (LOGIN_LINK = http://127.0.0.1:PORT/?token=…)
 import { chromium } from "playwright-core";
 
-const [url, screenshot] = process.argv.slice(2);
-if (!url || !screenshot) {
-  console.error("usage: node test.mjs URL SCREENSHOT");
+const [link, screenshot] = process.argv.slice(2);
+if (!link || !screenshot) {
+  console.error("usage: node test.mjs LOGIN_LINK SCREENSHOT");
   process.exit(2);
 }
+const login = new URL(link);
+const url = login.origin;
+const token = login.searchParams.get("token");
 
 async function submit(argv) {
   const r = await fetch(`${url}/v1/jobs`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
     body: JSON.stringify({ argv, cwd: "/" }),
   });
   if (r.status !== 201) throw new Error(`submit: ${r.status} ${await r.text()}`);
@@ -28,8 +33,28 @@ let failed = false;
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 800 } });
   page.on("pageerror", (e) => { console.error("page error:", e.message); failed = true; });
-  await page.goto(url);
+  page.on("console", (m) => { if (m.type() === "error") console.error("console:", m.text()); });
+
+  // Not logged in: the page explains how to log in, and shows no jobs.
+  const first = await page.goto(url);
+  const csp = first.headers()["content-security-policy"] || "";
+  if (!csp.includes("script-src 'self'") || first.headers()["x-frame-options"] !== "DENY") {
+    throw new Error(`the page lacks its CSP or frame protection: ${JSON.stringify(first.headers())}`);
+  }
+  await page.waitForSelector("#login:visible", { timeout: 10000 });
+  await page.screenshot({ path: screenshot.replace(/\.png$/, "-login.png") });
+  console.log("without its login the page asks for one");
+
+  // The login link sets the cookie and leaves the token out of the address bar.
+  await page.goto(link);
+  if (page.url() !== `${url}/`) throw new Error(`the token stayed in the address: ${page.url()}`);
+  const cookies = await page.context().cookies();
+  const cookie = cookies.find((c) => c.name.startsWith("drover_token_"));
+  if (!cookie || !cookie.httpOnly || cookie.sameSite !== "Strict") {
+    throw new Error(`login cookie not HttpOnly+Strict: ${JSON.stringify(cookies)}`);
+  }
   await page.waitForSelector("#live:has-text('live')", { timeout: 10000 });
+  console.log("the login link logged the page in (HttpOnly, SameSite=Strict cookie)");
 
   // A job submitted through the API appears, runs, and succeeds — pushed, no reload.
   const ok = await submit(["sh", "-c", "echo hello from drover; sleep 1.5"]);

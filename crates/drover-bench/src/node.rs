@@ -17,6 +17,12 @@ pub struct Node {
 }
 
 impl Node {
+    /// The node's local API token, from its data dir (for requests the CLI does not make).
+    pub fn token(&self) -> anyhow::Result<String> {
+        let text = std::fs::read_to_string(self.data_dir.join("token"))?;
+        Ok(text.trim().to_string())
+    }
+
     /// Starts a node on `data_dir` with extra serve flags and waits until it serves.
     pub fn start(drover: &Path, data_dir: &Path, flags: &[&str]) -> anyhow::Result<Node> {
         let _ = std::fs::remove_file(data_dir.join("serve.json"));

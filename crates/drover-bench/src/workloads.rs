@@ -612,9 +612,12 @@ pub fn event_latency(bench: &Bench) -> anyhow::Result<EventLatency> {
         .as_str()
         .context("serve.json has no url")?
         .to_string();
+    let bearer = format!("Bearer {}", node.token()?);
     let (tx, rx) = std::sync::mpsc::channel::<anyhow::Result<Vec<f64>>>();
     for _ in 0..subscribers {
-        let response = ureq::get(format!("{url}/v1/events")).call()?;
+        let response = ureq::get(format!("{url}/v1/events"))
+            .header("Authorization", &bearer)
+            .call()?;
         let tx = tx.clone();
         std::thread::spawn(move || {
             let reader = std::io::BufReader::new(response.into_body().into_reader());
@@ -647,6 +650,7 @@ pub fn event_latency(bench: &Bench) -> anyhow::Result<EventLatency> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let metrics = ureq::get(format!("{url}/metrics"))
+            .header("Authorization", &bearer)
             .call()?
             .body_mut()
             .read_to_string()?;
@@ -666,7 +670,9 @@ pub fn event_latency(bench: &Bench) -> anyhow::Result<EventLatency> {
     }
     let body = serde_json::json!({"argv": ["true"], "cwd": "/", "queue": "bench"});
     for _ in 0..changes {
-        ureq::post(format!("{url}/v1/jobs")).send_json(&body)?;
+        ureq::post(format!("{url}/v1/jobs"))
+            .header("Authorization", &bearer)
+            .send_json(&body)?;
         std::thread::sleep(Duration::from_millis(5));
     }
     let mut latencies_ms = Vec::with_capacity(subscribers * changes);

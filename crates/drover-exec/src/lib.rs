@@ -59,6 +59,10 @@ pub struct StartRequest {
     pub argv: Vec<String>,
     /// Variables added to the supervisor's own environment.
     pub env: Vec<(String, String)>,
+    /// Variables of the supervisor's own environment the job must not inherit (the node's
+    /// secrets, such as its token). `env` may still set them.
+    #[serde(default)]
+    pub env_remove: Vec<String>,
     /// Working directory; the supervisor's own when absent.
     pub cwd: Option<PathBuf>,
     /// Wall-clock limit, counted from `exec`.

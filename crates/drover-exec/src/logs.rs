@@ -24,10 +24,15 @@ pub fn pipe_reader(fd: impl Into<OwnedFd>) -> io::Result<tokio::net::unix::pipe:
     tokio::net::unix::pipe::Receiver::from_owned_fd(fd.into())
 }
 
-/// Creates (truncating) a log file readable by its owner only.
+/// Creates (truncating) a log file readable by its owner only, in directories (made if
+/// missing) that only the owner can open.
 pub async fn create_log_file(path: &Path) -> io::Result<tokio::fs::File> {
     if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent).await?;
+        tokio::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .await?;
     }
     tokio::fs::OpenOptions::new()
         .create(true)

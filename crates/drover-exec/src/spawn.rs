@@ -82,7 +82,7 @@ pub async fn spawn_gated(req: &StartRequest, rlimits: &[ChildRlimit]) -> io::Res
     let Some(program) = req.argv.first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty argv"));
     };
-    let env = merged_env(&req.env);
+    let env = merged_env(&req.env, &req.env_remove);
     let path = resolve_program(program, &env, req.cwd.as_deref())?;
     let (pid_read, pid_write) = sys::pipe_cloexec()?;
     let (gate_read, gate_write) = sys::pipe_cloexec()?;
@@ -203,10 +203,11 @@ mod spawner {
     }
 }
 
-/// The node's environment with the job's variables on top.
-fn merged_env(overrides: &[(String, String)]) -> Vec<(OsString, OsString)> {
+/// The node's environment less `removed`, with the job's variables on top.
+fn merged_env(overrides: &[(String, String)], removed: &[String]) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(k, _)| !overrides.iter().any(|(o, _)| OsStr::new(o) == k))
+        .filter(|(k, _)| !removed.iter().any(|r| OsStr::new(r) == k))
         .collect();
     env.extend(overrides.iter().map(|(k, v)| (k.into(), v.into())));
     env
@@ -663,9 +664,19 @@ mod tests {
 
     #[test]
     fn job_variables_override_the_nodes() {
-        let env = merged_env(&[("PATH".into(), "/only/here".into())]);
+        let env = merged_env(&[("PATH".into(), "/only/here".into())], &[]);
         let paths: Vec<_> = env.iter().filter(|(k, _)| k == "PATH").collect();
         assert_eq!(paths.len(), 1);
         assert_eq!(paths[0].1, OsString::from("/only/here"));
+    }
+
+    #[test]
+    fn removed_variables_are_not_inherited_but_may_be_set() {
+        // HOME is in every test's environment; PATH is removed and then set by the job.
+        let removed = ["HOME".to_string(), "PATH".to_string()];
+        let env = merged_env(&[("PATH".into(), "/mine".into())], &removed);
+        assert!(env.iter().all(|(k, _)| k != "HOME"), "HOME was removed");
+        let paths: Vec<_> = env.iter().filter(|(k, _)| k == "PATH").collect();
+        assert_eq!(paths, [&(OsString::from("PATH"), OsString::from("/mine"))]);
     }
 }

@@ -18,6 +18,7 @@ fn request(dir: &Path, argv: &[&str]) -> StartRequest {
         attempt,
         argv: argv.iter().map(|s| s.to_string()).collect(),
         env: vec![("DROVER_TEST".into(), "yes".into())],
+        env_remove: Vec::new(),
         cwd: None,
         timeout: Duration::from_secs(60),
         grace: Duration::from_secs(5),

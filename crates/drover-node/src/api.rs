@@ -63,8 +63,8 @@ pub struct ApiState {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// The node's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// The token every request must carry, if one is configured.
-    pub token: Option<Arc<str>>,
+    /// Who may make requests, and the tokens they show.
+    pub access: Arc<crate::auth::AccessPolicy>,
 }
 
 /// Per queue, the spec fields (as JSON) a job in it gets when it does not set them.
@@ -74,6 +74,9 @@ pub type QueueDefaults = HashMap<String, serde_json::Map<String, serde_json::Val
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/", get(web_page))
+        .route("/web/app.js", get(web_script))
+        .route("/web/app.css", get(web_style))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/metrics", get(metrics))
         .route("/v1/health", get(health))
         .route("/v1/node", get(node_info))
@@ -96,49 +99,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/nodes/{node}/undrain", post(undrain))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            require_token,
+            Arc::clone(&state.access),
+            crate::auth::guard,
         ))
         .with_state(state)
-}
-
-/// With a token configured, every request must carry it as `Authorization: Bearer TOKEN`, or
-/// (for the web page, whose EventSource cannot set headers) in the same-site cookie
-/// `drover_token` — 401 otherwise. The page itself holds no data and asks for the token.
-async fn require_token(
-    State(state): State<ApiState>,
-    request: Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let Some(token) = state.token.as_deref() else {
-        return next.run(request).await;
-    };
-    if request.uri().path() == "/" {
-        return next.run(request).await;
-    }
-    let headers = request.headers();
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let cookie = headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix("drover_token="))
-        .map(crate::auth::percent_decode);
-    let offered = bearer.map(str::to_string).or(cookie).unwrap_or_default();
-    if crate::auth::token_matches(&offered, token) {
-        next.run(request).await
-    } else {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            None,
-            "this node requires its token: Authorization: Bearer TOKEN (the CLI reads DROVER_TOKEN, --token-file or drover.toml)",
-        )
-        .into_response()
-    }
 }
 
 /// An API error: a status and a message, naming the request field at fault where there is one.
@@ -203,14 +167,44 @@ async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {
     Json(json!({"node": state.node, "version": env!("CARGO_PKG_VERSION")}))
 }
 
-/// The web page, compiled into the binary: one HTML file with its CSS and script, no build step.
+/// The web page, compiled into the binary: one HTML file, its script and its style, no build
+/// step. Separate files (not inline) so that the page's CSP can forbid every inline script.
 const WEB_PAGE: &str = include_str!("web/index.html");
+const WEB_SCRIPT: &str = include_str!("web/app.js");
+const WEB_STYLE: &str = include_str!("web/app.css");
 
-/// `GET /`: the live job table, on the event stream.
-async fn web_page() -> Response {
+/// The query of `GET /`: the login link carries the token.
+#[derive(serde::Deserialize)]
+struct PageQuery {
+    token: Option<String>,
+}
+
+/// `GET /`: the live job table, on the event stream; `/?token=…` logs the browser in.
+async fn web_page(
+    State(state): State<ApiState>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Response {
+    if let Ok(Query(PageQuery { token: Some(token) })) = query {
+        return crate::auth::login(&state.access, &token);
+    }
+    static_file("text/html; charset=utf-8", WEB_PAGE)
+}
+
+async fn web_script() -> Response {
+    static_file("text/javascript; charset=utf-8", WEB_SCRIPT)
+}
+
+async fn web_style() -> Response {
+    static_file("text/css; charset=utf-8", WEB_STYLE)
+}
+
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        WEB_PAGE,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, crate::auth::PAGE_CSP),
+        ],
+        body,
     )
         .into_response()
 }
@@ -980,7 +974,7 @@ async fn logs(
             state.store.as_ref(),
             owner,
             &query,
-            state.token.as_deref(),
+            state.access.credentials().shared(),
         )
         .await;
     }

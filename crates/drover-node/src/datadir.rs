@@ -6,6 +6,7 @@
 //!   drover.db         the SQLite store (plus -wal and -shm)
 //!   node-id           this node's stable id, written once
 //!   node.lock         flock'ed while a node runs here
+//!   token             the node's local API token (mode 0600), made at first start
 //!   serve.json        {"url": ..., "pid": ..., "node": ...} while a node serves
 //!   logs/XX/JOB.N.stdout  per-attempt output (N = attempt number, XX = the id's last byte)
 //! ```
@@ -21,6 +22,9 @@ use serde::{Deserialize, Serialize};
 
 /// The file a serving node writes its address into.
 pub const ADDRESS_FILE: &str = "serve.json";
+
+/// The file holding the node's local API token.
+pub const TOKEN_FILE: &str = "token";
 
 /// What `serve.json` holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +100,16 @@ impl DataDir {
         // An existing directory keeps its mode unless we tighten it: job logs are private.
         fs::set_permissions(root, fs::Permissions::from_mode(0o700))
             .map_err(io_err("cannot set the mode of", root))?;
+        // Log directories made by older versions were 0755; the files in them are 0600.
+        let logs = root.join("logs");
+        if let Ok(shards) = fs::read_dir(&logs) {
+            for dir in shards.flatten().map(|e| e.path()).chain([logs.clone()]) {
+                if dir.is_dir() {
+                    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                        .map_err(io_err("cannot set the mode of", &dir))?;
+                }
+            }
+        }
         let lock_path = root.join("node.lock");
         let lock = OpenOptions::new()
             .create(true)
@@ -139,6 +153,33 @@ impl DataDir {
         Ok(NodeId(id))
     }
 
+    /// The node's local API token: read from `token`, or made (32 random bytes, hex) and
+    /// written with mode 0600. Only the node's user can read it, which is what keeps other
+    /// users and web pages out while the user's own CLI finds it with no setup.
+    pub fn local_token(&self) -> Result<String, DataDirError> {
+        let path = self.root.join(TOKEN_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) if text.trim().len() >= 32 => {
+                // A copy restored from a backup may have lost its mode.
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                    .map_err(io_err("cannot set the mode of", &path))?;
+                return Ok(text.trim().to_string());
+            }
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(io_err("cannot read", &path)(err)),
+        }
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| DataDirError::Io {
+            what: "cannot make a random token for",
+            path: path.clone(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        write_atomically(&path, format!("{token}\n").as_bytes())?;
+        Ok(token)
+    }
+
     /// Where an attempt's stream is captured.
     pub fn log_path(&self, attempt: AttemptRef, stream: Stream) -> PathBuf {
         log_path(&self.root, attempt.job_id, attempt.attempt, stream)
@@ -176,6 +217,19 @@ pub fn log_path(root: &Path, job: JobId, attempt: u32, stream: Stream) -> PathBu
     root.join("logs")
         .join(shard)
         .join(format!("{id}.{attempt}.{}", stream.extension()))
+}
+
+/// Reads the local API token of the node whose data dir is `root`.
+pub fn read_local_token(root: &Path) -> io::Result<String> {
+    let text = fs::read_to_string(root.join(TOKEN_FILE))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the token file is empty",
+        ));
+    }
+    Ok(token.to_string())
 }
 
 /// Reads the address a node in `root` serves on, if one does.
@@ -238,8 +292,26 @@ mod tests {
         assert!(matches!(DataDir::open(&root), Err(DataDirError::Busy(_))));
         let id = dir.node_id().expect("id");
         assert_eq!(dir.node_id().expect("id again"), id);
+        let token = dir.local_token().expect("token");
+        assert_eq!(token.len(), 64);
+        assert_eq!(dir.local_token().expect("token again"), token);
+        assert_eq!(read_local_token(&root).expect("read"), token);
+        let mode = fs::metadata(root.join(TOKEN_FILE))
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "only the node's user may read the token"
+        );
         drop(dir);
         let again = DataDir::open(&root).expect("reopen after the lock is released");
         assert_eq!(again.node_id().expect("id"), id);
+        assert_eq!(
+            again.local_token().expect("token"),
+            token,
+            "made once, kept"
+        );
     }
 }

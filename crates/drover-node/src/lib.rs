@@ -4,7 +4,8 @@
 //! [`serve`] is the whole life of a node:
 //! 1. open and lock the data dir (mode 0700), load the stable node id;
 //! 2. open the store and run crash [`recovery`] for attempts this node held before;
-//! 3. bind the API (loopback unless told otherwise) and write `serve.json` for clients;
+//! 3. bind the API (loopback unless told otherwise; every request needs a token, see [`auth`])
+//!    and write `serve.json` for clients;
 //! 4. run the `runner` loop until SIGTERM/SIGINT, then drain: no new claims, wait up to the
 //!    shutdown timeout, stop what is left through the kill ladder and record it `lost`
 //!    (`node_shutdown`), so its retry policy applies.
@@ -73,8 +74,12 @@ pub struct NodeConfig {
     pub node_ttl: Duration,
     /// Labels of this node besides the detected `os` and `arch`.
     pub labels: drover_core::Labels,
-    /// The token every API request must carry. Required when `listen` is not loopback.
+    /// The token a cluster shares (other nodes and remote clients show it). Required when
+    /// `listen` is not loopback. The node's local token (`DATA_DIR/token`) is accepted always.
     pub token: Option<String>,
+    /// Host names the API answers to besides `localhost`, loopback addresses and, beyond
+    /// loopback, the machine's own names and addresses (a reverse proxy's name, say).
+    pub allow_hosts: Vec<String>,
 }
 
 impl NodeConfig {
@@ -98,9 +103,14 @@ impl NodeConfig {
             node_ttl: Duration::from_secs(15),
             labels: drover_core::Labels::new(),
             token: None,
+            allow_hosts: Vec::new(),
         }
     }
 }
+
+/// Variables of the node's environment that hold its secrets: jobs never inherit them (a job
+/// that prints its environment must not leak the token or a database password into its log).
+pub const NODE_SECRETS: [&str; 3] = ["DROVER_TOKEN", "DROVER_TOKEN_FILE", "DROVER_DATABASE_URL"];
 
 /// How long a large job waits for room before the node reserves for it by default.
 pub const DEFAULT_RESERVE_AFTER: Duration = Duration::from_secs(60);
@@ -201,6 +211,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     }
     let data = Arc::new(DataDir::open(&config.data_dir)?);
     let node = data.node_id()?;
+    let credentials = auth::Credentials::new(data.local_token()?, config.token.clone());
     let opened = match &config.database {
         Some(url) => SqlStore::postgres(url).await?,
         None => SqlStore::sqlite(data.database())?,
@@ -296,7 +307,11 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         wake: Arc::clone(&wake),
         queue_defaults: Arc::new(config.queue_defaults.clone()),
         metrics: Arc::clone(&metrics),
-        token: config.token.as_deref().map(Arc::from),
+        access: Arc::new(auth::AccessPolicy::new(
+            credentials,
+            addr,
+            &config.allow_hosts,
+        )),
     });
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -312,6 +327,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     })?;
     tracing::info!(%addr, %node, capacity = %capacity.describe(), backend = %containment.kind(),
         data_dir = %data.root().display(), store = %location, "drover node serving");
+    tracing::info!("the web page needs a login: `drover web` prints its link");
 
     spawn_event_pruner(Arc::clone(&store), config.events_retention);
     membership::spawn(

@@ -509,6 +509,7 @@ impl Runner {
             attempt,
             argv: spec.argv,
             env,
+            env_remove: crate::NODE_SECRETS.iter().map(|s| s.to_string()).collect(),
             cwd: spec.cwd.map(Into::into),
             timeout: spec.timeout.get(),
             grace: spec.grace.get(),

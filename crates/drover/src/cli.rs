@@ -16,8 +16,9 @@ pub struct Cli {
     /// The node's data dir (default: the platform data dir, e.g. ~/.local/share/drover).
     #[arg(long, global = true, env = "DROVER_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// A file holding the API token (required by nodes that listen beyond loopback). The token
-    /// may also come from DROVER_TOKEN or from `token_file`/`token` in drover.toml.
+    /// A file holding the API token a cluster shares (required by nodes that listen beyond
+    /// loopback). The token may also come from DROVER_TOKEN or from `token_file`/`token` in
+    /// drover.toml. Without one, the CLI uses the node's own token from its data dir.
     #[arg(long, global = true, env = "DROVER_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// What to do.
@@ -41,7 +42,7 @@ Exit codes:
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a node: the HTTP API, the scheduler and the supervisor.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Submit a job; prints its id.
     Submit(Box<SubmitArgs>),
     /// Submit a job and stay with it: its output streams to this terminal, and `drover run`
@@ -74,6 +75,18 @@ pub enum Command {
     Drain(NodeArgs),
     /// Let a drained node claim jobs again.
     Undrain(NodeArgs),
+    /// Print the web page's login link (secret, like the token): opening it logs a browser in
+    /// to the node.
+    Web(WebArgs),
+}
+
+/// `drover web`
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    /// Open the link in the default browser (the link is handed over in a private file, never
+    /// on a command line other users could read).
+    #[arg(long)]
+    pub open: bool,
 }
 
 /// `drover run`
@@ -240,9 +253,15 @@ pub struct NodeArgs {
 /// `drover serve`
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address of the API. Loopback unless you say otherwise (the API has no auth yet).
+    /// Address of the API. Loopback unless you say otherwise; beyond loopback the node needs a
+    /// shared token for the machines that reach it (DROVER_TOKEN, --token-file).
     #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR:PORT")]
     pub listen: std::net::SocketAddr,
+    /// A host name the API answers to besides localhost, loopback addresses and (beyond
+    /// loopback) the machine's own names and addresses, e.g. a reverse proxy's (repeatable).
+    /// Requests naming any other host are refused, which defeats DNS rebinding.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_hosts: Vec<String>,
     /// Jobs run at once (default: the number of CPUs).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub slots: Option<u32>,

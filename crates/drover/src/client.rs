@@ -2,7 +2,10 @@
 //!
 //! The node is found by `--server URL` / `DROVER_SERVER`, else through the data dir
 //! (`--data-dir` / `DROVER_DATA_DIR`, default the platform data dir) where `serve` records its
-//! address in `serve.json`.
+//! address in `serve.json`. Its token is the one configured (`DROVER_TOKEN`, `--token-file`,
+//! drover.toml), else — when the node is the one serving from the data dir — the node's local
+//! token from `DATA_DIR/token`, readable by the node's user only. The local token is never sent
+//! to any other address.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -68,18 +71,28 @@ impl Client {
         data_dir: &Path,
         token: Option<String>,
     ) -> anyhow::Result<Self> {
-        let base = match server {
-            Some(url) => url.trim_end_matches('/').to_string(),
+        let local = drover_node::read_serve_info(data_dir).ok();
+        let (base, is_local) = match server {
+            Some(url) => {
+                let url = url.trim_end_matches('/').to_string();
+                let is_local = local.as_ref().is_some_and(|info| info.url == url);
+                (url, is_local)
+            }
             None => {
-                let info = drover_node::read_serve_info(data_dir).with_context(|| {
+                let info = local.with_context(|| {
                     format!(
                         "no drover node found: nothing serves from {} (start one with `drover serve`, or pass --server URL)",
                         data_dir.display()
                     )
                 })?;
-                info.url
+                (info.url, true)
             }
         };
+        let token = token.or_else(|| {
+            is_local
+                .then(|| drover_node::datadir::read_local_token(data_dir).ok())
+                .flatten()
+        });
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(5)))
@@ -90,6 +103,16 @@ impl Client {
             .build()
             .new_agent();
         Ok(Self { base, agent, token })
+    }
+
+    /// The node's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The token sent with every request, if there is one.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {

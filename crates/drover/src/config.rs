@@ -10,6 +10,7 @@
 //! slots = 8
 //! backend = "auto"      # auto | cgroup2 | cgroup1 | rlimit
 //! reserve_after = "60s"
+//! allow_hosts = ["drover.example.org"]   # names the API answers to besides its own
 //!
 //! [queues.sage]         # defaults for jobs submitted with --queue sage
 //! timeout = "12h"
@@ -81,6 +82,9 @@ pub struct ServeFile {
     pub backend: Option<String>,
     /// As `serve --reserve-after`.
     pub reserve_after: Option<HumanDuration>,
+    /// As `serve --allow-host`, as a list.
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
 }
 
 /// The API token, from the first of: `DROVER_TOKEN`, `--token-file`/`DROVER_TOKEN_FILE`, and

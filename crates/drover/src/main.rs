@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         Command::Nodes(args) => commands::nodes(&cli, args),
         Command::Drain(args) => commands::drain(&cli, args, true),
         Command::Undrain(args) => commands::drain(&cli, args, false),
+        Command::Web(args) => commands::web(&cli, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,35 +10,15 @@ use common::BIN;
 
 /// The status code of a raw `GET path` with an optional bearer token.
 fn status_of(port: u16, path: &str, token: Option<&str>) -> u16 {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read");
-    answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {answer:?}"))
+    match token {
+        Some(t) => common::raw_status(port, "GET", path, &[&format!("Authorization: Bearer {t}")]),
+        None => common::raw_status(port, "GET", path, &[]),
+    }
 }
 
 /// The status code of a raw `GET path` sending `cookie`.
 fn cookie_status(port: u16, path: &str, cookie: &str) -> u16 {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut line = [0u8; 12];
-    stream.read_exact(&mut line).expect("status line");
-    String::from_utf8_lossy(&line[9..12])
-        .parse()
-        .expect("status")
+    common::raw_status(port, "GET", path, &[&format!("Cookie: {cookie}")])
 }
 
 #[test]
@@ -98,24 +77,33 @@ fn a_node_beyond_loopback_requires_its_token() {
         );
     }
     assert_eq!(status_of(port, "/v1/jobs", Some(secret)), 200);
-    // The web page's way: the token in its cookie; the page itself needs none.
+    // The web page's way: the token in its cookie (named per port); the page itself needs none.
+    let cookie = format!("drover_token_{port}");
     assert_eq!(
-        cookie_status(
-            port,
-            "/v1/events?since=0",
-            &format!("drover_token={secret}")
-        ),
+        cookie_status(port, "/v1/events?since=0", &format!("{cookie}={secret}")),
         200
     );
-    assert_eq!(cookie_status(port, "/v1/jobs", "drover_token=nope"), 401);
+    assert_eq!(
+        cookie_status(port, "/v1/jobs", &format!("{cookie}=nope")),
+        401
+    );
+    assert_eq!(
+        cookie_status(port, "/v1/jobs", &format!("drover_token_1={secret}")),
+        401,
+        "another port's cookie is not this node's"
+    );
     assert_eq!(status_of(port, "/", None), 200);
 
-    // The CLI with the token works; without it, it is refused with a clear message.
+    // The CLI with the token works; from another machine (no data dir of this node's) without
+    // it, it is refused with a clear message.
+    let url = format!("http://127.0.0.1:{port}");
+    let elsewhere = dir.path().join("elsewhere");
     let cli = |token: Option<&str>, args: &[&str]| {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
-            .env("DROVER_DATA_DIR", &data)
-            .env_remove("DROVER_SERVER");
+            .env("DROVER_DATA_DIR", &elsewhere)
+            .env("DROVER_SERVER", &url)
+            .env_remove("DROVER_TOKEN_FILE");
         match token {
             Some(t) => cmd.env("DROVER_TOKEN", t),
             None => cmd.env_remove("DROVER_TOKEN"),

@@ -22,8 +22,9 @@ struct Received {
 /// Subscribes to the node's event stream (resuming after `last_id` if given) and forwards each
 /// event on the returned channel from a thread; the thread ends when the receiver is dropped and
 /// the next event arrives, or when the stream ends.
-fn subscribe(url: &str, last_id: Option<u64>) -> mpsc::Receiver<Received> {
-    let mut request = ureq::get(format!("{url}/v1/events"));
+fn subscribe(node: &Node, last_id: Option<u64>) -> mpsc::Receiver<Received> {
+    let mut request =
+        ureq::get(format!("{}/v1/events", node.url())).header("Authorization", &node.bearer());
     request = match last_id {
         Some(id) => request.header("Last-Event-ID", &id.to_string()),
         None => request.query("since", "0"),
@@ -77,7 +78,7 @@ fn next(rx: &mpsc::Receiver<Received>) -> Received {
 #[test]
 fn the_stream_is_complete_ordered_and_resumable() {
     let mut node = Node::start(&["--slots", "2"]);
-    let rx = subscribe(&node.url(), None);
+    let rx = subscribe(&node, None);
     let batch = tempfile::NamedTempFile::new().expect("temp file");
     let line = serde_json::json!({"argv": ["true"], "cwd": "/"}).to_string();
     std::fs::write(batch.path(), vec![line; 100].join("\n")).expect("write");
@@ -119,7 +120,7 @@ fn the_stream_is_complete_ordered_and_resumable() {
     // streams with a `node_stopping` event instead of waiting for them).
     assert!(node.terminate().success());
     node.restart();
-    let rx = subscribe(&node.url(), Some(150));
+    let rx = subscribe(&node, Some(150));
     for expected in 151..=400u64 {
         let event = next(&rx);
         assert_eq!(
@@ -143,6 +144,7 @@ fn the_stream_filters_by_job_and_state() {
     let second = node.submit(&["--", "true"]);
     node.drover(&["wait", "--quiet", &first, &second]);
     let response = ureq::get(format!("{}/v1/events", node.url()))
+        .header("Authorization", &node.bearer())
         .query("since", "0")
         .query("job", &second)
         .query("state", "succeeded")
@@ -162,6 +164,7 @@ fn the_stream_filters_by_job_and_state() {
         .new_agent();
     let bad = agent
         .get(format!("{}/v1/events?since=soon", node.url()))
+        .header("Authorization", &node.bearer())
         .call()
         .expect("answered");
     assert_eq!(bad.status(), 400);
@@ -274,6 +277,7 @@ fn metric(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]
 
 fn scrape(node: &Node) -> prometheus_parse::Scrape {
     let text = ureq::get(format!("{}/metrics", node.url()))
+        .header("Authorization", &node.bearer())
         .call()
         .expect("GET /metrics")
         .body_mut()
@@ -365,12 +369,13 @@ fn a_resume_older_than_retention_is_gone() {
         .new_agent();
     let gone = agent
         .get(format!("{}/v1/events", node.url()))
+        .header("Authorization", &node.bearer())
         .header("Last-Event-ID", "1")
         .call()
         .expect("answered");
     assert_eq!(gone.status(), 410);
     // From the newest event on, nothing is missing: the stream opens.
-    let rx = subscribe(&node.url(), Some(4));
+    let rx = subscribe(&node, Some(4));
     let late = node.submit(&["--", "true"]);
     let event = next(&rx);
     assert_eq!(event.id, Some(5));
@@ -384,6 +389,7 @@ fn a_slow_subscriber_is_dropped_with_a_final_event() {
     let node = Node::start(&[]);
     assert!(node.drover(&["queue", "pause", "slow"]).status.success());
     let response = ureq::get(format!("{}/v1/events", node.url()))
+        .header("Authorization", &node.bearer())
         .call()
         .expect("GET /v1/events");
     // 20 000 submits in one transaction: far more events than the node buffers per subscriber.

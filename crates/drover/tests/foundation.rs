@@ -202,6 +202,7 @@ fn bad_input_is_refused_by_field() {
     let post = |body: &str| -> (u16, Value) {
         let mut response = agent
             .post(&url)
+            .header("Authorization", &node.bearer())
             .header("content-type", "application/json")
             .send(body)
             .expect("request");
@@ -233,12 +234,13 @@ fn bad_input_is_refused_by_field() {
     assert_eq!(body["error"]["field"], "argv");
 
     // An oversized body is refused from its Content-Length, before it is read.
-    let (status, body) = raw_post(&node.url(), 9 * 1024 * 1024);
+    let (status, body) = raw_post(&node, 9 * 1024 * 1024);
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"]["field"], "body");
 
     let bad_id = agent
         .get(format!("{}/v1/jobs/not-an-id", node.url()))
+        .header("Authorization", &node.bearer())
         .call()
         .expect("request");
     assert_eq!(bad_id.status().as_u16(), 400);
@@ -402,13 +404,15 @@ fn status_table_and_wait_timeout() {
 }
 
 /// Sends only the headers of a POST announcing `length` bytes, and reads the answer.
-fn raw_post(base: &str, length: usize) -> (u16, Value) {
+fn raw_post(node: &Node, length: usize) -> (u16, Value) {
     use std::io::{Read, Write};
+    let base = node.url();
     let addr = base.trim_start_matches("http://");
+    let bearer = node.bearer();
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     write!(
         stream,
-        "POST /v1/jobs HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n{{"
+        "POST /v1/jobs HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {bearer}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n{{"
     )
     .expect("send");
     stream

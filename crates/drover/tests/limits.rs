@@ -314,6 +314,7 @@ fn doctor_names_the_backend_the_node_uses() {
 
     let node = Node::start(&[]);
     let info: Value = ureq::get(format!("{}/v1/node", node.url()))
+        .header("Authorization", &node.bearer())
         .call()
         .expect("GET /v1/node")
         .body_mut()
@@ -331,6 +332,7 @@ fn capacity_is_read_from_drover_toml() {
     std::fs::write(&file, "[serve]\nmemory = \"1G\"\ncpus = 1\n").expect("write");
     let node = Node::start(&["--config", file.to_str().expect("utf-8")]);
     let info: Value = ureq::get(format!("{}/v1/node", node.url()))
+        .header("Authorization", &node.bearer())
         .call()
         .expect("GET /v1/node")
         .body_mut()

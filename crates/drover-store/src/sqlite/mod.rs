@@ -27,6 +27,7 @@ impl SqlStore {
             path: path.display().to_string(),
             detail,
         };
+        make_private(&path).map_err(|e| open_err(e.to_string()))?;
         let mut conn = Connection::open(&path).map_err(|e| open_err(e.to_string()))?;
         configure(&conn).map_err(|e| open_err(e.to_string()))?;
         schema::migrate(&mut conn)?;
@@ -61,6 +62,30 @@ impl SqlStore {
         self.read(|conn| conn.query_row("PRAGMA integrity_check", &[], |row| row.get(0)))
             .await
     }
+}
+
+/// Creates the database file readable by its owner only, and tightens the files of an existing
+/// one: jobs' argv, env and output paths are private. SQLite gives the `-wal` and `-shm` files
+/// it creates later the database file's mode.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
+    let mut name = path.as_os_str().to_owned();
+    for suffix in ["", "-wal", "-shm"] {
+        name.clear();
+        name.push(path.as_os_str());
+        name.push(suffix);
+        match std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600)) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {

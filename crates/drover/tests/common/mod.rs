@@ -10,24 +10,65 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_drover");
 
+/// The token the nodes of a test cluster share (given to every node started with `--db`), as a
+/// real cluster's nodes do to fetch each other's logs. Clients in tests do not use it: they find
+/// each node's own token in its data dir.
+pub const CLUSTER_TOKEN: &str = "test-cluster-token-0123456789abcdef";
+
 /// A running node and its data dir.
 pub struct Node {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Node {
     /// Starts a node with `extra` serve flags and waits until it serves.
     pub fn start(extra: &[&str]) -> Node {
+        Node::start_with_env(extra, &[])
+    }
+
+    /// Starts a node with `extra` serve flags and `env` in its environment.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if extra.contains(&"--db") && !env.iter().any(|(k, _)| k == "DROVER_TOKEN") {
+            env.push(("DROVER_TOKEN".into(), CLUSTER_TOKEN.into()));
+        }
         let mut node = Node {
             dir,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env,
         };
         node.spawn();
         node
+    }
+
+    /// The node's own API token, from its data dir.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("token"))
+            .expect("token file")
+            .trim()
+            .to_string()
+    }
+
+    /// `Bearer TOKEN`, for requests a test makes itself.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token())
+    }
+
+    /// The port of its API.
+    pub fn port(&self) -> u16 {
+        self.url()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -46,6 +87,8 @@ impl Node {
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.data_dir())
             .args(&self.extra)
+            .env_remove("DROVER_TOKEN")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("DROVER_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -93,6 +136,8 @@ impl Node {
             .args(args)
             .env("DROVER_DATA_DIR", self.data_dir())
             .env_remove("DROVER_SERVER")
+            .env_remove("DROVER_TOKEN")
+            .env_remove("DROVER_TOKEN_FILE")
             .stdin(Stdio::null())
             .output()
             .expect("run drover")
@@ -399,4 +444,65 @@ impl Ledger {
         let ran: Vec<&String> = runs.keys().collect();
         assert_eq!(ran, want, "every job ran");
     }
+}
+
+/// One raw HTTP/1.1 request, as a browser or another program might send it: the status and the
+/// whole answer (headers and body). `headers` are sent as given, one per line.
+pub fn raw_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = send_raw(port, method, path, headers, body);
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer:?}"));
+    (status, answer)
+}
+
+/// The status of a raw request, read from the status line alone (for endless answers such as
+/// the event stream).
+pub fn raw_status(port: u16, method: &str, path: &str, headers: &[&str]) -> u16 {
+    use std::io::Read;
+    let mut stream = send_raw(port, method, path, headers, "");
+    let mut line = [0u8; 12];
+    stream.read_exact(&mut line).expect("status line");
+    String::from_utf8_lossy(&line[9..12])
+        .parse()
+        .expect("status")
+}
+
+fn send_raw(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut request = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers
+        .iter()
+        .any(|h| h.to_ascii_lowercase().starts_with("host:"))
+    {
+        request.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+    }
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    stream.write_all(request.as_bytes()).expect("send");
+    stream
 }
