@@ -38,6 +38,13 @@ struct Args {
     /// Where to write the report (default by mode).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Another drover binary to measure beside this one in the throughput workload (the commit
+    /// before a change), run for run.
+    #[arg(long, value_name = "PATH")]
+    baseline: Option<PathBuf>,
+    /// The baseline's label in the report.
+    #[arg(long, value_name = "TEXT", default_value = "before")]
+    baseline_label: String,
     /// Run one workload only and print its rows instead of writing a report (for profiling).
     #[arg(long, value_parser = ["throughput", "cluster", "submit", "cancel", "memory", "claim", "events"])]
     only: Option<String>,
@@ -71,7 +78,12 @@ fn main() -> anyhow::Result<()> {
         .prefix("bench-")
         .tempdir_in("target")?;
     let sizes = if quick { Sizes::quick() } else { Sizes::full() };
-    let bench = Bench::new(drover, scratch.path().to_path_buf(), sizes, parallel, pueue);
+    let mut bench = Bench::new(drover, scratch.path().to_path_buf(), sizes, parallel, pueue);
+    if let Some(baseline) = &args.baseline {
+        let path = std::path::absolute(baseline)?;
+        anyhow::ensure!(path.exists(), "no baseline binary at {}", path.display());
+        bench.baseline = Some((args.baseline_label.clone(), path));
+    }
 
     if let Some(only) = args.only.as_deref() {
         return run_only(&bench, only);

@@ -69,6 +69,9 @@ impl Sizes {
 /// Shared context.
 pub struct Bench {
     pub drover: PathBuf,
+    /// Another drover binary measured beside this one in the throughput workload, with its
+    /// label (`before (abc1234)`).
+    pub baseline: Option<(String, PathBuf)>,
     pub scratch: PathBuf,
     pub sizes: Sizes,
     pub parallel: Result<(), String>,
@@ -86,6 +89,7 @@ impl Bench {
     ) -> Self {
         Self {
             drover,
+            baseline: None,
             scratch,
             sizes,
             parallel,
@@ -125,7 +129,7 @@ fn shell(script: &str) -> anyhow::Result<()> {
 
 /// One tool at one concurrency: jobs per second per run, or why it was skipped.
 pub struct Throughput {
-    pub tool: &'static str,
+    pub tool: String,
     pub concurrency: usize,
     pub rates: Result<Vec<f64>, String>,
 }
@@ -152,8 +156,12 @@ fn raw_rate(n: usize, c: usize) -> anyhow::Result<f64> {
     Ok(n as f64 / seconds(start))
 }
 
-fn drover_rate(bench: &Bench, n: usize, c: usize) -> anyhow::Result<f64> {
-    let node = bench.node("throughput", &["--slots", &c.to_string()])?;
+fn drover_rate(bench: &Bench, binary: &Path, n: usize, c: usize) -> anyhow::Result<f64> {
+    let node = Node::start(
+        binary,
+        &bench.fresh("throughput").join("data"),
+        &["--slots", &c.to_string()],
+    )?;
     let batch = node.data_dir.with_extension("jsonl");
     write_batch(&batch, n, &["/bin/true"])?;
     let start = Instant::now();
@@ -186,37 +194,66 @@ pub fn throughput(bench: &Bench) -> anyhow::Result<Vec<Throughput>> {
     let n = bench.sizes.jobs;
     let mut rows = Vec::new();
     for c in [2, 8] {
-        let mut measure = |tool: &'static str,
-                           available: Result<(), String>,
-                           f: &dyn Fn() -> anyhow::Result<f64>| {
+        let measure = |tool: &'static str,
+                       available: Result<(), String>,
+                       f: &dyn Fn() -> anyhow::Result<f64>| {
             eprintln!("bench: throughput {tool} c={c}");
             let rates = available.and_then(|()| {
                 (0..bench.sizes.runs)
                     .map(|_| f().map_err(|e| format!("{e:#}")))
                     .collect::<Result<Vec<_>, _>>()
             });
-            rows.push(Throughput {
-                tool,
+            Throughput {
+                tool: tool.to_string(),
                 concurrency: c,
                 rates,
-            });
+            }
         };
-        measure("raw spawn", Ok(()), &|| raw_rate(n, c));
-        measure("drover", Ok(()), &|| drover_rate(bench, n, c));
-        measure("xargs -P", Ok(()), &|| {
+        rows.push(measure("raw spawn", Ok(()), &|| raw_rate(n, c)));
+        match &bench.baseline {
+            None => rows.push(measure("drover", Ok(()), &|| {
+                drover_rate(bench, &bench.drover, n, c)
+            })),
+            Some((label, baseline)) => {
+                // Side by side, run for run, so that drift in the machine hits both alike.
+                eprintln!("bench: throughput drover and drover {label} c={c}, interleaved");
+                let mut now = Vec::new();
+                let mut before = Vec::new();
+                for _ in 0..bench.sizes.runs {
+                    now.push(drover_rate(bench, &bench.drover, n, c));
+                    before.push(drover_rate(bench, baseline, n, c));
+                }
+                let collect = |v: Vec<anyhow::Result<f64>>| {
+                    v.into_iter()
+                        .map(|r| r.map_err(|e| format!("{e:#}")))
+                        .collect::<Result<Vec<_>, _>>()
+                };
+                rows.push(Throughput {
+                    tool: "drover".into(),
+                    concurrency: c,
+                    rates: collect(now),
+                });
+                rows.push(Throughput {
+                    tool: format!("drover {label}"),
+                    concurrency: c,
+                    rates: collect(before),
+                });
+            }
+        }
+        rows.push(measure("xargs -P", Ok(()), &|| {
             let start = Instant::now();
             shell(&format!("seq {n} | xargs -P {c} -I{{}} /bin/true"))?;
             Ok(n as f64 / seconds(start))
-        });
-        measure("GNU parallel", bench.parallel.clone(), &|| {
+        }));
+        rows.push(measure("GNU parallel", bench.parallel.clone(), &|| {
             let start = Instant::now();
             shell(&format!("seq {n} | parallel --will-cite -j {c} /bin/true"))?;
             Ok(n as f64 / seconds(start))
-        });
+        }));
         let pueue_n = bench.sizes.pueue_jobs.min(n);
-        measure("pueue", bench.pueue.clone(), &|| {
+        rows.push(measure("pueue", bench.pueue.clone(), &|| {
             pueue_rate(bench, pueue_n, c)
-        });
+        }));
     }
     // drover's correctness is asserted inside drover_rate: every job succeeded.
     if let Some(failed) = rows.iter().find(|r| r.tool == "drover" && r.rates.is_err()) {

@@ -18,7 +18,7 @@ pub mod units;
 pub use event::{Event, EventKind};
 pub use job::{AttemptRecord, AttemptRef, JobId, JobRecord, NodeId};
 pub use node::{Labels, NodeInfo, NodeLoad, NodeRecord, NodeState, labels_match};
-pub use reason::Reason;
+pub use reason::{Reason, Signal};
 pub use resources::{Admission, Cpus, Decision, Resources};
 pub use retry::Backoff;
 pub use spec::{DEFAULT_QUEUE, JobSpec, Limits, SpecError, valid_queue_name};

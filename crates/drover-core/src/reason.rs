@@ -32,6 +32,12 @@ pub enum Reason {
     Stalled,
     /// A job it depends on ended unsuccessfully.
     DependencyFailed,
+    /// It exited with its checkpoint exit code: it saved its progress and is run again at once,
+    /// without using a retry.
+    Checkpointed,
+    /// The process that owned its tree (its `drover owner`) was killed before the attempt
+    /// ended; the tree was stopped.
+    OwnerDied,
 }
 
 impl Reason {
@@ -49,6 +55,8 @@ impl Reason {
             Reason::PidsLimit => "pids_limit",
             Reason::Stalled => "stalled",
             Reason::DependencyFailed => "dependency_failed",
+            Reason::Checkpointed => "checkpointed",
+            Reason::OwnerDied => "owner_died",
         }
     }
 }
@@ -85,6 +93,66 @@ fn signal_number(name: &str) -> Option<i32> {
     (1..=64).find(|&n| signal_name(n) == name)
 }
 
+/// A signal a job can be sent, written by name (`USR1`, `SIGUSR1`) or number (`10`). Numbers
+/// are Linux's; on macOS the names map to the same meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signal(pub i32);
+
+impl Signal {
+    /// The number to send on this platform.
+    pub fn number(self) -> i32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&signal_name(self.0))
+    }
+}
+
+impl FromStr for Signal {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let text = s.trim();
+        let number = match text.parse::<i32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                let upper = text.to_ascii_uppercase();
+                let name = if upper.starts_with("SIG") {
+                    upper
+                } else {
+                    format!("SIG{upper}")
+                };
+                signal_number(&name)
+            }
+        };
+        match number {
+            Some(9) | Some(19) => Err(format!(
+                "`{s}` cannot be caught, so a job could not act on it"
+            )),
+            Some(n) if (1..=64).contains(&n) => Ok(Signal(n)),
+            _ => Err(format!(
+                "`{s}` is not a signal (use a name such as USR1 or TERM, or a number)"
+            )),
+        }
+    }
+}
+
+impl Serialize for Signal {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Signal {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -117,6 +185,8 @@ impl FromStr for Reason {
             ("pids_limit", None) => Reason::PidsLimit,
             ("stalled", None) => Reason::Stalled,
             ("dependency_failed", None) => Reason::DependencyFailed,
+            ("checkpointed", None) => Reason::Checkpointed,
+            ("owner_died", None) => Reason::OwnerDied,
             _ => return Err(bad()),
         })
     }
@@ -155,6 +225,8 @@ mod tests {
             Reason::PidsLimit,
             Reason::Stalled,
             Reason::DependencyFailed,
+            Reason::Checkpointed,
+            Reason::OwnerDied,
         ];
         for reason in all {
             let text = reason.to_string();
@@ -163,5 +235,19 @@ mod tests {
         assert_eq!(Reason::Signal(9).to_string(), "signal: SIGKILL");
         assert!("exit_code".parse::<Reason>().is_err());
         assert!("meteor".parse::<Reason>().is_err());
+    }
+
+    #[test]
+    fn signals_are_written_by_name_or_number() {
+        for text in ["USR1", "usr1", "SIGUSR1", "10"] {
+            assert_eq!(text.parse::<Signal>(), Ok(Signal(10)), "{text}");
+        }
+        assert_eq!(Signal(15).to_string(), "SIGTERM");
+        assert_eq!("SIGTERM".parse::<Signal>(), Ok(Signal(15)));
+        assert!("KILL".parse::<Signal>().is_err(), "cannot be caught");
+        assert!("banana".parse::<Signal>().is_err());
+        assert!("0".parse::<Signal>().is_err());
+        let json = serde_json::to_string(&Signal(12)).expect("json");
+        assert_eq!(json, "\"SIGUSR2\"");
     }
 }

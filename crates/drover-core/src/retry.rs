@@ -108,6 +108,7 @@ pub const RETRY_ON_WORDS: &[&str] = &[
     "spawn_failed",
     "node_lost",
     "node_shutdown",
+    "owner_died",
 ];
 
 /// Whether an attempt that ended in `state` for `reason` is retried under `retry_on` (the

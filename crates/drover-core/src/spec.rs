@@ -93,7 +93,23 @@ pub struct JobSpec {
     /// Labels a node must have to run it (`os=macos`); it waits for such a node.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub require: crate::node::Labels,
+    /// Sent to the whole tree `signal_before` ahead of the timeout, so the job can save its
+    /// progress in `$DROVER_CHECKPOINT_DIR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_signal: Option<crate::reason::Signal>,
+    /// How long before the timeout the checkpoint signal comes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_before: Option<HumanDuration>,
+    /// The exit code that means "I saved my progress: run me again". Such an attempt is
+    /// requeued at once without using a retry. With `checkpoint_signal` it defaults to
+    /// [`DEFAULT_CHECKPOINT_EXIT_CODE`]; without either, every exit code is an ordinary one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_exit_code: Option<i32>,
 }
+
+/// The checkpoint exit code of a job with a checkpoint signal and no code of its own
+/// (HTCondor's convention).
+pub const DEFAULT_CHECKPOINT_EXIT_CODE: i32 = 85;
 
 fn default_timeout() -> HumanDuration {
     DEFAULT_TIMEOUT
@@ -148,7 +164,16 @@ impl JobSpec {
             after: Vec::new(),
             idempotency_key: None,
             require: BTreeMap::new(),
+            checkpoint_signal: None,
+            signal_before: None,
+            checkpoint_exit_code: None,
         }
+    }
+
+    /// The exit code that requeues this job without using a retry, if it has one.
+    pub fn checkpoint_code(&self) -> Option<i32> {
+        self.checkpoint_exit_code
+            .or(self.checkpoint_signal.map(|_| DEFAULT_CHECKPOINT_EXIT_CODE))
     }
 
     /// The queue's name: the given one or `default`.
@@ -326,6 +351,35 @@ impl JobSpec {
                 ));
             }
         }
+        match (self.checkpoint_signal, self.signal_before) {
+            (None, Some(_)) => {
+                return Err(SpecError::new(
+                    "signal_before",
+                    "needs `checkpoint_signal`: it says when that signal comes",
+                ));
+            }
+            (Some(_), Some(before)) if before.get() >= self.timeout.get() => {
+                return Err(SpecError::new(
+                    "signal_before",
+                    format!("must be shorter than the timeout ({})", self.timeout),
+                ));
+            }
+            (Some(_), None) => {
+                return Err(SpecError::new(
+                    "checkpoint_signal",
+                    "needs `signal_before`: how long before the timeout to send it",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(code) = self.checkpoint_exit_code {
+            if !(1..=255).contains(&code) {
+                return Err(SpecError::new(
+                    "checkpoint_exit_code",
+                    "must be an exit code from 1 to 255",
+                ));
+            }
+        }
         if self.pids == Some(0) {
             return Err(SpecError::new("pids", "must be at least 1"));
         }
@@ -472,6 +526,49 @@ impl SpecError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checkpoint_fields_are_checked_together() {
+        let limits = Limits::default();
+        let mut spec = JobSpec::new(["x"]);
+        spec.timeout = "4s".parse().expect("duration");
+        assert_eq!(
+            spec.checkpoint_code(),
+            None,
+            "plain jobs have no checkpoint code"
+        );
+        spec.signal_before = Some("2s".parse().expect("duration"));
+        assert_eq!(
+            spec.validate(&limits).map_err(|e| e.field),
+            Err("signal_before".into())
+        );
+        spec.checkpoint_signal = Some("USR1".parse().expect("signal"));
+        assert!(spec.validate(&limits).is_ok());
+        assert_eq!(spec.checkpoint_code(), Some(DEFAULT_CHECKPOINT_EXIT_CODE));
+        spec.signal_before = Some("4s".parse().expect("duration"));
+        assert_eq!(
+            spec.validate(&limits).map_err(|e| e.field),
+            Err("signal_before".into()),
+            "the signal must come before the timeout"
+        );
+        spec.signal_before = None;
+        assert_eq!(
+            spec.validate(&limits).map_err(|e| e.field),
+            Err("checkpoint_signal".into())
+        );
+        let mut coded = JobSpec::new(["x"]);
+        coded.checkpoint_exit_code = Some(0);
+        assert_eq!(
+            coded.validate(&limits).map_err(|e| e.field),
+            Err("checkpoint_exit_code".into())
+        );
+        coded.checkpoint_exit_code = Some(3);
+        assert_eq!(coded.checkpoint_code(), Some(3));
+        let json =
+            r#"{"argv":["x"],"timeout":"1h","checkpoint_signal":"USR2","signal_before":"5m"}"#;
+        let parsed: JobSpec = serde_json::from_str(json).expect("parses");
+        assert_eq!(parsed.checkpoint_signal, Some(crate::Signal(12)));
+    }
 
     fn field_of(spec: &JobSpec) -> Option<String> {
         spec.validate(&Limits::default()).err().map(|e| e.field)

@@ -41,6 +41,7 @@ pub mod host;
 pub mod ladder;
 pub mod logs;
 pub mod orphan;
+pub mod owner;
 pub mod spawn;
 pub mod supervisor;
 pub mod sys;
@@ -83,6 +84,31 @@ pub struct StartRequest {
     /// The file the job may touch to show it is alive (`$DROVER_HEARTBEAT_FILE`); the supervisor
     /// creates it before exec and removes it at the end.
     pub heartbeat_path: Option<PathBuf>,
+    /// A signal sent to the whole tree some time before the timeout, so the job can save its
+    /// progress.
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointPlan>,
+    /// The exit code that means "I saved my progress: run me again" ([`Ending::Checkpointed`]).
+    #[serde(default)]
+    pub checkpoint_exit_code: Option<i32>,
+    /// The job's checkpoint directory (`$DROVER_CHECKPOINT_DIR`), kept across its attempts;
+    /// created (mode 0700) before exec if missing.
+    #[serde(default)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// With a shared database, how long the job may run before its owner must have heard of a
+    /// lease renewal: past it, the owner kills the tree without grace (fencing). `None` with the
+    /// embedded store, where nothing else could run the job again.
+    #[serde(default)]
+    pub fence_in: Option<Duration>,
+}
+
+/// When and how a job is told to checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointPlan {
+    /// The signal number.
+    pub signal: i32,
+    /// How long before the timeout it is sent.
+    pub before: Duration,
 }
 
 /// Why the node asks the supervisor to stop a job.
@@ -97,7 +123,9 @@ pub enum StopReason {
     LeaseLost,
 }
 
-/// Messages to the supervisor.
+/// Messages from the node. The first four are an attempt's life and are what a [`Supervisor`]
+/// acts on; the rest concern owners and the [`owner::Executor`] handles them (a supervisor
+/// ignores them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Fork the job and hold it at the gate; answer with [`Report::Spawned`] or, if it cannot
@@ -109,6 +137,36 @@ pub enum Command {
     Abort(AttemptRef, StopReason),
     /// Stop a running job through the kill ladder.
     Stop(AttemptRef, StopReason),
+    /// The attempt's outcome is recorded: its owner may forget it (and its outcome file go).
+    Ack(AttemptRef),
+    /// These leases were renewed: each owner kills its tree (no grace) unless it hears of the
+    /// next renewal within `fence_in` (`None`: no fencing, nothing else can rerun the job).
+    Lease {
+        /// The attempts.
+        attempts: Vec<AttemptRef>,
+        /// From now.
+        fence_in: Option<Duration>,
+    },
+    /// Ask how much memory these attempts' trees use now ([`Report::Memory`] answers).
+    ReadMemory(Vec<AttemptRef>),
+    /// Stop whatever is left of an attempt whose owner is gone: its process group (if the
+    /// leader's start time still matches) and its cell. [`Report::Cleaned`] answers.
+    Clean {
+        /// The attempt.
+        attempt: AttemptRef,
+        /// Its recorded leader pid = process group id.
+        pid: Option<i32>,
+        /// The leader's recorded start time.
+        proc_start: Option<u64>,
+        /// SIGTERM → SIGKILL gap.
+        grace: Duration,
+    },
+    /// Kill and remove the cells a crash left, except those of `keep` (attempts whose owners
+    /// still hold them).
+    Sweep {
+        /// The attempts to leave alone.
+        keep: Vec<AttemptRef>,
+    },
 }
 
 /// Messages from the supervisor.
@@ -130,6 +188,28 @@ pub enum Report {
         /// What happened.
         outcome: Outcome,
     },
+    /// The attempt's owner ended without reporting an outcome (it was killed): its tree may
+    /// still run unsupervised. The node sends [`Command::Clean`] and records the attempt lost.
+    OwnerDied {
+        /// The attempt.
+        attempt: AttemptRef,
+    },
+    /// The answer to [`Command::ReadMemory`].
+    Memory {
+        /// The attempt.
+        attempt: AttemptRef,
+        /// Bytes its tree uses now, where the backend can tell.
+        bytes: Option<u64>,
+    },
+    /// The answer to [`Command::Clean`]: what the clean-up found and killed.
+    Cleaned {
+        /// The attempt.
+        attempt: AttemptRef,
+        /// Processes of the attempt were still alive and were killed.
+        killed: usize,
+        /// A process survived SIGKILL (should never be).
+        survivors: bool,
+    },
 }
 
 /// How an attempt ended, from the supervisor's point of view.
@@ -150,6 +230,9 @@ pub enum Ending {
     Aborted(StopReason),
     /// It wrote nothing and touched no heartbeat for its stall period; the ladder stopped it.
     Stalled,
+    /// The leader exited with the job's checkpoint exit code: it saved its progress and asks to
+    /// be run again.
+    Checkpointed(i32),
 }
 
 /// The outcome and usage of an attempt.
@@ -173,6 +256,10 @@ pub struct Outcome {
     pub oom_killed: bool,
     /// A fork failed because the tree was at its pids limit.
     pub pids_limited: bool,
+    /// When the attempt was over (its tree gone), in milliseconds since the Unix epoch: the
+    /// owner's clock, which keeps running while no node records anything.
+    #[serde(default)]
+    pub ended_at_ms: Option<u64>,
 }
 
 impl Outcome {
@@ -188,6 +275,7 @@ impl Outcome {
             survivors: false,
             oom_killed: false,
             pids_limited: false,
+            ended_at_ms: None,
         }
     }
 }

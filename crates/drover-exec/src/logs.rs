@@ -25,22 +25,32 @@ pub fn pipe_reader(fd: impl Into<OwnedFd>) -> io::Result<tokio::net::unix::pipe:
 }
 
 /// Creates (truncating) a log file readable by its owner only, in directories (made if
-/// missing) that only the owner can open.
+/// missing) that only the owner can open. The calls are made in place, not on a blocking
+/// thread: they are a few local metadata operations, and a hand-off to another thread and back
+/// would cost more on every short job.
 pub async fn create_log_file(path: &Path) -> io::Result<tokio::fs::File> {
-    if let Some(parent) = path.parent() {
-        tokio::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .await?;
-    }
-    tokio::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .await
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(path)
+    };
+    let file = match open() {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent)?;
+            }
+            open()?
+        }
+        other => other?,
+    };
+    Ok(tokio::fs::File::from_std(file))
 }
 
 /// Copies `source` into `file` until EOF, keeping at most `limit` bytes.

@@ -94,6 +94,12 @@ async fn route(
                             let _ = tx.send(command);
                         }
                     }
+                    // Owners' business, handled by the executor before a supervisor.
+                    Command::Ack(_)
+                    | Command::Lease { .. }
+                    | Command::ReadMemory(_)
+                    | Command::Clean { .. }
+                    | Command::Sweep { .. } => {}
                 }
             }
             Some(attempt) = done.recv() => {
@@ -101,8 +107,8 @@ async fn route(
             }
         }
     }
-    // The node dropped its handle: remove this supervisor's (by now empty) subtree.
-    containment.close();
+    // Every sender is gone. The subtree stays: whoever opened the containment closes it (other
+    // owners on this node may still use it).
 }
 
 /// The node's answer to [`Report::Spawned`], or a stop that arrived first.
@@ -118,7 +124,7 @@ async fn next_verdict(commands: &mut mpsc::UnboundedReceiver<Command>) -> Verdic
             Some(Command::Abort(_, why)) | Some(Command::Stop(_, why)) => {
                 return Verdict::Abort(why);
             }
-            Some(Command::Start(_)) => continue,
+            Some(_) => continue,
             // The node is gone: never run a job nobody will record.
             None => return Verdict::Abort(StopReason::Shutdown),
         }
@@ -151,14 +157,24 @@ async fn run_attempt(
         }
     };
     let rlimits = containment.child_rlimits(&req.limits, req.timeout);
-    let outcome = run_in_cell(req, commands, reports, &cell, &rlimits).await;
+    let mut outcome = run_in_cell(req, commands, reports, &cell, &rlimits).await;
+    outcome.ended_at_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| u64::try_from(d.as_millis()).ok());
     // The tree is gone and measured; removing its (empty) cell is housekeeping that must not
     // hold the slot: the kernel may need a moment before an emptied cgroup can be removed.
     let heartbeat = req.heartbeat_path.clone();
+    // An empty checkpoint directory is nothing to keep (the next attempt makes it again): most
+    // jobs never write one, and this spares the node removing it.
+    let checkpoints = req.checkpoint_dir.clone();
     tokio::task::spawn_blocking(move || {
         cell.remove();
         if let Some(path) = heartbeat {
             let _ = std::fs::remove_file(path);
+        }
+        if let Some(dir) = checkpoints {
+            let _ = std::fs::remove_dir(dir);
         }
     });
     outcome
@@ -222,8 +238,28 @@ async fn run_in_cell(
         create_log_file(&req.stdout_path),
         create_log_file(&req.stderr_path)
     );
+    if let Some(dir) = &req.checkpoint_dir {
+        // One mkdir, done here: its parent normally exists, and a thread hand-off would cost
+        // more than the call.
+        use std::os::unix::fs::DirBuilderExt;
+        let made = match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir),
+            other => other,
+        };
+        if let Err(err) = made {
+            gated.abort().await;
+            return Outcome::without_process(Ending::SpawnFailed(format!(
+                "cannot create the checkpoint directory {}: {err}",
+                dir.display()
+            )));
+        }
+    }
     if let Some(path) = &req.heartbeat_path {
-        if let Err(err) = tokio::fs::File::create(path).await {
+        if let Err(err) = std::fs::File::create(path) {
             gated.abort().await;
             return Outcome::without_process(Ending::SpawnFailed(format!(
                 "cannot create the heartbeat file {}: {err}",
@@ -282,11 +318,29 @@ async fn run_in_cell(
             _ => std::future::pending().await,
         }
     };
-    let trigger = tokio::select! {
-        _ = leader.wait() => Trigger::Exited,
-        _ = sleep_until(started + req.timeout) => Trigger::TimedOut,
-        _ = stalled => Trigger::Stalled,
-        why = next_stop(&mut commands) => Trigger::Stop(why),
+    tokio::pin!(stalled);
+    // The checkpoint signal comes once, `before` ahead of the timeout; the job goes on after it.
+    let mut checkpoint = req.checkpoint.map(|plan| {
+        (
+            started + req.timeout.saturating_sub(plan.before),
+            plan.signal,
+        )
+    });
+    let trigger = loop {
+        let checkpoint_at = checkpoint.map(|(at, _)| at);
+        tokio::select! {
+            _ = leader.wait() => break Trigger::Exited,
+            _ = sleep_until(started + req.timeout) => break Trigger::TimedOut,
+            _ = &mut stalled => break Trigger::Stalled,
+            why = next_stop(&mut commands) => break Trigger::Stop(why),
+            _ = sleep_until(checkpoint_at.unwrap_or(started)), if checkpoint_at.is_some() => {
+                if let Some((_, signal)) = checkpoint.take() {
+                    tracing::info!(%attempt, signal, "checkpoint signal to the tree");
+                    let _ = sys::signal_group(pid, signal);
+                    cell.signal(signal);
+                }
+            }
+        }
     };
     let mut outcome_ending = None;
     let mut leftovers_killed = false;
@@ -348,6 +402,7 @@ async fn run_in_cell(
 
     let ending = outcome_ending.unwrap_or(match reaped {
         Some(r) => match (r.exit_code, r.signal) {
+            (Some(code), _) if Some(code) == req.checkpoint_exit_code => Ending::Checkpointed(code),
             (Some(code), _) => Ending::Exited(code),
             (None, Some(sig)) => Ending::Signaled(sig),
             (None, None) => Ending::Exited(-1),
@@ -366,5 +421,6 @@ async fn run_in_cell(
         survivors: ladder.is_some_and(|l| l.survivors),
         oom_killed: usage.oom_killed,
         pids_limited: usage.pids_limited,
+        ended_at_ms: None,
     }
 }

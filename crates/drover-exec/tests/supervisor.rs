@@ -28,6 +28,10 @@ fn request(dir: &Path, argv: &[&str]) -> StartRequest {
         limits: Default::default(),
         stall: None,
         heartbeat_path: None,
+        checkpoint: None,
+        checkpoint_exit_code: None,
+        checkpoint_dir: None,
+        fence_in: None,
     }
 }
 
@@ -73,6 +77,7 @@ async fn run(req: StartRequest) -> (i32, Outcome) {
     let pid = match next(&mut reports).await {
         Report::Spawned { pid, .. } => pid,
         Report::Exited { outcome, .. } => return (0, outcome),
+        other => panic!("unexpected {other:?}"),
     };
     sup.send(Command::Release(attempt)).expect("send");
     match next(&mut reports).await {
@@ -82,6 +87,7 @@ async fn run(req: StartRequest) -> (i32, Outcome) {
 }
 
 /// Non-zombie processes in group `pgid`, by scanning /proc.
+#[cfg(target_os = "linux")]
 fn live_in_group(pgid: i32) -> usize {
     std::fs::read_dir("/proc")
         .expect("/proc")
@@ -89,6 +95,23 @@ fn live_in_group(pgid: i32) -> usize {
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter_map(sys::read_stat)
         .filter(|s| s.pgrp == pgid && s.state != 'Z')
+        .count()
+}
+
+/// Non-zombie processes in group `pgid`, as `ps` lists them (macOS has no /proc).
+#[cfg(not(target_os = "linux"))]
+fn live_in_group(pgid: i32) -> usize {
+    let out = std::process::Command::new("ps")
+        .args(["-A", "-o", "pgid=,stat="])
+        .output()
+        .expect("ps");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((f.next()?.parse::<i32>().ok()?, f.next()?.to_string()))
+        })
+        .filter(|(g, stat)| *g == pgid && !stat.starts_with('Z'))
         .count()
 }
 

@@ -28,6 +28,9 @@ use tokio::sync::broadcast;
 
 use crate::datadir::{Stream, log_path};
 
+/// The header of a log answer that names the attempt it is of.
+pub const ATTEMPT_HEADER: &str = "x-drover-attempt";
+
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Most jobs in one batch.
@@ -939,6 +942,12 @@ async fn logs(
             ));
         }
     };
+    let offset = match params.get("offset") {
+        None => 0,
+        Some(raw) => raw
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad("offset", format!("`{raw}` is not a byte offset")))?,
+    };
     let mut job = load(&state, id).await?;
     if follow && !params.contains_key("attempt") {
         // Which node will own the output is known only once the job is claimed: wait for that
@@ -964,7 +973,7 @@ async fn logs(
         .filter(|owner| **owner != state.node)
     {
         let query = format!(
-            "/v1/jobs/{id}/logs?stream={}&attempt={attempt}&follow={follow}",
+            "/v1/jobs/{id}/logs?stream={}&attempt={attempt}&follow={follow}&offset={offset}",
             match stream {
                 Stream::Stdout => "stdout",
                 Stream::Stderr => "stderr",
@@ -979,10 +988,22 @@ async fn logs(
         .await;
     }
     let path = log_path(&state.data_root, id, attempt, stream);
-    let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    // Which attempt this is: a client that reconnects asks for the same one again.
+    let attempt_header = attempt.to_string();
+    let text_plain = [
+        (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        (
+            header::HeaderName::from_static(ATTEMPT_HEADER),
+            attempt_header.as_str(),
+        ),
+    ];
     if !follow {
         let bytes = match tokio::fs::read(&path).await {
-            Ok(bytes) => bytes,
+            Ok(mut bytes) => bytes.split_off(
+                usize::try_from(offset)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len()),
+            ),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(err) => {
                 return Err(ApiError::new(
@@ -994,7 +1015,14 @@ async fn logs(
         };
         return Ok((text_plain, bytes).into_response());
     }
-    let body = Body::from_stream(follow_log(state.store.clone(), id, attempt, path));
+    let body = Body::from_stream(follow_log(
+        state.store.clone(),
+        id,
+        attempt,
+        path,
+        offset,
+        state.stopping.clone(),
+    ));
     Ok((text_plain, body).into_response())
 }
 
@@ -1018,16 +1046,21 @@ async fn until_claimed(state: &ApiState, job: JobRecord) -> Result<JobRecord, Ap
     Ok(job)
 }
 
-/// Streams a log file as it grows, ending once the attempt has ended and the file is read out.
+/// Streams a log file from `offset` as it grows, ending once the attempt has ended and the file
+/// is read out — or when the node stops: the job goes on under its owner, and the client
+/// reconnects (to this node started again) from the offset it got to.
 fn follow_log(
     store: Arc<dyn Store>,
     id: JobId,
     attempt: u32,
     path: PathBuf,
+    offset: u64,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
     struct Follow {
         store: Arc<dyn Store>,
         events: broadcast::Receiver<drover_core::Event>,
+        stopping: tokio::sync::watch::Receiver<bool>,
         file: Option<tokio::fs::File>,
         ended: bool,
         done: bool,
@@ -1036,6 +1069,7 @@ fn follow_log(
     let start = Follow {
         store,
         events,
+        stopping,
         file: None,
         ended: false,
         done: false,
@@ -1050,6 +1084,13 @@ fn follow_log(
                 }
                 if f.file.is_none() {
                     f.file = tokio::fs::File::open(&path).await.ok();
+                    if let Some(file) = f.file.as_mut() {
+                        use tokio::io::AsyncSeekExt;
+                        if let Err(err) = file.seek(std::io::SeekFrom::Start(offset)).await {
+                            f.done = true;
+                            return Some((Err(err), f));
+                        }
+                    }
                 }
                 if let Some(file) = f.file.as_mut() {
                     match file.read(&mut buf).await {
@@ -1079,6 +1120,7 @@ fn follow_log(
                         }
                     }
                     _ = tokio::time::sleep(FOLLOW_INTERVAL) => {}
+                    _ = f.stopping.wait_for(|stop| *stop) => return None,
                 }
                 match f.store.get(id).await {
                     Ok(Some(job)) => {

@@ -8,7 +8,11 @@
 //!   node.lock         flock'ed while a node runs here
 //!   token             the node's local API token (mode 0600), made at first start
 //!   serve.json        {"url": ..., "pid": ..., "node": ...} while a node serves
+//!   boot-id           the machine's boot the node last started in (a change means a reboot)
 //!   logs/XX/JOB.N.stdout  per-attempt output (N = attempt number, XX = the id's last byte)
+//!   owners/PID.sock   the socket of each job owner (see drover_exec::owner)
+//!   owners/JOB.N.outcome  an outcome no node has recorded yet
+//!   checkpoints/JOB/  $DROVER_CHECKPOINT_DIR: kept across a job's attempts
 //! ```
 
 use std::fs::{self, File, OpenOptions};
@@ -190,6 +194,29 @@ impl DataDir {
     pub fn heartbeat_path(&self, attempt: AttemptRef) -> PathBuf {
         log_path(&self.root, attempt.job_id, attempt.attempt, Stream::Stdout)
             .with_extension("heartbeat")
+    }
+
+    /// Where job owners keep their sockets and the outcomes no node has recorded yet.
+    pub fn owners_dir(&self) -> PathBuf {
+        self.root.join("owners")
+    }
+
+    /// The checkpoint directory of `job` (`$DROVER_CHECKPOINT_DIR`), kept across its attempts.
+    pub fn checkpoint_dir(&self, job: JobId) -> PathBuf {
+        self.root.join("checkpoints").join(job.to_string())
+    }
+
+    /// The boot the node last started in, if one did here before.
+    pub fn last_boot_id(&self) -> Option<String> {
+        fs::read_to_string(self.root.join("boot-id"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Records the boot the node runs in.
+    pub fn write_boot_id(&self, boot: &str) -> Result<(), DataDirError> {
+        write_atomically(&self.root.join("boot-id"), boot.as_bytes())
     }
 
     /// Records the address clients should use.

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use drover_core::{Cpus, Limits, Size};
 pub use drover_exec::host::{Memory, Pressure, Pressures};
-use drover_exec::{BackendReport, Containment, Supervisor};
+use drover_exec::owner::{Executor, ExecutorConfig};
+use drover_exec::{BackendReport, Containment};
 use drover_store::{SqlStore, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -36,6 +37,7 @@ mod runner;
 
 pub use capacity::Capacity;
 pub use datadir::{DataDir, DataDirError, ServeInfo, read_serve_info};
+pub use drover_exec::owner::process::{OwnerArgs, run as run_owner};
 pub use drover_exec::{BackendChoice, BackendKind};
 pub use runner::to_attempt_outcome;
 
@@ -74,6 +76,9 @@ pub struct NodeConfig {
     pub node_ttl: Duration,
     /// Labels of this node besides the detected `os` and `arch`.
     pub labels: drover_core::Labels,
+    /// On SIGTERM/SIGINT, stop running jobs (after `shutdown_timeout`) instead of leaving them
+    /// to their owners.
+    pub stop_jobs_on_exit: bool,
     /// The token a cluster shares (other nodes and remote clients show it). Required when
     /// `listen` is not loopback. The node's local token (`DATA_DIR/token`) is accepted always.
     pub token: Option<String>,
@@ -104,6 +109,7 @@ impl NodeConfig {
             labels: drover_core::Labels::new(),
             token: None,
             allow_hosts: Vec::new(),
+            stop_jobs_on_exit: false,
         }
     }
 }
@@ -186,6 +192,9 @@ pub enum NodeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// Job owners could not be set up.
+    #[error("cannot set up job owners: {0}")]
+    Owners(std::io::Error),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -223,28 +232,48 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         config.backend,
         &format!("drover.{}", node.0),
     )?);
-    let recovered = recovery::recover(&store, &node).await?;
-    if recovered.attempts > 0 {
-        tracing::warn!(
-            attempts = recovered.attempts,
-            groups_stopped = recovered.groups_stopped,
-            "recovered attempts left running by a previous run of this node"
+    let capacity = Capacity::resolve(config.memory, config.cpus, config.slots);
+    let slots = capacity.slots;
+
+    // Jobs outlive their node: re-attach to the owners an earlier run left. After a reboot
+    // their sockets are stale and none of their processes can be alive.
+    let boot = drover_exec::owner::boot_id();
+    let rebooted = matches!((data.last_boot_id(), &boot), (Some(last), Some(now)) if last != *now);
+    if rebooted {
+        tracing::warn!("the machine rebooted since this node last ran: what it held is lost");
+    }
+    let program = std::env::current_exe().map_err(NodeError::Owners)?;
+    let (executor, reports, found) = Executor::start(
+        ExecutorConfig {
+            dir: data.owners_dir(),
+            program,
+            containment: containment.spec(),
+            env_remove: NODE_SECRETS.iter().map(|s| s.to_string()).collect(),
+            // Running attempts, plus as many whose outcome is on its way to the store.
+            keep_idle: 2 * slots,
+            reattach: !rebooted,
+        },
+        Arc::clone(&containment),
+    )
+    .await
+    .map_err(NodeError::Owners)?;
+    let recovered = recovery::recover(&store, &node, found, rebooted, config.lease).await?;
+    if recovered.reattached + recovered.collected + recovered.orphaned + recovered.given_back > 0 {
+        tracing::info!(
+            reattached = recovered.reattached,
+            collected = recovered.collected,
+            orphaned = recovered.orphaned,
+            given_back = recovered.given_back,
+            "took over what this node held before it stopped"
         );
     }
-    // Cells a crash left behind may still hold processes that escaped their group: nothing of
-    // this node is running yet, so everything in them goes.
-    let swept = {
-        let containment = Arc::clone(&containment);
-        tokio::task::spawn_blocking(move || containment.sweep())
-            .await
-            .unwrap_or(0)
-    };
-    if swept > 0 {
-        tracing::warn!(
-            cells = swept,
-            "removed attempt cgroups left by a previous run"
-        );
+    if let Some(boot) = &boot {
+        data.write_boot_id(boot)?;
     }
+    // Cells no owner holds are what a crash left: everything in them goes.
+    let _ = executor.send(drover_exec::Command::Sweep {
+        keep: recovered.owned(),
+    });
 
     prune_events(store.as_ref(), config.events_retention).await;
     let listener = TcpListener::bind(config.listen)
@@ -257,8 +286,6 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         addr: config.listen,
         source,
     })?;
-    let capacity = Capacity::resolve(config.memory, config.cpus, config.slots);
-    let slots = capacity.slots;
     let info = Arc::new(NodeReport {
         node: node.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -329,7 +356,11 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         data_dir = %data.root().display(), store = %location, "drover node serving");
     tracing::info!("the web page needs a login: `drover web` prints its link");
 
-    spawn_event_pruner(Arc::clone(&store), config.events_retention);
+    spawn_pruner(
+        Arc::clone(&store),
+        Arc::clone(&data),
+        config.events_retention,
+    );
     membership::spawn(
         Arc::clone(&store),
         member,
@@ -341,8 +372,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         Arc::clone(&wake),
         state,
     );
-    let (supervisor, reports) = Supervisor::start(Arc::clone(&containment));
-    let (runner, internal) = runner::Runner::new(
+    let (mut runner, internal) = runner::Runner::new(
         runner::RunnerConfig {
             node,
             slots,
@@ -351,7 +381,8 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
             log_limit: config.log_limit,
             capacity: capacity.resources(),
             reserve_after: config.reserve_after,
-            containment: Arc::clone(&containment),
+            fence: config.database.is_some(),
+            stop_jobs_on_exit: config.stop_jobs_on_exit,
             waiting_for,
             wake,
             metrics,
@@ -359,11 +390,16 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         },
         Arc::clone(&store),
         Arc::clone(&data),
-        supervisor,
+        executor.clone(),
     );
-    runner.run(internal, reports, shutdown_rx).await;
-
-    containment.close();
+    runner.adopt(recovered.adopted);
+    let left_running = runner.run(internal, reports, shutdown_rx).await;
+    executor.detach().await;
+    if left_running == 0 {
+        containment.close();
+    } else {
+        tracing::info!(jobs = left_running, "left running under their owners");
+    }
     data.remove_serve_info();
     let _ = server_stop_tx.send(true);
     match server.await {
@@ -407,17 +443,54 @@ async fn prune_events(store: &dyn Store, retention: Duration) {
     }
 }
 
-/// Prunes events hourly (a housekeeping timer, not a poll: nothing waits on it). The first
-/// pruning happens before the API serves, so no client sees events about to go.
-fn spawn_event_pruner(store: Arc<dyn Store>, retention: Duration) {
+/// Prunes events and old checkpoints hourly (a housekeeping timer, not a poll: nothing waits on
+/// it). The first pruning of events happens before the API serves, so no client sees events
+/// about to go.
+fn spawn_pruner(store: Arc<dyn Store>, data: Arc<DataDir>, retention: Duration) {
     tokio::spawn(async move {
         let hour = Duration::from_secs(3600);
         let mut every = tokio::time::interval_at(tokio::time::Instant::now() + hour, hour);
         loop {
+            prune_checkpoints(store.as_ref(), &data, retention).await;
             every.tick().await;
             prune_events(store.as_ref(), retention).await;
         }
     });
+}
+
+/// Removes the checkpoint directories of jobs that ended longer than `retention` ago (a job
+/// that succeeded loses its directory at once), or that the store no longer has.
+async fn prune_checkpoints(store: &dyn Store, data: &DataDir, retention: Duration) {
+    let root = data.root().join("checkpoints");
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return;
+    };
+    let horizon = chrono::Duration::from_std(retention)
+        .ok()
+        .map(|r| chrono::Utc::now() - r);
+    for entry in entries.flatten() {
+        let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<drover_core::JobId>().ok())
+        else {
+            continue;
+        };
+        let old = match store.get(id).await {
+            Ok(None) => true,
+            Ok(Some(job)) => {
+                job.state.is_terminal()
+                    && job
+                        .finished_at
+                        .zip(horizon)
+                        .is_some_and(|(done, horizon)| done < horizon)
+            }
+            Err(_) => false,
+        };
+        if old {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Counts SIGTERM/SIGINT into `tx`: the first starts a drain, the second stops jobs at once.

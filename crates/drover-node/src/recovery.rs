@@ -1,76 +1,185 @@
-//! Crash recovery: what a node does on start about attempts it held when it last stopped.
+//! What a node does at start about the attempts it held when it last stopped.
 //!
-//! Any attempt this node still holds as `starting` or `running` has no supervisor any more: the
-//! previous process died (kill -9, power loss) without ending it. For each:
-//! - a `running` attempt has its process group on disk. If that group is still alive (and its
-//!   leader's start time proves it is ours, not a reused pid), the kill ladder stops it;
-//! - an attempt with no pid on record never passed the gate: its child, if one was created, died
-//!   with the previous node (`PR_SET_PDEATHSIG`) before it could exec. It is given back to the
-//!   queue (`unclaim`) without using the job's retry budget;
-//! - the others are completed as `lost` (reason `node_lost`) — or `cancelled`, if a cancel was
-//!   pending — and the retry budget decides whether the job runs again.
+//! Jobs outlive their node: each is held by an owner process (`drover_exec::owner`), so when a
+//! node starts, most of what it held is still running, and the executor has already connected
+//! to the owners it found. Recovery matches the store's live attempts of this node against what
+//! was found, and hands the runner a plan ([`Adopted`]):
+//! - an attempt whose owner is alive is taken over as it is — a running job goes on, its lease
+//!   renewed at once (before the reaper could see it expire); one still at its gate never ran
+//!   and is aborted, so it goes back to the queue;
+//! - an outcome that came while no node listened (the owner said so, or left it in a file) is
+//!   recorded as if it had just arrived;
+//! - an attempt nothing holds any more (its owner was killed, or the machine rebooted) is
+//!   stopped — its process group if the leader's start time proves it ours, and its cell — and
+//!   recorded `lost` (`owner_died`, or `node_lost` after a reboot), so its retry policy applies;
+//!   one with no pid on record never passed its gate and goes back to the queue unrun.
 //!
-//! Nothing is left `running` with no supervisor, and no job process is orphaned.
+//! Owners that hold an attempt the store no longer gives this node (the reaper gave it to
+//! another node meanwhile) are told to stop it. Owners of another protocol are left alone: a
+//! job is never killed because its owner is older or newer than this node.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use drover_core::{JobState, NodeId, Reason};
-use drover_exec::orphan::{OrphanVerdict, stop_orphan_group};
-use drover_store::{AttemptOutcome, Completion, Store, StoreError, Unrun};
+use drover_core::{AttemptRef, NodeId, Reason, Resources};
+use drover_exec::owner::{Found, Phase};
+use drover_store::{Completion, Store, StoreError, Unrun};
 
-/// What recovery found, for the log.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+use crate::runner::Adopted;
+
+/// What recovery found, for the log and the runner.
+#[derive(Debug, Default)]
 pub struct Recovered {
-    /// Attempts ended as lost or cancelled.
-    pub attempts: usize,
-    /// Process groups that were still alive and were stopped.
-    pub groups_stopped: usize,
+    /// Attempts the runner takes over.
+    pub(crate) adopted: Vec<Adopted>,
+    /// Running jobs whose owners were alive.
+    pub reattached: usize,
+    /// Outcomes collected that came while no node listened.
+    pub collected: usize,
+    /// Attempts nothing held any more, to be stopped and recorded lost.
+    pub orphaned: usize,
+    /// Attempts that never ran, given back to the queue.
+    pub given_back: usize,
+    /// Owners this build cannot talk to.
+    pub foreign: usize,
 }
 
-/// Ends every attempt `node` still holds. Groups are stopped concurrently: each may take its
-/// job's grace period.
-pub async fn recover(store: &Arc<dyn Store>, node: &NodeId) -> Result<Recovered, StoreError> {
+impl Recovered {
+    /// The attempts whose owners hold them: their cells must survive the start-up sweep.
+    pub fn owned(&self) -> Vec<AttemptRef> {
+        self.adopted
+            .iter()
+            .filter_map(|a| match a {
+                Adopted::Owned { attempt, .. } => Some(*attempt),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Plans the take-over of what this node held (see the module documentation). `rebooted`: the
+/// machine restarted since, so no process of before can be alive.
+pub async fn recover(
+    store: &Arc<dyn Store>,
+    node: &NodeId,
+    found: Vec<Found>,
+    rebooted: bool,
+    lease: Duration,
+) -> Result<Recovered, StoreError> {
     let live = store.live_attempts(node).await?;
-    let stops = live.iter().map(|attempt| async move {
-        match attempt.pid {
-            Some(pgid) => stop_orphan_group(pgid, attempt.proc_start, attempt.grace).await,
-            None => OrphanVerdict::AlreadyGone,
-        }
-    });
-    let verdicts = futures::future::join_all(stops).await;
+    let mut owners: HashMap<AttemptRef, Phase> = HashMap::new();
+    let mut outcomes = HashMap::new();
     let mut recovered = Recovered::default();
-    for (attempt, verdict) in live.iter().zip(verdicts) {
-        if let OrphanVerdict::Stopped(ladder) = verdict {
-            recovered.groups_stopped += 1;
-            if ladder.survivors {
-                tracing::error!(attempt = %attempt.attempt, "a process of a lost attempt survived SIGKILL");
+    for item in found {
+        match item {
+            Found::Owner(hello) => {
+                if let Some(holding) = hello.holding {
+                    owners.insert(holding.attempt, holding.phase);
+                }
+            }
+            Found::Outcome(file) => {
+                outcomes.insert(file.attempt, file.outcome);
+            }
+            Found::Foreign { socket, why } => {
+                tracing::error!(socket = %socket.display(), %why, "an owner of another drover version holds a job; leaving it alone (a node of that version can collect it)");
+                recovered.foreign += 1;
             }
         }
-        if attempt.pid.is_none() {
+    }
+    let mut renew = Vec::new();
+    for attempt in &live {
+        let id = attempt.attempt;
+        let pid = attempt.pid.map(|p| (p, attempt.proc_start));
+        if let Some(phase) = owners.remove(&id) {
+            match phase {
+                Phase::Running { pid, proc_start } => {
+                    recovered.reattached += 1;
+                    renew.push(id);
+                    recovered.adopted.push(Adopted::Owned {
+                        attempt: id,
+                        needs: attempt.resources,
+                        grace: attempt.grace,
+                        pid: Some((pid, proc_start)),
+                        released: true,
+                    });
+                }
+                Phase::Starting | Phase::AtGate { .. } => {
+                    recovered.given_back += 1;
+                    recovered.adopted.push(Adopted::Owned {
+                        attempt: id,
+                        needs: attempt.resources,
+                        grace: attempt.grace,
+                        pid: None,
+                        released: false,
+                    });
+                }
+                Phase::Ended(outcome) => {
+                    recovered.collected += 1;
+                    recovered.adopted.push(Adopted::Ended {
+                        attempt: id,
+                        outcome,
+                    });
+                }
+            }
+        } else if let Some(outcome) = outcomes.remove(&id) {
+            recovered.collected += 1;
+            recovered.adopted.push(Adopted::Ended {
+                attempt: id,
+                outcome,
+            });
+        } else if recovered.foreign > 0 {
+            // It may be a foreign owner's: not ours to stop.
+            tracing::warn!(attempt = %id, "no owner of this build holds this attempt; leaving it to the owner of another version");
+        } else if attempt.pid.is_none() {
             // It never passed the gate, so it never ran: give it back without using its budget.
-            if let Completion::Recorded { state } = store
-                .unclaim(attempt.attempt, Reason::NodeLost, Unrun::NoPid)
-                .await?
+            if let Completion::Recorded { state } =
+                store.unclaim(id, Reason::NodeLost, Unrun::NoPid).await?
             {
-                tracing::info!(attempt = %attempt.attempt, %state, "gave back an attempt that never ran");
-                recovered.attempts += 1;
+                tracing::info!(attempt = %id, %state, "gave back an attempt that never ran");
+                recovered.given_back += 1;
             }
-            continue;
-        }
-        let outcome = if attempt.cancel_requested {
-            AttemptOutcome::bare(JobState::Cancelled, Reason::CancelledByUser)
         } else {
-            AttemptOutcome::bare(JobState::Lost, Reason::NodeLost)
-        };
-        match store.complete(attempt.attempt, outcome).await? {
-            Completion::Recorded { state } => {
-                tracing::info!(attempt = %attempt.attempt, ?verdict, %state, "recovered an attempt left by the previous run");
-                recovered.attempts += 1;
-            }
-            Completion::Stale { .. } => {
-                tracing::info!(attempt = %attempt.attempt, "attempt already ended elsewhere");
+            recovered.orphaned += 1;
+            let reason = if rebooted {
+                Reason::NodeLost
+            } else {
+                Reason::OwnerDied
+            };
+            tracing::warn!(attempt = %id, %reason, "nothing holds this attempt any more; stopping what is left of it");
+            recovered.adopted.push(Adopted::Orphaned {
+                attempt: id,
+                pid,
+                grace: attempt.grace,
+                reason,
+            });
+        }
+    }
+    // Owners holding what the store no longer gives this node: the runner stops them (their
+    // leases are lost) and records nothing (the store refuses a stale outcome).
+    for (attempt, phase) in owners {
+        tracing::warn!(%attempt, "an owner holds an attempt this node no longer has; stopping it");
+        match phase {
+            Phase::Ended(outcome) => recovered.adopted.push(Adopted::Ended { attempt, outcome }),
+            _ => {
+                renew.push(attempt); // the renewal answers Lost, and the runner stops it
+                recovered.adopted.push(Adopted::Owned {
+                    attempt,
+                    needs: Resources::ZERO,
+                    grace: Duration::ZERO,
+                    pid: None,
+                    released: true,
+                });
             }
         }
+    }
+    // Outcome files of attempts the store no longer has live: recorded as stale, then gone.
+    for (attempt, outcome) in outcomes {
+        recovered.adopted.push(Adopted::Ended { attempt, outcome });
+    }
+    if !renew.is_empty() {
+        // Before the reaper runs: a lease that ran out while the node was down holds again.
+        store.renew_leases(node, &renew, lease).await?;
     }
     Ok(recovered)
 }

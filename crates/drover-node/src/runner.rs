@@ -20,9 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use drover_core::{Admission, AttemptRef, EventKind, JobId, JobState, NodeId, Reason, Resources};
+use drover_exec::owner::ExecutorHandle;
 use drover_exec::{
-    Command, Containment, Ending, JobLimits, Outcome, Report, StartRequest, StopReason,
-    SupervisorHandle,
+    CheckpointPlan, Command, Ending, JobLimits, Outcome, Report, StartRequest, StopReason,
 };
 use drover_store::{
     AttemptOutcome, Claim, ClaimBatch, Completion, LeaseStatus, StartVerdict, Store, StoreError,
@@ -50,8 +50,10 @@ pub(crate) struct RunnerConfig {
     pub capacity: Resources,
     /// How long a job that does not fit may wait before the node reserves for it.
     pub reserve_after: Duration,
-    /// The containment backend, asked how much memory running attempts use now.
-    pub containment: Arc<Containment>,
+    /// The store is shared with other nodes: owners fence their jobs when leases run out.
+    pub fence: bool,
+    /// On SIGTERM/SIGINT, stop running jobs (after `shutdown_timeout`) instead of detaching.
+    pub stop_jobs_on_exit: bool,
     /// Queued jobs the last claim passed over, with what each waits for; read by the API.
     pub waiting_for: WaitingFor,
     /// Where the node's load goes for its heartbeat.
@@ -74,12 +76,62 @@ const CONTENTION_RECHECK: Duration = Duration::from_secs(1);
 struct Live {
     /// What it reserved at admission.
     needs: Resources,
-    /// When it was handed to the supervisor.
+    /// When it was handed to its owner.
     since: Instant,
-    /// The supervisor has been told to stop it, and why.
+    /// Its owner has been told to stop it, and why.
     stopping: Option<StopReason>,
     /// Set once the store said it is running (pid on disk, gate opened).
     released: bool,
+    /// Its leader pid and start time, once known.
+    pid: Option<(i32, Option<u64>)>,
+    /// SIGTERM → SIGKILL gap, for a clean-up after its owner died.
+    grace: Duration,
+    /// What its tree used when last asked (only for attempts that reserved memory).
+    memory_used: Option<u64>,
+    /// Its owner is gone and what it left is being stopped; then it is recorded lost for this
+    /// reason.
+    cleaning: Option<Reason>,
+}
+
+impl Live {
+    fn new(needs: Resources, grace: Duration) -> Self {
+        Self {
+            needs,
+            since: Instant::now(),
+            stopping: None,
+            released: false,
+            pid: None,
+            grace,
+            memory_used: None,
+            cleaning: None,
+        }
+    }
+}
+
+/// An attempt a node takes over at start (see `recovery`).
+#[derive(Debug)]
+pub(crate) enum Adopted {
+    /// Its owner is alive; `released` if the job runs (else it waits at the gate and is
+    /// aborted).
+    Owned {
+        attempt: AttemptRef,
+        needs: Resources,
+        grace: Duration,
+        pid: Option<(i32, Option<u64>)>,
+        released: bool,
+    },
+    /// It ended while no node listened: record this outcome.
+    Ended {
+        attempt: AttemptRef,
+        outcome: Outcome,
+    },
+    /// Nothing holds it any more: stop what is left, then record it lost for `reason`.
+    Orphaned {
+        attempt: AttemptRef,
+        pid: Option<(i32, Option<u64>)>,
+        grace: Duration,
+        reason: Reason,
+    },
 }
 
 /// Results of store calls made off the loop.
@@ -96,7 +148,7 @@ pub(crate) struct Runner {
     config: RunnerConfig,
     store: Arc<dyn Store>,
     data: Arc<DataDir>,
-    supervisor: SupervisorHandle,
+    supervisor: ExecutorHandle,
     /// Attempts handed to the supervisor (at most `slots`).
     live: HashMap<AttemptRef, Live>,
     /// Attempts claimed ahead, waiting for a slot (at most `slots`): when a job ends, the next
@@ -132,12 +184,12 @@ pub(crate) struct Runner {
 const CLAIM_AHEAD_BELOW: Duration = Duration::from_millis(200);
 
 impl Runner {
-    /// A loop over `store` that runs jobs through `supervisor`.
+    /// A loop over `store` that runs jobs through the owners `supervisor` starts.
     pub fn new(
         config: RunnerConfig,
         store: Arc<dyn Store>,
         data: Arc<DataDir>,
-        supervisor: SupervisorHandle,
+        supervisor: ExecutorHandle,
     ) -> (Self, mpsc::UnboundedReceiver<Internal>) {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let lease = config.lease;
@@ -166,19 +218,67 @@ impl Runner {
         )
     }
 
-    /// Runs until `shutdown` turns true and every attempt has ended (or been stopped after the
-    /// shutdown timeout). A second shutdown signal (`shutdown` changing again) stops jobs at once.
+    /// Takes over what recovery found: attempts whose owners still hold them, outcomes that
+    /// came while no node listened, and attempts nothing holds any more.
+    pub fn adopt(&mut self, adopted: Vec<Adopted>) {
+        for found in adopted {
+            match found {
+                Adopted::Owned {
+                    attempt,
+                    needs,
+                    grace,
+                    pid,
+                    released,
+                } => {
+                    let mut live = Live::new(needs, grace);
+                    live.pid = pid;
+                    live.released = released;
+                    self.live.insert(attempt, live);
+                    if !released {
+                        // It waits at a gate the node that claimed it never opened.
+                        let _ = self
+                            .supervisor
+                            .send(Command::Abort(attempt, StopReason::Shutdown));
+                    }
+                }
+                Adopted::Ended { attempt, outcome } => {
+                    let mut live = Live::new(Resources::ZERO, Duration::ZERO);
+                    live.released = true;
+                    self.live.insert(attempt, live);
+                    self.on_report(Report::Exited { attempt, outcome });
+                }
+                Adopted::Orphaned {
+                    attempt,
+                    pid,
+                    grace,
+                    reason,
+                } => {
+                    let mut live = Live::new(Resources::ZERO, grace);
+                    live.pid = pid;
+                    live.released = pid.is_some();
+                    self.live.insert(attempt, live);
+                    self.clean_up(attempt, reason);
+                }
+            }
+        }
+        self.send_leases();
+    }
+
+    /// Runs until `shutdown` turns true, then detaches from the jobs that run (their owners go
+    /// on) — or, with `stop_jobs_on_exit`, waits for them up to the shutdown timeout and stops
+    /// the rest; a second signal then stops them at once. Returns how many jobs it left running.
     pub async fn run(
         mut self,
         mut internal: mpsc::UnboundedReceiver<Internal>,
         mut reports: mpsc::UnboundedReceiver<Report>,
         mut shutdown: watch::Receiver<u32>,
-    ) {
+    ) -> usize {
         let mut events = self.store.subscribe();
         let mut heartbeat = interval(self.config.lease / 3);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drain_deadline: Option<Instant> = None;
         let mut stopped_all = false;
+        let mut detaching = false;
         let far = Instant::now() + Duration::from_secs(86400 * 365);
         // Jobs that came due while the node was down, and the first due time after.
         self.promote_due();
@@ -201,7 +301,16 @@ impl Runner {
                 self.maybe_claim();
             } else {
                 self.give_back_waiting(Reason::NodeShutdown);
-                if self.live.is_empty() && self.completing == 0 && self.claiming == 0 {
+                // Detaching leaves running jobs to their owners, once nothing is in between:
+                // no child at a gate, no clean-up, no outcome on its way to the store.
+                let settled = if detaching {
+                    self.live
+                        .values()
+                        .all(|l| l.released && l.cleaning.is_none())
+                } else {
+                    self.live.is_empty()
+                };
+                if settled && self.completing == 0 && self.claiming == 0 {
                     break;
                 }
             }
@@ -244,18 +353,28 @@ impl Runner {
                 }
                 changed = shutdown.changed() => {
                     let signals = if changed.is_ok() { *shutdown.borrow_and_update() } else { 2 };
-                    if drain_deadline.is_none() {
+                    if drain_deadline.is_none() && self.config.stop_jobs_on_exit {
                         tracing::info!(running = self.live.len(), timeout = ?self.config.shutdown_timeout,
-                            "shutting down: no new claims; waiting for running jobs");
+                            "shutting down: no new claims; waiting for running jobs (--stop-jobs-on-exit)");
                         drain_deadline = Some(Instant::now() + self.config.shutdown_timeout);
+                    } else if drain_deadline.is_none() {
+                        tracing::info!(running = self.live.len(),
+                            "shutting down: running jobs go on under their owners, and a node started on this data dir re-attaches to them");
+                        detaching = true;
+                        drain_deadline = Some(far);
+                        // A child still at its gate never ran: it goes back to the queue.
+                        let held: Vec<_> = self.live.iter().filter(|(_, l)| !l.released).map(|(a, _)| *a).collect();
+                        for attempt in held {
+                            self.stop(attempt, StopReason::Shutdown);
+                        }
                     }
-                    if signals >= 2 && !stopped_all {
+                    if signals >= 2 && !stopped_all && !detaching {
                         tracing::info!("second signal: stopping running jobs now");
                         self.stop_all(StopReason::Shutdown);
                         stopped_all = true;
                     }
                 }
-                _ = sleep_until(drain_deadline.unwrap_or(far)), if drain_deadline.is_some() && !stopped_all => {
+                _ = sleep_until(drain_deadline.unwrap_or(far)), if drain_deadline.is_some() && !stopped_all && !detaching => {
                     tracing::info!(running = self.live.len(), "shutdown timeout reached: stopping running jobs");
                     self.stop_all(StopReason::Shutdown);
                     stopped_all = true;
@@ -263,6 +382,7 @@ impl Runner {
             }
         }
         tracing::info!("node loop stopped");
+        self.live.len()
     }
 
     /// How many more attempts to claim: enough to fill every slot, and — while recent jobs are
@@ -326,12 +446,8 @@ impl Runner {
             .live
             .iter()
             .filter(|(_, live)| live.needs.memory_bytes > 0)
-            .map(|(attempt, live)| {
-                let used = self
-                    .config
-                    .containment
-                    .memory_current(*attempt)
-                    .unwrap_or(0);
+            .map(|(_, live)| {
+                let used = live.memory_used.unwrap_or(0);
                 live.needs.memory_bytes.saturating_sub(used)
             })
             .sum::<u64>()
@@ -359,6 +475,17 @@ impl Runner {
         // Consumed now, not when the answer comes: a wake-up that arrives while this claim is
         // in flight (a submit it may not see) sets it again, and is not lost.
         self.want_claim = false;
+        // What running jobs with a memory reservation use now: their owners answer in time for
+        // the next claim's admission (this one uses what they said last).
+        let reading: Vec<AttemptRef> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.released && l.needs.memory_bytes > 0)
+            .map(|(a, _)| *a)
+            .collect();
+        if !reading.is_empty() {
+            let _ = self.supervisor.send(Command::ReadMemory(reading));
+        }
         self.claiming = free;
         let (admission, contended) = self.admission();
         let store = Arc::clone(&self.store);
@@ -482,6 +609,7 @@ impl Runner {
                                 }
                             }
                         }
+                        self.send_leases();
                     }
                     Err(err) => tracing::warn!(error = %err, "lease renewal failed"),
                 }
@@ -489,14 +617,30 @@ impl Runner {
         }
     }
 
-    /// Hands a claimed attempt to the supervisor, which forks it and holds it at the gate.
+    /// Hands a claimed attempt to an owner, which forks it and holds it at the gate.
     fn start(&mut self, claim: Claim) {
         let attempt = claim.attempt;
         let spec = claim.spec;
+        let checkpoint_exit_code = spec.checkpoint_code();
+        let checkpoint = spec
+            .checkpoint_signal
+            .zip(spec.signal_before)
+            .map(|(signal, before)| CheckpointPlan {
+                signal: signal.number(),
+                before: before.get(),
+            });
+        let checkpoint_dir = self.data.checkpoint_dir(attempt.job_id);
+        // Made for jobs that checkpoint; every job gets the variable and may make it itself.
+        // (A directory made and removed for every job cost short jobs ~9% of their throughput.)
+        let checkpoints = spec.checkpoint_signal.is_some() || spec.checkpoint_exit_code.is_some();
         let mut env: Vec<(String, String)> = spec.env.into_iter().collect();
         env.push(("DROVER_JOB_ID".into(), attempt.job_id.to_string()));
         env.push(("DROVER_ATTEMPT".into(), attempt.attempt.to_string()));
         env.push(("DROVER_NODE".into(), self.config.node.0.clone()));
+        env.push((
+            "DROVER_CHECKPOINT_DIR".into(),
+            checkpoint_dir.to_string_lossy().into_owned(),
+        ));
         let heartbeat_path = spec.stall.map(|_| self.data.heartbeat_path(attempt));
         if let Some(path) = &heartbeat_path {
             env.push((
@@ -505,6 +649,7 @@ impl Runner {
             ));
         }
         let needs = Resources::of_job(spec.memory.map(|m| m.bytes()), spec.cpus);
+        let grace = spec.grace.get();
         let request = StartRequest {
             attempt,
             argv: spec.argv,
@@ -512,7 +657,7 @@ impl Runner {
             env_remove: crate::NODE_SECRETS.iter().map(|s| s.to_string()).collect(),
             cwd: spec.cwd.map(Into::into),
             timeout: spec.timeout.get(),
-            grace: spec.grace.get(),
+            grace,
             stdout_path: self.data.log_path(attempt, Stream::Stdout),
             stderr_path: self.data.log_path(attempt, Stream::Stderr),
             log_limit: self.config.log_limit,
@@ -524,23 +669,23 @@ impl Runner {
             },
             stall: spec.stall.map(|s| s.get()),
             heartbeat_path,
+            checkpoint,
+            checkpoint_exit_code,
+            checkpoint_dir: checkpoints.then_some(checkpoint_dir),
+            // The claim just took a lease: it runs out `lease` from about now.
+            fence_in: self
+                .config
+                .fence
+                .then(|| self.config.lease - self.fence_margin()),
         };
         tracing::debug!(%attempt, "starting");
-        self.live.insert(
-            attempt,
-            Live {
-                needs,
-                since: Instant::now(),
-                stopping: None,
-                released: false,
-            },
-        );
+        self.live.insert(attempt, Live::new(needs, grace));
         if self
             .supervisor
             .send(Command::Start(Box::new(request)))
             .is_err()
         {
-            tracing::error!(%attempt, "supervisor gone; cannot start");
+            tracing::error!(%attempt, "the executor is gone; cannot start");
         }
     }
 
@@ -551,6 +696,9 @@ impl Runner {
                 pid,
                 proc_start,
             } => {
+                if let Some(live) = self.live.get_mut(&attempt) {
+                    live.pid = Some((pid, proc_start));
+                }
                 // The pid must be on disk before the child may exec.
                 let store = Arc::clone(&self.store);
                 let tx = self.internal_tx.clone();
@@ -559,44 +707,156 @@ impl Runner {
                     let _ = tx.send(Internal::Verdict(attempt, verdict));
                 });
             }
-            Report::Exited { attempt, outcome } => {
-                if outcome.survivors {
-                    tracing::error!(%attempt, "a process of this attempt survived SIGKILL");
+            Report::Exited { attempt, outcome } => self.on_exited(attempt, outcome),
+            Report::OwnerDied { attempt } => {
+                tracing::error!(%attempt, "the job's owner died; stopping what is left of its tree");
+                self.clean_up(attempt, Reason::OwnerDied);
+            }
+            Report::Cleaned {
+                attempt,
+                killed,
+                survivors,
+            } => self.on_cleaned(attempt, killed, survivors),
+            Report::Memory { attempt, bytes } => {
+                if let Some(live) = self.live.get_mut(&attempt) {
+                    live.memory_used = bytes;
                 }
-                let recorded = to_attempt_outcome(&outcome);
-                tracing::info!(%attempt, state = %recorded.state, reason = %recorded.reason, "attempt ended");
-                // The tree is gone, so the slot is free now. Recording the outcome goes on in
-                // its own task, and shutdown waits for it.
-                self.config
-                    .metrics
-                    .attempts
-                    .get_or_create(&crate::metrics::OutcomeLabels {
-                        state: recorded.state.to_string(),
-                        reason: recorded.reason.kind().to_string(),
-                    })
-                    .inc();
-                if let Some(live) = self.live.remove(&attempt) {
-                    let ran = live.since.elapsed();
-                    self.config
-                        .metrics
-                        .attempt_seconds
-                        .observe(ran.as_secs_f64());
-                    self.recent_runtime = Some(match self.recent_runtime {
-                        Some(avg) => avg.mul_f64(0.8) + ran.mul_f64(0.2),
-                        None => ran,
-                    });
-                }
-                // Its slot and reservation are free again: a passed-over job may fit now.
-                self.want_claim = true;
-                self.completing += 1;
-                let store = Arc::clone(&self.store);
-                let tx = self.internal_tx.clone();
-                tokio::spawn(async move {
-                    record_ending(store.as_ref(), attempt, &outcome.ending, recorded).await;
-                    let _ = tx.send(Internal::Completed);
-                });
             }
         }
+    }
+
+    fn on_exited(&mut self, attempt: AttemptRef, outcome: Outcome) {
+        if outcome.survivors {
+            tracing::error!(%attempt, "a process of this attempt survived SIGKILL");
+        }
+        let recorded = to_attempt_outcome(&outcome);
+        tracing::info!(%attempt, state = %recorded.state, reason = %recorded.reason, "attempt ended");
+        // The tree is gone, so the slot is free now. Recording the outcome goes on in
+        // its own task, and shutdown waits for it.
+        self.config
+            .metrics
+            .attempts
+            .get_or_create(&crate::metrics::OutcomeLabels {
+                state: recorded.state.to_string(),
+                reason: recorded.reason.kind().to_string(),
+            })
+            .inc();
+        if let Some(live) = self.live.remove(&attempt) {
+            let ran = live.since.elapsed();
+            self.config
+                .metrics
+                .attempt_seconds
+                .observe(ran.as_secs_f64());
+            self.recent_runtime = Some(match self.recent_runtime {
+                Some(avg) => avg.mul_f64(0.8) + ran.mul_f64(0.2),
+                None => ran,
+            });
+        }
+        // Its slot and reservation are free again: a passed-over job may fit now.
+        self.want_claim = true;
+        self.completing += 1;
+        let store = Arc::clone(&self.store);
+        let tx = self.internal_tx.clone();
+        let executor = self.supervisor.clone();
+        let checkpoints = self.data.checkpoint_dir(attempt.job_id);
+        tokio::spawn(async move {
+            let answer = record_ending(store.as_ref(), attempt, &outcome.ending, recorded).await;
+            if answer.is_some() {
+                // On disk: the owner may forget it.
+                let _ = executor.send(Command::Ack(attempt));
+            }
+            if answer == Some(Some(JobState::Succeeded)) && checkpoints.exists() {
+                // A job that succeeded needs its checkpoints no more. (Its owner already removed
+                // an empty directory, which is what most jobs leave.)
+                let _ =
+                    tokio::task::spawn_blocking(move || std::fs::remove_dir_all(checkpoints)).await;
+            }
+            let _ = tx.send(Internal::Completed);
+        });
+    }
+
+    /// Stops what is left of an attempt nothing holds any more; [`Report::Cleaned`] follows.
+    fn clean_up(&mut self, attempt: AttemptRef, reason: Reason) {
+        let Some(live) = self.live.get_mut(&attempt) else {
+            return;
+        };
+        live.cleaning = Some(reason);
+        let (pid, proc_start) = match live.pid {
+            Some((pid, start)) => (Some(pid), start),
+            None => (None, None),
+        };
+        let _ = self.supervisor.send(Command::Clean {
+            attempt,
+            pid,
+            proc_start,
+            grace: live.grace,
+        });
+    }
+
+    /// What an attempt whose owner died left is gone: record it. One that never passed its gate
+    /// never ran and goes back to the queue; one that ran is lost (or cancelled, if that was
+    /// asked), and its retry policy applies.
+    fn on_cleaned(&mut self, attempt: AttemptRef, killed: usize, survivors: bool) {
+        if survivors {
+            tracing::error!(%attempt, "a process of an attempt whose owner died survived SIGKILL");
+        }
+        let Some(live) = self.live.remove(&attempt) else {
+            return;
+        };
+        let reason = live.cleaning.unwrap_or(Reason::OwnerDied);
+        tracing::warn!(%attempt, killed, %reason, "stopped what was left of the attempt");
+        self.want_claim = true;
+        self.completing += 1;
+        let store = Arc::clone(&self.store);
+        let tx = self.internal_tx.clone();
+        let executor = self.supervisor.clone();
+        let cancelled = live.stopping == Some(StopReason::Cancel);
+        tokio::spawn(async move {
+            let answered = if live.released {
+                let outcome = if cancelled {
+                    AttemptOutcome::bare(JobState::Cancelled, Reason::CancelledByUser)
+                } else {
+                    AttemptOutcome::bare(JobState::Lost, reason)
+                };
+                complete_with_retry(store.as_ref(), attempt, outcome).await
+            } else {
+                give_back_with_retry(store.as_ref(), attempt, reason, Unrun::StoppedAtGate).await
+            };
+            if answered.is_some() {
+                let _ = executor.send(Command::Ack(attempt));
+            }
+            let _ = tx.send(Internal::Completed);
+        });
+    }
+
+    /// How long before its leases run out an owner kills its job when no renewal came.
+    fn fence_margin(&self) -> Duration {
+        self.config.lease / 3
+    }
+
+    /// Tells the owners of running attempts how long their leases hold (with a shared store:
+    /// without one, nothing else can rerun a job, and owners do not fence).
+    fn send_leases(&self) {
+        if !self.config.fence {
+            return;
+        }
+        let attempts: Vec<AttemptRef> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.cleaning.is_none())
+            .map(|(a, _)| *a)
+            .collect();
+        if attempts.is_empty() {
+            return;
+        }
+        let fence_at = self
+            .leases_valid_until
+            .checked_sub(self.fence_margin())
+            .unwrap_or(self.leases_valid_until);
+        let _ = self.supervisor.send(Command::Lease {
+            attempts,
+            fence_in: Some(fence_at.saturating_duration_since(Instant::now())),
+        });
     }
 
     fn on_verdict(&mut self, attempt: AttemptRef, verdict: Result<StartVerdict, StoreError>) {
@@ -704,40 +964,56 @@ impl Runner {
 /// Records how an attempt ended. One stopped at the gate never ran, so it goes back to the queue
 /// with its retry budget untouched — even if its pid made it to the store (the stop raced the
 /// start, or a database fault lost the start's answer): this node saw it die before exec.
+///
+/// Returns `None` if the store never answered; else `Some` of the job's state now (`None`
+/// inside when the store said the attempt was no longer live).
 async fn record_ending(
     store: &dyn Store,
     attempt: AttemptRef,
     ending: &Ending,
     recorded: AttemptOutcome,
-) {
+) -> Option<Option<JobState>> {
     if matches!(ending, Ending::Aborted(_)) {
-        give_back_with_retry(store, attempt, recorded.reason).await;
+        give_back_with_retry(store, attempt, recorded.reason, Unrun::StoppedAtGate).await
     } else {
-        complete_with_retry(store, attempt, recorded).await;
+        complete_with_retry(store, attempt, recorded).await
     }
 }
 
-/// Gives an attempt stopped at the gate back (a database restart must not turn a job that never
+/// Gives an attempt that never ran back (a database restart must not turn a job that never
 /// ran into a lost one).
-async fn give_back_with_retry(store: &dyn Store, attempt: AttemptRef, reason: Reason) {
+async fn give_back_with_retry(
+    store: &dyn Store,
+    attempt: AttemptRef,
+    reason: Reason,
+    proof: Unrun,
+) -> Option<Option<JobState>> {
     until_answered(attempt, "giving back an unrun attempt", || {
-        store.unclaim(attempt, reason.clone(), Unrun::StoppedAtGate)
+        store.unclaim(attempt, reason.clone(), proof)
     })
-    .await;
+    .await
 }
 
 /// Records a completion.
-async fn complete_with_retry(store: &dyn Store, attempt: AttemptRef, outcome: AttemptOutcome) {
+async fn complete_with_retry(
+    store: &dyn Store,
+    attempt: AttemptRef,
+    outcome: AttemptOutcome,
+) -> Option<Option<JobState>> {
     until_answered(attempt, "recording a completion", || {
         store.complete(attempt, outcome.clone())
     })
-    .await;
+    .await
 }
 
 /// Calls `ending` until the store answers, retrying transient errors with backoff (about 20 s
 /// in all: long enough to ride out a database restart); a stale answer is final. If it never
 /// answers, the attempt's lease runs out and the reaper (or recovery at restart) ends it.
-async fn until_answered<F, Fut>(attempt: AttemptRef, what: &str, ending: F)
+async fn until_answered<F, Fut>(
+    attempt: AttemptRef,
+    what: &str,
+    ending: F,
+) -> Option<Option<JobState>>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<Completion, StoreError>>,
@@ -747,14 +1023,14 @@ where
         match ending().await {
             Ok(Completion::Recorded { state }) => {
                 tracing::debug!(%attempt, %state, what, "recorded");
-                return;
+                return Some(Some(state));
             }
             Ok(Completion::Stale {
                 current_attempt,
                 current_state,
             }) => {
                 tracing::warn!(%attempt, current_attempt, %current_state, what, "the attempt is no longer live; the store ignored it");
-                return;
+                return Some(None);
             }
             Err(err) => {
                 tracing::warn!(%attempt, error = %err, what, "store error; retrying");
@@ -764,6 +1040,7 @@ where
         }
     }
     tracing::error!(%attempt, what, "gave up; the lease will run out and the reaper or recovery will end the attempt");
+    None
 }
 
 /// Maps the supervisor's view of an ending onto the store's states and reasons.
@@ -790,6 +1067,8 @@ pub fn to_attempt_outcome(outcome: &Outcome) -> AttemptOutcome {
         Ending::TimedOut => (JobState::TimedOut, Reason::Timeout),
         Ending::Stalled => (JobState::Failed, Reason::Stalled),
         Ending::SpawnFailed(err) => (JobState::Failed, Reason::SpawnFailed(err.clone())),
+        // The store decides between `queued` and, with a cancel pending, `cancelled`.
+        Ending::Checkpointed(_) => (JobState::Queued, Reason::Checkpointed),
         Ending::Stopped(why) | Ending::Aborted(why) => match why {
             StopReason::Cancel => (JobState::Cancelled, Reason::CancelledByUser),
             StopReason::Shutdown => (JobState::Lost, Reason::NodeShutdown),
@@ -803,6 +1082,10 @@ pub fn to_attempt_outcome(outcome: &Outcome) -> AttemptOutcome {
         signal: outcome.signal,
         peak_memory_bytes: outcome.peak_memory_bytes,
         cpu_time_ms: outcome.cpu_time_ms,
+        ended_at: outcome
+            .ended_at_ms
+            .and_then(|ms| i64::try_from(ms).ok())
+            .and_then(chrono::DateTime::from_timestamp_millis),
     }
 }
 
@@ -830,20 +1113,32 @@ mod tests {
     }
 
     /// A runner with one slot over `store`, on the rlimit backend; its loop is not running, so a
-    /// test drives it step by step.
-    fn runner_over(
+    /// test drives it step by step. (No job is started: the tests drive claims, not owners.)
+    async fn runner_over(
         store: &Arc<dyn Store>,
         dir: &std::path::Path,
     ) -> (Runner, mpsc::UnboundedReceiver<Internal>) {
         let data = Arc::new(DataDir::open(&dir.join("data")).expect("data dir"));
         let containment = Arc::new(
-            Containment::detect(
+            drover_exec::Containment::detect(
                 drover_exec::BackendChoice::Only(drover_exec::BackendKind::Rlimit),
                 "unused",
             )
             .expect("rlimit"),
         );
-        let (supervisor, _reports) = drover_exec::Supervisor::start(Arc::clone(&containment));
+        let (supervisor, _reports, _found) = drover_exec::owner::Executor::start(
+            drover_exec::owner::ExecutorConfig {
+                dir: data.owners_dir(),
+                program: "/nonexistent/drover".into(),
+                containment: containment.spec(),
+                env_remove: Vec::new(),
+                keep_idle: 1,
+                reattach: true,
+            },
+            containment,
+        )
+        .await
+        .expect("executor");
         let config = RunnerConfig {
             node: NodeId("n".into()),
             slots: 1,
@@ -855,7 +1150,8 @@ mod tests {
                 cpu_millis: 1000,
             },
             reserve_after: Duration::from_secs(60),
-            containment,
+            fence: false,
+            stop_jobs_on_exit: false,
             waiting_for: WaitingFor::default(),
             load: watch::channel(drover_core::NodeLoad::default()).0,
             wake: Arc::new(tokio::sync::Notify::new()),
@@ -873,7 +1169,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store: Arc<dyn Store> =
             Arc::new(SqlStore::sqlite(dir.path().join("drover.db")).expect("open"));
-        let (mut runner, mut internal) = runner_over(&store, dir.path());
+        let (mut runner, mut internal) = runner_over(&store, dir.path()).await;
         runner.maybe_claim();
         assert_eq!(runner.claiming, 1, "a claim is in flight");
         // The claim runs on an empty queue; its answer is on its way back to the loop...
@@ -924,7 +1220,7 @@ mod tests {
             .expect("running");
         store.submit(vec![in_q()]).await.expect("submit");
 
-        let (mut runner, mut internal) = runner_over(&store, dir.path());
+        let (mut runner, mut internal) = runner_over(&store, dir.path()).await;
         runner.maybe_claim();
         let answer = internal.recv().await.expect("the claim's answer");
         runner.on_internal(answer);

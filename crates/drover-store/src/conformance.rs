@@ -976,6 +976,63 @@ pub async fn the_reaper_requeues_expired_attempts(store: &dyn Store) {
     );
 }
 
+/// A checkpointed attempt (#12) puts its job back in the queue at once without using a retry:
+/// with `retries = 0` it may checkpoint any number of times and still end by its own outcome. An
+/// outcome's own end time is what is recorded, when it is earlier than now; a pending cancel
+/// wins over the requeue.
+pub async fn a_checkpointed_attempt_requeues_without_using_a_retry(store: &dyn Store) {
+    let id = store.submit(vec![spec("resumable")]).await.unwrap()[0];
+    let me = node("n1");
+    let ended = chrono::Utc::now() - chrono::Duration::seconds(30);
+    for round in 1..=3 {
+        let attempt = claim_and_run(store, &me).await;
+        assert_eq!(attempt.attempt, round);
+        let outcome = AttemptOutcome {
+            exit_code: Some(85),
+            ended_at: Some(ended),
+            ..AttemptOutcome::bare(JobState::Queued, Reason::Checkpointed)
+        };
+        assert_eq!(
+            store.complete(attempt, outcome).await.unwrap(),
+            Completion::Recorded {
+                state: JobState::Queued
+            }
+        );
+    }
+    let last = claim_and_run(store, &me).await;
+    store.complete(last, failed_exit()).await.unwrap();
+    let job = store.get(id).await.unwrap().expect("stored");
+    assert_eq!(
+        job.state,
+        JobState::Failed,
+        "no retry was spent on the checkpoints: {job:?}"
+    );
+    assert_eq!(job.attempts.len(), 4);
+    for earlier in &job.attempts[..3] {
+        assert_eq!(earlier.reason, Some(Reason::Checkpointed));
+        assert_eq!(earlier.exit_code, Some(85));
+        let finished = earlier.finished_at.expect("finished");
+        assert!(
+            (finished - ended).num_milliseconds().abs() < 1000,
+            "recorded when it ended: {finished} vs {ended}"
+        );
+    }
+    // A cancel asked while it ran wins over the requeue.
+    let id = store.submit(vec![spec("resumable")]).await.unwrap()[0];
+    let attempt = claim_and_run(store, &me).await;
+    store.cancel(id).await.unwrap();
+    let outcome = AttemptOutcome {
+        exit_code: Some(85),
+        ..AttemptOutcome::bare(JobState::Queued, Reason::Checkpointed)
+    };
+    assert_eq!(
+        store.complete(attempt, outcome).await.unwrap(),
+        Completion::Recorded {
+            state: JobState::Cancelled
+        }
+    );
+}
+
 /// Generates one `#[tokio::test]` per conformance function for a backend. `$make` is an
 /// expression giving `(store, guard)`; the guard lives as long as the test (a temp dir, say).
 #[macro_export]
@@ -1006,7 +1063,8 @@ macro_rules! conformance_tests {
             pruned_events_are_reported_gone,
             heartbeats_list_nodes_and_drain_stops_claims,
             labels_route_jobs,
-            the_reaper_requeues_expired_attempts
+            the_reaper_requeues_expired_attempts,
+            a_checkpointed_attempt_requeues_without_using_a_retry
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

@@ -137,7 +137,8 @@ pub enum StartVerdict {
 /// The outcome of an attempt, as the node reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptOutcome {
-    /// One of `succeeded`, `failed`, `timed_out`, `lost`, `cancelled`.
+    /// One of `succeeded`, `failed`, `timed_out`, `lost`, `cancelled`; for reason
+    /// `checkpointed`, the store decides (`queued`, or `cancelled` if a cancel is pending).
     pub state: JobState,
     /// Why (always set).
     pub reason: Reason,
@@ -149,6 +150,9 @@ pub struct AttemptOutcome {
     pub peak_memory_bytes: Option<u64>,
     /// CPU time of the tree.
     pub cpu_time_ms: Option<u64>,
+    /// When it ended, if earlier than it is recorded (its owner kept the outcome while no node
+    /// listened): the attempt's and job's `finished_at`.
+    pub ended_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl AttemptOutcome {
@@ -161,6 +165,7 @@ impl AttemptOutcome {
             signal: None,
             peak_memory_bytes: None,
             cpu_time_ms: None,
+            ended_at: None,
         }
     }
 }
@@ -240,6 +245,8 @@ pub struct LiveAttempt {
     pub cancel_requested: bool,
     /// The job's grace period.
     pub grace: Duration,
+    /// What the job reserves on its node (for a node that re-attaches to it).
+    pub resources: drover_core::Resources,
 }
 
 /// What one pass of the reaper did.

@@ -75,9 +75,23 @@ pub enum Command {
     Drain(NodeArgs),
     /// Let a drained node claim jobs again.
     Undrain(NodeArgs),
+    /// Internal: hold a job for a node (started by the node itself).
+    #[command(hide = true)]
+    Owner(OwnerArgs),
     /// Print the web page's login link (secret, like the token): opening it logs a browser in
     /// to the node.
     Web(WebArgs),
+}
+
+/// `drover owner` (internal; see drover_exec::owner).
+#[derive(Debug, Args)]
+pub struct OwnerArgs {
+    /// The owners directory.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The node's containment, as JSON.
+    #[arg(long)]
+    pub containment: String,
 }
 
 /// `drover web`
@@ -265,7 +279,12 @@ pub struct ServeArgs {
     /// Jobs run at once (default: the number of CPUs).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub slots: Option<u32>,
-    /// On SIGTERM/SIGINT, how long to let running jobs finish before stopping them.
+    /// On SIGTERM/SIGINT, stop running jobs instead of leaving them running under their owners
+    /// (the default: a node started again re-attaches to them). They get --shutdown-timeout to
+    /// finish first; a second signal stops them at once.
+    #[arg(long)]
+    pub stop_jobs_on_exit: bool,
+    /// With --stop-jobs-on-exit: how long to let running jobs finish before stopping them.
     #[arg(long, default_value = "30s", value_name = "D")]
     pub shutdown_timeout: HumanDuration,
     /// How long an attempt's lease lasts without renewal (default: the node TTL). A node that
@@ -368,6 +387,17 @@ pub struct SubmitArgs {
     /// $DROVER_HEARTBEAT_FILE for this long.
     #[arg(long, value_name = "D")]
     pub stall: Option<HumanDuration>,
+    /// Send this signal (USR1, TERM, a number) to the whole tree --signal-before ahead of the
+    /// timeout, so the job can save its progress in $DROVER_CHECKPOINT_DIR.
+    #[arg(long, value_name = "SIG", requires = "signal_before")]
+    pub checkpoint_signal: Option<drover_core::Signal>,
+    /// How long before the timeout the checkpoint signal comes.
+    #[arg(long, value_name = "D", requires = "checkpoint_signal")]
+    pub signal_before: Option<HumanDuration>,
+    /// The exit code that means "progress saved: run me again"; such an attempt is requeued at
+    /// once without using a retry (default 85 with --checkpoint-signal).
+    #[arg(long, value_name = "N")]
+    pub checkpoint_exit_code: Option<i32>,
     /// Start no sooner than this long from now (the job is `scheduled` until then).
     #[arg(long, value_name = "D", conflicts_with = "at")]
     pub delay: Option<HumanDuration>,
@@ -397,7 +427,7 @@ pub struct SubmitArgs {
     pub require: Vec<(String, String)>,
     /// Submit many jobs from FILE (`-` for stdin): JSON Lines, one spec per line in the schema
     /// of `POST /v1/jobs`. All or nothing; prints one id per line, in input order.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["argv", "timeout", "grace", "name", "env", "cwd", "priority", "retries", "memory", "memory_max", "cpus", "pids", "nofile", "stall", "delay", "at", "backoff", "retry_on", "after", "queue", "idempotency_key", "require"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["argv", "timeout", "grace", "name", "env", "cwd", "priority", "retries", "memory", "memory_max", "cpus", "pids", "nofile", "stall", "checkpoint_signal", "signal_before", "checkpoint_exit_code", "delay", "at", "backoff", "retry_on", "after", "queue", "idempotency_key", "require"])]
     pub batch: Option<PathBuf>,
     /// The program and its arguments (no shell: use `sh -c '...'` to ask for one).
     #[arg(last = true, required_unless_present = "batch", value_name = "ARGV")]

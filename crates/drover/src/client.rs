@@ -9,7 +9,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use serde::de::DeserializeOwned;
@@ -45,7 +45,20 @@ pub struct Client {
     agent: ureq::Agent,
     /// Sent as `Authorization: Bearer` with every request, when set.
     token: Option<String>,
+    /// How it was found, to find the node again after it restarted (on another port, maybe).
+    found: Finding,
 }
+
+/// What [`Client::locate`] was given.
+#[derive(Debug, Clone)]
+struct Finding {
+    server: Option<String>,
+    data_dir: PathBuf,
+    token: Option<String>,
+}
+
+/// How long a client that lost its node (a restart, an upgrade) waits for it to come back.
+pub const RECONNECT_FOR: Duration = Duration::from_secs(300);
 
 /// The platform data dir for drover: `$XDG_DATA_HOME/drover`, `~/.local/share/drover`, or on
 /// macOS `~/Library/Application Support/drover`.
@@ -71,6 +84,11 @@ impl Client {
         data_dir: &Path,
         token: Option<String>,
     ) -> anyhow::Result<Self> {
+        let found = Finding {
+            server: server.map(str::to_string),
+            data_dir: data_dir.to_path_buf(),
+            token: token.clone(),
+        };
         let local = drover_node::read_serve_info(data_dir).ok();
         let (base, is_local) = match server {
             Some(url) => {
@@ -102,7 +120,59 @@ impl Client {
             .timeout_recv_response(Some(Duration::from_secs(120)))
             .build()
             .new_agent();
-        Ok(Self { base, agent, token })
+        Ok(Self {
+            base,
+            agent,
+            token,
+            found,
+        })
+    }
+
+    /// Runs `call` until it reaches the node: on a transport error (the node is restarting)
+    /// it looks for the node again — its address may have changed — and retries, for up to
+    /// [`RECONNECT_FOR`]. Says once on stderr that it waits. Answers from the node, errors
+    /// included, are returned as they are.
+    pub fn patiently<T>(
+        &mut self,
+        mut call: impl FnMut(&Client) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let mut since: Option<Instant> = None;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match call(self) {
+                Err(ClientError::Transport(detail)) => {
+                    let started = *since.get_or_insert_with(|| {
+                        eprintln!("drover: lost the node ({detail}); waiting for it to come back");
+                        Instant::now()
+                    });
+                    if started.elapsed() > RECONNECT_FOR {
+                        return Err(ClientError::Transport(format!(
+                            "{detail} (waited {}s for the node to come back)",
+                            RECONNECT_FOR.as_secs()
+                        )));
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                    self.relocate();
+                }
+                other => {
+                    if since.is_some() {
+                        eprintln!("drover: the node is back");
+                    }
+                    return other;
+                }
+            }
+        }
+    }
+
+    /// Looks for the node again, as [`Client::locate`] did; keeps the old address if it
+    /// cannot find one.
+    fn relocate(&mut self) {
+        let f = self.found.clone();
+        if let Ok(again) = Client::locate(f.server.as_deref(), &f.data_dir, f.token) {
+            self.base = again.base;
+            self.token = again.token;
+        }
     }
 
     /// The node's base URL.
@@ -208,11 +278,25 @@ impl Client {
     }
 
     /// GET `path` and return the body as a reader (for logs, which may be long or endless).
-    pub fn stream(&self, path: &str) -> Result<impl Read + 'static, ClientError> {
+    pub fn stream(&self, path: &str) -> Result<impl Read + use<>, ClientError> {
+        Ok(self.stream_with_attempt(path)?.1)
+    }
+
+    /// As [`Client::stream`], with the attempt a log answer says it is of.
+    pub fn stream_with_attempt(
+        &self,
+        path: &str,
+    ) -> Result<(Option<u32>, impl Read + use<>), ClientError> {
         let response = self
             .authorized(self.agent.get(format!("{}{path}", self.base)))
             .call()
             .map_err(|e| self.transport(e))?;
-        Ok(Self::check(response)?.into_body().into_reader())
+        let response = Self::check(response)?;
+        let attempt = response
+            .headers()
+            .get(drover_node::api::ATTEMPT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        Ok((attempt, response.into_body().into_reader()))
     }
 }

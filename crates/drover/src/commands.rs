@@ -62,8 +62,10 @@ fn job_ids(raw: &[String]) -> Result<Vec<JobId>, UsageError> {
 pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: a log file or the journal gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if args.log_format == "json" {
         builder.json().init();
@@ -84,6 +86,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
     config.listen = args.listen;
     config.slots = args.slots.or(file.slots).map(|n| n as usize);
     config.shutdown_timeout = args.shutdown_timeout.get();
+    config.stop_jobs_on_exit = args.stop_jobs_on_exit;
     config.heartbeat = args
         .heartbeat
         .or(file.heartbeat)
@@ -128,6 +131,26 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
     // node's state is on disk by now.
     runtime.shutdown_timeout(Duration::from_secs(10));
     served?;
+    Ok(exit::OK)
+}
+
+/// `drover owner`: a job's owner, started by a node (see `drover_exec::owner` in the node's
+/// dependencies).
+pub fn owner(args: &crate::cli::OwnerArgs) -> anyhow::Result<u8> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let containment = serde_json::from_str(&args.containment).context("--containment")?;
+    let span = tracing::info_span!("owner", pid = std::process::id());
+    let _entered = span.enter();
+    drover_node::run_owner(drover_node::OwnerArgs {
+        dir: args.dir.clone(),
+        containment,
+    })?;
     Ok(exit::OK)
 }
 
@@ -198,6 +221,15 @@ fn spec_json(args: &SubmitArgs, cwd: &std::path::Path) -> anyhow::Result<serde_j
     }
     if let Some(stall) = args.stall {
         spec["stall"] = json!(stall.to_string());
+    }
+    if let Some(signal) = args.checkpoint_signal {
+        spec["checkpoint_signal"] = json!(signal.to_string());
+    }
+    if let Some(before) = args.signal_before {
+        spec["signal_before"] = json!(before.to_string());
+    }
+    if let Some(code) = args.checkpoint_exit_code {
+        spec["checkpoint_exit_code"] = json!(code);
     }
     if let Some(delay) = args.delay {
         spec["delay"] = json!(delay.to_string());
@@ -366,40 +398,82 @@ pub fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
 /// `drover logs`
 pub fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<u8> {
     let id = job_id(&args.id)?;
-    let mut path = format!(
-        "/v1/jobs/{id}/logs?stream={}",
-        if args.stderr { "stderr" } else { "stdout" }
-    );
-    if args.follow {
-        path.push_str("&follow=true");
-    }
-    if let Some(attempt) = args.attempt {
-        path.push_str(&format!("&attempt={attempt}"));
-    }
-    let client = client(cli)?;
-    copy_stream(&client, &path, &mut std::io::stdout())?;
+    let stream = if args.stderr { "stderr" } else { "stdout" };
+    let mut client = client(cli)?;
     if !args.follow {
+        let mut path = format!("/v1/jobs/{id}/logs?stream={stream}");
+        if let Some(attempt) = args.attempt {
+            path.push_str(&format!("&attempt={attempt}"));
+        }
+        let mut body = client.stream(&path)?;
+        copy_counting(&mut body, &mut std::io::stdout(), &mut 0)?;
         return Ok(exit::OK);
     }
+    follow_output(
+        &mut client,
+        id,
+        stream,
+        args.attempt,
+        &mut std::io::stdout(),
+    )?;
     // Followed to the end: say how the job ended, as `run` does.
-    let job: JobRecord = client.get(&format!("/v1/jobs/{id}"))?;
+    let job: JobRecord = client.patiently(|c| c.get(&format!("/v1/jobs/{id}")))?;
     Ok(job_exit_code(&job))
 }
 
-/// Copies a (followed) log stream from the node to `out`, flushing as data arrives.
-fn copy_stream(client: &Client, path: &str, out: &mut dyn Write) -> anyhow::Result<()> {
-    let mut body = client.stream(path)?;
-    let mut buf = [0u8; 64 * 1024];
+/// Copies a job's output to `out` as it is written, to the end of its attempt — across
+/// restarts of the node: a stream that breaks, or that the node ends because it stops while
+/// the attempt still runs, is picked up again (from the node started again) at the byte it got
+/// to, of the same attempt.
+fn follow_output(
+    client: &mut Client,
+    id: JobId,
+    stream: &str,
+    attempt: Option<u32>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let mut attempt = attempt;
+    let mut offset = 0u64;
     loop {
-        let n = body
-            .read(&mut buf)
-            .context("reading the log from the node")?;
-        if n == 0 {
+        let path = format!(
+            "/v1/jobs/{id}/logs?stream={stream}&follow=true&offset={offset}{}",
+            attempt.map(|a| format!("&attempt={a}")).unwrap_or_default()
+        );
+        let (said, mut body) = client.patiently(|c| c.stream_with_attempt(&path))?;
+        attempt = attempt.or(said);
+        let broke = copy_counting(&mut body, out, &mut offset)?;
+        let job: JobRecord = client.patiently(|c| c.get(&format!("/v1/jobs/{id}")))?;
+        let live = match attempt {
+            Some(a) => job.attempt == a && job.state.has_live_attempt(),
+            None => job.state.has_live_attempt(),
+        };
+        if !live && !broke {
             return Ok(());
         }
+        // Still running (the node went away or is stopping), or the stream broke before its
+        // end: ask again from where it stopped.
+    }
+}
+
+/// Copies `body` to `out`, flushing as data arrives and counting into `offset`. Returns whether
+/// the stream broke (rather than ended).
+fn copy_counting(
+    body: &mut dyn Read,
+    out: &mut dyn Write,
+    offset: &mut u64,
+) -> anyhow::Result<bool> {
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => return Ok(false),
+            Ok(n) => n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return Ok(true),
+        };
         out.write_all(&buf[..n])?;
         // Followed output should appear as it arrives, not when a buffer fills.
         out.flush()?;
+        *offset += n as u64;
     }
 }
 
@@ -455,20 +529,21 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
             count_interrupt as *const () as libc::sighandler_t,
         );
     }
+    let job_id = self::job_id(&id)?;
     let streams: Vec<_> = ["stdout", "stderr"]
         .into_iter()
         .map(|stream| {
-            let path = format!("/v1/jobs/{id}/logs?stream={stream}&follow=true");
-            let client = self::client(cli)?;
+            let mut client = self::client(cli)?;
             Ok(std::thread::spawn(move || -> anyhow::Result<()> {
                 if stream == "stdout" {
-                    copy_stream(&client, &path, &mut std::io::stdout())
+                    follow_output(&mut client, job_id, stream, None, &mut std::io::stdout())
                 } else {
-                    copy_stream(&client, &path, &mut std::io::stderr())
+                    follow_output(&mut client, job_id, stream, None, &mut std::io::stderr())
                 }
             }))
         })
         .collect::<anyhow::Result<_>>()?;
+    let mut client = client;
     let mut cancelled = false;
     while !streams.iter().all(|s| s.is_finished()) {
         match INTERRUPTS.load(std::sync::atomic::Ordering::SeqCst) {
@@ -477,7 +552,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
                 cancelled = true;
                 eprintln!("drover: cancelling {id} (Ctrl-C again to leave it running)");
                 let _: serde_json::Value =
-                    client.post(&format!("/v1/jobs/{id}/cancel"), &json!({}))?;
+                    client.patiently(|c| c.post(&format!("/v1/jobs/{id}/cancel"), &json!({})))?;
             }
             1 => {}
             _ => {
@@ -492,7 +567,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
             eprintln!("drover: {err:#}");
         }
     }
-    let job: JobRecord = client.get(&format!("/v1/jobs/{id}"))?;
+    let job: JobRecord = client.patiently(|c| c.get(&format!("/v1/jobs/{id}")))?;
     Ok(job_exit_code(&job))
 }
 
@@ -736,7 +811,8 @@ pub fn retry(cli: &Cli, args: &RetryArgs) -> anyhow::Result<u8> {
 /// `drover wait`: long-polls each job's `wait` endpoint, which the node answers when the job
 /// ends (pushed by its event stream), so waiting costs one request per 30 s per job.
 pub fn wait(cli: &Cli, args: &WaitArgs) -> anyhow::Result<u8> {
-    let client = client(cli)?;
+    // Every request waits out a restart of the node: `wait` outlives it, as the jobs do.
+    let mut client = client(cli)?;
     let deadline = args.timeout.map(|t| Instant::now() + t.get());
     // The next long-poll slice, or None once the deadline has passed.
     let slice = || match deadline {
@@ -754,8 +830,8 @@ pub fn wait(cli: &Cli, args: &WaitArgs) -> anyhow::Result<u8> {
                 }
                 return Ok(exit::TIMEOUT);
             };
-            let answer: serde_json::Value =
-                client.get(&format!("/v1/wait?timeout={}ms", slice.as_millis().max(1)))?;
+            let path = format!("/v1/wait?timeout={}ms", slice.as_millis().max(1));
+            let answer: serde_json::Value = client.patiently(|c| c.get(&path))?;
             if answer["idle"] == true {
                 if !args.quiet {
                     println!("no job queued or running");
@@ -766,11 +842,11 @@ pub fn wait(cli: &Cli, args: &WaitArgs) -> anyhow::Result<u8> {
     }
     let ids = job_ids(&args.ids)?;
     // Subscribe first, then look: an ending between the two is seen by one or the other.
-    let events = client.events("/v1/events")?;
+    let events = client.patiently(|c| c.events("/v1/events"))?;
     let mut pending: std::collections::HashSet<JobId> = ids.iter().copied().collect();
     let mut ended: HashMap<JobId, JobRecord> = HashMap::new();
     for id in &ids {
-        let job: JobRecord = client.get(&format!("/v1/jobs/{id}"))?;
+        let job: JobRecord = client.patiently(|c| c.get(&format!("/v1/jobs/{id}")))?;
         if job.state.is_terminal() {
             pending.remove(id);
             ended.insert(*id, job);
@@ -813,15 +889,13 @@ pub fn wait(cli: &Cli, args: &WaitArgs) -> anyhow::Result<u8> {
         } else {
             let id = *pending.iter().next().unwrap_or(&ids[0]);
             let slice = wait.min(Duration::from_secs(30));
-            let job: JobRecord = client.get(&format!(
-                "/v1/jobs/{id}/wait?timeout={}ms",
-                slice.as_millis().max(1)
-            ))?;
+            let path = format!("/v1/jobs/{id}/wait?timeout={}ms", slice.as_millis().max(1));
+            let job: JobRecord = client.patiently(|c| c.get(&path))?;
             job.state.is_terminal().then_some(id)
         };
         if let Some(id) = next.filter(|id| pending.contains(id)) {
             pending.remove(&id);
-            let job: JobRecord = client.get(&format!("/v1/jobs/{id}"))?;
+            let job: JobRecord = client.patiently(|c| c.get(&format!("/v1/jobs/{id}")))?;
             if let Some(bar) = &progress {
                 bar.inc(1);
                 bar.set_message(format!("{id} {}", job.state));

@@ -57,6 +57,9 @@ const QUEUE_DEFAULT_KEYS: &[&str] = &[
     "nofile",
     "stall",
     "priority",
+    "checkpoint_signal",
+    "signal_before",
+    "checkpoint_exit_code",
 ];
 
 /// The `[serve]` table.

@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         Command::Drain(args) => commands::drain(&cli, args, true),
         Command::Undrain(args) => commands::drain(&cli, args, false),
         Command::Web(args) => commands::web(&cli, args),
+        Command::Owner(args) => commands::owner(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

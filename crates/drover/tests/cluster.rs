@@ -88,20 +88,10 @@ fn nodes_json(node: &Node) -> Vec<Value> {
     serde_json::from_slice(&out.stdout).expect("nodes json")
 }
 
-/// Kills every process whose command line holds `marker`: the trees a `kill -9`ed node leaves
-/// running. Nothing stops them until that node restarts (its recovery would), so a daemon crash
-/// that outlasts the TTL lets a job's first attempt run on beside its retry elsewhere — a known
-/// gap (docs/ARCHITECTURE.md, "Not yet built"); this test is about the cluster's side.
-fn kill_leftovers(marker: &str) {
-    for pid in common::alive_with(marker) {
-        // SAFETY: kill with a pid read from /proc; a stale pid is at worst ESRCH.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-}
-
 /// Acceptance 3: `kill -9` a node while it runs 5 long jobs. Within the node TTL (plus a
 /// heartbeat for the reaper and a margin) they are `lost`, then run to success on the other
-/// nodes, each with 2 attempts.
+/// nodes, each with 2 attempts; the first attempts' trees are gone, killed by their owners when
+/// the dead node's leases ran out (#12).
 #[test]
 fn a_dead_nodes_jobs_run_again_elsewhere() {
     let Some(db) = TestDatabase::create() else {
@@ -123,7 +113,6 @@ fn a_dead_nodes_jobs_run_again_elsewhere() {
 
     victim.kill9();
     let killed_at = chrono::Utc::now();
-    kill_leftovers(&marker);
 
     for id in &ids {
         let job = others[0].wait_until(id, "success elsewhere", |j| j["state"] == "succeeded");
@@ -156,6 +145,11 @@ fn a_dead_nodes_jobs_run_again_elsewhere() {
         .expect("the victim is listed");
     assert_eq!(dead["state"], "dead");
     assert_eq!(nodes.len(), 3);
+    assert_eq!(
+        common::alive_with(&marker),
+        Vec::<i32>::new(),
+        "the dead node's owners fenced its jobs"
+    );
 }
 
 /// Acceptance 6: a job no live node can match stays queued and says so; a label only one node

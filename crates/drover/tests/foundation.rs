@@ -306,7 +306,8 @@ fn crash_mid_run_loses_nothing() {
     assert_eq!(check, "ok");
 }
 
-/// A restart after a crash stops a long job the dead node left running (its pid checked first).
+/// When a node and the owner of its job both die, nothing holds the job's tree: the node's next
+/// start stops it (its pid checked first) and records the attempt lost, naming why.
 #[test]
 fn crash_recovery_stops_orphaned_trees() {
     let mut node = Node::start(&[]);
@@ -322,15 +323,15 @@ fn crash_recovery_stops_orphaned_trees() {
     node.wait_until(&id, "the job running", |j| {
         j["state"] == "running" && sleeps_alive(&marker) == 2
     });
-    node.kill9();
+    node.kill9_with_owners();
     assert_eq!(
         sleeps_alive(&marker),
         2,
-        "the tree outlives a kill -9 of its node"
+        "the tree outlives a kill -9 of its node and its owner"
     );
     node.restart();
     let job = node.wait_until(&id, "recovery to end the attempt", |j| j["state"] == "lost");
-    assert_eq!(job["reason"], "node_lost");
+    assert_eq!(job["reason"], "owner_died");
     assert_eq!(
         alive_with(&marker),
         Vec::<i32>::new(),
@@ -338,10 +339,11 @@ fn crash_recovery_stops_orphaned_trees() {
     );
 }
 
-/// SIGTERM drains: running jobs past the shutdown timeout are stopped and recorded as lost.
+/// With --stop-jobs-on-exit, SIGTERM drains: running jobs past the shutdown timeout are stopped
+/// and recorded as lost.
 #[test]
 fn graceful_shutdown_stops_and_records_running_jobs() {
-    let mut node = Node::start(&["--shutdown-timeout", "500ms"]);
+    let mut node = Node::start(&["--stop-jobs-on-exit", "--shutdown-timeout", "500ms"]);
     let marker = marker_sleep(9);
     let long = node.submit(&["--grace", "1s", "--", "sleep", &marker]);
     let quick = node.submit(&["--", "true"]);
@@ -360,7 +362,8 @@ fn graceful_shutdown_stops_and_records_running_jobs() {
     assert_eq!(job["reason"], "node_shutdown");
 }
 
-/// A job with retries that is lost in a crash runs again after the restart.
+/// A job with retries that is lost in a crash of its node and its owner runs again after the
+/// restart.
 #[test]
 fn lost_jobs_with_retries_run_again() {
     let mut node = Node::start(&[]);
@@ -368,7 +371,7 @@ fn lost_jobs_with_retries_run_again() {
     let script = format!("[ \"$DROVER_ATTEMPT\" = 2 ] || sleep {marker}");
     let id = node.submit(&["--retries", "1", "--", "sh", "-c", &script]);
     node.wait_until(&id, "attempt 1 running", |j| j["state"] == "running");
-    node.kill9();
+    node.kill9_with_owners();
     node.restart();
     assert_eq!(
         node.drover(&["wait", "--timeout", "30s", &id])
@@ -471,7 +474,13 @@ fn logs_follow_streams_until_the_job_ends() {
 /// queue with their retry budget untouched, so they still run (and succeed) afterwards.
 #[test]
 fn claimed_but_unrun_jobs_survive_shutdown_and_crash() {
-    let mut node = Node::start(&["--slots", "1", "--shutdown-timeout", "200ms"]);
+    let mut node = Node::start(&[
+        "--slots",
+        "1",
+        "--stop-jobs-on-exit",
+        "--shutdown-timeout",
+        "200ms",
+    ]);
     // A node claims ahead only while recent jobs were short: show it some.
     let warm_up = |node: &Node| {
         for _ in 0..3 {
@@ -519,6 +528,12 @@ fn claimed_but_unrun_jobs_survive_shutdown_and_crash() {
     });
     node.kill9();
     node.restart();
+    // The long job outlived the crash under its owner; the claim behind it had no pid, so it
+    // went back to the queue. It runs once the long job is out of the way.
+    let long_job = node.job(&long);
+    assert_eq!(long_job["state"], "running", "{long_job:#}");
+    assert_eq!(long_job["attempt"], 1);
+    assert!(node.drover(&["cancel", &long]).status.success());
     assert_eq!(
         node.drover(&["wait", "--timeout", "30s", &next])
             .status
@@ -526,7 +541,7 @@ fn claimed_but_unrun_jobs_survive_shutdown_and_crash() {
         Some(0)
     );
     assert_eq!(node.job(&next)["attempts"][0]["reason"], "node_lost");
-    assert_eq!(node.job(&long)["state"], "lost");
+    assert_eq!(node.job(&long)["state"], "cancelled");
     assert_eq!(alive_with(&marker), Vec::<i32>::new());
 }
 

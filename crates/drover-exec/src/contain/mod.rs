@@ -31,7 +31,7 @@ use std::time::Duration;
 use drover_core::{AttemptRef, Cpus};
 use serde::{Deserialize, Serialize};
 
-pub use rlimit::{ChildRlimit, reap_strays};
+pub use rlimit::{ChildRlimit, become_subreaper, reap_strays};
 pub(crate) use rlimit::{forget_leader, register_leader};
 
 /// Which containment backend runs jobs.
@@ -164,11 +164,27 @@ pub struct CellUsage {
     pub pids_limited: bool,
 }
 
-/// The containment backend in use, chosen once per supervisor.
+/// The containment backend in use, chosen once per node.
 #[derive(Debug)]
 pub struct Containment {
     backend: Backend,
     why: String,
+}
+
+/// A chosen backend as plain data: what a node hands each job owner, so that owners use the
+/// node's subtree without probing or creating anything of their own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainmentSpec {
+    backend: SpecBackend,
+    why: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SpecBackend {
+    V2(v2::Tree),
+    V1(v1::Tree),
+    Rlimit,
 }
 
 #[derive(Debug)]
@@ -229,6 +245,36 @@ impl Containment {
             backend: BackendKind::Rlimit,
             why: refusals.join("; "),
         })
+    }
+
+    /// The backend as plain data, for a job owner ([`Containment::for_owner`]).
+    pub fn spec(&self) -> ContainmentSpec {
+        let backend = match &self.backend {
+            Backend::V2(tree) => SpecBackend::V2(tree.clone()),
+            Backend::V1(tree) => SpecBackend::V1(tree.clone()),
+            Backend::Rlimit(_) => SpecBackend::Rlimit,
+        };
+        ContainmentSpec {
+            backend,
+            why: self.why.clone(),
+        }
+    }
+
+    /// The node's backend, in a job owner. With rlimit the owner becomes a child subreaper, so
+    /// that its job's escapees are re-parented to it.
+    pub fn for_owner(spec: ContainmentSpec) -> Containment {
+        let backend = match spec.backend {
+            SpecBackend::V2(tree) => Backend::V2(tree),
+            SpecBackend::V1(tree) => Backend::V1(tree),
+            SpecBackend::Rlimit => {
+                become_subreaper();
+                Backend::Rlimit(rlimit::Tree::open())
+            }
+        };
+        Containment {
+            backend,
+            why: spec.why,
+        }
     }
 
     /// The backend in use.
@@ -293,20 +339,32 @@ impl Containment {
         }
     }
 
-    /// Kills whatever is left in cells of this node that no live attempt owns (after a crash),
-    /// and removes them. Returns how many cells were swept.
-    pub fn sweep(&self) -> usize {
+    /// Kills whatever is left in cells of this node except those of `keep` (attempts whose
+    /// owners still run them), and removes them. Returns how many cells were swept.
+    pub fn sweep_except(&self, keep: &[AttemptRef]) -> usize {
+        let names: Vec<String> = keep.iter().map(|a| cell_name(*a)).collect();
+        let keep = |name: &str| names.iter().any(|n| n == name);
         match &self.backend {
-            Backend::V2(tree) => tree.sweep(),
-            Backend::V1(tree) => tree.sweep(),
+            Backend::V2(tree) => tree.sweep(&keep),
+            Backend::V1(tree) => tree.sweep(&keep),
             Backend::Rlimit(_) => 0,
         }
+    }
+
+    /// The cell `attempt` was given, found again from the attempt alone (after its owner died).
+    pub fn cell_of(&self, attempt: AttemptRef) -> Cell {
+        let inner = match &self.backend {
+            Backend::V2(tree) => CellInner::V2(tree.cell(&cell_name(attempt))),
+            Backend::V1(tree) => CellInner::V1(tree.cell(&cell_name(attempt))),
+            Backend::Rlimit(_) => CellInner::Rlimit(rlimit::Cell::new(attempt)),
+        };
+        Cell { attempt, inner }
     }
 
     /// Removes this node's subtree at shutdown, sweeping any cell whose removal had not run yet
     /// (nothing runs any more by then).
     pub fn close(&self) {
-        self.sweep();
+        self.sweep_except(&[]);
         match &self.backend {
             Backend::V2(tree) => tree.close(),
             Backend::V1(tree) => tree.close(),
@@ -364,6 +422,16 @@ impl Cell {
             CellInner::V2(cell) => cell.signal(signal),
             CellInner::V1(cell) => cell.signal(signal),
             CellInner::Rlimit(cell) => cell.signal(signal),
+        }
+    }
+
+    /// Live processes of the cell wherever they are, for an attempt whose owner is gone: as
+    /// [`Cell::members`] with cgroups; without, every process on the machine that carries the
+    /// attempt's variables (nobody adopted them as subreaper).
+    pub fn orphaned_members(&self) -> Vec<i32> {
+        match &self.inner {
+            CellInner::Rlimit(cell) => cell.members_anywhere(),
+            _ => self.members(),
         }
     }
 

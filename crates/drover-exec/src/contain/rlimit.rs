@@ -75,7 +75,8 @@ pub(super) fn approximations(limits: &JobLimits, timeout: Duration) -> Vec<Child
     out
 }
 
-/// The rlimit backend: nothing to set up but the subreaper.
+/// The rlimit backend: nothing to set up but the subreaper, which each job's owner becomes
+/// ([`become_subreaper`]).
 #[derive(Debug)]
 pub(super) struct Tree {
     subreaper: bool,
@@ -83,12 +84,9 @@ pub(super) struct Tree {
 
 impl Tree {
     pub(super) fn open() -> Tree {
-        #[cfg(target_os = "linux")]
-        // SAFETY: prctl with integer arguments.
-        let subreaper = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } == 0;
-        #[cfg(not(target_os = "linux"))]
-        let subreaper = false;
-        Tree { subreaper }
+        Tree {
+            subreaper: cfg!(target_os = "linux"),
+        }
     }
 
     pub(super) fn support(&self) -> Vec<LimitSupport> {
@@ -112,7 +110,7 @@ impl Tree {
                 support(
                     "escapees",
                     true,
-                    "the node is a child subreaper; processes that left the job's group are found by their DROVER_JOB_ID/DROVER_ATTEMPT (one that also clears its environment is missed)",
+                    "each job's owner is a child subreaper; processes that left the job's group are found by their DROVER_JOB_ID/DROVER_ATTEMPT (one that also clears its environment is missed)",
                 )
             } else {
                 support(
@@ -128,6 +126,16 @@ impl Tree {
             ),
         ]
     }
+}
+
+/// Makes this process a child subreaper (Linux), so that processes that leave a job's group are
+/// re-parented to the job's owner and stay findable. Returns whether it worked.
+pub fn become_subreaper() -> bool {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with integer arguments.
+    return unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } == 0;
+    #[cfg(not(target_os = "linux"))]
+    false
 }
 
 /// The pids of live job leaders: [`reap_strays`] must never reap one of them, because the
@@ -261,6 +269,19 @@ impl Cell {
             }
         }
         found
+    }
+
+    /// Every live process of this machine that carries this attempt's variables, wherever it
+    /// was re-parented: used when the attempt's owner is gone, so nobody adopted them.
+    pub(super) fn members_anywhere(&self) -> Vec<i32> {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| !is_zombie(*pid) && self.marks(*pid))
+            .collect()
     }
 
     fn marks(&self, pid: i32) -> bool {

@@ -18,7 +18,7 @@ const CFS_PERIOD: Duration = Duration::from_millis(100);
 const FREEZE_WAIT: Duration = Duration::from_secs(1);
 
 /// This node's directory in each hierarchy. `freezer`, `memory` and `pids` are required.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) struct Tree {
     memory: PathBuf,
     pids: PathBuf,
@@ -139,8 +139,15 @@ impl Tree {
         fs::read_u64(&self.memory.join(name), "memory.usage_in_bytes")
     }
 
-    pub(super) fn sweep(&self) -> usize {
-        let names = fs::child_cgroups(&self.freezer);
+    pub(super) fn cell(&self, name: &str) -> Cell {
+        self.cell_dirs(name, true, true)
+    }
+
+    pub(super) fn sweep(&self, keep: &dyn Fn(&str) -> bool) -> usize {
+        let names: Vec<String> = fs::child_cgroups(&self.freezer)
+            .into_iter()
+            .filter(|n| !keep(n))
+            .collect();
         for name in &names {
             // A leftover may have been made with any limits: look in every hierarchy.
             let cell = self.cell_dirs(name, true, true);

@@ -17,7 +17,7 @@ use super::{CellUsage, JobLimits, LimitSupport, support};
 const CFS_PERIOD: Duration = Duration::from_millis(100);
 
 /// This node's subtree in the unified hierarchy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) struct Tree {
     root: PathBuf,
     controllers: BTreeSet<String>,
@@ -146,8 +146,17 @@ impl Tree {
         fs::read_u64(&self.root.join(name), "memory.current")
     }
 
-    pub(super) fn sweep(&self) -> usize {
-        let names = fs::child_cgroups(&self.root);
+    pub(super) fn cell(&self, name: &str) -> Cell {
+        Cell {
+            dir: self.root.join(name),
+        }
+    }
+
+    pub(super) fn sweep(&self, keep: &dyn Fn(&str) -> bool) -> usize {
+        let names: Vec<String> = fs::child_cgroups(&self.root)
+            .into_iter()
+            .filter(|n| !keep(n))
+            .collect();
         for name in &names {
             let cell = Cell {
                 dir: self.root.join(name),

@@ -263,8 +263,25 @@ fn complete_in(
     if head.attempt != attempt.attempt || !head.state.has_live_attempt() {
         return Ok(head.stale());
     }
+    let mut outcome = outcome;
+    // A checkpointed attempt hands the job back to the queue at once, and its attempt does not
+    // count against the retry budget. A pending cancel still wins.
+    let checkpointed = outcome.reason == Reason::Checkpointed;
+    if checkpointed {
+        outcome.state = if head.cancel_requested {
+            JobState::Cancelled
+        } else {
+            JobState::Queued
+        };
+    }
     // The attempt's own outcome must be a legal ending of its current state.
     head.state.check(outcome.state)?;
+    if checkpointed && outcome.state == JobState::Queued {
+        tx.conn.execute(
+            "UPDATE jobs SET max_attempts = max_attempts + 1, not_before = NULL WHERE id = ?1",
+            params![attempt.job_id.to_string()],
+        )?;
+    }
     let unsuccessful = matches!(
         outcome.state,
         JobState::Failed | JobState::TimedOut | JobState::Lost
@@ -306,6 +323,18 @@ fn complete_in(
             params![not_before, attempt.job_id.to_string()],
         )?;
     }
+    // An outcome its owner kept while no node listened ended before now.
+    let finished = outcome
+        .ended_at
+        .map(|t| t.timestamp_millis())
+        .filter(|t| *t < tx.now_ms)
+        .unwrap_or(tx.now_ms);
+    if finished < tx.now_ms - 1000 && next.is_terminal() {
+        tx.conn.execute(
+            "UPDATE jobs SET finished_at = ?1 WHERE id = ?2",
+            params![finished, attempt.job_id.to_string()],
+        )?;
+    }
     let node: String = tx.conn.query_row(
         "UPDATE attempts SET state = ?1, finished_at = ?2, lease_expires_at = NULL,
                  exit_code = ?3, signal = ?4, reason = ?5, peak_memory_bytes = ?6,
@@ -314,7 +343,7 @@ fn complete_in(
              RETURNING node",
         params![
             outcome.state.as_str(),
-            tx.now_ms,
+            finished,
             outcome.exit_code,
             outcome.signal,
             outcome.reason.to_string(),
@@ -1082,6 +1111,7 @@ impl Store for SqlStore {
                 })?;
             rows.into_iter()
                 .map(|(job_id, attempt, state, pid, proc_start, cancel_requested, spec)| {
+                    let spec = parse_spec(&spec)?;
                     Ok(LiveAttempt {
                         attempt: AttemptRef {
                             job_id: parse_id(&job_id)?,
@@ -1091,7 +1121,8 @@ impl Store for SqlStore {
                         pid,
                         proc_start: proc_start.and_then(|s| u64::try_from(s).ok()),
                         cancel_requested,
-                        grace: parse_spec(&spec)?.grace.get(),
+                        grace: spec.grace.get(),
+                        resources: spec.resources(),
                     })
                 })
                 .collect()

@@ -21,6 +21,8 @@ pub struct Node {
     child: Option<Child>,
     extra: Vec<String>,
     env: Vec<(String, String)>,
+    /// The drover binary `serve` runs from (another copy, to test an upgrade).
+    binary: PathBuf,
 }
 
 impl Node {
@@ -44,6 +46,7 @@ impl Node {
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             env,
+            binary: PathBuf::from(BIN),
         };
         node.spawn();
         node
@@ -82,7 +85,7 @@ impl Node {
             .append(true)
             .open(self.dir.path().join("node.log"))
             .expect("node log");
-        let child = Command::new(BIN)
+        let child = Command::new(&self.binary)
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.data_dir())
@@ -207,27 +210,91 @@ impl Node {
         assert!(self.child.is_none(), "stop the node first");
         self.spawn();
     }
+
+    /// Runs the node's next start from `binary`.
+    pub fn set_binary(&mut self, binary: &std::path::Path) {
+        self.binary = binary.to_path_buf();
+    }
+
+    /// The node's id, from its address file.
+    pub fn node_id(&self) -> String {
+        let info: Value = serde_json::from_slice(
+            &std::fs::read(self.data_dir().join("serve.json")).expect("serve.json"),
+        )
+        .expect("json");
+        info["node"].as_str().expect("node").to_string()
+    }
+
+    /// Sets a variable for the node's next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
+    /// The job owners (`drover owner`) of this node's data dir that are alive.
+    pub fn owners(&self) -> Vec<i32> {
+        alive_with(&format!(
+            "owner --dir {}",
+            self.data_dir().join("owners").display()
+        ))
+    }
+
+    /// kill -9 of the node and of every job owner it started: nothing holds its jobs any more.
+    pub fn kill9_with_owners(&mut self) {
+        self.kill9();
+        for pid in self.owners() {
+            // SAFETY: kill with plain integers.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.owners().is_empty() {
+            assert!(Instant::now() < deadline, "owners survived SIGKILL");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the jobs that outlived the node: SIGTERM to each owner stops its job through the
+    /// kill ladder; SIGKILL for any owner still there after 20 s.
+    fn stop_owners(&self) {
+        let owners = self.owners();
+        for pid in &owners {
+            // SAFETY: kill with plain integers.
+            unsafe { libc::kill(*pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.owners().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for pid in self.owners() {
+            // SAFETY: kill with plain integers.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
+        // A graceful stop, then the jobs that outlive it: a test leaves no job processes behind.
         if let Some(mut child) = self.child.take() {
-            // A graceful stop, so that a failed test leaves no job processes behind.
             // SAFETY: kill with a pid we own.
             unsafe {
                 libc::kill(child.id() as i32, libc::SIGTERM);
                 libc::kill(child.id() as i32, libc::SIGTERM);
             }
             let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
+            loop {
                 if let Ok(Some(_)) = child.try_wait() {
-                    return;
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
+        self.stop_owners();
     }
 }
 
