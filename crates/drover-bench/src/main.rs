@@ -315,6 +315,22 @@ fn render(
             )?,
         }
     }
+    if let Some((label, _)) = &bench.baseline {
+        let before = format!("drover {label}");
+        writeln!(
+            md,
+            "\n`drover {label}` is the build of the commit before the change measured, run for run beside this one (`--baseline`): drover now / before ="
+        )?;
+        for c in [2, 8] {
+            let now = median_of("drover", c).unwrap_or(f64::NAN);
+            let then = median_of(&before, c).unwrap_or(f64::NAN);
+            writeln!(
+                md,
+                "- {c} slots: {:.2}× ({now:.0} / {then:.0} jobs/s)",
+                now / then
+            )?;
+        }
+    }
 
     writeln!(md, "\n## 1b. Throughput across nodes\n")?;
     writeln!(

@@ -1,14 +1,15 @@
-//! A drover node: it owns a data dir, a store, a supervisor and the HTTP API, and runs the loop
-//! that moves jobs from the store to the supervisor and back.
+//! A drover node: it owns a data dir, a store, the job owners' executor and the HTTP API, and
+//! runs the loop that moves jobs from the store to their owners and back.
 //!
 //! [`serve`] is the whole life of a node:
-//! 1. open and lock the data dir (mode 0700), load the stable node id;
-//! 2. open the store and run crash [`recovery`] for attempts this node held before;
+//! 1. open and lock the data dir (mode 0700), load the stable node id and the local token;
+//! 2. open the store; start the executor, which re-attaches to the job owners an earlier run left
+//!    (none after a reboot), and plan the take-over ([`recovery`]);
 //! 3. bind the API (loopback unless told otherwise; every request needs a token, see [`auth`])
 //!    and write `serve.json` for clients;
-//! 4. run the `runner` loop until SIGTERM/SIGINT, then drain: no new claims, wait up to the
-//!    shutdown timeout, stop what is left through the kill ladder and record it `lost`
-//!    (`node_shutdown`), so its retry policy applies.
+//! 4. run the `runner` loop until SIGTERM/SIGINT, then detach: no new claims, running jobs go on
+//!    under their owners. With `--stop-jobs-on-exit`, drain instead: wait up to the shutdown
+//!    timeout, stop what is left through the kill ladder and record it `lost` (`node_shutdown`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -393,13 +394,9 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         executor.clone(),
     );
     runner.adopt(recovered.adopted);
-    let left_running = runner.run(internal, reports, shutdown_rx).await;
+    runner.run(internal, reports, shutdown_rx).await;
+    // Running jobs go on under their owners (the executor says how many in the log).
     executor.detach().await;
-    if left_running == 0 {
-        containment.close();
-    } else {
-        tracing::info!(jobs = left_running, "left running under their owners");
-    }
     data.remove_serve_info();
     let _ = server_stop_tx.send(true);
     match server.await {

@@ -266,13 +266,13 @@ impl Runner {
 
     /// Runs until `shutdown` turns true, then detaches from the jobs that run (their owners go
     /// on) — or, with `stop_jobs_on_exit`, waits for them up to the shutdown timeout and stops
-    /// the rest; a second signal then stops them at once. Returns how many jobs it left running.
+    /// the rest; a second signal then stops them at once.
     pub async fn run(
         mut self,
         mut internal: mpsc::UnboundedReceiver<Internal>,
         mut reports: mpsc::UnboundedReceiver<Report>,
         mut shutdown: watch::Receiver<u32>,
-    ) -> usize {
+    ) {
         let mut events = self.store.subscribe();
         let mut heartbeat = interval(self.config.lease / 3);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -381,8 +381,7 @@ impl Runner {
                 }
             }
         }
-        tracing::info!("node loop stopped");
-        self.live.len()
+        tracing::info!(running = self.live.len(), "node loop stopped");
     }
 
     /// How many more attempts to claim: enough to fill every slot, and — while recent jobs are

@@ -79,7 +79,7 @@ pub struct ExecutorHandle {
 
 enum Order {
     Command(Command),
-    Detach(oneshot::Sender<()>),
+    Detach(oneshot::Sender<usize>),
 }
 
 impl ExecutorHandle {
@@ -91,12 +91,14 @@ impl ExecutorHandle {
     }
 
     /// Lets go of every owner: connections close, owners holding jobs go on, idle ones exit.
-    /// Returns once done; the executor then stops.
-    pub async fn detach(&self) {
+    /// With no job left running, the node's cgroup subtree is removed too. Returns how many jobs
+    /// go on under their owners; the executor then stops.
+    pub async fn detach(&self) -> usize {
         let (tx, rx) = oneshot::channel();
         if self.orders.send(Order::Detach(tx)).is_ok() {
-            let _ = rx.await;
+            return rx.await.unwrap_or(0);
         }
+        0
     }
 }
 
@@ -227,13 +229,18 @@ impl Actor {
                 order = orders.recv() => match order {
                     Some(Order::Command(command)) => self.on_command(command),
                     Some(Order::Detach(done)) => {
-                        self.detach();
-                        let _ = done.send(());
+                        let left = self.detach();
+                        if left == 0 {
+                            // Nothing runs any more: the subtree (and any cell a crash left) goes.
+                            let containment = Arc::clone(&self.containment);
+                            let _ = tokio::task::spawn_blocking(move || containment.close()).await;
+                        }
+                        let _ = done.send(left);
                         return;
                     }
                     // The node is gone without detaching (it crashed): as good as a detach.
                     None => {
-                        self.detach();
+                        let _ = self.detach();
                         return;
                     }
                 },
@@ -495,12 +502,11 @@ impl Actor {
         }
     }
 
-    fn detach(&mut self) {
+    fn detach(&mut self) -> usize {
         let holding = self.owners.values().filter(|c| c.holding.is_some()).count();
         for (_, conn) in self.owners.drain() {
             conn.reader.abort();
-            // Dropping `out` ends the writer task, which closes the socket: the owner sees the
-            // node go.
+            // Dropping its writer closes our side of the socket: the owner sees the node go.
         }
         self.idle.clear();
         if holding > 0 {
@@ -509,6 +515,7 @@ impl Actor {
                 "detached from the owners of running jobs; they go on, and the next node on this data dir re-attaches"
             );
         }
+        holding
     }
 
     /// Connects to what an earlier run left: owners' sockets and outcome files.
