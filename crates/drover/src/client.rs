@@ -57,6 +57,10 @@ struct Finding {
     token: Option<String>,
 }
 
+/// Whether this process has said it lost the node (several threads of `run` may wait for it at
+/// once; the user hears it once).
+static SAID_LOST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// How long a client that lost its node (a restart, an upgrade) waits for it to come back.
 pub const RECONNECT_FOR: Duration = Duration::from_secs(300);
 
@@ -142,7 +146,11 @@ impl Client {
             match call(self) {
                 Err(ClientError::Transport(detail)) => {
                     let started = *since.get_or_insert_with(|| {
-                        eprintln!("drover: lost the node ({detail}); waiting for it to come back");
+                        if !SAID_LOST.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                            eprintln!(
+                                "drover: lost the node ({detail}); waiting for it to come back"
+                            );
+                        }
                         Instant::now()
                     });
                     if started.elapsed() > RECONNECT_FOR {
@@ -156,7 +164,8 @@ impl Client {
                     self.relocate();
                 }
                 other => {
-                    if since.is_some() {
+                    if since.is_some() && SAID_LOST.swap(false, std::sync::atomic::Ordering::SeqCst)
+                    {
                         eprintln!("drover: the node is back");
                     }
                     return other;

@@ -434,6 +434,7 @@ fn follow_output(
 ) -> anyhow::Result<()> {
     let mut attempt = attempt;
     let mut offset = 0u64;
+    let mut finishing = false;
     loop {
         let path = format!(
             "/v1/jobs/{id}/logs?stream={stream}&follow=true&offset={offset}{}",
@@ -442,16 +443,19 @@ fn follow_output(
         let (said, mut body) = client.patiently(|c| c.stream_with_attempt(&path))?;
         attempt = attempt.or(said);
         let broke = copy_counting(&mut body, out, &mut offset)?;
+        if finishing {
+            return Ok(());
+        }
         let job: JobRecord = client.patiently(|c| c.get(&format!("/v1/jobs/{id}")))?;
         let live = match attempt {
             Some(a) => job.attempt == a && job.state.has_live_attempt(),
             None => job.state.has_live_attempt(),
         };
-        if !live && !broke {
-            return Ok(());
-        }
-        // Still running (the node went away or is stopping), or the stream broke before its
-        // end: ask again from where it stopped.
+        // Over: one more request from where this one stopped gets whatever the attempt wrote
+        // after it (the stream may have ended because the node stopped, and the attempt ended
+        // while it was down); for an attempt that was over when the stream ended, it is empty.
+        // Still running (the node went away or is stopping), or broken: ask again.
+        finishing = !live && !broke;
     }
 }
 

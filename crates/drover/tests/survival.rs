@@ -542,3 +542,38 @@ fn fencing_outlives_the_node() {
         a.log()
     );
 }
+
+/// A `logs -f` whose node stops, and whose job ends while no node runs, still prints everything
+/// once the node is back: the output written after the stream ended is fetched from where it
+/// stopped. (It was lost: the follow saw the job over and stopped asking.)
+#[test]
+fn a_follow_gets_what_was_written_while_the_node_was_down() {
+    let mut node = Node::start(&[]);
+    let id = node.submit(&[
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4; do echo line $i; sleep 1; done",
+    ]);
+    node.wait_until(&id, "the job running", |j| j["state"] == "running");
+    let follow = Command::new(BIN)
+        .args(["logs", "-f", &id])
+        .env("DROVER_DATA_DIR", node.data_dir())
+        .env_remove("DROVER_SERVER")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("drover logs -f");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(node.terminate().success());
+    std::thread::sleep(Duration::from_secs(4));
+    node.restart();
+    let out = follow.wait_with_output().expect("logs -f");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout(&out), "line 1\nline 2\nline 3\nline 4\n");
+}
