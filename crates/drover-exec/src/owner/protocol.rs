@@ -96,7 +96,9 @@ pub enum ToOwner {
     Exit,
 }
 
-/// Owner → node.
+/// Owner → node. These mirror the [`crate::Report`]s an owner's supervisor makes, but are their
+/// own type on purpose: the wire format is versioned and must not change when the node's side
+/// of the executor grows a report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FromOwner {
