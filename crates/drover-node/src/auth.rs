@@ -95,7 +95,8 @@ impl AccessPolicy {
             let short = crate::datadir::hostname().to_lowercase();
             names.push(format!("{short}.local"));
             names.push(short);
-            if let Some(full) = full_hostname() {
+            // With its domain (`mac.lan`), when the OS has one.
+            if let Some(full) = crate::datadir::os_hostname().filter(|n| n.contains('.')) {
                 names.push(full.to_lowercase());
             }
         }
@@ -172,19 +173,6 @@ fn host_name(host: &str) -> &str {
         Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
         _ => host,
     }
-}
-
-/// The machine's host name as the OS has it, when it has a domain part.
-fn full_hostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = String::from_utf8_lossy(&buf[..end]).into_owned();
-    name.contains('.').then_some(name)
 }
 
 /// Whether `offered` is `token`, in time that depends only on their lengths (so a wrong guess

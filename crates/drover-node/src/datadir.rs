@@ -280,17 +280,21 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataDirError> {
     fs::rename(&tmp, path).map_err(io_err("cannot rename into", path))
 }
 
-/// The machine's host name: its first label, cleaned for use in ids (`node` when it has none).
-pub fn hostname() -> String {
+/// The host name as the OS has it (`mac.lan`), if it has one.
+pub(crate) fn os_hostname() -> Option<String> {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let name = if rc == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        String::new()
-    };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+/// The machine's host name: its first label, cleaned for use in ids (`node` when it has none).
+pub fn hostname() -> String {
+    let name = os_hostname().unwrap_or_default();
     let clean: String = name
         .split('.')
         .next()

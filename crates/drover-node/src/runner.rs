@@ -91,6 +91,9 @@ struct Live {
     /// Its owner is gone and what it left is being stopped; then it is recorded lost for this
     /// reason.
     cleaning: Option<Reason>,
+    /// Taken over from an earlier run of the node: `since` is not when it started, so its run
+    /// time says nothing about how long jobs run.
+    adopted: bool,
 }
 
 impl Live {
@@ -104,6 +107,7 @@ impl Live {
             grace,
             memory_used: None,
             cleaning: None,
+            adopted: false,
         }
     }
 }
@@ -233,6 +237,7 @@ impl Runner {
                     let mut live = Live::new(needs, grace);
                     live.pid = pid;
                     live.released = released;
+                    live.adopted = true;
                     self.live.insert(attempt, live);
                     if !released {
                         // It waits at a gate the node that claimed it never opened.
@@ -244,6 +249,7 @@ impl Runner {
                 Adopted::Ended { attempt, outcome } => {
                     let mut live = Live::new(Resources::ZERO, Duration::ZERO);
                     live.released = true;
+                    live.adopted = true;
                     self.live.insert(attempt, live);
                     self.on_report(Report::Exited { attempt, outcome });
                 }
@@ -740,7 +746,7 @@ impl Runner {
                 reason: recorded.reason.kind().to_string(),
             })
             .inc();
-        if let Some(live) = self.live.remove(&attempt) {
+        if let Some(live) = self.live.remove(&attempt).filter(|l| !l.adopted) {
             let ran = live.since.elapsed();
             self.config
                 .metrics

@@ -112,18 +112,18 @@ impl Executor {
         super::process::make_dir(&config.dir)?;
         let (orders_tx, orders) = mpsc::unbounded_channel();
         let (reports, report_rx) = mpsc::unbounded_channel();
-        let (lines_tx, lines) = mpsc::unbounded_channel();
+        let (heard_tx, heard) = mpsc::unbounded_channel();
         let mut actor = Actor {
             config,
             containment,
             reports,
             owners: HashMap::new(),
             idle: VecDeque::new(),
-            lines_tx,
+            heard_tx,
             next_id: 0,
         };
         let found = actor.reattach().await;
-        tokio::spawn(actor.run(orders, lines));
+        tokio::spawn(actor.run(orders, heard));
         Ok((ExecutorHandle { orders: orders_tx }, report_rx, found))
     }
 }
@@ -196,6 +196,17 @@ impl Writer {
     }
 }
 
+/// What a connection's reader tells the actor (the rest of what owners say goes straight to
+/// the node as reports).
+enum Heard {
+    /// The owner's hello named its version.
+    Version(String),
+    /// It reported this attempt's outcome.
+    Ended(AttemptRef),
+    /// The connection ended.
+    Gone,
+}
+
 /// One owner's connection.
 struct Conn {
     out: Arc<Writer>,
@@ -214,7 +225,7 @@ struct Actor {
     reports: mpsc::UnboundedSender<Report>,
     owners: HashMap<u64, Conn>,
     idle: VecDeque<u64>,
-    lines_tx: mpsc::UnboundedSender<(u64, Option<FromOwner>)>,
+    heard_tx: mpsc::UnboundedSender<(u64, Heard)>,
     next_id: u64,
 }
 
@@ -222,7 +233,7 @@ impl Actor {
     async fn run(
         mut self,
         mut orders: mpsc::UnboundedReceiver<Order>,
-        mut lines: mpsc::UnboundedReceiver<(u64, Option<FromOwner>)>,
+        mut heard: mpsc::UnboundedReceiver<(u64, Heard)>,
     ) {
         loop {
             tokio::select! {
@@ -244,21 +255,30 @@ impl Actor {
                         return;
                     }
                 },
-                Some((id, line)) = lines.recv() => match line {
-                    Some(message) => self.on_message(id, message),
-                    None => self.on_gone(id),
+                Some((id, heard)) = heard.recv() => match heard {
+                    Heard::Version(version) => {
+                        if let Some(conn) = self.owners.get_mut(&id) {
+                            conn.version = Some(version);
+                        }
+                    }
+                    Heard::Ended(attempt) => {
+                        if let Some(conn) = self.owners.get_mut(&id).filter(|c| c.holding == Some(attempt)) {
+                            conn.ended = true;
+                        }
+                    }
+                    Heard::Gone => self.on_gone(id),
                 },
             }
         }
     }
 
-    /// Registers a connection: a writer task for what we send, a reader task for what it says.
+    /// Registers a connection: a [`Writer`] for what we send, a reader task for what it says.
     fn connect(&mut self, stream: UnixStream, hello: Option<&Hello>) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
         let (read, write) = stream.into_split();
         let out = Writer::new(write);
-        let lines = self.lines_tx.clone();
+        let heard = self.heard_tx.clone();
         let reports = self.reports.clone();
         let reader = tokio::spawn(async move {
             let mut input = BufReader::new(read);
@@ -285,24 +305,18 @@ impl Actor {
                         Ok(FromOwner::Exited { attempt, outcome }) => {
                             // The actor first, so that it knows the outcome came before any
                             // end of this connection it hears of.
-                            let _ = lines.send((
-                                id,
-                                Some(FromOwner::Exited {
-                                    attempt,
-                                    outcome: Outcome::without_process(Ending::Exited(0)),
-                                }),
-                            ));
+                            let _ = heard.send((id, Heard::Ended(attempt)));
                             let _ = reports.send(Report::Exited { attempt, outcome });
                         }
-                        Ok(message) => {
-                            let _ = lines.send((id, Some(message)));
+                        Ok(FromOwner::Hello(hello)) => {
+                            let _ = heard.send((id, Heard::Version(hello.version)));
                         }
                         Err(err) => {
                             tracing::warn!(error = %err, "skipping a message from an owner that this node cannot read");
                         }
                     },
                     Ok(None) | Err(_) => {
-                        let _ = lines.send((id, None));
+                        let _ = heard.send((id, Heard::Gone));
                         return;
                     }
                 }
@@ -452,27 +466,6 @@ impl Actor {
             } else {
                 conn.out.send(&ToOwner::Exit);
             }
-        }
-    }
-
-    fn on_message(&mut self, id: u64, message: FromOwner) {
-        match message {
-            FromOwner::Hello(hello) => {
-                if let Some(conn) = self.owners.get_mut(&id) {
-                    conn.version = Some(hello.version);
-                }
-            }
-            // The reader reported it; the actor only notes that the outcome came.
-            FromOwner::Exited { attempt, .. } => {
-                if let Some(conn) = self
-                    .owners
-                    .get_mut(&id)
-                    .filter(|c| c.holding == Some(attempt))
-                {
-                    conn.ended = true;
-                }
-            }
-            FromOwner::Spawned { .. } | FromOwner::Memory { .. } => {}
         }
     }
 

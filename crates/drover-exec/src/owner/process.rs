@@ -170,7 +170,8 @@ async fn serve(args: OwnerArgs) -> Result<(), OwnerError> {
                         tracing::info!(attempt = %held.attempt, "SIGTERM: stopping the job");
                         owner.command(Command::Stop(held.attempt, StopReason::Shutdown));
                     }
-                    Some(_) => {}
+                    // Over, but not recorded yet: onto disk before this owner goes.
+                    Some(_) => owner.persist(),
                 }
             }
         }
