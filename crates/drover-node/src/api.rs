@@ -54,8 +54,8 @@ pub struct ApiState {
     pub node: NodeId,
     /// What the node is and has, for `GET /v1/node`.
     pub info: Arc<crate::NodeReport>,
-    /// Queued jobs the node passed over for lack of resources, and why.
-    pub waiting_for: crate::runner::WaitingFor,
+    /// Queued jobs the node's last claim passed over for lack of resources, and why.
+    pub passed_over: crate::runner::PassedOver,
     /// Wakes the node loop for a change no job event announces (a queue resumed or widened).
     pub wake: Arc<tokio::sync::Notify>,
     /// Per-queue defaults for fields a submitted spec leaves out (`[queues.NAME]` in
@@ -270,7 +270,7 @@ async fn with_waiting(
     } else {
         Vec::new()
     };
-    let notes = state.waiting_for.lock().ok();
+    let notes = state.passed_over.lock().ok();
     for job in jobs.iter_mut().filter(|j| j.state == JobState::Queued) {
         let unmatched = !job.spec.require.is_empty()
             && !nodes.iter().any(|n| {

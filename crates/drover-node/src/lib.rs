@@ -295,7 +295,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         host_memory: None,
         pressure: Pressures::default(),
     });
-    let waiting_for = runner::WaitingFor::default();
+    let passed_over = runner::PassedOver::default();
     let metrics = Arc::new(metrics::Metrics::new());
     metrics
         .capacity_memory
@@ -331,7 +331,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         },
         node: node.clone(),
         info: Arc::clone(&info),
-        waiting_for: Arc::clone(&waiting_for),
+        passed_over: Arc::clone(&passed_over),
         wake: Arc::clone(&wake),
         queue_defaults: Arc::new(config.queue_defaults.clone()),
         metrics: Arc::clone(&metrics),
@@ -384,7 +384,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
             reserve_after: config.reserve_after,
             fence: config.database.is_some(),
             stop_jobs_on_exit: config.stop_jobs_on_exit,
-            waiting_for,
+            passed_over,
             wake,
             metrics,
             load: load_tx,

@@ -4,7 +4,7 @@
 //! state is ONE transaction that also appends its [`Event`]s, numbered by a global, monotonically
 //! increasing `seq` (design.md invariant 2). Attempts carry leases from the first claim, and
 //! completion is fenced by `(job_id, attempt)` (invariant 3), so the same trait serves one node on
-//! SQLite today and many nodes on PostgreSQL (#8).
+//! SQLite and many nodes sharing one PostgreSQL database.
 //!
 //! [`SqlStore`] implements it once for both databases: SQLite, the embedded default
 //! ([`SqlStore::sqlite`]), and PostgreSQL, shared by many nodes ([`SqlStore::postgres`]). The
@@ -31,12 +31,27 @@ pub mod testing;
 
 pub use sql::SqlStore;
 
+/// A driver's error, kept as the source of a [`StoreError::Database`].
+pub type DriverError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// What can go wrong in a store.
+///
+/// [`StoreError::is_transient`] says which errors may go away if the same call is made again
+/// (a lost connection, a busy or full database, a failed commit): callers that must get an
+/// answer (recording how an attempt ended) retry those and give up at once on the rest.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database refused or failed an operation.
-    #[error("database error: {0}")]
-    Database(String),
+    #[error("database error: {context}")]
+    Database {
+        /// What failed, in words (for a driver error, what the database said).
+        context: String,
+        /// The driver's error, when one caused it.
+        #[source]
+        source: Option<DriverError>,
+        /// Whether the same call may succeed later.
+        transient: bool,
+    },
     /// A row holds something this version cannot read.
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -65,9 +80,60 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// A database failure that may go away on its own (the connection, the disk, a lock).
+    pub fn transient(context: impl Into<String>, source: Option<DriverError>) -> Self {
+        StoreError::Database {
+            context: context.into(),
+            source,
+            transient: true,
+        }
+    }
+
+    /// A database failure that the same call will meet again (a broken statement, a value
+    /// that cannot be stored, an invariant the store found broken).
+    pub fn permanent(context: impl Into<String>, source: Option<DriverError>) -> Self {
+        StoreError::Database {
+            context: context.into(),
+            source,
+            transient: false,
+        }
+    }
+
+    /// Whether making the same call again may succeed. Only database failures the driver
+    /// calls temporary are; a corrupt row, an illegal transition, an invalid request, a closed
+    /// store and a store that cannot open are not.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database {
+                transient: true,
+                ..
+            }
+        )
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(err: rusqlite::Error) -> Self {
-        StoreError::Database(err.to_string())
+        use rusqlite::ErrorCode;
+        // Busy, locked, I/O and a full disk pass; a constraint or a bad statement does not.
+        let transient = matches!(
+            err.sqlite_error_code(),
+            Some(
+                ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::DiskFull
+                    | ErrorCode::CannotOpen
+                    | ErrorCode::OutOfMemory
+            )
+        );
+        StoreError::Database {
+            context: err.to_string(),
+            source: Some(Box::new(err)),
+            transient,
+        }
     }
 }
 

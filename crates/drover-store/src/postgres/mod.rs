@@ -42,7 +42,7 @@ impl SqlStore {
         let url = url.to_string();
         tokio::task::spawn_blocking(move || Self::postgres_blocking(&url))
             .await
-            .map_err(|e| StoreError::Database(format!("connect task failed: {e}")))?
+            .map_err(|e| StoreError::permanent("the connect task failed", Some(Box::new(e))))?
     }
 
     fn postgres_blocking(url: &str) -> Result<Self, StoreError> {
@@ -166,9 +166,25 @@ impl PgConn {
 
 fn pg_error(err: postgres::Error) -> StoreError {
     // The server's message says what is wrong; the error's own Display is often only "db error".
-    match err.as_db_error() {
-        Some(db) => StoreError::Database(format!("{}: {}", db.code().code(), db.message())),
-        None => StoreError::Database(err.to_string()),
+    let (context, transient) = match err.as_db_error() {
+        // Classes 08 (connection), 40 (serialization, deadlock), 53 (resources: disk, memory,
+        // connections), 57 (operator intervention: a shutdown, a terminated backend) and 58
+        // (system error) pass; the rest (constraints, syntax, data) will not.
+        Some(db) => {
+            let code = db.code().code();
+            let class = code.get(..2).unwrap_or("");
+            (
+                format!("{code}: {}", db.message()),
+                matches!(class, "08" | "40" | "53" | "57" | "58"),
+            )
+        }
+        // No server answer: the connection broke or could not be made.
+        None => (err.to_string(), true),
+    };
+    StoreError::Database {
+        context,
+        source: Some(Box::new(err)),
+        transient,
     }
 }
 

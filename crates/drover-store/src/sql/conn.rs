@@ -39,7 +39,7 @@ impl Row {
         let value = self
             .0
             .get(index)
-            .ok_or_else(|| StoreError::Database(format!("no column {index}")))?;
+            .ok_or_else(|| StoreError::Corrupt(format!("no column {index}")))?;
         T::from_value(value)
     }
 }
@@ -78,7 +78,7 @@ impl dyn Conn + '_ {
         f: impl FnOnce(&Row) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.query_opt(sql, params, f)?
-            .ok_or_else(|| StoreError::Database("the query returned no row".into()))
+            .ok_or_else(|| StoreError::permanent("the query returned no row", None))
     }
 
     /// Every row mapped by `f`.

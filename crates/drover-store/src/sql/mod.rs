@@ -299,7 +299,7 @@ impl SqlStore {
         let op: WriteOp = Box::new(move |tx| {
             let result = match tx {
                 Some(tx) => change(tx),
-                None => Err(StoreError::Database("could not begin a transaction".into())),
+                None => Err(StoreError::transient("could not begin a transaction", None)),
             };
             let ok = result.is_ok();
             let reply: Reply = Box::new(move |commit| {
@@ -343,7 +343,7 @@ impl SqlStore {
             result
         })
         .await
-        .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
+        .map_err(|e| StoreError::permanent("a read task failed", Some(Box::new(e))))?
     }
 
     /// Runs `hook` when the last handle to this store is dropped.
@@ -447,7 +447,10 @@ fn write_loop(
                 tracing::error!(error = %err, "group commit failed; rolling back the batch");
                 let _ = conn.execute("ROLLBACK", params![]);
                 for reply in replies {
-                    reply(Err(StoreError::Database(format!("commit failed: {err}"))));
+                    reply(Err(StoreError::transient(
+                        format!("commit failed: {err}"),
+                        None,
+                    )));
                 }
             }
         }
@@ -472,7 +475,7 @@ fn clock(conn: &dyn Conn) -> Result<i64, StoreError> {
 fn refuse(batch: &mut Vec<WriteOp>, why: &str) {
     for op in batch.drain(..) {
         let (_, reply) = op(None);
-        reply(Err(StoreError::Database(why.to_string())));
+        reply(Err(StoreError::transient(why, None)));
     }
 }
 

@@ -197,7 +197,7 @@ mod tests {
             !plan.iter().any(|step| step.contains("TEMP B-TREE")),
             "{plan:?}"
         );
-        let ops = include_str!("../sql/ops.rs");
+        let ops = include_str!("../sql/ops/claim.rs");
         assert!(
             ops.contains("FROM jobs INDEXED BY jobs_claim"),
             "the claim query changed"

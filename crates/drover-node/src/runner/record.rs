@@ -1,0 +1,152 @@
+//! How an ending reaches the store: the owner's view of an ending mapped onto the store's
+//! states and reasons, and the calls that must get an answer (a completion, a give-back),
+//! retried while the store's errors are transient and given up on at once when they are not.
+//!
+//! This file decides nothing about what runs; it may call the store only for the ending it is
+//! handed.
+
+use std::time::Duration;
+
+use drover_core::{AttemptRef, JobState, Reason};
+use drover_exec::{Ending as ExecEnding, Outcome, StopReason};
+use drover_store::{AttemptOutcome, Completion, Store, StoreError};
+
+use super::effect::Ending;
+
+/// How an ending was answered.
+#[derive(Debug)]
+pub(crate) enum Recorded {
+    /// On disk; the job is now in this state.
+    Done(JobState),
+    /// The store said the attempt is no longer the job's live one and changed nothing.
+    Stale,
+}
+
+/// How often, and how long in all, a transient error is retried: about 20 s, long enough to
+/// ride out a restart of the database.
+const TRIES: usize = 12;
+
+/// Writes `ending` for `attempt`. `Err` when the store could not take it: a permanent error at
+/// once, a transient one after [`TRIES`]; the attempt's lease then runs out and the reaper (or
+/// recovery at the node's next start) ends it.
+pub(crate) async fn record(
+    store: &dyn Store,
+    attempt: AttemptRef,
+    ending: Ending,
+) -> Result<Recorded, StoreError> {
+    match ending {
+        Ending::Complete(outcome) => {
+            until_answered(attempt, "recording a completion", || {
+                store.complete(attempt, outcome.clone())
+            })
+            .await
+        }
+        // A database restart must not turn a job that never ran into a lost one.
+        Ending::Unrun(reason, proof) => {
+            until_answered(attempt, "giving back an unrun attempt", || {
+                store.unclaim(attempt, reason.clone(), proof)
+            })
+            .await
+        }
+    }
+}
+
+/// Calls `ending` until the store answers, retrying transient errors with backoff. A stale
+/// answer is final, and so is a permanent error (a corrupt row, an illegal transition): asking
+/// again would meet it again.
+pub(crate) async fn until_answered<F, Fut>(
+    attempt: AttemptRef,
+    what: &str,
+    ending: F,
+) -> Result<Recorded, StoreError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Completion, StoreError>>,
+{
+    let mut pause = Duration::from_millis(50);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match ending().await {
+            Ok(Completion::Recorded { state }) => {
+                tracing::debug!(%attempt, %state, what, "recorded");
+                return Ok(Recorded::Done(state));
+            }
+            Ok(Completion::Stale {
+                current_attempt,
+                current_state,
+            }) => {
+                tracing::warn!(%attempt, current_attempt, %current_state, what, "the attempt is no longer live; the store ignored it");
+                return Ok(Recorded::Stale);
+            }
+            Err(err) if err.is_transient() && tries < TRIES => {
+                tracing::warn!(%attempt, error = %err, what, "store error; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(err) => {
+                let error = error_chain(&err);
+                tracing::error!(%attempt, %error, what, tries, "cannot record; the lease will run out and the reaper or recovery will end the attempt");
+                return Err(err);
+            }
+        }
+    }
+}
+
+/// An error and its sources, one after the other.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Maps an owner's view of an ending onto the store's states and reasons.
+pub fn to_attempt_outcome(outcome: &Outcome) -> AttemptOutcome {
+    // A tree that hit a hard limit and then failed failed *because of* the limit: name that,
+    // not the exit code or signal it produced (those stay on the attempt).
+    let limit_reason = if outcome.oom_killed {
+        Some(Reason::MemoryLimit)
+    } else if outcome.pids_limited {
+        Some(Reason::PidsLimit)
+    } else {
+        None
+    };
+    let (state, reason) = match &outcome.ending {
+        ExecEnding::Exited(0) => (JobState::Succeeded, Reason::ExitCode(0)),
+        ExecEnding::Exited(code) => (
+            JobState::Failed,
+            limit_reason.unwrap_or(Reason::ExitCode(*code)),
+        ),
+        ExecEnding::Signaled(sig) => (
+            JobState::Failed,
+            limit_reason.unwrap_or(Reason::Signal(*sig)),
+        ),
+        ExecEnding::TimedOut => (JobState::TimedOut, Reason::Timeout),
+        ExecEnding::Stalled => (JobState::Failed, Reason::Stalled),
+        ExecEnding::SpawnFailed(err) => (JobState::Failed, Reason::SpawnFailed(err.clone())),
+        // The store decides between `queued` and, with a cancel pending, `cancelled`.
+        ExecEnding::Checkpointed(_) => (JobState::Queued, Reason::Checkpointed),
+        ExecEnding::Stopped(why) | ExecEnding::Aborted(why) => match why {
+            StopReason::Cancel => (JobState::Cancelled, Reason::CancelledByUser),
+            StopReason::Shutdown => (JobState::Lost, Reason::NodeShutdown),
+            StopReason::LeaseLost => (JobState::Lost, Reason::NodeLost),
+        },
+    };
+    AttemptOutcome {
+        state,
+        reason,
+        exit_code: outcome.exit_code,
+        signal: outcome.signal,
+        peak_memory_bytes: outcome.peak_memory_bytes,
+        cpu_time_ms: outcome.cpu_time_ms,
+        ended_at: outcome
+            .ended_at_ms
+            .and_then(|ms| i64::try_from(ms).ok())
+            .and_then(chrono::DateTime::from_timestamp_millis),
+    }
+}

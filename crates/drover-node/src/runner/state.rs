@@ -1,0 +1,691 @@
+//! The runner's view of what this node runs, and the handlers that change it.
+//!
+//! Each handler takes one thing that happened (an event, a report from an owner, a store's
+//! answer, a tick of a timer) and pushes the [`Effect`]s that should follow; it may not call
+//! the store, the executor or the machine (memory figures come in as arguments). The driver in
+//! `mod.rs` carries the effects out. That split is what lets `tests.rs` check claiming ahead,
+//! fencing and endings without a store or an owner.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use drover_core::{Admission, AttemptRef, EventKind, JobId, JobState, Reason, Resources};
+use drover_exec::{Command, Outcome, Report, StopReason};
+use drover_store::{
+    AttemptOutcome, Claim, ClaimBatch, LeaseStatus, StartVerdict, StoreError, Unrun,
+};
+use tokio::time::Instant;
+
+use super::effect::{Answer, Effect, Ending};
+use super::record::to_attempt_outcome;
+use super::{Adopted, RunnerConfig};
+
+/// Claim one job ahead per slot only while recent jobs ran shorter than this. A claimed-ahead
+/// job is `starting` while it waits for a slot and cannot be overtaken by a later, higher
+/// priority one; for jobs this short that lasts less than a blink, and for long computations no
+/// job is claimed ahead at all.
+pub(crate) const CLAIM_AHEAD_BELOW: Duration = Duration::from_millis(200);
+
+/// How often to look again while a job waits for memory held by processes outside drover: no
+/// event says when they free it.
+const CONTENTION_RECHECK: Duration = Duration::from_secs(1);
+
+/// Where an attempt handed to an owner is, as the loop sees it.
+#[derive(Debug)]
+pub(crate) struct Live {
+    /// What it reserved at admission.
+    pub needs: Resources,
+    /// When it was handed to its owner.
+    pub since: Instant,
+    /// Its owner has been told to stop it, and why.
+    pub stopping: Option<StopReason>,
+    /// Set once the store said it is running (pid on disk, gate opened).
+    pub released: bool,
+    /// Its leader pid and start time, once known.
+    pub pid: Option<(i32, Option<u64>)>,
+    /// SIGTERM → SIGKILL gap, for a clean-up after its owner died.
+    pub grace: Duration,
+    /// What its tree used when last asked (only for attempts that reserved memory).
+    pub memory_used: Option<u64>,
+    /// Its owner is gone and what it left is being stopped; then it is recorded lost for this
+    /// reason.
+    pub cleaning: Option<Reason>,
+    /// Taken over from an earlier run of the node: `since` is not when it started, so its run
+    /// time says nothing about how long jobs run.
+    pub adopted: bool,
+}
+
+impl Live {
+    pub(crate) fn new(needs: Resources, grace: Duration) -> Self {
+        Self {
+            needs,
+            since: Instant::now(),
+            stopping: None,
+            released: false,
+            pid: None,
+            grace,
+            memory_used: None,
+            cleaning: None,
+            adopted: false,
+        }
+    }
+}
+
+/// The loop's state. Everything the node knows about its own attempts is here, and only here.
+pub(crate) struct State {
+    pub(crate) config: RunnerConfig,
+    /// Attempts handed to owners (at most `slots`).
+    pub(crate) live: HashMap<AttemptRef, Live>,
+    /// Attempts claimed ahead, waiting for a slot (at most `slots`): when a job ends, the next
+    /// starts at once instead of waiting for a claim to commit. They hold no pid yet, so a crash
+    /// or shutdown gives them back unrun.
+    pub(crate) ahead: VecDeque<Claim>,
+    /// Slots reserved by a claim in flight.
+    pub(crate) claiming: usize,
+    /// Endings and give-backs on their way to the store.
+    pub(crate) recording: usize,
+    /// Something may be claimable: a claim should run when there is room.
+    pub(crate) want_claim: bool,
+    /// After a failed claim, or while outside memory use holds admission back: claim again at.
+    pub(crate) retry_claim_at: Option<Instant>,
+    renewing: bool,
+    /// Leases are known good until this instant (the last successful renewal plus the lease).
+    pub(crate) leases_valid_until: Instant,
+    /// Jobs were stopped because leases could not be renewed; cleared by the next renewal.
+    pub(crate) fenced: bool,
+    /// When the earliest `scheduled` job is due: the timer that promotes it.
+    pub(crate) next_due: Option<Instant>,
+    promoting: bool,
+    /// A job was scheduled while a promotion was in flight: its answer may predate it.
+    promote_again: bool,
+    /// How long recent attempts ran (moving average): claiming ahead pays only for short jobs.
+    pub(crate) recent_runtime: Option<Duration>,
+    /// What the handlers decided, in order, for the driver to carry out.
+    pub(crate) effects: Vec<Effect>,
+}
+
+impl State {
+    /// A node with nothing running.
+    pub(crate) fn new(config: RunnerConfig) -> Self {
+        let lease = config.lease;
+        Self {
+            config,
+            live: HashMap::new(),
+            ahead: VecDeque::new(),
+            claiming: 0,
+            recording: 0,
+            want_claim: true,
+            retry_claim_at: None,
+            renewing: false,
+            leases_valid_until: Instant::now() + lease,
+            fenced: false,
+            next_due: None,
+            promoting: false,
+            promote_again: false,
+            recent_runtime: None,
+            effects: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, command: Command) {
+        self.effects.push(Effect::Send(command));
+    }
+
+    /// Takes over what recovery found: attempts whose owners still hold them, outcomes that
+    /// came while no node listened, and attempts nothing holds any more.
+    pub(crate) fn adopt(&mut self, adopted: Vec<Adopted>) {
+        for found in adopted {
+            match found {
+                Adopted::Owned {
+                    attempt,
+                    needs,
+                    grace,
+                    pid,
+                    released,
+                } => {
+                    let mut live = Live::new(needs, grace);
+                    live.pid = pid;
+                    live.released = released;
+                    live.adopted = true;
+                    self.live.insert(attempt, live);
+                    if !released {
+                        // It waits at a gate the node that claimed it never opened.
+                        self.send(Command::Abort(attempt, StopReason::Shutdown));
+                    }
+                }
+                Adopted::Ended { attempt, outcome } => {
+                    let mut live = Live::new(Resources::ZERO, Duration::ZERO);
+                    live.released = true;
+                    live.adopted = true;
+                    self.live.insert(attempt, live);
+                    self.on_report(Report::Exited { attempt, outcome });
+                }
+                Adopted::Orphaned {
+                    attempt,
+                    pid,
+                    grace,
+                    reason,
+                } => {
+                    let mut live = Live::new(Resources::ZERO, grace);
+                    live.pid = pid;
+                    live.released = pid.is_some();
+                    self.live.insert(attempt, live);
+                    self.clean_up(attempt, reason);
+                }
+            }
+        }
+        self.send_leases();
+    }
+
+    /// How many more attempts to claim: enough to fill every slot, and — while recent jobs are
+    /// short — one more waiting per slot, so that the next starts the moment a slot frees.
+    pub(crate) fn claim_room(&self) -> usize {
+        let short = self.recent_runtime.is_some_and(|r| r < CLAIM_AHEAD_BELOW);
+        let ahead = if short { self.config.slots } else { 0 };
+        (self.config.slots + ahead)
+            .saturating_sub(self.live.len() + self.ahead.len() + self.claiming)
+    }
+
+    /// Starts claimed-ahead attempts while slots are free.
+    pub(crate) fn fill_slots(&mut self) {
+        while self.live.len() < self.config.slots {
+            let Some(claim) = self.ahead.pop_front() else {
+                break;
+            };
+            self.start(claim);
+        }
+    }
+
+    /// Hands every claimed-ahead attempt back to the queue, unrun.
+    pub(crate) fn give_back_ahead(&mut self, reason: Reason) {
+        let ahead: Vec<_> = self.ahead.drain(..).collect();
+        for claim in ahead {
+            self.give_back(claim, reason.clone());
+        }
+    }
+
+    /// Hands one unstarted claim back to the queue (or to `cancelled`, if a cancel is pending).
+    fn give_back(&mut self, claim: Claim, reason: Reason) {
+        self.recording += 1;
+        self.effects.push(Effect::GiveBack {
+            attempt: claim.attempt,
+            reason,
+        });
+    }
+
+    /// What running and claimed-ahead attempts hold.
+    pub(crate) fn reserved(&self) -> Resources {
+        let live = self.live.values().map(|l| l.needs);
+        let ahead = self.ahead.iter().map(|c| c.spec.resources());
+        live.chain(ahead)
+            .fold(Resources::ZERO, |sum, r| sum.plus(&r))
+    }
+
+    /// The admission walk for the next claim: capacity minus reservations, with memory further
+    /// capped by what the machine has available now (`available`, `MemAvailable`), less what
+    /// running attempts may still grow into. Returns the walk and whether outside processes are
+    /// what limits it.
+    pub(crate) fn admission(&self, available: Option<u64>) -> (Admission, bool) {
+        let reserved = self.reserved();
+        let mut free = self.config.capacity.minus(&reserved);
+        // Headroom running attempts are entitled to but do not use yet; claimed-ahead ones use
+        // nothing yet.
+        let growth: u64 = self
+            .live
+            .values()
+            .filter(|live| live.needs.memory_bytes > 0)
+            .map(|live| {
+                let used = live.memory_used.unwrap_or(0);
+                live.needs.memory_bytes.saturating_sub(used)
+            })
+            .sum::<u64>()
+            + self
+                .ahead
+                .iter()
+                .map(|c| c.spec.resources().memory_bytes)
+                .sum::<u64>();
+        let (memory, note) = crate::capacity::free_memory(free.memory_bytes, available, growth);
+        free.memory_bytes = memory;
+        let contended = note.is_some();
+        (
+            Admission::new(self.config.capacity, free, self.config.reserve_after, note),
+            contended,
+        )
+    }
+
+    /// Claims as many jobs as there is room for, in one transaction.
+    pub(crate) fn maybe_claim(&mut self) {
+        let free = self.claim_room();
+        if !self.want_claim || self.claiming > 0 || free == 0 {
+            return;
+        }
+        // Consumed now, not when the answer comes: a wake-up that arrives while this claim is
+        // in flight (a submit it may not see) sets it again, and is not lost.
+        self.want_claim = false;
+        // What running jobs with a memory reservation use now: their owners answer in time for
+        // the next claim's admission (this one uses what they said last).
+        let reading: Vec<AttemptRef> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.released && l.needs.memory_bytes > 0)
+            .map(|(a, _)| *a)
+            .collect();
+        if !reading.is_empty() {
+            self.send(Command::ReadMemory(reading));
+        }
+        self.claiming = free;
+        self.effects.push(Effect::Claim { max: free });
+    }
+
+    /// Promotes due `scheduled` jobs and learns when the next one is due.
+    pub(crate) fn promote_due(&mut self) {
+        if self.promoting {
+            self.promote_again = true;
+            return;
+        }
+        self.promoting = true;
+        self.effects.push(Effect::PromoteDue);
+    }
+
+    /// A committed event of the store.
+    pub(crate) fn on_event(&mut self, kind: EventKind, job_id: JobId, attempt: Option<u32>) {
+        match kind {
+            EventKind::Submitted
+            | EventKind::Requeued
+            | EventKind::Retried
+            | EventKind::Due
+            | EventKind::Reprioritized => self.want_claim = true,
+            // An attempt that ended frees a place in its queue. The node's own ending counts
+            // too: the claim that follows an exit runs before the ending is recorded, so a
+            // queue at its limit still looks full to it.
+            EventKind::Finished | EventKind::Cancelled => self.want_claim = true,
+            // A new due time may be earlier than the timer's.
+            EventKind::Scheduled => self.promote_due(),
+            EventKind::Unblocked => {
+                self.want_claim = true;
+                self.promote_due();
+            }
+            EventKind::CancelRequested => {
+                if let Some(attempt) = attempt {
+                    self.stop(AttemptRef { job_id, attempt }, StopReason::Cancel);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The answer of a store call made for an earlier effect.
+    pub(crate) fn on_answer(&mut self, answer: Answer) {
+        match answer {
+            Answer::Claimed {
+                result,
+                asked,
+                contended,
+                took,
+            } => self.on_claimed(result, asked, contended, took),
+            Answer::Verdict(attempt, verdict) => self.on_verdict(attempt, verdict),
+            Answer::Promoted(result) => {
+                self.promoting = false;
+                if std::mem::take(&mut self.promote_again) {
+                    self.promote_due();
+                }
+                match result {
+                    Ok((_, next)) => {
+                        self.next_due = next.map(|at| {
+                            let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+                            Instant::now() + wait
+                        });
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot promote scheduled jobs; trying again in 1 s");
+                        self.next_due = Some(Instant::now() + Duration::from_secs(1));
+                    }
+                }
+            }
+            Answer::Recorded => self.recording = self.recording.saturating_sub(1),
+            Answer::Leases(result, asked_at) => self.on_leases(result, asked_at),
+        }
+    }
+
+    fn on_claimed(
+        &mut self,
+        result: Result<ClaimBatch, StoreError>,
+        asked: usize,
+        contended: bool,
+        took: Duration,
+    ) {
+        self.claiming = 0;
+        self.config
+            .metrics
+            .claim_seconds
+            .observe(took.as_secs_f64());
+        match result {
+            Ok(ClaimBatch { claims, waiting }) => {
+                // As many as asked: there may be more. Fewer: the queue is dry (or what is left
+                // does not fit) until an event says otherwise — including one that came while
+                // this claim was in flight.
+                if claims.len() == asked {
+                    self.want_claim = true;
+                }
+                if !waiting.is_empty() && contended {
+                    self.retry_claim_at = Some(Instant::now() + CONTENTION_RECHECK);
+                }
+                if let Ok(mut notes) = self.config.passed_over.lock() {
+                    notes.clear();
+                    notes.extend(waiting);
+                }
+                self.ahead.extend(claims);
+                self.fill_slots();
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "claim failed; retrying in 1 s");
+                self.retry_claim_at = Some(Instant::now() + Duration::from_secs(1));
+            }
+        }
+    }
+
+    fn on_leases(
+        &mut self,
+        result: Result<Vec<(AttemptRef, LeaseStatus)>, StoreError>,
+        asked_at: Instant,
+    ) {
+        self.renewing = false;
+        match result {
+            Ok(statuses) => {
+                self.leases_valid_until = asked_at + self.config.lease;
+                self.fenced = false;
+                for (attempt, status) in statuses {
+                    match status {
+                        LeaseStatus::Held {
+                            cancel_requested: true,
+                        } => self.stop(attempt, StopReason::Cancel),
+                        LeaseStatus::Held { .. } => {}
+                        LeaseStatus::Lost => {
+                            tracing::warn!(%attempt, "lease lost: another attempt owns this job; stopping ours");
+                            self.stop(attempt, StopReason::LeaseLost);
+                        }
+                    }
+                }
+                self.send_leases();
+            }
+            Err(err) => tracing::warn!(error = %err, "lease renewal failed"),
+        }
+    }
+
+    /// Hands a claimed attempt to an owner, which forks it and holds it at the gate.
+    fn start(&mut self, claim: Claim) {
+        let needs = claim.spec.resources();
+        let grace = claim.spec.grace.get();
+        tracing::debug!(attempt = %claim.attempt, "starting");
+        self.live.insert(claim.attempt, Live::new(needs, grace));
+        self.effects.push(Effect::Start(Box::new(claim)));
+    }
+
+    /// What an owner reported.
+    pub(crate) fn on_report(&mut self, report: Report) {
+        match report {
+            Report::Spawned {
+                attempt,
+                pid,
+                proc_start,
+            } => {
+                if let Some(live) = self.live.get_mut(&attempt) {
+                    live.pid = Some((pid, proc_start));
+                }
+                // The pid must be on disk before the child may exec.
+                self.effects.push(Effect::MarkRunning {
+                    attempt,
+                    pid,
+                    proc_start,
+                });
+            }
+            Report::Exited { attempt, outcome } => self.on_exited(attempt, outcome),
+            Report::OwnerDied { attempt } => {
+                tracing::error!(%attempt, "the job's owner died; stopping what is left of its tree");
+                self.clean_up(attempt, Reason::OwnerDied);
+            }
+            Report::Cleaned {
+                attempt,
+                killed,
+                survivors,
+            } => self.on_cleaned(attempt, killed, survivors),
+            Report::Memory { attempt, bytes } => {
+                if let Some(live) = self.live.get_mut(&attempt) {
+                    live.memory_used = bytes;
+                }
+            }
+        }
+    }
+
+    fn on_exited(&mut self, attempt: AttemptRef, outcome: Outcome) {
+        if outcome.survivors {
+            tracing::error!(%attempt, "a process of this attempt survived SIGKILL");
+        }
+        let recorded = to_attempt_outcome(&outcome);
+        tracing::info!(%attempt, state = %recorded.state, reason = %recorded.reason, "attempt ended");
+        self.config
+            .metrics
+            .attempts
+            .get_or_create(&crate::metrics::OutcomeLabels {
+                state: recorded.state.to_string(),
+                reason: recorded.reason.kind().to_string(),
+            })
+            .inc();
+        // The tree is gone, so the slot is free now; recording the outcome goes on meanwhile,
+        // and shutdown waits for it.
+        if let Some(live) = self.live.remove(&attempt).filter(|l| !l.adopted) {
+            let ran = live.since.elapsed();
+            self.config
+                .metrics
+                .attempt_seconds
+                .observe(ran.as_secs_f64());
+            self.recent_runtime = Some(match self.recent_runtime {
+                Some(avg) => avg.mul_f64(0.8) + ran.mul_f64(0.2),
+                None => ran,
+            });
+        }
+        // Its slot and reservation are free again: a passed-over job may fit now.
+        self.want_claim = true;
+        self.recording += 1;
+        // One stopped at the gate never ran, so it goes back to the queue with its retry budget
+        // untouched — even if its pid made it to the store (the stop raced the start, or a
+        // database fault lost the start's answer): this node saw it die before exec.
+        let ending = if matches!(outcome.ending, drover_exec::Ending::Aborted(_)) {
+            Ending::Unrun(recorded.reason, Unrun::StoppedAtGate)
+        } else {
+            Ending::Complete(recorded)
+        };
+        self.effects.push(Effect::Record { attempt, ending });
+    }
+
+    /// Stops what is left of an attempt nothing holds any more; [`Report::Cleaned`] follows.
+    fn clean_up(&mut self, attempt: AttemptRef, reason: Reason) {
+        let Some(live) = self.live.get_mut(&attempt) else {
+            return;
+        };
+        live.cleaning = Some(reason);
+        let (pid, proc_start) = match live.pid {
+            Some((pid, start)) => (Some(pid), start),
+            None => (None, None),
+        };
+        let grace = live.grace;
+        self.send(Command::Clean {
+            attempt,
+            pid,
+            proc_start,
+            grace,
+        });
+    }
+
+    /// What an attempt whose owner died left is gone: record it. One that never passed its gate
+    /// never ran and goes back to the queue; one that ran is lost (or cancelled, if that was
+    /// asked), and its retry policy applies.
+    fn on_cleaned(&mut self, attempt: AttemptRef, killed: usize, survivors: bool) {
+        if survivors {
+            tracing::error!(%attempt, "a process of an attempt whose owner died survived SIGKILL");
+        }
+        let Some(live) = self.live.remove(&attempt) else {
+            return;
+        };
+        let reason = live.cleaning.unwrap_or(Reason::OwnerDied);
+        tracing::warn!(%attempt, killed, %reason, "stopped what was left of the attempt");
+        self.want_claim = true;
+        self.recording += 1;
+        let ending = if !live.released {
+            Ending::Unrun(reason, Unrun::StoppedAtGate)
+        } else if live.stopping == Some(StopReason::Cancel) {
+            Ending::Complete(AttemptOutcome::bare(
+                JobState::Cancelled,
+                Reason::CancelledByUser,
+            ))
+        } else {
+            Ending::Complete(AttemptOutcome::bare(JobState::Lost, reason))
+        };
+        self.effects.push(Effect::Record { attempt, ending });
+    }
+
+    /// How long before its leases run out an owner kills its job when no renewal came.
+    pub(crate) fn fence_margin(&self) -> Duration {
+        self.config.fence_margin()
+    }
+
+    /// Tells the owners of running attempts how long their leases hold (with a shared store:
+    /// without one, nothing else can rerun a job, and owners do not fence).
+    fn send_leases(&mut self) {
+        if !self.config.fence {
+            return;
+        }
+        let attempts: Vec<AttemptRef> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.cleaning.is_none())
+            .map(|(a, _)| *a)
+            .collect();
+        if attempts.is_empty() {
+            return;
+        }
+        let fence_at = self
+            .leases_valid_until
+            .checked_sub(self.fence_margin())
+            .unwrap_or(self.leases_valid_until);
+        self.send(Command::Lease {
+            attempts,
+            fence_in: Some(fence_at.saturating_duration_since(Instant::now())),
+        });
+    }
+
+    fn on_verdict(&mut self, attempt: AttemptRef, verdict: Result<StartVerdict, StoreError>) {
+        let command = match verdict {
+            Ok(StartVerdict::Run) => {
+                if let Some(live) = self.live.get_mut(&attempt) {
+                    live.released = true;
+                }
+                Command::Release(attempt)
+            }
+            Ok(StartVerdict::Cancelled) => Command::Abort(attempt, StopReason::Cancel),
+            Ok(StartVerdict::Stale) => Command::Abort(attempt, StopReason::LeaseLost),
+            Err(err) => {
+                // Without the pid on disk the job must not run.
+                tracing::error!(%attempt, error = %err, "cannot record the pid; not starting the job");
+                Command::Abort(attempt, StopReason::Shutdown)
+            }
+        };
+        // A stop sent while the child waited at the gate already made the owner abort it; this
+        // command then finds no attempt and is dropped.
+        self.send(command);
+    }
+
+    /// Asks the owner of an attempt we hold to stop it (once per attempt).
+    pub(crate) fn stop(&mut self, attempt: AttemptRef, reason: StopReason) {
+        if let Some(index) = self.ahead.iter().position(|c| c.attempt == attempt) {
+            // Not started: nothing to kill. A cancel or shutdown gives it back (a pending cancel
+            // makes that `cancelled`); a lost lease means it is no longer ours to touch.
+            if let Some(claim) = self.ahead.remove(index) {
+                if reason != StopReason::LeaseLost {
+                    self.give_back(claim, Reason::NodeShutdown);
+                }
+            }
+            return;
+        }
+        let Some(live) = self.live.get_mut(&attempt) else {
+            return;
+        };
+        if live.stopping.is_some() {
+            return;
+        }
+        live.stopping = Some(reason);
+        tracing::info!(%attempt, ?reason, released = live.released, "stop requested");
+        // Before release the owner treats Stop as Abort; after, it runs the kill ladder.
+        self.send(Command::Stop(attempt, reason));
+    }
+
+    /// Stops every attempt this node holds.
+    pub(crate) fn stop_all(&mut self, reason: StopReason) {
+        if reason == StopReason::LeaseLost {
+            // Leases are unrenewable: claimed-ahead attempts are no longer ours; the store will
+            // see to them.
+            self.ahead.clear();
+        }
+        let attempts: Vec<_> = self.live.keys().copied().collect();
+        for attempt in attempts {
+            self.stop(attempt, reason);
+        }
+    }
+
+    /// Renews the leases of every attempt held (unless a renewal is in flight). With nothing
+    /// held, there is nothing to renew, and whatever is claimed next starts with a full lease.
+    pub(crate) fn renew_leases(&mut self) {
+        let idle = !self.holds_leases();
+        if self.renewing || idle {
+            if idle {
+                self.leases_valid_until = Instant::now() + self.config.lease;
+            }
+            return;
+        }
+        self.renewing = true;
+        let attempts: Vec<_> = self
+            .live
+            .keys()
+            .copied()
+            .chain(self.ahead.iter().map(|c| c.attempt))
+            .collect();
+        self.effects.push(Effect::RenewLeases {
+            attempts,
+            asked_at: Instant::now(),
+        });
+    }
+
+    /// Whether the node holds any lease (running or claimed-ahead attempts).
+    pub(crate) fn holds_leases(&self) -> bool {
+        !(self.live.is_empty() && self.ahead.is_empty())
+    }
+
+    /// When [`State::fence_if_leases_expiring`] must next look: a full margin before the leases
+    /// run out.
+    pub(crate) fn fence_check_at(&self) -> Instant {
+        self.leases_valid_until
+            .checked_sub(self.fence_margin())
+            .unwrap_or(self.leases_valid_until)
+    }
+
+    /// Self-fencing: if leases could not be renewed and are about to run out, stop every job
+    /// before they do, so that no other node's attempt ever runs beside ours.
+    pub(crate) fn fence_if_leases_expiring(&mut self) {
+        if !self.holds_leases() {
+            return;
+        }
+        if !self.fenced && Instant::now() + self.fence_margin() >= self.leases_valid_until {
+            self.fenced = true;
+            tracing::error!("cannot renew leases; stopping every job before the leases expire");
+            self.stop_all(StopReason::LeaseLost);
+        }
+    }
+
+    /// Whether every attempt handed to an owner is settled enough to leave to it: no child at
+    /// a gate, no clean-up under way.
+    pub(crate) fn all_released(&self) -> bool {
+        self.live
+            .values()
+            .all(|l| l.released && l.cleaning.is_none())
+    }
+}

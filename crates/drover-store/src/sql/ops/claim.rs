@@ -1,0 +1,278 @@
+//! Claiming work and holding it: the admission walk over the claim index, promotion of due
+//! `scheduled` jobs, marking a started attempt `running`, and lease renewal. Endings are not
+//! here (`endings.rs`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use drover_core::node::describe_labels;
+use drover_core::{
+    Admission, AttemptRef, Decision, EventKind, JobState, Labels, NodeId, NodeState, labels_match,
+};
+
+use super::*;
+use crate::sql::rows::{parse_id, parse_spec};
+use crate::sql::{Dialect, SqlStore, ms_to_time, params};
+use crate::{ADMISSION_WINDOW, Claim, ClaimBatch, LeaseStatus, StartVerdict, StoreError};
+
+pub(super) async fn promote_due(
+    store: &SqlStore,
+) -> Result<(usize, Option<DateTime<Utc>>), StoreError> {
+    store.write(move |tx| {
+        let due = tx
+            .conn
+            .query_map("SELECT id FROM jobs INDEXED BY jobs_due
+                 WHERE state = 'scheduled' AND not_before <= ?1 ORDER BY not_before /*skip locked*/", params![tx.now_ms], |row| row.get::<String>(0))?;
+        for id in &due {
+            let id = parse_id(id)?;
+            set_job_state(tx, id, JobState::Scheduled, JobState::Queued, None)?;
+            tx.conn
+                .execute("UPDATE jobs SET not_before = NULL WHERE id = ?1", params![id.to_string()])?;
+            tx.emit(EventKind::Due, id, None, JobState::Queued, None, None);
+        }
+        let next: Option<i64> = tx
+            .conn
+            .query_row("SELECT MIN(not_before) FROM jobs INDEXED BY jobs_due WHERE state = 'scheduled'", params![], |row| row.get(0))?;
+        Ok((due.len(), next.map(ms_to_time)))
+    })
+    .await
+}
+
+pub(super) async fn claim_within(
+    store: &SqlStore,
+    node: &NodeId,
+    lease: Duration,
+    max: usize,
+    mut admission: Admission,
+) -> Result<ClaimBatch, StoreError> {
+    let node = node.clone();
+    store.write(move |tx| {
+        // A draining node claims nothing; a node with no row yet (before its first
+        // heartbeat) has no labels.
+        let me = tx.conn.query_opt(
+            "SELECT state, labels FROM nodes WHERE id = ?1",
+            params![node.0],
+            |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?)),
+        )?;
+        let labels: Labels = match me {
+            Some((state, _)) if state == NodeState::Draining.as_str() => {
+                return Ok(ClaimBatch::default());
+            }
+            Some((_, labels)) => serde_json::from_str(&labels)
+                .map_err(|e| StoreError::Corrupt(format!("node labels: {e}")))?,
+            None => Labels::new(),
+        };
+        let limit = i64::try_from(max.saturating_add(ADMISSION_WINDOW)).unwrap_or(i64::MAX);
+        // INDEXED BY: without statistics SQLite may pick `jobs_state` and sort every queued
+        // job per claim; this reads the claim index from its start. The candidates are not
+        // locked: on PostgreSQL only the ones this claim takes are (below), so that a job it
+        // passes over (labels, resources, a full queue) stays claimable by other nodes.
+        let next = tx
+            .conn
+            .query_map("SELECT id, spec, attempt, updated_at, queue FROM jobs INDEXED BY jobs_claim
+                 WHERE state = 'queued'
+                   AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)
+                 ORDER BY priority DESC, id LIMIT ?1", params![limit], |row| {
+                Ok((
+                    row.get::<String>(0)?,
+                    row.get::<String>(1)?,
+                    row.get::<u32>(2)?,
+                    row.get::<i64>(3)?,
+                    row.get::<String>(4)?,
+                ))
+            })?;
+        // Room left in each queue that has a concurrency limit, counted once per claim. The
+        // rows are locked (in name order) so that two nodes cannot both fill the last place.
+        let limits = tx
+            .conn
+            .query_map("SELECT name, concurrency FROM queues WHERE concurrency IS NOT NULL ORDER BY name /*lock*/", params![], |row| {
+                Ok((row.get::<String>(0)?, row.get::<i64>(1)?))
+            })?;
+        let mut room: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+        for (queue, limit) in limits {
+            let live: i64 = tx
+                .conn
+                .query_row("SELECT COUNT(*) FROM jobs INDEXED BY jobs_queue_live
+                     WHERE queue = ?1 AND state IN ('starting', 'running')", params![queue], |row| row.get(0))?;
+            room.insert(queue, limit - live);
+        }
+        let lease_expires = tx.now_ms.saturating_add(ms(lease));
+        let mut claims = Vec::with_capacity(max.min(next.len()));
+        let mut waiting = Vec::new();
+        for (id, spec, previous, queued_at, queue) in next {
+            if claims.len() >= max {
+                break;
+            }
+            if room.get(&queue).is_some_and(|left| *left <= 0) {
+                continue;
+            }
+            let id = parse_id(&id)?;
+            let spec = parse_spec(&spec)?;
+            if !labels_match(&spec.require, &labels) {
+                waiting.push((
+                    id,
+                    format!("needs a node with {}", describe_labels(&spec.require)),
+                ));
+                continue;
+            }
+            let queued_for =
+                Duration::from_millis(u64::try_from(tx.now_ms - queued_at).unwrap_or(0));
+            match admission.consider(&spec.resources(), queued_for) {
+                Decision::Claim => {}
+                Decision::Skip(why) => {
+                    waiting.push((id, why));
+                    continue;
+                }
+                Decision::Reserve(why) => {
+                    waiting.push((id, why));
+                    break;
+                }
+            }
+            // Lock it only now that it is taken: another node may be claiming it right now (or
+            // has), so skip it rather than wait. (Its resources stay counted for this walk:
+            // at worst this claim takes fewer, never too many.)
+            if tx.conn.dialect() == Dialect::Postgres
+                && tx
+                    .conn
+                    .query_opt(
+                        "SELECT attempt FROM jobs WHERE id = ?1 AND state = 'queued'
+                         /*skip locked*/",
+                        params![id.to_string()],
+                        |row| row.get::<u32>(0),
+                    )?
+                    .is_none_or(|attempt| attempt != previous)
+            {
+                continue;
+            }
+            if let Some(left) = room.get_mut(&queue) {
+                *left -= 1;
+            }
+            let attempt = previous + 1;
+            set_job_state(tx, id, JobState::Queued, JobState::Starting, None)?;
+            tx.conn
+                .execute("UPDATE jobs SET attempt = ?1, cancel_requested = 0 WHERE id = ?2", params![attempt, id.to_string()])?;
+            tx.conn
+                .execute("INSERT INTO attempts (job_id, attempt, node, state, claimed_at,
+                                           lease_expires_at, memory_limit)
+                     VALUES (?1, ?2, ?3, 'starting', ?4, ?5, ?6)", params![
+                    id.to_string(),
+                    attempt,
+                    node.0,
+                    tx.now_ms,
+                    lease_expires,
+                    spec.memory.and_then(|m| i64::try_from(m.bytes()).ok()),
+                ])?;
+            tx.emit(
+                EventKind::Claimed,
+                id,
+                Some(attempt),
+                JobState::Starting,
+                Some(&node),
+                None,
+            );
+            claims.push(Claim {
+                attempt: AttemptRef {
+                    job_id: id,
+                    attempt,
+                },
+                spec,
+                lease_expires_at: ms_to_time(lease_expires),
+            });
+        }
+        Ok(ClaimBatch { claims, waiting })
+    })
+    .await
+}
+
+pub(super) async fn mark_running(
+    store: &SqlStore,
+    attempt: AttemptRef,
+    pid: i32,
+    proc_start: Option<u64>,
+) -> Result<StartVerdict, StoreError> {
+    store
+        .write(move |tx| {
+            let Some(head) = job_head(tx, attempt.job_id)? else {
+                return Ok(StartVerdict::Stale);
+            };
+            if head.attempt != attempt.attempt || head.state != JobState::Starting {
+                return Ok(StartVerdict::Stale);
+            }
+            if head.cancel_requested {
+                return Ok(StartVerdict::Cancelled);
+            }
+            set_job_state(
+                tx,
+                attempt.job_id,
+                JobState::Starting,
+                JobState::Running,
+                None,
+            )?;
+            let proc_start = proc_start.and_then(|s| i64::try_from(s).ok());
+            tx.conn.execute(
+                "UPDATE attempts SET state = 'running', pid = ?1, proc_start = ?2, started_at = ?3
+                 WHERE job_id = ?4 AND attempt = ?5",
+                params![
+                    pid,
+                    proc_start,
+                    tx.now_ms,
+                    attempt.job_id.to_string(),
+                    attempt.attempt
+                ],
+            )?;
+            let node: Option<String> = tx.conn.query_opt(
+                "SELECT node FROM attempts WHERE job_id = ?1 AND attempt = ?2",
+                params![attempt.job_id.to_string(), attempt.attempt],
+                |r| r.get(0),
+            )?;
+            tx.emit(
+                EventKind::Started,
+                attempt.job_id,
+                Some(attempt.attempt),
+                JobState::Running,
+                node.map(NodeId).as_ref(),
+                None,
+            );
+            Ok(StartVerdict::Run)
+        })
+        .await
+}
+
+pub(super) async fn renew_leases(
+    store: &SqlStore,
+    node: &NodeId,
+    attempts: &[AttemptRef],
+    lease: Duration,
+) -> Result<Vec<(AttemptRef, LeaseStatus)>, StoreError> {
+    let node = node.clone();
+    let attempts = attempts.to_vec();
+    store
+        .write(move |tx| {
+            let expires = tx.now_ms.saturating_add(ms(lease));
+            let mut out = Vec::with_capacity(attempts.len());
+            for attempt in attempts {
+                let live = tx.conn.query_opt(
+                    "SELECT j.cancel_requested FROM jobs j
+                     JOIN attempts a ON a.job_id = j.id AND a.attempt = j.attempt
+                     WHERE j.id = ?1 AND j.attempt = ?2 AND a.node = ?3
+                       AND j.state IN ('starting', 'running')",
+                    params![attempt.job_id.to_string(), attempt.attempt, node.0],
+                    |row| row.get::<bool>(0),
+                )?;
+                let status = match live {
+                    Some(cancel_requested) => {
+                        tx.conn.execute(
+                            "UPDATE attempts SET lease_expires_at = ?1
+                             WHERE job_id = ?2 AND attempt = ?3",
+                            params![expires, attempt.job_id.to_string(), attempt.attempt],
+                        )?;
+                        LeaseStatus::Held { cancel_requested }
+                    }
+                    None => LeaseStatus::Lost,
+                };
+                out.push((attempt, status));
+            }
+            Ok(out)
+        })
+        .await
+}

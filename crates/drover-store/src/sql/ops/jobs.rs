@@ -1,0 +1,208 @@
+//! Submitting jobs and reading them: submit (with dependencies and idempotency keys), get,
+//! list, counts, the idle probe, and priority changes. It never ends an attempt.
+
+use drover_core::{EventKind, JobId, JobRecord, JobSpec, JobState, Reason};
+use uuid::Uuid;
+
+use super::*;
+use crate::sql::rows::{load_jobs, parse_id, parse_state};
+use crate::sql::{SqlStore, Value, params};
+use crate::{Change, JobFilter, StateCounts, StoreError};
+
+pub(super) async fn submit(
+    store: &SqlStore,
+    specs: Vec<JobSpec>,
+) -> Result<Vec<JobId>, StoreError> {
+    store.write(move |tx| {
+        let mut ids = Vec::with_capacity(specs.len());
+        for spec in specs {
+            // A key seen before (in an earlier submit or earlier in this batch) names the
+            // job already stored: same id, nothing new.
+            if let Some(key) = &spec.idempotency_key {
+                let existing: Option<String> = tx
+                    .conn
+                    .query_opt("SELECT id FROM jobs WHERE idempotency_key = ?1", params![key], |row| row.get(0))?;
+                if let Some(existing) = existing {
+                    ids.push(parse_id(&existing)?);
+                    continue;
+                }
+            }
+            let id = JobId::from_uuid(Uuid::now_v7());
+            let spec_json = serde_json::to_string(&spec)
+                .map_err(|e| StoreError::permanent("cannot encode a value for the store", Some(Box::new(e))))?;
+            let not_before = spec
+                .at
+                .map(|at| at.timestamp_millis())
+                .filter(|at| *at > tx.now_ms);
+            let index = ids.len();
+            let mut waits = false;
+            let mut doomed = false;
+            for (i, after) in spec.after.iter().enumerate() {
+                let Some(dep) = job_head(tx, *after)? else {
+                    return Err(StoreError::Invalid {
+                        field: format!("[{index}].after[{i}]"),
+                        message: format!("no job {after}"),
+                    });
+                };
+                match dep.state {
+                    JobState::Succeeded => {}
+                    s if s.is_terminal() => doomed = true,
+                    _ => waits = true,
+                }
+            }
+            let state = if doomed {
+                JobState::Failed
+            } else if waits {
+                JobState::Blocked
+            } else if not_before.is_some() {
+                JobState::Scheduled
+            } else {
+                JobState::Queued
+            };
+            tx.conn
+                .execute("INSERT INTO jobs (id, name, state, priority, spec, max_attempts,
+                                       created_at, updated_at, not_before, idempotency_key,
+                                       queue)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)", params![
+                    id.to_string(),
+                    spec.display_name(),
+                    state.as_str(),
+                    spec.priority,
+                    spec_json,
+                    spec.retries.saturating_add(1),
+                    tx.now_ms,
+                    not_before,
+                    spec.idempotency_key,
+                    spec.queue_name(),
+                ])?;
+            for after in &spec.after {
+                tx.conn
+                    .execute("INSERT INTO deps (job_id, after_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING", params![id.to_string(), after.to_string()])?;
+            }
+            if doomed {
+                // A job it needs already ended unsuccessfully: it can never run.
+                let reason = Reason::DependencyFailed;
+                tx.conn
+                    .execute("UPDATE jobs SET reason = ?1, finished_at = ?2 WHERE id = ?3", params![reason.to_string(), tx.now_ms, id.to_string()])?;
+                tx.emit(EventKind::Submitted, id, None, state, None, Some(&reason));
+                ids.push(id);
+                continue;
+            }
+            tx.emit(EventKind::Submitted, id, None, state, None, None);
+            if state == JobState::Scheduled {
+                tx.emit(EventKind::Scheduled, id, None, state, None, None);
+            }
+            ids.push(id);
+        }
+        Ok(ids)
+    })
+    .await
+}
+
+pub(super) async fn get(store: &SqlStore, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+    store
+        .read(move |conn| {
+            Ok(
+                load_jobs(conn, "WHERE id = ?", vec![Value::Text(id.to_string())])?
+                    .into_iter()
+                    .next(),
+            )
+        })
+        .await
+}
+
+pub(super) async fn list(
+    store: &SqlStore,
+    filter: &JobFilter,
+) -> Result<Vec<JobRecord>, StoreError> {
+    let filter = filter.clone();
+    store
+        .read(move |conn| {
+            let limit = match filter.limit {
+                0 => DEFAULT_LIST_LIMIT,
+                n => n.min(MAX_LIST_LIMIT),
+            };
+            let mut params: Vec<Value> = Vec::new();
+            let mut where_sql = String::new();
+            let mut clauses = Vec::new();
+            if !filter.states.is_empty() {
+                clauses.push(format!(
+                    "state IN ({})",
+                    vec!["?"; filter.states.len()].join(", ")
+                ));
+                params.extend(
+                    filter
+                        .states
+                        .iter()
+                        .map(|s| Value::Text(s.as_str().to_string())),
+                );
+            }
+            if let Some(queue) = &filter.queue {
+                clauses.push("queue = ?".to_string());
+                params.push(Value::Text(queue.clone()));
+            }
+            if !clauses.is_empty() {
+                where_sql = format!("WHERE {}", clauses.join(" AND "));
+            }
+            where_sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
+            load_jobs(conn, &where_sql, params)
+        })
+        .await
+}
+
+pub(super) async fn counts(store: &SqlStore) -> Result<StateCounts, StoreError> {
+    store
+        .read(|conn| {
+            let rows = conn.query_map(
+                "SELECT state, COUNT(*) FROM jobs GROUP BY state",
+                params![],
+                |row| Ok((row.get::<String>(0)?, row.get::<i64>(1)?)),
+            )?;
+            rows.into_iter()
+                .map(|(state, n)| Ok((parse_state(&state)?, u64::try_from(n).unwrap_or(0))))
+                .collect()
+        })
+        .await
+}
+
+pub(super) async fn set_priority(
+    store: &SqlStore,
+    id: JobId,
+    priority: i32,
+) -> Result<Change, StoreError> {
+    store
+        .write(move |tx| {
+            let Some(head) = job_head(tx, id)? else {
+                return Ok(Change::NotFound);
+            };
+            if !head.state.is_waiting() {
+                return Ok(Change::NotApplicable(head.state));
+            }
+            // The spec keeps the priority too, so that what `status` shows stays true.
+            let mut spec = job_spec(tx, id)?;
+            spec.priority = priority;
+            let spec_json = serde_json::to_string(&spec).map_err(|e| {
+                StoreError::permanent("cannot encode a value for the store", Some(Box::new(e)))
+            })?;
+            tx.conn.execute(
+                "UPDATE jobs SET priority = ?1, spec = ?2 WHERE id = ?3",
+                params![priority, spec_json, id.to_string()],
+            )?;
+            tx.emit(EventKind::Reprioritized, id, None, head.state, None, None);
+            Ok(Change::Done(head.state))
+        })
+        .await
+}
+
+pub(super) async fn has_active(store: &SqlStore) -> Result<bool, StoreError> {
+    store
+        .read(|conn| {
+            conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM jobs
+                 WHERE state IN ('blocked', 'scheduled', 'queued', 'starting', 'running'))",
+                params![],
+                |row| row.get(0),
+            )
+        })
+        .await
+}
