@@ -39,6 +39,27 @@ pub enum EventKind {
     Unblocked,
 }
 
+impl EventKind {
+    /// Its name in the API and `drover watch` (`cancel_requested`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Submitted => "submitted",
+            EventKind::Claimed => "claimed",
+            EventKind::Started => "started",
+            EventKind::Finished => "finished",
+            EventKind::Requeued => "requeued",
+            EventKind::CancelRequested => "cancel_requested",
+            EventKind::Cancelled => "cancelled",
+            EventKind::Retried => "retried",
+            EventKind::Scheduled => "scheduled",
+            EventKind::Due => "due",
+            EventKind::Reprioritized => "reprioritized",
+            EventKind::Dismissed => "dismissed",
+            EventKind::Unblocked => "unblocked",
+        }
+    }
+}
+
 /// One committed change. `seq` increases by one per event, in commit order, and never repeats:
 /// a client that saw `seq` N can ask for everything after N.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,4 +80,35 @@ pub struct Event {
     pub node: Option<NodeId>,
     /// Why, for endings.
     pub reason: Option<Reason>,
+}
+
+#[cfg(test)]
+mod kind_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::EventKind;
+
+    #[test]
+    fn kinds_are_named_as_serde_names_them() {
+        for kind in [
+            EventKind::Submitted,
+            EventKind::Claimed,
+            EventKind::Started,
+            EventKind::Finished,
+            EventKind::Requeued,
+            EventKind::CancelRequested,
+            EventKind::Cancelled,
+            EventKind::Retried,
+            EventKind::Scheduled,
+            EventKind::Due,
+            EventKind::Reprioritized,
+            EventKind::Dismissed,
+            EventKind::Unblocked,
+        ] {
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::json!(kind.as_str())
+            );
+        }
+    }
 }

@@ -8,7 +8,9 @@
 pub mod event;
 pub mod job;
 pub mod node;
+pub mod queue;
 pub mod reason;
+pub mod report;
 pub mod resources;
 pub mod retry;
 pub mod spec;
@@ -18,9 +20,24 @@ pub mod units;
 pub use event::{Event, EventKind};
 pub use job::{AttemptRecord, AttemptRef, JobId, JobRecord, NodeId};
 pub use node::{Labels, NodeInfo, NodeLoad, NodeRecord, NodeState, labels_match};
+pub use queue::QueueInfo;
 pub use reason::{Reason, Signal};
+pub use report::{BackendKind, BackendReport, Capacity, LimitSupport, Memory, Pressure, Pressures};
 pub use resources::{Admission, Cpus, Decision, Resources};
 pub use retry::Backoff;
 pub use spec::{DEFAULT_QUEUE, JobSpec, Limits, SpecError, valid_queue_name};
 pub use state::{JobState, TransitionError};
 pub use units::{HumanDuration, Size, UnitError};
+
+/// An error and its sources, one after the other (`outer: cause: root cause`), for a log line
+/// or a message that must say why, not only what.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -16,6 +16,10 @@ pub const DEFAULT_GRACE: HumanDuration = HumanDuration::from_secs(10);
 
 /// A job as submitted: an argv (never a shell string unless the user runs `sh -c` themselves),
 /// its environment and working directory, and how long it may run.
+///
+/// Its fields are written here and once more, as flags, in the CLI's `SpecArgs`; a test there
+/// keeps the two equal. `Default` is every field at its default and an empty argv (which
+/// [`JobSpec::validate`] refuses): give the argv with [`JobSpec::new`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
@@ -119,6 +123,16 @@ fn default_grace() -> HumanDuration {
     DEFAULT_GRACE
 }
 
+impl Default for JobSpec {
+    /// Every field at its default, as a spec that leaves them all out is read.
+    fn default() -> Self {
+        // Deserialising `{"argv": []}` applies each field's serde default: the defaults are
+        // written once, on the fields.
+        serde_json::from_value(serde_json::json!({ "argv": [] }))
+            .unwrap_or_else(|_| unreachable!("every field but argv has a default"))
+    }
+}
+
 impl JobSpec {
     /// The memory limit for the attempt after one killed at `peak` bytes for exceeding its limit:
     /// twice the peak, at least twice the old limit, at most `memory_max`. `None` when the spec
@@ -143,30 +157,7 @@ impl JobSpec {
     {
         Self {
             argv: argv.into_iter().map(Into::into).collect(),
-            name: None,
-            env: BTreeMap::new(),
-            cwd: None,
-            timeout: DEFAULT_TIMEOUT,
-            grace: DEFAULT_GRACE,
-            priority: 0,
-            retries: 0,
-            memory: None,
-            memory_max: None,
-            cpus: None,
-            pids: None,
-            nofile: None,
-            stall: None,
-            at: None,
-            delay: None,
-            backoff: None,
-            retry_on: None,
-            queue: None,
-            after: Vec::new(),
-            idempotency_key: None,
-            require: BTreeMap::new(),
-            checkpoint_signal: None,
-            signal_before: None,
-            checkpoint_exit_code: None,
+            ..Self::default()
         }
     }
 

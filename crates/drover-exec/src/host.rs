@@ -2,34 +2,7 @@
 //! count, and pressure stall information (PSI). Read on demand; parsing is separate from reading
 //! so it is unit-tested on fixed text.
 
-use serde::{Deserialize, Serialize};
-
-/// Memory figures from `/proc/meminfo`, in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Memory {
-    /// `MemTotal`.
-    pub total_bytes: u64,
-    /// `MemAvailable`: what can be allocated without swapping, by anyone.
-    pub available_bytes: u64,
-}
-
-/// One PSI line: the share of time some task was stalled on a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct Pressure {
-    /// Percent of the last 10 s.
-    pub avg10: f64,
-    /// Percent of the last 60 s.
-    pub avg60: f64,
-}
-
-/// PSI for memory and CPU (`some` lines), where the kernel has it.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct Pressures {
-    /// `/proc/pressure/memory`.
-    pub memory: Option<Pressure>,
-    /// `/proc/pressure/cpu`.
-    pub cpu: Option<Pressure>,
-}
+pub use drover_core::report::{Memory, Pressure, Pressures};
 
 /// Parses `/proc/meminfo` text.
 pub fn parse_meminfo(text: &str) -> Option<Memory> {

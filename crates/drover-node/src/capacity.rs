@@ -1,8 +1,7 @@
 //! What this node offers to admission: its memory and CPUs, from flags or from the machine.
 
 use drover_core::units::format_bytes;
-use drover_core::{Cpus, Resources, Size};
-use serde::{Deserialize, Serialize};
+use drover_core::{Cpus, Size};
 
 /// The memory left to the OS and everything else when `--memory` is not given: a tenth of the
 /// machine, at least 1 GiB, at most half.
@@ -10,51 +9,22 @@ pub fn os_reserve(total: u64) -> u64 {
     (total / 10).max(1 << 30).min(total / 2)
 }
 
-/// A node's capacity, as `drover doctor` and `GET /v1/node` show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Capacity {
-    /// Memory admission may hand out, in bytes.
-    pub memory_bytes: u64,
-    /// CPUs admission may hand out.
-    pub cpus: Cpus,
-    /// Attempts that may run at once.
-    pub slots: usize,
-}
+pub use drover_core::Capacity;
 
-impl Capacity {
-    /// The capacity from the flags given, filling the rest from the machine: its memory less
-    /// [`os_reserve`], its CPU count, and one slot per CPU.
-    pub fn resolve(memory: Option<Size>, cpus: Option<Cpus>, slots: Option<usize>) -> Capacity {
-        let machine_cpus = drover_exec::host::cpus();
-        let memory_bytes = match memory {
-            Some(size) => size.bytes(),
-            None => drover_exec::host::memory()
-                .map(|m| m.total_bytes.saturating_sub(os_reserve(m.total_bytes)))
-                .unwrap_or(u64::MAX),
-        };
-        Capacity {
-            memory_bytes,
-            cpus: cpus.unwrap_or(Cpus::whole(u32::try_from(machine_cpus).unwrap_or(u32::MAX))),
-            slots: slots.unwrap_or(machine_cpus).max(1),
-        }
-    }
-
-    /// The part admission counts.
-    pub fn resources(&self) -> Resources {
-        Resources {
-            memory_bytes: self.memory_bytes,
-            cpu_millis: u64::from(self.cpus.millis()),
-        }
-    }
-
-    /// `16 GiB memory, 8 CPUs, 8 slots`.
-    pub fn describe(&self) -> String {
-        format!(
-            "{} memory, {} CPUs, {} slots",
-            format_bytes(self.memory_bytes),
-            self.cpus,
-            self.slots
-        )
+/// The capacity from the flags given, filling the rest from the machine: its memory less
+/// [`os_reserve`], its CPU count, and one slot per CPU.
+pub fn resolve(memory: Option<Size>, cpus: Option<Cpus>, slots: Option<usize>) -> Capacity {
+    let machine_cpus = drover_exec::host::cpus();
+    let memory_bytes = match memory {
+        Some(size) => size.bytes(),
+        None => drover_exec::host::memory()
+            .map(|m| m.total_bytes.saturating_sub(os_reserve(m.total_bytes)))
+            .unwrap_or(u64::MAX),
+    };
+    Capacity {
+        memory_bytes,
+        cpus: cpus.unwrap_or(Cpus::whole(u32::try_from(machine_cpus).unwrap_or(u32::MAX))),
+        slots: slots.unwrap_or(machine_cpus).max(1),
     }
 }
 
@@ -115,12 +85,12 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_machine() {
-        let cap = Capacity::resolve(Some(Size(1 << 30)), Some(Cpus::from_millis(1500)), Some(3));
+        let cap = resolve(Some(Size(1 << 30)), Some(Cpus::from_millis(1500)), Some(3));
         assert_eq!(cap.memory_bytes, 1 << 30);
         assert_eq!(cap.cpus, Cpus::from_millis(1500));
         assert_eq!(cap.slots, 3);
         assert_eq!(cap.resources().cpu_millis, 1500);
-        let machine = Capacity::resolve(None, None, None);
+        let machine = resolve(None, None, None);
         assert!(machine.slots >= 1);
         assert!(machine.memory_bytes > 0);
     }

@@ -17,11 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drover_core::{Cpus, Limits, Size};
+use drover_exec::Containment;
 pub use drover_exec::host::{Memory, Pressure, Pressures};
 use drover_exec::owner::{Executor, ExecutorConfig};
-use drover_exec::{BackendReport, Containment};
 use drover_store::{SqlStore, Store, StoreError};
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -53,7 +52,8 @@ pub struct NodeConfig {
     pub slots: Option<usize>,
     /// How long shutdown waits for running jobs before stopping them.
     pub shutdown_timeout: Duration,
-    /// Attempt lease length.
+    /// Attempt lease length; renewed every third of it. `drover serve` makes it the node TTL
+    /// unless told otherwise, and so does [`NodeConfig::new`].
     pub lease: Duration,
     /// Bytes kept per output stream per attempt.
     pub log_limit: u64,
@@ -96,7 +96,7 @@ impl NodeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             slots: None,
             shutdown_timeout: Duration::from_secs(30),
-            lease: Duration::from_secs(30),
+            lease: Duration::from_secs(15),
             log_limit: 256 * 1024 * 1024,
             memory: None,
             cpus: None,
@@ -122,31 +122,14 @@ pub const NODE_SECRETS: [&str; 3] = ["DROVER_TOKEN", "DROVER_TOKEN_FILE", "DROVE
 /// How long a large job waits for room before the node reserves for it by default.
 pub const DEFAULT_RESERVE_AFTER: Duration = Duration::from_secs(60);
 
-/// What a node is and has: `GET /v1/node` and `drover doctor` show it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeReport {
-    /// The node's id.
-    pub node: drover_core::NodeId,
-    /// drover's version.
-    pub version: String,
-    /// What admission hands out.
-    pub capacity: Capacity,
-    /// The containment backend, why it was chosen, and what it enforces.
-    pub containment: BackendReport,
-    /// The machine's memory now.
-    pub host_memory: Option<Memory>,
-    /// Pressure stall information now (Linux 4.20+).
-    pub pressure: Pressures,
-}
+pub use drover_api::NodeReport;
 
-impl NodeReport {
-    /// The figures that change, read again now.
-    pub fn refreshed(&self) -> NodeReport {
-        NodeReport {
-            host_memory: drover_exec::host::memory(),
-            pressure: drover_exec::host::pressures(),
-            ..self.clone()
-        }
+/// `report` with the figures that change (the machine's memory and pressure) read again now.
+pub fn refreshed(report: &NodeReport) -> NodeReport {
+    NodeReport {
+        host_memory: drover_exec::host::memory(),
+        pressure: drover_exec::host::pressures(),
+        ..report.clone()
     }
 }
 
@@ -162,15 +145,14 @@ pub fn doctor(
     let containment = Containment::detect(backend, &scope)?;
     let report = containment.report();
     containment.close();
-    Ok(NodeReport {
+    Ok(refreshed(&NodeReport {
         node: drover_core::NodeId("(doctor)".into()),
         version: env!("CARGO_PKG_VERSION").into(),
-        capacity: Capacity::resolve(memory, cpus, slots),
+        capacity: capacity::resolve(memory, cpus, slots),
         containment: report,
         host_memory: None,
         pressure: Pressures::default(),
-    }
-    .refreshed())
+    }))
 }
 
 /// The port a node listens on unless told otherwise.
@@ -233,7 +215,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         config.backend,
         &format!("drover.{}", node.0),
     )?);
-    let capacity = Capacity::resolve(config.memory, config.cpus, config.slots);
+    let capacity = capacity::resolve(config.memory, config.cpus, config.slots);
     let slots = capacity.slots;
 
     // Jobs outlive their node: re-attach to the owners an earlier run left. After a reboot

@@ -4,6 +4,10 @@
 //! claims); gauges that describe stored state (jobs by state, queue depth) and the machine
 //! (pressure) are read when scraped, so they are never stale and cost nothing in between.
 
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+
+use crate::api::{ApiError, ApiState};
 use std::sync::atomic::AtomicU64;
 
 use drover_core::Resources;
@@ -21,7 +25,7 @@ pub struct StateLabel {
     pub state: String,
 }
 
-/// `queue="...", phase="queued|waiting|running"`.
+/// `queue="...", phase="queued|deferred|running"`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
     /// The queue.
@@ -97,7 +101,7 @@ impl Metrics {
         registry.register("jobs", "Jobs by state", metrics.jobs.clone());
         registry.register(
             "queue_jobs",
-            "Jobs by queue and phase (queued, waiting, running)",
+            "Jobs by queue and phase (queued, deferred: scheduled or blocked, running)",
             metrics.queue_jobs.clone(),
         );
         registry.register(
@@ -183,4 +187,42 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// `GET /metrics`: Prometheus/OpenMetrics text. Stored-state gauges are read now.
+pub(crate) async fn scrape(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let m = &state.metrics;
+    for (job_state, count) in state.store.counts().await? {
+        m.jobs
+            .get_or_create(&StateLabel {
+                state: job_state.to_string(),
+            })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+    for queue in state.store.queues().await? {
+        for (phase, count) in [
+            ("queued", queue.queued),
+            ("deferred", queue.deferred),
+            ("running", queue.running),
+        ] {
+            m.queue_jobs
+                .get_or_create(&QueueLabels {
+                    queue: queue.name.clone(),
+                    phase: phase.to_string(),
+                })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+    let pressure = drover_exec::host::pressures();
+    m.pressure_memory
+        .set(pressure.memory.map_or(0.0, |p| p.avg10));
+    m.pressure_cpu.set(pressure.cpu.map_or(0.0, |p| p.avg10));
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
+        .into_response())
 }

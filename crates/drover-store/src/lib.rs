@@ -148,22 +148,7 @@ pub struct Claim {
     pub lease_expires_at: DateTime<Utc>,
 }
 
-/// A queue's settings and load.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct QueueInfo {
-    /// Its name.
-    pub name: String,
-    /// No new attempt starts while paused; running ones go on.
-    pub paused: bool,
-    /// Most attempts starting or running at once (none: no limit).
-    pub concurrency: Option<u32>,
-    /// Jobs waiting to be claimed (`queued`).
-    pub queued: u64,
-    /// Jobs waiting for a time or for other jobs (`scheduled`, `blocked`).
-    pub waiting: u64,
-    /// Attempts starting or running.
-    pub running: u64,
-}
+pub use drover_core::QueueInfo;
 
 /// What a request to change one job did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,9 +169,9 @@ pub const ADMISSION_WINDOW: usize = 64;
 pub struct ClaimBatch {
     /// The jobs claimed, in claim order.
     pub claims: Vec<Claim>,
-    /// Queued jobs passed over, with what each waits for (`waiting for 24 GiB memory, 9 GiB
-    /// free`).
-    pub waiting: Vec<(JobId, String)>,
+    /// Queued jobs admission passed over, with what each waits for (`waiting for 24 GiB
+    /// memory, 9 GiB free`).
+    pub passed_over: Vec<(JobId, String)>,
 }
 
 /// How the store answered a request to mark a `starting` attempt `running`.
@@ -411,7 +396,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Like [`Store::claim`], but walks the queue through `admission`: a job whose declared
     /// memory and CPUs do not fit what is free is left queued and reported in
-    /// [`ClaimBatch::waiting`]; one that has waited past the reservation time stops the walk.
+    /// [`ClaimBatch::passed_over`]; one that has waited past the reservation time stops the walk.
     /// Looks at most [`ADMISSION_WINDOW`] jobs past `max`, so a claim stays cheap however long
     /// the queue.
     async fn claim_within(

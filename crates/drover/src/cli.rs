@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use drover_core::{Cpus, HumanDuration, JobState, Size};
 
+pub use crate::spec_args::SpecArgs;
+
 /// Run long computations durably: every job with a timeout, its whole process tree owned,
 /// its outcome and usage recorded, and nothing lost when the node restarts.
 #[derive(Debug, Parser)]
@@ -287,9 +289,9 @@ pub struct ServeArgs {
     /// With --stop-jobs-on-exit: how long to let running jobs finish before stopping them.
     #[arg(long, default_value = "30s", value_name = "D")]
     pub shutdown_timeout: HumanDuration,
-    /// How long an attempt's lease lasts without renewal (default: the node TTL). A node that
-    /// cannot renew stops its jobs a heartbeat before their leases end; the reaper requeues
-    /// attempts whose lease has ended.
+    /// How long an attempt's lease lasts without renewal (default: the node TTL). Leases are
+    /// renewed every third of it; a node that cannot renew them stops its jobs a third of a
+    /// lease before they end, and the reaper requeues attempts whose lease has ended.
     #[arg(long, value_name = "D")]
     pub lease: Option<HumanDuration>,
     /// Output kept per stream per attempt; the rest is dropped with a note.
@@ -337,7 +339,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "D")]
     pub node_ttl: Option<HumanDuration>,
     /// Settings file (default: drover.toml in the data dir, if there is one). Its `[serve]`
-    /// table takes db, memory, cpus, slots, backend and reserve_after; flags win over it.
+    /// table takes db, labels, heartbeat, node_ttl, memory, cpus, slots, backend,
+    /// reserve_after and allow_hosts, and `[queues.NAME]` tables give a queue's job defaults;
+    /// flags win over it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -345,100 +349,13 @@ pub struct ServeArgs {
 /// `drover submit`
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
-    /// Stop the job after this long (default 24h): SIGTERM, then SIGKILL after --grace.
-    #[arg(long, value_name = "D")]
-    pub timeout: Option<HumanDuration>,
-    /// Time between SIGTERM and SIGKILL when the job is stopped (default 10s).
-    #[arg(long, value_name = "D")]
-    pub grace: Option<HumanDuration>,
-    /// A name for people (default: the program's name).
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
-    /// Set an environment variable for the job (repeatable).
-    #[arg(long = "env", short = 'e', value_name = "K=V", value_parser = parse_env)]
-    pub env: Vec<(String, String)>,
-    /// Working directory (default: the current one).
-    #[arg(long, value_name = "DIR")]
-    pub cwd: Option<PathBuf>,
-    /// Higher runs first (default 0, or the queue's default).
-    #[arg(long, allow_negative_numbers = true)]
-    pub priority: Option<i32>,
-    /// Attempts after the first if it fails, times out or is lost (default 0, or the queue's).
-    #[arg(long, value_name = "N")]
-    pub retries: Option<u32>,
-    /// Memory limit for the whole process tree (e.g. 512M, 16G); exceeding it ends the job
-    /// `failed` with reason memory_limit. The node also reserves this much for it.
-    #[arg(long, value_name = "SIZE")]
-    pub memory: Option<Size>,
-    /// With --memory: after an attempt is killed for memory_limit, retry with twice its measured
-    /// peak (at least twice the limit), up to this.
-    #[arg(long, value_name = "SIZE", requires = "memory")]
-    pub memory_max: Option<Size>,
-    /// CPU quota for the whole tree, fractional (0.5 = half a CPU); also reserved on the node.
-    #[arg(long, value_name = "N")]
-    pub cpus: Option<Cpus>,
-    /// Most processes and threads the tree may have at once.
-    #[arg(long, value_name = "N")]
-    pub pids: Option<u32>,
-    /// Most open files per process.
-    #[arg(long, value_name = "N")]
-    pub nofile: Option<u64>,
-    /// Stop the job (reason stalled) when it writes no output and does not touch
-    /// $DROVER_HEARTBEAT_FILE for this long.
-    #[arg(long, value_name = "D")]
-    pub stall: Option<HumanDuration>,
-    /// Send this signal (USR1, TERM, a number) to the whole tree --signal-before ahead of the
-    /// timeout, so the job can save its progress in $DROVER_CHECKPOINT_DIR.
-    #[arg(long, value_name = "SIG", requires = "signal_before")]
-    pub checkpoint_signal: Option<drover_core::Signal>,
-    /// How long before the timeout the checkpoint signal comes.
-    #[arg(long, value_name = "D", requires = "checkpoint_signal")]
-    pub signal_before: Option<HumanDuration>,
-    /// The exit code that means "progress saved: run me again"; such an attempt is requeued at
-    /// once without using a retry (default 85 with --checkpoint-signal).
-    #[arg(long, value_name = "N")]
-    pub checkpoint_exit_code: Option<i32>,
-    /// Start no sooner than this long from now (the job is `scheduled` until then).
-    #[arg(long, value_name = "D", conflicts_with = "at")]
-    pub delay: Option<HumanDuration>,
-    /// Start no sooner than this time (RFC 3339, e.g. 2026-12-01T03:00:00Z).
-    #[arg(long, value_name = "TIME")]
-    pub at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Wait between attempts: MIN..MAX for exponential backoff with full jitter (1s..5m), or
-    /// one duration for a fixed wait.
-    #[arg(long, value_name = "BACKOFF")]
-    pub backoff: Option<drover_core::Backoff>,
-    /// Which endings are retried (comma-separated): failed, timed_out, lost, or a reason such
-    /// as memory_limit or stalled. Default: failed, timed_out, lost.
-    #[arg(long, value_delimiter = ',', value_name = "OUTCOMES")]
-    pub retry_on: Vec<String>,
-    /// The queue to wait in (default: `default`); see `drover queue`.
-    #[arg(long, value_name = "NAME")]
-    pub queue: Option<String>,
-    /// Run only after these jobs succeeded (comma-separated ids); the job is `blocked` until
-    /// then, and fails with dependency_failed if one of them fails for good.
-    #[arg(long, value_delimiter = ',', value_name = "IDS")]
-    pub after: Vec<String>,
-    /// Submitting again with the same key returns the first job's id and creates nothing.
-    #[arg(long, value_name = "KEY")]
-    pub idempotency_key: Option<String>,
-    /// Run only on a node with this label (repeatable): `--require os=macos`.
-    #[arg(long = "require", value_name = "KEY=VALUE", value_parser = drover_core::node::parse_label)]
-    pub require: Vec<(String, String)>,
+    /// The job: its program and every setting it may have.
+    #[command(flatten)]
+    pub spec: SpecArgs,
     /// Submit many jobs from FILE (`-` for stdin): JSON Lines, one spec per line in the schema
     /// of `POST /v1/jobs`. All or nothing; prints one id per line, in input order.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["argv", "timeout", "grace", "name", "env", "cwd", "priority", "retries", "memory", "memory_max", "cpus", "pids", "nofile", "stall", "checkpoint_signal", "signal_before", "checkpoint_exit_code", "delay", "at", "backoff", "retry_on", "after", "queue", "idempotency_key", "require"])]
+    #[arg(long, value_name = "FILE", conflicts_with = "SpecArgs")]
     pub batch: Option<PathBuf>,
-    /// The program and its arguments (no shell: use `sh -c '...'` to ask for one).
-    #[arg(last = true, required_unless_present = "batch", value_name = "ARGV")]
-    pub argv: Vec<String>,
-}
-
-fn parse_env(raw: &str) -> Result<(String, String), String> {
-    match raw.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
-        _ => Err(format!("`{raw}` is not KEY=VALUE")),
-    }
 }
 
 /// `drover status`

@@ -14,30 +14,62 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use serde::de::DeserializeOwned;
 
-/// A failure talking to the node.
-#[derive(Debug)]
+/// A failure talking to the node. Each kind has its exit code (see `--help`).
+#[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The node answered with an error status.
+    #[error("{message} (HTTP {status})")]
     Api {
         /// HTTP status.
         status: u16,
-        /// The node's message.
+        /// The node's message (it starts with the field at fault, where there is one).
         message: String,
     },
-    /// The node could not be reached or its answer not read.
-    Transport(String),
+    /// The node could not be reached, or the connection broke.
+    #[error("cannot reach the drover node at {base}")]
+    Unreachable {
+        /// The node's address.
+        base: String,
+        /// What failed.
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    /// The node did not come back within [`RECONNECT_FOR`] of a lost connection.
+    #[error("waited {}s for the node to come back", RECONNECT_FOR.as_secs())]
+    GaveUp(#[source] Box<ClientError>),
+    /// The node's answer is not what the API contract says (a field missing or of another
+    /// type): the node and this CLI are of incompatible versions.
+    #[error("the answer of the node at {base} to {path} is not one this drover reads")]
+    BadAnswer {
+        /// The node's address.
+        base: String,
+        /// What was asked.
+        path: String,
+        /// What did not decode.
+        #[source]
+        source: Box<ureq::Error>,
+    },
 }
 
-impl std::fmt::Display for ClientError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl ClientError {
+    /// The process exit code for this failure: 2 when the node refused what the user typed
+    /// (an invalid value, a body too large), 4 for everything else — the node could not be
+    /// reached, refused the request (401, 403, 409), or has no such job (404).
+    pub fn exit_code(&self) -> u8 {
         match self {
-            ClientError::Api { status, message } => write!(f, "{message} (HTTP {status})"),
-            ClientError::Transport(detail) => f.write_str(detail),
+            ClientError::Api {
+                status: 400 | 413 | 422,
+                ..
+            } => crate::exit::USAGE,
+            _ => crate::exit::NODE,
         }
     }
-}
 
-impl std::error::Error for ClientError {}
+    /// Whether the node may answer if asked again later (it is restarting).
+    fn is_unreachable(&self) -> bool {
+        matches!(self, ClientError::Unreachable { .. })
+    }
+}
 
 /// A connection to one node.
 pub struct Client {
@@ -144,20 +176,18 @@ impl Client {
         let mut pause = Duration::from_millis(100);
         loop {
             match call(self) {
-                Err(ClientError::Transport(detail)) => {
+                Err(err) if err.is_unreachable() => {
                     let started = *since.get_or_insert_with(|| {
                         if !SAID_LOST.swap(true, std::sync::atomic::Ordering::SeqCst) {
                             eprintln!(
-                                "drover: lost the node ({detail}); waiting for it to come back"
+                                "drover: lost the node ({}); waiting for it to come back",
+                                drover_core::error_chain(&err)
                             );
                         }
                         Instant::now()
                     });
                     if started.elapsed() > RECONNECT_FOR {
-                        return Err(ClientError::Transport(format!(
-                            "{detail} (waited {}s for the node to come back)",
-                            RECONNECT_FOR.as_secs()
-                        )));
+                        return Err(ClientError::GaveUp(Box::new(err)));
                     }
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_secs(2));
@@ -209,18 +239,26 @@ impl Client {
             return Ok(response);
         }
         let text = response.body_mut().read_to_string().unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        // An error answer is an `ErrorBody`; anything else (a proxy's page) is shown as it is.
+        let message = serde_json::from_str::<drover_api::ErrorBody>(&text)
+            .map(|body| body.error.message)
             .unwrap_or(text);
         Err(ClientError::Api { status, message })
     }
 
-    fn transport(&self, err: ureq::Error) -> ClientError {
-        ClientError::Transport(format!(
-            "cannot reach the drover node at {}: {err}",
-            self.base
-        ))
+    fn unreachable(&self, err: ureq::Error) -> ClientError {
+        ClientError::Unreachable {
+            base: self.base.clone(),
+            source: Box::new(err),
+        }
+    }
+
+    fn bad_answer(&self, path: &str, err: ureq::Error) -> ClientError {
+        ClientError::BadAnswer {
+            base: self.base.clone(),
+            path: path.to_string(),
+            source: Box::new(err),
+        }
     }
 
     /// GET `path` and decode JSON.
@@ -228,29 +266,29 @@ impl Client {
         let response = self
             .authorized(self.agent.get(format!("{}{path}", self.base)))
             .call()
-            .map_err(|e| self.transport(e))?;
+            .map_err(|e| self.unreachable(e))?;
         Self::check(response)?
             .body_mut()
             .with_config()
             .limit(256 * 1024 * 1024)
             .read_json()
-            .map_err(|e| ClientError::Transport(format!("bad answer from the node: {e}")))
+            .map_err(|e| self.bad_answer(path, e))
     }
 
-    /// POST JSON to `path` and decode JSON.
+    /// POST `body` as JSON to `path` and decode JSON.
     pub fn post<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: &serde_json::Value,
+        body: &impl serde::Serialize,
     ) -> Result<T, ClientError> {
         let response = self
             .authorized(self.agent.post(format!("{}{path}", self.base)))
             .send_json(body)
-            .map_err(|e| self.transport(e))?;
+            .map_err(|e| self.unreachable(e))?;
         Self::check(response)?
             .body_mut()
             .read_json()
-            .map_err(|e| ClientError::Transport(format!("bad answer from the node: {e}")))
+            .map_err(|e| self.bad_answer(path, e))
     }
 
     /// Subscribes to the node's event stream (`path` is `/v1/events` with its query) and hands
@@ -259,7 +297,7 @@ impl Client {
     pub fn events(
         &self,
         path: &str,
-    ) -> Result<std::sync::mpsc::Receiver<drover_core::Event>, ClientError> {
+    ) -> Result<std::sync::mpsc::Receiver<drover_api::Event>, ClientError> {
         use std::io::BufRead;
         let body = self.stream(path)?;
         let (tx, rx) = std::sync::mpsc::channel();
@@ -271,7 +309,7 @@ impl Client {
                     data.push_str(chunk.trim_start());
                 } else if line.is_empty() && !data.is_empty() {
                     // Only job events parse as events; `dropped`/`node_stopping` end the stream.
-                    match serde_json::from_str::<drover_core::Event>(&data) {
+                    match serde_json::from_str::<drover_api::Event>(&data) {
                         Ok(event) => {
                             if tx.send(event).is_err() {
                                 return;
@@ -299,11 +337,11 @@ impl Client {
         let response = self
             .authorized(self.agent.get(format!("{}{path}", self.base)))
             .call()
-            .map_err(|e| self.transport(e))?;
+            .map_err(|e| self.unreachable(e))?;
         let response = Self::check(response)?;
         let attempt = response
             .headers()
-            .get(drover_node::api::ATTEMPT_HEADER)
+            .get(drover_api::ATTEMPT_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
         Ok((attempt, response.into_body().into_reader()))

@@ -23,9 +23,13 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use anyhow::Context;
 use drover_core::{Cpus, HumanDuration, Size};
 use serde::Deserialize;
+
+use crate::spec_args::SpecArgs;
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -40,27 +44,8 @@ pub struct FileConfig {
     pub serve: ServeFile,
     /// Per queue, defaults for the spec fields a job leaves out.
     #[serde(default)]
-    pub queues: drover_node::api::QueueDefaults,
+    pub queues: BTreeMap<String, SpecArgs>,
 }
-
-/// The spec fields a queue may give defaults for: the ones people otherwise repeat.
-const QUEUE_DEFAULT_KEYS: &[&str] = &[
-    "timeout",
-    "grace",
-    "retries",
-    "backoff",
-    "retry_on",
-    "memory",
-    "memory_max",
-    "cpus",
-    "pids",
-    "nofile",
-    "stall",
-    "priority",
-    "checkpoint_signal",
-    "signal_before",
-    "checkpoint_exit_code",
-];
 
 /// The `[serve]` table.
 #[derive(Debug, Default, Deserialize)]
@@ -134,24 +119,13 @@ pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
 /// Parses settings text.
 pub fn parse(text: &str) -> anyhow::Result<FileConfig> {
     let config: FileConfig = toml::from_str(text)?;
-    for (queue, fields) in &config.queues {
+    for (queue, defaults) in &config.queues {
         if !drover_core::valid_queue_name(queue) {
             anyhow::bail!("queues.{queue}: not a queue name (letters, digits, -, _ and .)");
         }
-        for key in fields.keys() {
-            if !QUEUE_DEFAULT_KEYS.contains(&key.as_str()) {
-                anyhow::bail!(
-                    "queues.{queue}.{key}: not a default a queue can give (one of {})",
-                    QUEUE_DEFAULT_KEYS.join(", ")
-                );
-            }
-        }
         // The values must make a valid spec, so a bad one is reported here and not at submit.
-        let mut probe = fields.clone();
-        probe.insert("argv".into(), serde_json::json!(["true"]));
-        let spec: drover_core::JobSpec = serde_json::from_value(serde_json::Value::Object(probe))
-            .map_err(|e| anyhow::anyhow!("queues.{queue}: {e}"))?;
-        spec.validate(&drover_core::Limits::default())
+        defaults
+            .check_as_defaults()
             .map_err(|e| anyhow::anyhow!("queues.{queue}.{e}"))?;
     }
     if let Some(backend) = &config.serve.backend {
@@ -185,9 +159,9 @@ mod tests {
     fn queues_give_defaults() {
         let config = parse("[queues.sage]\ntimeout = \"12h\"\nretries = 2\nmemory = \"32G\"\n")
             .unwrap_or_else(|e| panic!("{e:#}"));
-        let sage = &config.queues["sage"];
-        assert_eq!(sage["timeout"], "12h");
-        assert_eq!(sage["retries"], 2);
+        let sage = config.queues.get("sage").expect("the sage queue");
+        assert_eq!(sage.timeout, Some(HumanDuration::from_secs(12 * 3600)));
+        assert_eq!(sage.retries, Some(2));
         assert!(
             parse("[queues.sage]\nargv = [\"rm\"]\n").is_err(),
             "not a default"

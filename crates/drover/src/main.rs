@@ -6,6 +6,7 @@ mod client;
 mod commands;
 mod config;
 mod output;
+mod spec_args;
 
 use std::process::ExitCode;
 
@@ -54,14 +55,12 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("drover: {err:#}");
-            let code = match err.downcast_ref::<ClientError>() {
-                Some(ClientError::Api { status, .. })
-                    if (400..500).contains(status) && *status != 404 =>
-                {
-                    exit::USAGE
-                }
-                _ if err.downcast_ref::<commands::UsageError>().is_some() => exit::USAGE,
-                _ => exit::NODE,
+            let code = if let Some(client) = err.downcast_ref::<ClientError>() {
+                client.exit_code()
+            } else if err.downcast_ref::<commands::UsageError>().is_some() {
+                exit::USAGE
+            } else {
+                exit::NODE
             };
             ExitCode::from(code)
         }

@@ -151,7 +151,7 @@ pub fn detail(job: &JobRecord, now: DateTime<Utc>) -> String {
 }
 
 /// `drover doctor` for people.
-pub fn doctor_text(info: &drover_node::NodeReport) -> String {
+pub fn doctor_text(info: &drover_api::NodeReport) -> String {
     let c = &info.containment;
     let mut out = format!(
         "backend: {}
@@ -226,6 +226,126 @@ pub fn shell_words(argv: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `drover status`'s table of recent jobs, oldest first.
+pub fn jobs_table(jobs: &[JobRecord], now: DateTime<Utc>) -> String {
+    let mut rows = vec![header(&[
+        "ID", "NAME", "STATE", "REASON", "ATTEMPT", "RUNTIME", "PEAK MEM",
+    ])];
+    for job in jobs.iter().rev() {
+        rows.push(vec![
+            job.id.to_string(),
+            job.name.clone(),
+            job.state.to_string(),
+            outcome(job),
+            job.attempt.to_string(),
+            runtime(job, now),
+            memory(job),
+        ]);
+    }
+    table(&rows)
+}
+
+/// `drover dlq`'s table.
+pub fn dead_letters_table(jobs: &[JobRecord]) -> String {
+    let mut rows = vec![header(&["ID", "NAME", "STATE", "ATTEMPTS", "LAST REASON"])];
+    for job in jobs {
+        rows.push(vec![
+            job.id.to_string(),
+            job.name.clone(),
+            job.state.to_string(),
+            job.attempt.to_string(),
+            outcome(job),
+        ]);
+    }
+    table(&rows)
+}
+
+/// `drover queue ls`'s table. DEFERRED counts jobs waiting for a time or for other jobs.
+pub fn queues_table(queues: &[drover_api::QueueInfo]) -> String {
+    let mut rows = vec![header(&[
+        "QUEUE",
+        "STATE",
+        "CONCURRENCY",
+        "QUEUED",
+        "DEFERRED",
+        "RUNNING",
+    ])];
+    for q in queues {
+        rows.push(vec![
+            q.name.clone(),
+            if q.paused { "paused" } else { "active" }.to_string(),
+            q.concurrency.map_or("-".to_string(), |n| n.to_string()),
+            q.queued.to_string(),
+            q.deferred.to_string(),
+            q.running.to_string(),
+        ]);
+    }
+    table(&rows)
+}
+
+/// `drover nodes`'s table.
+pub fn nodes_table(nodes: &[drover_api::NodeRecord], now: DateTime<Utc>) -> String {
+    let mut rows = vec![header(&[
+        "NODE",
+        "HOST",
+        "STATE",
+        "LABELS",
+        "SLOTS",
+        "RUNNING",
+        "MEMORY",
+        "CPUS",
+        "HEARTBEAT",
+    ])];
+    let cpus = |millis: u64| f64::from(u32::try_from(millis).unwrap_or(u32::MAX)) / 1000.0;
+    for node in nodes {
+        let ago = (now - node.heartbeat_at).num_milliseconds().max(0) as f64 / 1000.0;
+        rows.push(vec![
+            node.info.id.to_string(),
+            node.info.hostname.clone(),
+            node.state.to_string(),
+            drover_core::node::describe_labels(&node.info.labels),
+            node.info.slots.to_string(),
+            node.load.running.to_string(),
+            format!(
+                "{}/{}",
+                drover_core::Size(node.load.reserved.memory_bytes),
+                drover_core::Size(node.info.capacity.memory_bytes)
+            ),
+            format!(
+                "{}/{}",
+                cpus(node.load.reserved.cpu_millis),
+                cpus(node.info.capacity.cpu_millis)
+            ),
+            format!("{ago:.1}s ago"),
+        ]);
+    }
+    table(&rows)
+}
+
+/// One `drover watch` line: sequence, time, job, attempt, what happened, state, reason.
+pub fn event_line(event: &drover_api::Event) -> String {
+    let reason = event
+        .reason
+        .as_ref()
+        .map(|r| r.to_string())
+        .unwrap_or_default();
+    let attempt = event.attempt.map(|a| format!("#{a}")).unwrap_or_default();
+    format!(
+        "{:>8}  {}  {}  {:<3} {:<16} {:<10} {}",
+        event.seq,
+        event.at.format("%H:%M:%S%.3f"),
+        event.job_id,
+        attempt,
+        event.kind.as_str(),
+        event.state,
+        reason
+    )
+}
+
+fn header(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
 }
 
 #[cfg(test)]

@@ -22,9 +22,7 @@ mod rlimit;
 mod v1;
 mod v2;
 
-use std::fmt;
 use std::io;
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -34,36 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use rlimit::{ChildRlimit, become_subreaper, reap_strays};
 pub(crate) use rlimit::{forget_leader, register_leader};
 
-/// Which containment backend runs jobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum BackendKind {
-    /// A cgroup v2 leaf per attempt.
-    #[serde(rename = "cgroup2")]
-    CgroupV2,
-    /// A cgroup per attempt in each v1 hierarchy (memory, pids, cpu, cpuacct, freezer).
-    #[serde(rename = "cgroup1")]
-    CgroupV1,
-    /// Per-process resource limits and process-group kill (macOS, or no cgroup access).
-    #[serde(rename = "rlimit")]
-    Rlimit,
-}
-
-impl BackendKind {
-    /// The name used by `--backend` and `drover doctor`.
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::CgroupV2 => "cgroup2",
-            BackendKind::CgroupV1 => "cgroup1",
-            BackendKind::Rlimit => "rlimit",
-        }
-    }
-}
-
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use drover_core::report::{BackendKind, BackendReport, LimitSupport};
 
 /// `--backend`: pick automatically, or insist on one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -117,30 +86,6 @@ pub enum ContainError {
         /// Why not.
         why: String,
     },
-}
-
-/// How one kind of limit is enforced by the chosen backend.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LimitSupport {
-    /// `memory`, `cpus`, `pids`, `nofile`, `escapees` or `accounting`.
-    pub limit: String,
-    /// Whether drover can guarantee it for the whole tree.
-    pub enforced: bool,
-    /// How, or what is missing.
-    pub how: String,
-}
-
-/// What `drover doctor` shows about containment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BackendReport {
-    /// The backend in use.
-    pub backend: BackendKind,
-    /// Why it was chosen (and why the ones before it were not).
-    pub why: String,
-    /// The directories under which attempt cgroups are made.
-    pub cgroup_paths: Vec<PathBuf>,
-    /// Each limit kind and whether it is enforced.
-    pub limits: Vec<LimitSupport>,
 }
 
 fn support(limit: &str, enforced: bool, how: impl Into<String>) -> LimitSupport {

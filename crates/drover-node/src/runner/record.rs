@@ -85,24 +85,12 @@ where
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
             Err(err) => {
-                let error = error_chain(&err);
+                let error = drover_core::error_chain(&err);
                 tracing::error!(%attempt, %error, what, tries, "cannot record; the lease will run out and the reaper or recovery will end the attempt");
                 return Err(err);
             }
         }
     }
-}
-
-/// An error and its sources, one after the other.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Maps an owner's view of an ending onto the store's states and reasons.

@@ -360,19 +360,22 @@ impl State {
             .claim_seconds
             .observe(took.as_secs_f64());
         match result {
-            Ok(ClaimBatch { claims, waiting }) => {
+            Ok(ClaimBatch {
+                claims,
+                passed_over,
+            }) => {
                 // As many as asked: there may be more. Fewer: the queue is dry (or what is left
                 // does not fit) until an event says otherwise — including one that came while
                 // this claim was in flight.
                 if claims.len() == asked {
                     self.want_claim = true;
                 }
-                if !waiting.is_empty() && contended {
+                if !passed_over.is_empty() && contended {
                     self.retry_claim_at = Some(Instant::now() + CONTENTION_RECHECK);
                 }
                 if let Ok(mut notes) = self.config.passed_over.lock() {
                     notes.clear();
-                    notes.extend(waiting);
+                    notes.extend(passed_over);
                 }
                 self.ahead.extend(claims);
                 self.fill_slots();

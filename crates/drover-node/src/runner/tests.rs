@@ -82,7 +82,7 @@ fn answer_claim(state: &mut State, asked: usize, claims: Vec<Claim>) {
     state.on_answer(Answer::Claimed {
         result: Ok(ClaimBatch {
             claims,
-            waiting: Vec::new(),
+            passed_over: Vec::new(),
         }),
         asked,
         contended: false,

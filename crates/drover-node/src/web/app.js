@@ -117,7 +117,7 @@ async function queues() {
     const tr = el("tr");
     tr.replaceChildren(el("td", {}, q.name), el("td", {}, q.paused ? "paused" : "active"),
       el("td", {}, q.concurrency == null ? "-" : String(q.concurrency)), el("td", {}, String(q.queued)),
-      el("td", {}, String(q.waiting)), el("td", {}, String(q.running)));
+      el("td", {}, String(q.deferred)), el("td", {}, String(q.running)));
     return tr;
   }));
 }

@@ -223,11 +223,11 @@ pub async fn labels_route_jobs(store: &dyn Store) {
         batch.claims.is_empty(),
         "the node without the label passes it over"
     );
-    assert_eq!(batch.waiting.len(), 1);
+    assert_eq!(batch.passed_over.len(), 1);
     assert!(
-        batch.waiting[0].1.contains("has=sage"),
+        batch.passed_over[0].1.contains("has=sage"),
         "{:?}",
-        batch.waiting
+        batch.passed_over
     );
     let claimed = claim_one(store, &sage.id)
         .await

@@ -32,14 +32,14 @@ pub async fn admission_skips_what_does_not_fit_and_says_why(store: &dyn Store) {
         .unwrap();
     let claimed: Vec<_> = batch.claims.iter().map(|c| c.attempt.job_id).collect();
     assert_eq!(claimed, vec![ids[1], ids[2]], "the two that fit, in order");
-    assert_eq!(batch.waiting.len(), 1);
-    assert_eq!(batch.waiting[0].0, ids[0]);
+    assert_eq!(batch.passed_over.len(), 1);
+    assert_eq!(batch.passed_over[0].0, ids[0]);
     assert!(
-        batch.waiting[0]
+        batch.passed_over[0]
             .1
             .contains("waiting for 3.0 GiB memory, 2.0 GiB free"),
         "{}",
-        batch.waiting[0].1
+        batch.passed_over[0].1
     );
     let big = store.get(ids[0]).await.unwrap().expect("stored");
     assert_eq!(big.state, JobState::Queued, "passed over, still queued");
@@ -57,11 +57,11 @@ pub async fn a_job_that_waited_long_enough_holds_back_the_rest(store: &dyn Store
         .await
         .unwrap();
     assert!(batch.claims.is_empty(), "the reservation holds the queue");
-    assert_eq!(batch.waiting.len(), 1);
+    assert_eq!(batch.passed_over.len(), 1);
     assert!(
-        batch.waiting[0].1.contains("reserving"),
+        batch.passed_over[0].1.contains("reserving"),
         "{}",
-        batch.waiting[0].1
+        batch.passed_over[0].1
     );
     // With room, the big job goes first.
     let admission = Admission::new(gib_free(4), gib_free(4), Duration::ZERO, None);

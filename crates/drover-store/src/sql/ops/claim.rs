@@ -98,7 +98,7 @@ pub(super) async fn claim_within(
         }
         let lease_expires = tx.now_ms.saturating_add(ms(lease));
         let mut claims = Vec::with_capacity(max.min(next.len()));
-        let mut waiting = Vec::new();
+        let mut passed_over = Vec::new();
         for (id, spec, previous, queued_at, queue) in next {
             if claims.len() >= max {
                 break;
@@ -109,7 +109,7 @@ pub(super) async fn claim_within(
             let id = parse_id(&id)?;
             let spec = parse_spec(&spec)?;
             if !labels_match(&spec.require, &labels) {
-                waiting.push((
+                passed_over.push((
                     id,
                     format!("needs a node with {}", describe_labels(&spec.require)),
                 ));
@@ -120,11 +120,11 @@ pub(super) async fn claim_within(
             match admission.consider(&spec.resources(), queued_for) {
                 Decision::Claim => {}
                 Decision::Skip(why) => {
-                    waiting.push((id, why));
+                    passed_over.push((id, why));
                     continue;
                 }
                 Decision::Reserve(why) => {
-                    waiting.push((id, why));
+                    passed_over.push((id, why));
                     break;
                 }
             }
@@ -179,7 +179,10 @@ pub(super) async fn claim_within(
                 lease_expires_at: ms_to_time(lease_expires),
             });
         }
-        Ok(ClaimBatch { claims, waiting })
+        Ok(ClaimBatch {
+            claims,
+            passed_over,
+        })
     })
     .await
 }

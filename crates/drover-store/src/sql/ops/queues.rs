@@ -95,7 +95,7 @@ pub(super) async fn queues(store: &SqlStore) -> Result<Vec<QueueInfo>, StoreErro
                 paused: false,
                 concurrency: None,
                 queued: 0,
-                waiting: 0,
+                deferred: 0,
                 running: 0,
             };
             let rows = conn.query_map(
@@ -133,7 +133,7 @@ pub(super) async fn queues(store: &SqlStore) -> Result<Vec<QueueInfo>, StoreErro
                 match state.as_str() {
                     "queued" => info.queued += count,
                     "starting" | "running" => info.running += count,
-                    _ => info.waiting += count,
+                    _ => info.deferred += count,
                 }
             }
             Ok(out.into_values().collect())

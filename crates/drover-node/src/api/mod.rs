@@ -1,0 +1,209 @@
+//! The HTTP API under `/v1`. Handlers parse requests into typed values, call the store, and
+//! answer with the types of `drover_api`, the contract the CLI reads; they hold no state of their
+//! own and never touch processes (a cancel reaches a running job through the store's event).
+//!
+//! One file per resource: `jobs`, `logs`, `dlq`, `queues`, `nodes`, and the page in `web`;
+//! request parsing is in `parse`, the error type in `error`. Who may call is decided before any
+//! handler runs, by `crate::auth::guard`; the metrics scrape is `crate::metrics::scrape`.
+//!
+//! Every error is JSON: `{"error": {"message": "...", "field": "timeout"}}`, with `field` naming
+//! the offending part of the request where there is one.
+
+mod dlq;
+mod error;
+mod jobs;
+mod logs;
+mod nodes;
+mod parse;
+mod queues;
+mod web;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use drover_core::node::describe_labels;
+use drover_core::{JobId, JobRecord, JobState, Limits, NodeId, NodeState, labels_match};
+use drover_store::Store;
+use tokio::sync::broadcast;
+
+pub use drover_api::ATTEMPT_HEADER;
+pub use error::ApiError;
+pub use parse::{parse_batch, parse_batch_with, parse_spec, parse_spec_with};
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Most jobs in one batch.
+pub const MAX_BATCH: usize = 100_000;
+
+/// Longest a `wait` request is held open.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The data dir, for logs.
+    pub data_root: PathBuf,
+    /// Size limits on specs.
+    pub limits: Limits,
+    /// This node.
+    pub node: NodeId,
+    /// What the node is and has, for `GET /v1/node`.
+    pub info: Arc<crate::NodeReport>,
+    /// Queued jobs the node's last claim passed over for lack of resources, and why.
+    pub passed_over: crate::runner::PassedOver,
+    /// Wakes the node loop for a change no job event announces (a queue resumed or widened).
+    pub wake: Arc<tokio::sync::Notify>,
+    /// Per-queue defaults for fields a submitted spec leaves out (`[queues.NAME]` in
+    /// drover.toml).
+    pub queue_defaults: Arc<QueueDefaults>,
+    /// Turns true when the node stops serving: open streams end, so shutdown does not wait on
+    /// them.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The node's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Who may make requests, and the tokens they show.
+    pub access: Arc<crate::auth::AccessPolicy>,
+}
+
+/// Per queue, the spec fields (as JSON) a job in it gets when it does not set them.
+pub type QueueDefaults = HashMap<String, serde_json::Map<String, serde_json::Value>>;
+
+/// The `/v1` router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/", get(web::page))
+        .route("/web/app.js", get(web::script))
+        .route("/web/app.css", get(web::style))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/metrics", get(crate::metrics::scrape))
+        .route("/v1/health", get(nodes::health))
+        .route("/v1/node", get(nodes::node_info))
+        .route("/v1/jobs", post(jobs::submit).get(jobs::list))
+        .route("/v1/wait", get(jobs::wait_idle))
+        .route("/v1/jobs/{id}", get(jobs::get_job))
+        .route("/v1/jobs/{id}/wait", get(jobs::wait_job))
+        .route("/v1/jobs/{id}/logs", get(logs::logs))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/priority", post(jobs::set_priority))
+        .route("/v1/cancel", post(jobs::cancel_many))
+        .route("/v1/dlq", get(dlq::dead_letters))
+        .route("/v1/dlq/dismiss", post(dlq::dismiss))
+        .route("/v1/retry", post(dlq::retry))
+        .route("/v1/events", get(crate::events::events))
+        .route("/v1/queues", get(queues::queues))
+        .route("/v1/queues/{name}", post(queues::set_queue))
+        .route("/v1/nodes", get(nodes::nodes))
+        .route("/v1/nodes/{node}/drain", post(nodes::drain))
+        .route("/v1/nodes/{node}/undrain", post(nodes::undrain))
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.access),
+            crate::auth::guard,
+        ))
+        .with_state(state)
+}
+
+/// Adds what each queued job waits for: no live node with the labels it requires (checked
+/// against the nodes table, so the answer does not depend on which node is asked), else what
+/// this node saw when it last passed the job over.
+async fn with_waiting_for(
+    state: &ApiState,
+    mut jobs: Vec<JobRecord>,
+) -> Result<Vec<JobRecord>, ApiError> {
+    let routed = jobs
+        .iter()
+        .any(|j| j.state == JobState::Queued && !j.spec.require.is_empty());
+    let nodes = if routed {
+        state.store.nodes().await?
+    } else {
+        Vec::new()
+    };
+    let notes = state.passed_over.lock().ok();
+    for job in jobs.iter_mut().filter(|j| j.state == JobState::Queued) {
+        let unmatched = !job.spec.require.is_empty()
+            && !nodes.iter().any(|n| {
+                n.state != NodeState::Dead && labels_match(&job.spec.require, &n.info.labels)
+            });
+        job.waiting_for = if unmatched {
+            Some(format!(
+                "no node matches {}: no live node has these labels",
+                describe_labels(&job.spec.require)
+            ))
+        } else {
+            notes.as_ref().and_then(|n| n.get(&job.id).cloned())
+        };
+    }
+    Ok(jobs)
+}
+
+/// The next committed event, or `Err` at `deadline` — or at once when the node is stopping, so
+/// that a long-poll never holds up its shutdown.
+pub(crate) async fn next_or_stop(
+    state: &ApiState,
+    deadline: tokio::time::Instant,
+    events: &mut broadcast::Receiver<drover_core::Event>,
+) -> Result<Result<drover_core::Event, broadcast::error::RecvError>, tokio::time::error::Elapsed> {
+    let mut stopping = state.stopping.clone();
+    tokio::select! {
+        next = tokio::time::timeout_at(deadline, events.recv()) => next,
+        () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+            tokio::time::timeout_at(tokio::time::Instant::now(), std::future::pending()).await
+        }
+    }
+}
+
+pub(crate) fn parse_id(raw: &str) -> Result<JobId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::bad("id", format!("`{raw}` is not a job id")))
+}
+
+pub(crate) fn query(
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<HashMap<String, String>, ApiError> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|err| ApiError::bad("query", err.body_text()))
+}
+
+pub(crate) async fn load(state: &ApiState, id: JobId) -> Result<JobRecord, ApiError> {
+    let job =
+        state.store.get(id).await?.ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, Some("id"), format!("no job {id}"))
+        })?;
+    Ok(with_waiting_for(state, vec![job]).await?.remove(0))
+}
+
+pub(crate) fn duration_param(
+    params: &HashMap<String, String>,
+    name: &str,
+    default: Duration,
+) -> Result<Duration, ApiError> {
+    match params.get(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<drover_core::HumanDuration>()
+            .map(|d| d.get())
+            .map_err(|e| ApiError::bad(name, e.to_string())),
+    }
+}
+
+/// The store's answer to a change of one job, as the contract words it.
+pub(crate) fn change_result(id: JobId, change: drover_store::Change) -> drover_api::ChangeResult {
+    use drover_api::Change;
+    let change = match change {
+        drover_store::Change::Done(state) => Change::Done { state },
+        drover_store::Change::NotApplicable(state) => Change::NotApplicable { state },
+        drover_store::Change::NotFound => Change::NotFound,
+    };
+    drover_api::ChangeResult { id, change }
+}

@@ -1,0 +1,258 @@
+//! Request bodies into typed values: JSON into a type with the field at fault named
+//! (`timeout`, `[3].argv`), job specs and batches validated, and queue defaults filled into the
+//! fields a spec leaves out. Pure functions of bytes: no store, no state.
+
+use axum::body::Bytes;
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use drover_core::{JobSpec, Limits};
+
+use super::*;
+
+/// Parses a JSON value of type `T`, naming the field at fault (`timeout`, `[3].argv`).
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let status = match inner.classify() {
+            serde_json::error::Category::Data => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let message = inner.to_string();
+        let quoted = quoted_field(&message);
+        let field = match (path.as_str(), quoted) {
+            // Not JSON at all: the body is at fault, wherever the parser stopped.
+            _ if status == StatusCode::BAD_REQUEST => "body".to_string(),
+            ("" | ".", Some(name)) => name,
+            ("" | ".", None) => "body".to_string(),
+            // An unknown field inside an array element: `[2]` plus the name serde quotes.
+            (element, Some(name)) if element.ends_with(']') => format!("{element}.{name}"),
+            (path, _) => path.to_string(),
+        };
+        let message = match message.rsplit_once(" at line ") {
+            Some((head, _)) => head.to_string(),
+            None => message,
+        };
+        ApiError::new(status, Some(&field), message)
+    })?;
+    de.end()
+        .map_err(|_| ApiError::bad("body", "trailing characters after the JSON value"))?;
+    Ok(value)
+}
+
+/// Parses and validates one job spec.
+pub fn parse_spec(bytes: &[u8], limits: &Limits) -> Result<JobSpec, ApiError> {
+    parse_spec_with(bytes, limits, &QueueDefaults::new())
+}
+
+/// Fills the fields a spec leaves out from its queue's defaults. Works on JSON so that "left
+/// out" is known: a deserialized spec already holds the built-in defaults.
+fn with_queue_defaults(
+    mut value: serde_json::Value,
+    defaults: &QueueDefaults,
+) -> serde_json::Value {
+    if let Some(object) = value.as_object_mut() {
+        let queue = object
+            .get("queue")
+            .and_then(|q| q.as_str())
+            .unwrap_or(drover_core::DEFAULT_QUEUE)
+            .to_string();
+        if let Some(fill) = defaults.get(&queue) {
+            for (key, default) in fill {
+                object.entry(key.clone()).or_insert_with(|| default.clone());
+            }
+        }
+    }
+    value
+}
+
+/// [`parse_spec`], with per-queue defaults.
+pub fn parse_spec_with(
+    bytes: &[u8],
+    limits: &Limits,
+    defaults: &QueueDefaults,
+) -> Result<JobSpec, ApiError> {
+    let spec: JobSpec = if defaults.is_empty() {
+        parse_json(bytes)?
+    } else {
+        let value: serde_json::Value = parse_json(bytes)?;
+        let value = with_queue_defaults(value, defaults);
+        parse_json(&serde_json::to_vec(&value).map_err(|e| ApiError::bad("body", e.to_string()))?)?
+    };
+    spec.validate(limits)?;
+    Ok(spec)
+}
+
+/// Parses and validates a batch (a JSON array of specs); errors name the element: `[3].timeout`.
+pub fn parse_batch(bytes: &[u8], limits: &Limits) -> Result<Vec<JobSpec>, ApiError> {
+    parse_batch_with(bytes, limits, &QueueDefaults::new())
+}
+
+/// [`parse_batch`], with per-queue defaults.
+pub fn parse_batch_with(
+    bytes: &[u8],
+    limits: &Limits,
+    defaults: &QueueDefaults,
+) -> Result<Vec<JobSpec>, ApiError> {
+    let specs: Vec<JobSpec> = if defaults.is_empty() {
+        parse_json(bytes)?
+    } else {
+        let value: serde_json::Value = parse_json(bytes)?;
+        let value = match value {
+            serde_json::Value::Array(items) => serde_json::Value::Array(
+                items
+                    .into_iter()
+                    .map(|item| with_queue_defaults(item, defaults))
+                    .collect(),
+            ),
+            other => other,
+        };
+        parse_json(&serde_json::to_vec(&value).map_err(|e| ApiError::bad("body", e.to_string()))?)?
+    };
+    if specs.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("body"),
+            "an empty batch",
+        ));
+    }
+    if specs.len() > MAX_BATCH {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("body"),
+            format!("a batch holds at most {MAX_BATCH} jobs"),
+        ));
+    }
+    for (i, spec) in specs.iter().enumerate() {
+        spec.validate(limits).map_err(|err| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(&format!("[{i}].{}", err.field)),
+                err.message,
+            )
+        })?;
+    }
+    Ok(specs)
+}
+
+/// The field serde complains about in "unknown field `x`" / "missing field `x`".
+fn quoted_field(message: &str) -> Option<String> {
+    if !(message.starts_with("unknown field") || message.starts_with("missing field")) {
+        return None;
+    }
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_string())
+}
+
+pub(super) async fn read_body(request: Request) -> Result<Bytes, ApiError> {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        // Refuse before reading: a client that waits for the answer gets it at once.
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some("body"),
+            format!("larger than {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some("body"),
+                format!("larger than {MAX_BODY_BYTES} bytes, or unreadable"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// The field an error names, and its status.
+    fn fault(err: ApiError) -> (StatusCode, Option<String>) {
+        (err.status(), err.field().map(str::to_string))
+    }
+
+    #[test]
+    fn errors_name_the_field_at_fault() {
+        let limits = Limits::default();
+        let unknown = parse_spec(br#"{"argv": ["true"], "timeuot": "1s"}"#, &limits).unwrap_err();
+        assert_eq!(
+            fault(unknown),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("timeuot".into()))
+        );
+        let missing = parse_spec(br#"{"timeout": "1s"}"#, &limits).unwrap_err();
+        assert_eq!(fault(missing).1.as_deref(), Some("argv"));
+        let bad_value =
+            parse_spec(br#"{"argv": ["true"], "timeout": "soon"}"#, &limits).unwrap_err();
+        assert_eq!(fault(bad_value).1.as_deref(), Some("timeout"));
+        let not_json = parse_spec(b"{argv", &limits).unwrap_err();
+        assert_eq!(
+            fault(not_json),
+            (StatusCode::BAD_REQUEST, Some("body".into()))
+        );
+        let trailing = parse_spec(br#"{"argv": ["true"]} {}"#, &limits).unwrap_err();
+        assert_eq!(fault(trailing).1.as_deref(), Some("body"));
+        let invalid = parse_spec(br#"{"argv": []}"#, &limits).unwrap_err();
+        assert_eq!(fault(invalid).1.as_deref(), Some("argv"));
+    }
+
+    #[test]
+    fn batch_errors_name_the_element() {
+        let limits = Limits::default();
+        let unknown = parse_batch(
+            br#"[{"argv": ["true"]}, {"argv": ["true"], "nmae": "x"}]"#,
+            &limits,
+        )
+        .unwrap_err();
+        assert_eq!(fault(unknown).1.as_deref(), Some("[1].nmae"));
+        let invalid = parse_batch(br#"[{"argv": ["true"]}, {"argv": []}]"#, &limits).unwrap_err();
+        assert_eq!(fault(invalid).1.as_deref(), Some("[1].argv"));
+        let empty = parse_batch(b"[]", &limits).unwrap_err();
+        assert_eq!(
+            fault(empty),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("body".into()))
+        );
+        let specs = parse_batch(br#"[{"argv": ["a"]}, {"argv": ["b"]}]"#, &limits).unwrap();
+        assert_eq!(specs[1].argv, vec!["b".to_string()]);
+    }
+
+    #[test]
+    fn queue_defaults_fill_only_what_a_spec_leaves_out() {
+        let limits = Limits::default();
+        let mut defaults = QueueDefaults::new();
+        let mut sage = serde_json::Map::new();
+        sage.insert("timeout".into(), "12h".into());
+        sage.insert("retries".into(), 2.into());
+        defaults.insert("sage".into(), sage);
+        let spec = parse_spec_with(
+            br#"{"argv": ["sage"], "queue": "sage", "retries": 0}"#,
+            &limits,
+            &defaults,
+        )
+        .unwrap();
+        assert_eq!(spec.timeout.to_string(), "12h", "left out: the queue's");
+        assert_eq!(
+            spec.retries, 0,
+            "given: the spec's own, even when it is the default"
+        );
+        let elsewhere = parse_spec_with(br#"{"argv": ["sage"]}"#, &limits, &defaults).unwrap();
+        assert_eq!(elsewhere.timeout, drover_core::spec::DEFAULT_TIMEOUT);
+        let batch = parse_batch_with(
+            br#"[{"argv": ["a"], "queue": "sage"}, {"argv": ["b"]}]"#,
+            &limits,
+            &defaults,
+        )
+        .unwrap();
+        assert_eq!((batch[0].retries, batch[1].retries), (2, 0));
+    }
+}

@@ -1,0 +1,51 @@
+//! `drover cancel`: waiting jobs at once, running ones through the kill ladder.
+
+use drover_api::{CancelAll, CancelAllAnswer, CancelAnswer, CancelResult};
+
+use super::{client, job_ids};
+use crate::cli::{CancelArgs, Cli};
+use crate::client::ClientError;
+use crate::exit;
+
+/// `drover cancel`
+pub fn cancel(cli: &Cli, args: &CancelArgs) -> anyhow::Result<u8> {
+    if args.all {
+        let request = CancelAll {
+            states: args.state.clone(),
+            queue: args.queue.clone(),
+        };
+        let answer: CancelAllAnswer = client(cli)?.post("/v1/cancel", &request)?;
+        for result in &answer.results {
+            println!("{}: {}", result.id, cancel_words(&result.result));
+        }
+        eprintln!("drover: {} jobs", answer.results.len());
+        return Ok(exit::OK);
+    }
+    let ids = job_ids(&args.ids)?;
+    let client = client(cli)?;
+    let mut code = exit::OK;
+    for id in ids {
+        let path = format!("/v1/jobs/{id}/cancel");
+        match client.post::<CancelAnswer>(&path, &serde_json::json!({})) {
+            Ok(answer) => println!("{id}: {}", cancel_words(&answer.result)),
+            Err(err @ ClientError::Api { status: 404, .. }) => {
+                eprintln!("drover: {id}: {err}");
+                code = exit::NODE;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(code)
+}
+
+/// What a cancel did, for people.
+fn cancel_words(result: &CancelResult) -> String {
+    match result {
+        CancelResult::Cancelled { .. } => "cancelled".to_string(),
+        CancelResult::CancelRequested { .. } => {
+            "cancel requested; stopping its process tree".to_string()
+        }
+        CancelResult::AlreadyEnded { state } => format!("already ended ({state})"),
+        CancelResult::NotFound => "no such job".to_string(),
+    }
+}

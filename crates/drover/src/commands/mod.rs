@@ -1,0 +1,123 @@
+//! One file per subcommand; each function returns the process exit code (see `main::exit`).
+//!
+//! Every command but `serve`, `owner` and `doctor` is a client: it talks to a node only over
+//! its HTTP API (`crate::client`), reads answers as the types of `drover_api`, and builds its
+//! tables in `crate::output`. None reads the store or signals a process.
+
+mod cancel;
+mod dlq;
+mod doctor;
+mod follow;
+mod logs;
+mod nodes;
+mod owner;
+mod priority;
+mod queue;
+mod retry;
+mod run;
+mod serve;
+mod status;
+mod submit;
+mod wait;
+mod watch;
+mod web;
+
+use std::path::PathBuf;
+
+use drover_core::JobId;
+
+use crate::cli::Cli;
+use crate::client::{Client, default_data_dir};
+use crate::exit;
+
+pub use cancel::cancel;
+pub use dlq::dlq;
+pub use doctor::doctor;
+pub use logs::logs;
+pub use nodes::{drain, nodes};
+pub use owner::owner;
+pub use priority::priority;
+pub use queue::queue;
+pub use retry::retry;
+pub use run::run;
+pub use serve::serve;
+pub use status::status;
+pub use submit::submit;
+pub use wait::wait;
+pub use watch::watch;
+pub use web::web;
+
+/// A mistake in what the user typed (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The data dir named by `--data-dir`, else the platform's.
+fn data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
+    match &cli.data_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => default_data_dir(),
+    }
+}
+
+/// A client of the node the flags and the data dir name, with its token.
+fn client(cli: &Cli) -> anyhow::Result<Client> {
+    let data_dir = data_dir(cli)?;
+    // The token may be in drover.toml in the data dir, like the node's.
+    let file = match crate::config::locate(None, &data_dir) {
+        Some(path) => Some(crate::config::load(&path)?),
+        None => None,
+    };
+    let token = crate::config::token(cli.token_file.as_deref(), file.as_ref())?;
+    Client::locate(cli.server.as_deref(), &data_dir, token)
+}
+
+fn job_id(raw: &str) -> Result<JobId, UsageError> {
+    raw.parse()
+        .map_err(|_| UsageError(format!("`{raw}` is not a job id")))
+}
+
+/// Parses every id before talking to the node, so a typo fails fast with exit code 2.
+fn job_ids(raw: &[String]) -> Result<Vec<JobId>, UsageError> {
+    raw.iter().map(|r| job_id(r)).collect()
+}
+
+/// Prints per-job results of a change (`retry`, `dlq dismiss`); exit 4 if any job was missing
+/// or in a state the change does not apply to.
+fn report_changes(answer: &drover_api::Changes, done: &str) -> u8 {
+    use drover_api::Change;
+    let mut code = exit::OK;
+    for result in &answer.results {
+        let id = result.id;
+        match result.change {
+            Change::Done { .. } => println!("{id}: {done}"),
+            Change::NotApplicable { state } => {
+                eprintln!("drover: {id}: not possible while it is {state}");
+                code = exit::NODE;
+            }
+            Change::NotFound => {
+                eprintln!("drover: {id}: no such job");
+                code = exit::NODE;
+            }
+        }
+    }
+    code
+}
+
+/// Sets up logging on stderr for a process that runs for long (`serve`, `owner`): `DROVER_LOG`
+/// filters (default `info`), and colours appear only on a terminal, so that a log file or the
+/// journal gets plain text.
+fn init_logging(json: bool) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,23 @@
+//! `drover retry`: run ended jobs again with a fresh retry budget.
+
+use drover_api::{Changes, Retry};
+
+use super::{client, job_ids, report_changes};
+use crate::cli::{Cli, RetryArgs};
+
+/// `drover retry ID... | --all-dlq`
+pub fn retry(cli: &Cli, args: &RetryArgs) -> anyhow::Result<u8> {
+    let body = if args.all_dlq {
+        Retry {
+            all_dlq: true,
+            ..Retry::default()
+        }
+    } else {
+        Retry {
+            ids: job_ids(&args.ids)?,
+            ..Retry::default()
+        }
+    };
+    let answer: Changes = client(cli)?.post("/v1/retry", &body)?;
+    Ok(report_changes(&answer, "queued again"))
+}

@@ -1,0 +1,84 @@
+//! `drover run`: submit one job and stay with it — both outputs streamed here, Ctrl-C to
+//! cancel, and the job's own exit code at the end.
+
+use std::time::Duration;
+
+use drover_api::CancelAnswer;
+use drover_core::JobRecord;
+
+use super::follow::{follow_output, job_exit_code};
+use super::submit::submit_one;
+use super::{UsageError, client};
+use crate::cli::{Cli, RunArgs};
+use crate::exit;
+
+/// Ctrl-C presses seen by `drover run` (counted by a signal handler).
+static INTERRUPTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn count_interrupt(_: libc::c_int) {
+    // Only an atomic add: async-signal-safe.
+    INTERRUPTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// `drover run`: submit, stream both outputs until the job ends, exit with its code. The first
+/// Ctrl-C cancels the job (its tree goes by the usual ladder, and the output keeps streaming to
+/// the end); a second one leaves it running and returns.
+pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
+    if args.submit.batch.is_some() {
+        return Err(UsageError("`run` takes one job; use `submit --batch` for many".into()).into());
+    }
+    let client = client(cli)?;
+    let id = submit_one(&client, &args.submit.spec)?;
+    if args.detach {
+        println!("{id}");
+        return Ok(exit::OK);
+    }
+    // SAFETY: installs a handler that only does an atomic add.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            count_interrupt as *const () as libc::sighandler_t,
+        );
+    }
+    let job_id = id;
+    let streams: Vec<_> = ["stdout", "stderr"]
+        .into_iter()
+        .map(|stream| {
+            let mut client = self::client(cli)?;
+            Ok(std::thread::spawn(move || -> anyhow::Result<()> {
+                if stream == "stdout" {
+                    follow_output(&mut client, job_id, stream, None, &mut std::io::stdout())
+                } else {
+                    follow_output(&mut client, job_id, stream, None, &mut std::io::stderr())
+                }
+            }))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut client = client;
+    let mut cancelled = false;
+    while !streams.iter().all(|s| s.is_finished()) {
+        match INTERRUPTS.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => {}
+            1 if !cancelled => {
+                cancelled = true;
+                eprintln!("drover: cancelling {id} (Ctrl-C again to leave it running)");
+                let _: CancelAnswer = client.patiently(|c| {
+                    c.post(&format!("/v1/jobs/{id}/cancel"), &serde_json::json!({}))
+                })?;
+            }
+            1 => {}
+            _ => {
+                eprintln!("drover: left {id} running");
+                return Ok(exit::OK);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for stream in streams {
+        if let Ok(Err(err)) = stream.join() {
+            eprintln!("drover: {err:#}");
+        }
+    }
+    let job: JobRecord = client.patiently(|c| c.get(&format!("/v1/jobs/{id}")))?;
+    Ok(job_exit_code(&job))
+}

@@ -1,0 +1,78 @@
+//! `drover serve`: settings from flags, then drover.toml, then the built-in defaults, resolved
+//! in one place into a `NodeConfig`, and the node run until it is told to stop.
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::{data_dir, init_logging};
+use crate::cli::{Cli, ServeArgs};
+use crate::exit;
+
+/// `drover serve`
+pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
+    init_logging(args.log_format == "json");
+    let data_dir = data_dir(cli)?;
+    let loaded = match crate::config::locate(args.config.as_deref(), &data_dir) {
+        Some(path) => {
+            tracing::info!(file = %path.display(), "reading settings");
+            Some(crate::config::load(&path)?)
+        }
+        None => None,
+    };
+    let token = crate::config::token(cli.token_file.as_deref(), loaded.as_ref())?;
+    let (file, file_queues) = loaded.map(|l| (l.serve, l.queues)).unwrap_or_default();
+    let mut config = drover_node::NodeConfig::new(data_dir);
+    config.listen = args.listen;
+    config.slots = args.slots.or(file.slots).map(|n| n as usize);
+    config.shutdown_timeout = args.shutdown_timeout.get();
+    config.stop_jobs_on_exit = args.stop_jobs_on_exit;
+    config.heartbeat = args
+        .heartbeat
+        .or(file.heartbeat)
+        .map_or(config.heartbeat, |d| {
+            d.get().max(Duration::from_millis(100))
+        });
+    config.node_ttl = args
+        .node_ttl
+        .or(file.node_ttl)
+        .map_or(config.heartbeat * 3, |d| d.get().max(config.heartbeat * 2));
+    config.lease = args
+        .lease
+        .map_or(config.node_ttl, |d| d.get().max(config.heartbeat * 2));
+    config.labels = file.labels.clone();
+    config.labels.extend(args.labels.iter().cloned());
+    config.log_limit = args.max_log_size.bytes();
+    config.memory = args.memory.or(file.memory);
+    config.cpus = args.cpus.or(file.cpus);
+    if let Some(backend) = args.backend {
+        config.backend = backend;
+    } else if let Some(backend) = &file.backend {
+        config.backend = backend
+            .parse()
+            .map_err(|e| anyhow::anyhow!("serve.backend: {e}"))?;
+    }
+    if let Some(wait) = args.reserve_after.or(file.reserve_after) {
+        config.reserve_after = wait.get();
+    }
+    config.queue_defaults = file_queues
+        .into_iter()
+        .map(|(name, defaults)| (name, defaults.to_json()))
+        .collect();
+    config.database = args.db.clone().or(file.db);
+    config.token = token;
+    config.allow_hosts = file.allow_hosts.clone();
+    config.allow_hosts.extend(args.allow_hosts.iter().cloned());
+    config.events_retention = args.events_retention.get();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("drover-node")
+        .build()
+        .context("cannot start the async runtime")?;
+    let served = runtime.block_on(drover_node::serve(config));
+    // Do not wait without end for blocking tasks (a log read, a cgroup removal) at exit: the
+    // node's state is on disk by now.
+    runtime.shutdown_timeout(Duration::from_secs(10));
+    served?;
+    Ok(exit::OK)
+}

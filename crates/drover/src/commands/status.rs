@@ -1,0 +1,52 @@
+//! `drover status`: one or more jobs in detail, or a table of recent ones.
+
+use std::io::Write;
+
+use drover_core::JobRecord;
+
+use super::{client, job_ids};
+use crate::cli::{Cli, StatusArgs};
+use crate::exit;
+use crate::output;
+
+/// `drover status`
+pub fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
+    let client = client(cli)?;
+    let now = chrono::Utc::now();
+    let mut out = std::io::stdout().lock();
+    if args.ids.is_empty() {
+        let states: Vec<&str> = args.state.iter().map(|s| s.as_str()).collect();
+        let mut path = format!("/v1/jobs?limit={}", args.limit);
+        if !states.is_empty() {
+            path.push_str(&format!("&state={}", states.join(",")));
+        }
+        let jobs: Vec<JobRecord> = client.get(&path)?;
+        if args.json {
+            serde_json::to_writer_pretty(&mut out, &jobs)?;
+            writeln!(out)?;
+            return Ok(exit::OK);
+        }
+        write!(out, "{}", output::jobs_table(&jobs, now))?;
+        return Ok(exit::OK);
+    }
+    let ids = job_ids(&args.ids)?;
+    let mut jobs = Vec::with_capacity(ids.len());
+    for id in ids {
+        jobs.push(client.get::<JobRecord>(&format!("/v1/jobs/{id}"))?);
+    }
+    if args.json {
+        match jobs.as_slice() {
+            [one] => serde_json::to_writer_pretty(&mut out, one)?,
+            many => serde_json::to_writer_pretty(&mut out, many)?,
+        }
+        writeln!(out)?;
+    } else {
+        for (i, job) in jobs.iter().enumerate() {
+            if i > 0 {
+                writeln!(out)?;
+            }
+            write!(out, "{}", output::detail(job, now))?;
+        }
+    }
+    Ok(exit::OK)
+}
