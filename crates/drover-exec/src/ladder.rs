@@ -28,6 +28,14 @@ pub struct LadderResult {
     pub survivors: bool,
 }
 
+/// Signals group `pgid`. An empty group is fine (the tree may be gone already); any other
+/// failure is logged, because the ladder then relies on the cell and the final check alone.
+fn signal(pgid: i32, signal: i32) {
+    if let Err(err) = sys::signal_group(pgid, signal) {
+        tracing::warn!(pgid, signal, error = %err, "kill ladder: cannot signal the process group");
+    }
+}
+
 /// Stops every process in group `pgid` and in `cell`. If `leader` is given (the group leader is
 /// our child), it is reaped along the way so that it does not linger as a zombie member.
 pub async fn kill_tree(
@@ -37,9 +45,9 @@ pub async fn kill_tree(
     mut leader: Option<&mut ExitWatch>,
 ) -> LadderResult {
     tracing::debug!(pgid, ?grace, "kill ladder: SIGTERM");
-    let _ = sys::signal_group(pgid, libc::SIGTERM);
+    signal(pgid, libc::SIGTERM);
     // A stopped process cannot act on SIGTERM until it is continued.
-    let _ = sys::signal_group(pgid, libc::SIGCONT);
+    signal(pgid, libc::SIGCONT);
     if let Some(cell) = cell {
         cell.signal(libc::SIGTERM);
         cell.signal(libc::SIGCONT);
@@ -51,11 +59,13 @@ pub async fn kill_tree(
         };
     }
     tracing::debug!(pgid, "kill ladder: grace over, SIGKILL");
-    let _ = sys::signal_group(pgid, libc::SIGKILL);
+    signal(pgid, libc::SIGKILL);
     if let Some(cell) = cell {
         // A v1 freeze may take a moment; keep it off the runtime's worker threads.
         let cell = cell.clone();
-        let _ = tokio::task::spawn_blocking(move || cell.kill()).await;
+        if let Err(err) = tokio::task::spawn_blocking(move || cell.kill()).await {
+            tracing::error!(pgid, error = %err, "killing the attempt's cell failed");
+        }
     }
     let gone = wait_tree_gone(
         pgid,

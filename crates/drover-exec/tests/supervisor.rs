@@ -181,8 +181,22 @@ async fn nothing_runs_before_the_gate_opens_and_abort_runs_nothing() {
     };
     assert!(proc_start.is_some());
     assert_eq!(live_in_group(pid), 1, "the child exists in its own group");
+    // Not exec'd: the child is still an image of this test binary, not `touch`. The pause gives
+    // an ungated child a hundred times what it needs to exec and touch the marker (~1 ms), so a
+    // marker that is still absent after it means the gate held, not that the child was slow.
+    let own = std::fs::read_link("/proc/self/exe").ok();
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/exe")).ok(),
+        own,
+        "it has not exec'd"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!marker.exists(), "the program ran before the gate opened");
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/exe")).ok(),
+        own,
+        "nor later"
+    );
 
     sup.send(Command::Abort(held.attempt, StopReason::Cancel))
         .expect("send");
@@ -223,7 +237,8 @@ async fn a_stubborn_job_is_killed_after_the_grace_period() {
         panic!("expected Spawned");
     };
     sup.send(Command::Release(attempt)).expect("send");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The shell has set its trap once it has started `sleep` (the line after the trap).
+    until_group_has(pid, 2).await;
     let asked = std::time::Instant::now();
     sup.send(Command::Stop(attempt, StopReason::Cancel))
         .expect("send");
@@ -281,7 +296,8 @@ async fn orphaned_groups_are_stopped_but_reused_pids_are_not() {
         .spawn()
         .expect("spawn");
     let pgid = child.id() as i32;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Both sleeps exist (the shell may have become the second one).
+    until_group_has(pgid, 2).await;
     let start = sys::process_start_time(pgid);
 
     let reused = stop_orphan_group(pgid, start.map(|s| s + 1), Duration::from_millis(200)).await;
@@ -305,3 +321,15 @@ async fn orphaned_groups_are_stopped_but_reused_pids_are_not() {
 }
 
 use std::os::unix::process::CommandExt;
+
+/// Waits until process group `pgid` has at least `n` live members (at most 10 s).
+async fn until_group_has(pgid: i32, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while live_in_group(pgid) < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "group {pgid} never had {n} members"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

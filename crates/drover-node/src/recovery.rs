@@ -134,7 +134,7 @@ pub async fn recover(
         } else if attempt.pid.is_none() {
             // It never passed the gate, so it never ran: give it back without using its budget.
             if let Completion::Recorded { state } =
-                store.unclaim(id, Reason::NodeLost, Unrun::NoPid).await?
+                store.give_back(id, Reason::NodeLost, Unrun::NoPid).await?
             {
                 tracing::info!(attempt = %id, %state, "gave back an attempt that never ran");
                 recovered.given_back += 1;

@@ -221,7 +221,7 @@ impl AttemptOutcome {
     }
 }
 
-/// How the caller of [`Store::unclaim`] knows the attempt never ran.
+/// How the caller of [`Store::give_back`] knows the attempt never ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unrun {
     /// The attempt is `starting` with no pid on record. The gate opens only after the pid is
@@ -436,7 +436,7 @@ pub trait Store: Send + Sync + 'static {
     /// The attempt is kept with state `queued` and `reason`; the job is `queued` again (or
     /// `cancelled`, if a cancel is pending) and its retry budget is untouched. Anything else is
     /// refused as stale and changes nothing.
-    async fn unclaim(
+    async fn give_back(
         &self,
         attempt: AttemptRef,
         reason: Reason,

@@ -391,19 +391,28 @@ pub struct LogsArgs {
     pub attempt: Option<u32>,
 }
 
-/// `drover cancel`
+/// Jobs named by id, or every job that has not ended (`--all`): what `cancel` and `wait` act on.
 #[derive(Debug, Args)]
-pub struct CancelArgs {
-    /// Jobs to cancel.
+pub struct Selection {
+    /// The jobs.
     #[arg(
         required_unless_present = "all",
         conflicts_with = "all",
         value_name = "ID"
     )]
     pub ids: Vec<String>,
-    /// Every job that has not ended (or, with --state, every job in those states).
+    /// Every job that has not ended (`cancel` narrows it with --state and --queue; `wait`
+    /// returns once none is queued, starting or running).
     #[arg(long)]
     pub all: bool,
+}
+
+/// `drover cancel`
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The jobs: by id, or all of them.
+    #[command(flatten)]
+    pub jobs: Selection,
     /// With --all: only jobs in these states (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "STATE", requires = "all")]
     pub state: Vec<JobState>,
@@ -415,16 +424,9 @@ pub struct CancelArgs {
 /// `drover wait`
 #[derive(Debug, Args)]
 pub struct WaitArgs {
-    /// Jobs to wait for.
-    #[arg(
-        required_unless_present = "all",
-        conflicts_with = "all",
-        value_name = "ID"
-    )]
-    pub ids: Vec<String>,
-    /// Wait until no job is queued, starting or running.
-    #[arg(long)]
-    pub all: bool,
+    /// The jobs: by id, or all of them.
+    #[command(flatten)]
+    pub jobs: Selection,
     /// Give up after this long (exit code 3).
     #[arg(long, value_name = "D")]
     pub timeout: Option<HumanDuration>,

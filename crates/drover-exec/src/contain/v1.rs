@@ -130,7 +130,9 @@ impl Tree {
         }
         let result = cell.apply(limits);
         if result.is_err() {
-            let _ = cell.remove();
+            if let Err(err) = cell.remove() {
+                tracing::warn!(cell = %name, error = %err, "cannot remove a cell whose limits could not be set");
+            }
         }
         result.map(|()| cell)
     }
@@ -157,7 +159,9 @@ impl Tree {
                 cell.kill();
                 wait_empty(&cell.freezer, Duration::from_secs(5));
             }
-            let _ = cell.remove();
+            if let Err(err) = cell.remove() {
+                tracing::warn!(cell = %name, error = %err, "cannot remove a cgroup left by an earlier run");
+            }
         }
         names.len()
     }

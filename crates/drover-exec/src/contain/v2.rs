@@ -137,7 +137,9 @@ impl Tree {
         std::fs::create_dir_all(&cell.dir)?;
         let result = cell.apply(limits, &self.controllers);
         if result.is_err() {
-            let _ = cell.remove();
+            if let Err(err) = cell.remove() {
+                tracing::warn!(cell = %name, error = %err, "cannot remove a cell whose limits could not be set");
+            }
         }
         result.map(|()| cell)
     }
@@ -166,7 +168,9 @@ impl Tree {
                 tracing::warn!(cell = %name, processes = members.len(), "killing processes left in a cgroup by an earlier run");
                 cell.kill();
             }
-            let _ = cell.remove();
+            if let Err(err) = cell.remove() {
+                tracing::warn!(cell = %name, error = %err, "cannot remove a cgroup left by an earlier run");
+            }
         }
         names.len()
     }

@@ -17,22 +17,19 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
 
 use drover_core::AttemptRef;
 use tokio::io::BufReader;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 
-use super::protocol::{self, FromOwner, Hello, Phase, ToOwner, parse_hello};
+use super::protocol::{self, FromOwner, Hello, Phase, ToOwner};
 use super::{OutcomeFile, outcome_path, read_outcome};
 use crate::contain::{Containment, ContainmentSpec};
-use crate::orphan::{OrphanVerdict, stop_orphan_group};
 use crate::supervisor::SupervisorGone;
 use crate::{Command, Ending, Outcome, Report};
-
-/// How long a re-attach waits for an owner's hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
+use cleanup::clean;
+use wire::{Writer, read_hello};
 
 /// How the node's owners are started and kept.
 #[derive(Debug, Clone)]
@@ -125,74 +122,6 @@ impl Executor {
         let found = actor.reattach().await;
         tokio::spawn(actor.run(orders, heard));
         Ok((ExecutorHandle { orders: orders_tx }, report_rx, found))
-    }
-}
-
-/// Where lines to one owner go: written at once from the actor (messages are small and the
-/// socket's buffer large, so this nearly always completes); what the socket will not take yet
-/// waits in a backlog that a short-lived task writes out. Dropping the last handle closes our
-/// side of the socket: the owner sees the node go.
-struct Writer {
-    half: tokio::net::unix::OwnedWriteHalf,
-    /// Bytes not written yet, and whether a task is writing them.
-    backlog: std::sync::Mutex<(Vec<u8>, bool)>,
-}
-
-impl Writer {
-    fn new(half: tokio::net::unix::OwnedWriteHalf) -> Arc<Writer> {
-        Arc::new(Writer {
-            half,
-            backlog: std::sync::Mutex::new((Vec::new(), false)),
-        })
-    }
-
-    /// Sends one message, in order after every earlier one.
-    fn send(self: &Arc<Self>, message: &ToOwner) {
-        let Ok(mut line) = serde_json::to_vec(message) else {
-            return;
-        };
-        line.push(b'\n');
-        let Ok(mut backlog) = self.backlog.lock() else {
-            return;
-        };
-        if backlog.1 {
-            backlog.0.extend_from_slice(&line);
-            return;
-        }
-        let written = match self.half.try_write(&line) {
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => 0,
-            // Broken: the reader sees the end and says so.
-            Err(_) => return,
-        };
-        if written < line.len() {
-            backlog.0.extend_from_slice(&line[written..]);
-            backlog.1 = true;
-            let writer = Arc::clone(self);
-            tokio::spawn(async move {
-                let _ = writer.flush().await;
-            });
-        }
-    }
-
-    async fn flush(&self) -> io::Result<()> {
-        loop {
-            self.half.writable().await?;
-            let Ok(mut backlog) = self.backlog.lock() else {
-                return Err(io::Error::other("poisoned"));
-            };
-            match self.half.try_write(&backlog.0) {
-                Ok(n) => {
-                    backlog.0.drain(..n);
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(err) => return Err(err),
-            }
-            if backlog.0.is_empty() {
-                backlog.1 = false;
-                return Ok(());
-            }
-        }
     }
 }
 
@@ -438,10 +367,17 @@ impl Actor {
             }
             Command::Sweep { keep } => {
                 let containment = Arc::clone(&self.containment);
-                tokio::task::spawn_blocking(move || {
-                    let swept = containment.sweep_except(&keep);
-                    if swept > 0 {
-                        tracing::warn!(cells = swept, "removed attempt cgroups no owner holds");
+                tokio::spawn(async move {
+                    let swept =
+                        tokio::task::spawn_blocking(move || containment.sweep_except(&keep)).await;
+                    match swept {
+                        Ok(0) => {}
+                        Ok(cells) => {
+                            tracing::warn!(cells, "removed attempt cgroups no owner holds");
+                        }
+                        Err(err) => {
+                            tracing::error!(error = %err, "the sweep of leftover cgroups failed");
+                        }
                     }
                 });
             }
@@ -580,158 +516,8 @@ impl Actor {
     }
 }
 
-/// Reads an owner's hello from a fresh connection.
-async fn read_hello(stream: UnixStream) -> Result<(Hello, UnixStream), String> {
-    let mut input = BufReader::new(stream);
-    let mut line = String::new();
-    match tokio::time::timeout(HELLO_TIMEOUT, protocol::read_line(&mut input, &mut line)).await {
-        Ok(Ok(Some(()))) => {}
-        Ok(Ok(None)) => return Err("it closed the connection without a hello".into()),
-        Ok(Err(err)) => return Err(err.to_string()),
-        Err(_) => return Err(format!("no hello within {HELLO_TIMEOUT:?}")),
-    }
-    let hello = parse_hello(line.trim_end()).map_err(|e| e.to_string())?;
-    if !input.buffer().is_empty() {
-        // Nothing follows a hello before the node speaks; a peer that says more is not an owner.
-        return Err("unexpected data after the hello".into());
-    }
-    Ok((hello, input.into_inner()))
-}
-
-/// Stops what is left of an attempt no owner holds: its group (if the pid is still ours) and
-/// whatever is in its cell. Returns how many processes were killed and whether any survived.
-async fn clean(
-    containment: &Containment,
-    attempt: AttemptRef,
-    pid: Option<i32>,
-    proc_start: Option<u64>,
-    grace: Duration,
-) -> (usize, bool) {
-    let mut killed = 0;
-    let mut survivors = false;
-    if let Some(pgid) = pid {
-        if let OrphanVerdict::Stopped(ladder) = stop_orphan_group(pgid, proc_start, grace).await {
-            killed += 1;
-            survivors |= ladder.survivors;
-        }
-    }
-    let cell = containment.cell_of(attempt);
-    let left = cell.orphaned_members();
-    if !left.is_empty() {
-        tracing::warn!(%attempt, processes = left.len(), "killing processes of an attempt whose owner is gone");
-        killed += left.len();
-        let killing = cell.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            killing.kill();
-            for pid in killing.orphaned_members() {
-                // SAFETY: kill with plain integers.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        })
-        .await;
-        let deadline = tokio::time::Instant::now() + crate::KILL_VERIFY_WINDOW;
-        let mut pause = Duration::from_millis(2);
-        while !cell.orphaned_members().is_empty() {
-            if tokio::time::Instant::now() >= deadline {
-                survivors = true;
-                break;
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(100));
-        }
-    }
-    let _ = tokio::task::spawn_blocking(move || cell.remove()).await;
-    (killed, survivors)
-}
+mod cleanup;
+mod wire;
 
 #[cfg(test)]
-mod tests {
-    use std::io::{Read, Write};
-
-    use super::*;
-    use crate::contain::{BackendChoice, BackendKind};
-
-    fn config(dir: PathBuf) -> (ExecutorConfig, Arc<Containment>) {
-        let containment = Arc::new(
-            Containment::detect(BackendChoice::Only(BackendKind::Rlimit), "unused")
-                .expect("rlimit"),
-        );
-        let config = ExecutorConfig {
-            dir,
-            program: "/nonexistent/drover".into(),
-            containment: containment.spec(),
-            env_remove: Vec::new(),
-            keep_idle: 1,
-            reattach: true,
-        };
-        (config, containment)
-    }
-
-    /// An upgrade must never kill a job: an owner speaking a protocol this build does not know
-    /// (an older or newer drover) is reported, sent nothing, and its socket left in place.
-    #[tokio::test]
-    async fn an_owner_of_another_protocol_is_reported_and_left_alone() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let owners = dir.path().join("owners");
-        super::super::process::make_dir(&owners).expect("owners dir");
-        let socket = super::super::socket_path(&owners, 999_999);
-        let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
-        let fake = std::thread::spawn(move || {
-            let (mut conn, _) = listener.accept().expect("accept");
-            conn.write_all(b"{\"hello\":{\"protocol\":99,\"version\":\"9.9.9\",\"pid\":1}}\n")
-                .expect("hello");
-            conn.set_read_timeout(Some(Duration::from_secs(5)))
-                .expect("timeout");
-            let mut heard = Vec::new();
-            let _ = conn.read_to_end(&mut heard);
-            heard
-        });
-        let (config, containment) = config(owners);
-        let (_handle, _reports, found) = Executor::start(config, containment).await.expect("start");
-        match found.as_slice() {
-            [Found::Foreign { socket: s, why }] => {
-                assert_eq!(s, &socket);
-                assert!(why.contains("protocol 99"), "{why}");
-            }
-            other => panic!("expected one foreign owner, found {other:?}"),
-        }
-        let heard = fake.join().expect("fake owner");
-        assert!(
-            heard.is_empty(),
-            "the node sent nothing to an owner it cannot talk to: {:?}",
-            String::from_utf8_lossy(&heard)
-        );
-        assert!(
-            socket.exists(),
-            "its socket is left for a node that speaks it"
-        );
-    }
-
-    /// An outcome left by an owner that exited with no node listening is found at start; a
-    /// stale socket (nobody listens) and a torn temp file are removed.
-    #[tokio::test]
-    async fn outcomes_are_collected_and_stale_sockets_removed() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let owners = dir.path().join("owners");
-        super::super::process::make_dir(&owners).expect("owners dir");
-        let attempt = AttemptRef {
-            job_id: drover_core::JobId::from_uuid(uuid::Uuid::now_v7()),
-            attempt: 2,
-        };
-        let file = OutcomeFile {
-            protocol: super::super::PROTOCOL,
-            attempt,
-            outcome: Outcome::without_process(Ending::Exited(3)),
-            boot_id: None,
-        };
-        super::super::write_outcome(&owners, &file, true).expect("outcome");
-        let stale = super::super::socket_path(&owners, 999_998);
-        drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
-        std::fs::write(owners.join("x.outcome.tmp"), b"torn").expect("tmp");
-        let (config, containment) = config(owners.clone());
-        let (_handle, _reports, found) = Executor::start(config, containment).await.expect("start");
-        assert_eq!(found, vec![Found::Outcome(file)]);
-        assert!(!stale.exists(), "a socket nobody listens on is removed");
-        assert!(!owners.join("x.outcome.tmp").exists());
-    }
-}
+mod tests;

@@ -104,21 +104,22 @@ pub enum ToOwner {
 pub enum FromOwner {
     /// Opens every connection.
     Hello(Hello),
-    /// The child waits at the gate.
+    /// Sent once the child of a `Start` exists and waits at its gate.
     Spawned {
-        /// The attempt.
+        /// The attempt it was told to start.
         attempt: AttemptRef,
         /// Leader pid = process group id.
         pid: i32,
         /// The leader's start time.
         proc_start: Option<u64>,
     },
-    /// The attempt is over and its whole tree is gone.
+    /// Sent once the attempt's whole tree is gone, and again after a reconnect until the node
+    /// acknowledges it.
     Exited {
-        /// The attempt.
-        attempt: AttemptRef,
         /// How it ended.
         outcome: Outcome,
+        /// The attempt it held.
+        attempt: AttemptRef,
     },
     /// The answer to [`ToOwner::ReadMemory`].
     Memory {

@@ -14,7 +14,7 @@
 //! While recent jobs are short it keeps one claimed job ahead of each busy slot, so that when a
 //! job ends the next starts at once instead of waiting for a claim to commit. A claim that
 //! never passed its gate never ran: on shutdown, cancel or abort it goes back to the queue
-//! unrun (`Store::unclaim`) with its retry budget untouched.
+//! unrun (`Store::give_back`) with its retry budget untouched.
 //!
 //! What wakes it (no polling): store events (the post-commit broadcast: new or requeued work,
 //! cancel requests); owner reports (a child at its gate, an attempt that ended); the answers of
@@ -323,7 +323,7 @@ impl Runner {
             }
             Effect::GiveBack { attempt, reason } => {
                 tokio::spawn(async move {
-                    if let Err(err) = store.unclaim(attempt, reason, Unrun::NoPid).await {
+                    if let Err(err) = store.give_back(attempt, reason, Unrun::NoPid).await {
                         tracing::warn!(%attempt, error = %err, "cannot give back an unrun claim; recovery will");
                     }
                     let _ = answers.send(Answer::Recorded);

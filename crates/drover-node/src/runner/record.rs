@@ -44,7 +44,7 @@ pub(crate) async fn record(
         // A database restart must not turn a job that never ran into a lost one.
         Ending::Unrun(reason, proof) => {
             until_answered(attempt, "giving back an unrun attempt", || {
-                store.unclaim(attempt, reason.clone(), proof)
+                store.give_back(attempt, reason.clone(), proof)
             })
             .await
         }

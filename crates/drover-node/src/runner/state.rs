@@ -9,16 +9,16 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use drover_core::{Admission, AttemptRef, EventKind, JobId, JobState, Reason, Resources};
-use drover_exec::{Command, Outcome, Report, StopReason};
-use drover_store::{
-    AttemptOutcome, Claim, ClaimBatch, LeaseStatus, StartVerdict, StoreError, Unrun,
-};
+use drover_core::{Admission, AttemptRef, EventKind, JobId, Reason, Resources};
+use drover_exec::{Command, Report, StopReason};
+use drover_store::{Claim, ClaimBatch, StartVerdict, StoreError};
 use tokio::time::Instant;
 
-use super::effect::{Answer, Effect, Ending};
-use super::record::to_attempt_outcome;
+use super::effect::{Answer, Effect};
 use super::{Adopted, RunnerConfig};
+
+mod endings;
+mod leases;
 
 /// Claim one job ahead per slot only while recent jobs ran shorter than this. A claimed-ahead
 /// job is `starting` while it waits for a slot and cannot be overtaken by a later, higher
@@ -387,34 +387,6 @@ impl State {
         }
     }
 
-    fn on_leases(
-        &mut self,
-        result: Result<Vec<(AttemptRef, LeaseStatus)>, StoreError>,
-        asked_at: Instant,
-    ) {
-        self.renewing = false;
-        match result {
-            Ok(statuses) => {
-                self.leases_valid_until = asked_at + self.config.lease;
-                self.fenced = false;
-                for (attempt, status) in statuses {
-                    match status {
-                        LeaseStatus::Held {
-                            cancel_requested: true,
-                        } => self.stop(attempt, StopReason::Cancel),
-                        LeaseStatus::Held { .. } => {}
-                        LeaseStatus::Lost => {
-                            tracing::warn!(%attempt, "lease lost: another attempt owns this job; stopping ours");
-                            self.stop(attempt, StopReason::LeaseLost);
-                        }
-                    }
-                }
-                self.send_leases();
-            }
-            Err(err) => tracing::warn!(error = %err, "lease renewal failed"),
-        }
-    }
-
     /// Hands a claimed attempt to an owner, which forks it and holds it at the gate.
     fn start(&mut self, claim: Claim) {
         let needs = claim.spec.resources();
@@ -430,16 +402,16 @@ impl State {
             Report::Spawned {
                 attempt,
                 pid,
-                proc_start,
+                proc_start: start,
             } => {
                 if let Some(live) = self.live.get_mut(&attempt) {
-                    live.pid = Some((pid, proc_start));
+                    live.pid = Some((pid, start));
                 }
                 // The pid must be on disk before the child may exec.
                 self.effects.push(Effect::MarkRunning {
                     attempt,
                     pid,
-                    proc_start,
+                    proc_start: start,
                 });
             }
             Report::Exited { attempt, outcome } => self.on_exited(attempt, outcome),
@@ -458,123 +430,6 @@ impl State {
                 }
             }
         }
-    }
-
-    fn on_exited(&mut self, attempt: AttemptRef, outcome: Outcome) {
-        if outcome.survivors {
-            tracing::error!(%attempt, "a process of this attempt survived SIGKILL");
-        }
-        let recorded = to_attempt_outcome(&outcome);
-        tracing::info!(%attempt, state = %recorded.state, reason = %recorded.reason, "attempt ended");
-        self.config
-            .metrics
-            .attempts
-            .get_or_create(&crate::metrics::OutcomeLabels {
-                state: recorded.state.to_string(),
-                reason: recorded.reason.kind().to_string(),
-            })
-            .inc();
-        // The tree is gone, so the slot is free now; recording the outcome goes on meanwhile,
-        // and shutdown waits for it.
-        if let Some(live) = self.live.remove(&attempt).filter(|l| !l.adopted) {
-            let ran = live.since.elapsed();
-            self.config
-                .metrics
-                .attempt_seconds
-                .observe(ran.as_secs_f64());
-            self.recent_runtime = Some(match self.recent_runtime {
-                Some(avg) => avg.mul_f64(0.8) + ran.mul_f64(0.2),
-                None => ran,
-            });
-        }
-        // Its slot and reservation are free again: a passed-over job may fit now.
-        self.want_claim = true;
-        self.recording += 1;
-        // One stopped at the gate never ran, so it goes back to the queue with its retry budget
-        // untouched — even if its pid made it to the store (the stop raced the start, or a
-        // database fault lost the start's answer): this node saw it die before exec.
-        let ending = if matches!(outcome.ending, drover_exec::Ending::Aborted(_)) {
-            Ending::Unrun(recorded.reason, Unrun::StoppedAtGate)
-        } else {
-            Ending::Complete(recorded)
-        };
-        self.effects.push(Effect::Record { attempt, ending });
-    }
-
-    /// Stops what is left of an attempt nothing holds any more; [`Report::Cleaned`] follows.
-    fn clean_up(&mut self, attempt: AttemptRef, reason: Reason) {
-        let Some(live) = self.live.get_mut(&attempt) else {
-            return;
-        };
-        live.cleaning = Some(reason);
-        let (pid, proc_start) = match live.pid {
-            Some((pid, start)) => (Some(pid), start),
-            None => (None, None),
-        };
-        let grace = live.grace;
-        self.send(Command::Clean {
-            attempt,
-            pid,
-            proc_start,
-            grace,
-        });
-    }
-
-    /// What an attempt whose owner died left is gone: record it. One that never passed its gate
-    /// never ran and goes back to the queue; one that ran is lost (or cancelled, if that was
-    /// asked), and its retry policy applies.
-    fn on_cleaned(&mut self, attempt: AttemptRef, killed: usize, survivors: bool) {
-        if survivors {
-            tracing::error!(%attempt, "a process of an attempt whose owner died survived SIGKILL");
-        }
-        let Some(live) = self.live.remove(&attempt) else {
-            return;
-        };
-        let reason = live.cleaning.unwrap_or(Reason::OwnerDied);
-        tracing::warn!(%attempt, killed, %reason, "stopped what was left of the attempt");
-        self.want_claim = true;
-        self.recording += 1;
-        let ending = if !live.released {
-            Ending::Unrun(reason, Unrun::StoppedAtGate)
-        } else if live.stopping == Some(StopReason::Cancel) {
-            Ending::Complete(AttemptOutcome::bare(
-                JobState::Cancelled,
-                Reason::CancelledByUser,
-            ))
-        } else {
-            Ending::Complete(AttemptOutcome::bare(JobState::Lost, reason))
-        };
-        self.effects.push(Effect::Record { attempt, ending });
-    }
-
-    /// How long before its leases run out an owner kills its job when no renewal came.
-    pub(crate) fn fence_margin(&self) -> Duration {
-        self.config.fence_margin()
-    }
-
-    /// Tells the owners of running attempts how long their leases hold (with a shared store:
-    /// without one, nothing else can rerun a job, and owners do not fence).
-    fn send_leases(&mut self) {
-        if !self.config.fence {
-            return;
-        }
-        let attempts: Vec<AttemptRef> = self
-            .live
-            .iter()
-            .filter(|(_, l)| l.cleaning.is_none())
-            .map(|(a, _)| *a)
-            .collect();
-        if attempts.is_empty() {
-            return;
-        }
-        let fence_at = self
-            .leases_valid_until
-            .checked_sub(self.fence_margin())
-            .unwrap_or(self.leases_valid_until);
-        self.send(Command::Lease {
-            attempts,
-            fence_in: Some(fence_at.saturating_duration_since(Instant::now())),
-        });
     }
 
     fn on_verdict(&mut self, attempt: AttemptRef, verdict: Result<StartVerdict, StoreError>) {
@@ -632,55 +487,6 @@ impl State {
         let attempts: Vec<_> = self.live.keys().copied().collect();
         for attempt in attempts {
             self.stop(attempt, reason);
-        }
-    }
-
-    /// Renews the leases of every attempt held (unless a renewal is in flight). With nothing
-    /// held, there is nothing to renew, and whatever is claimed next starts with a full lease.
-    pub(crate) fn renew_leases(&mut self) {
-        let idle = !self.holds_leases();
-        if self.renewing || idle {
-            if idle {
-                self.leases_valid_until = Instant::now() + self.config.lease;
-            }
-            return;
-        }
-        self.renewing = true;
-        let attempts: Vec<_> = self
-            .live
-            .keys()
-            .copied()
-            .chain(self.ahead.iter().map(|c| c.attempt))
-            .collect();
-        self.effects.push(Effect::RenewLeases {
-            attempts,
-            asked_at: Instant::now(),
-        });
-    }
-
-    /// Whether the node holds any lease (running or claimed-ahead attempts).
-    pub(crate) fn holds_leases(&self) -> bool {
-        !(self.live.is_empty() && self.ahead.is_empty())
-    }
-
-    /// When [`State::fence_if_leases_expiring`] must next look: a full margin before the leases
-    /// run out.
-    pub(crate) fn fence_check_at(&self) -> Instant {
-        self.leases_valid_until
-            .checked_sub(self.fence_margin())
-            .unwrap_or(self.leases_valid_until)
-    }
-
-    /// Self-fencing: if leases could not be renewed and are about to run out, stop every job
-    /// before they do, so that no other node's attempt ever runs beside ours.
-    pub(crate) fn fence_if_leases_expiring(&mut self) {
-        if !self.holds_leases() {
-            return;
-        }
-        if !self.fenced && Instant::now() + self.fence_margin() >= self.leases_valid_until {
-            self.fenced = true;
-            tracing::error!("cannot renew leases; stopping every job before the leases expire");
-            self.stop_all(StopReason::LeaseLost);
         }
     }
 

@@ -188,7 +188,7 @@ pub async fn unrun_claims_go_back_without_using_the_budget(store: &dyn Store) {
     let first = claim_one(store, &me).await.expect("claimed").attempt;
     assert_eq!(
         store
-            .unclaim(first, Reason::NodeShutdown, Unrun::NoPid)
+            .give_back(first, Reason::NodeShutdown, Unrun::NoPid)
             .await
             .unwrap(),
         Completion::Recorded {
@@ -204,14 +204,14 @@ pub async fn unrun_claims_go_back_without_using_the_budget(store: &dyn Store) {
     assert_eq!(second.attempt, 2);
     assert!(matches!(
         store
-            .unclaim(second, Reason::NodeLost, Unrun::NoPid)
+            .give_back(second, Reason::NodeLost, Unrun::NoPid)
             .await
             .unwrap(),
         Completion::Stale { .. }
     ));
     assert!(matches!(
         store
-            .unclaim(first, Reason::NodeLost, Unrun::NoPid)
+            .give_back(first, Reason::NodeLost, Unrun::NoPid)
             .await
             .unwrap(),
         Completion::Stale { .. }
@@ -220,14 +220,14 @@ pub async fn unrun_claims_go_back_without_using_the_budget(store: &dyn Store) {
     // start raced the stop): the node saw it die unrun. Not a stale attempt, though.
     assert!(matches!(
         store
-            .unclaim(first, Reason::NodeLost, Unrun::StoppedAtGate)
+            .give_back(first, Reason::NodeLost, Unrun::StoppedAtGate)
             .await
             .unwrap(),
         Completion::Stale { .. }
     ));
     assert_eq!(
         store
-            .unclaim(second, Reason::NodeShutdown, Unrun::StoppedAtGate)
+            .give_back(second, Reason::NodeShutdown, Unrun::StoppedAtGate)
             .await
             .unwrap(),
         Completion::Recorded {
@@ -254,7 +254,7 @@ pub async fn unrun_claims_go_back_without_using_the_budget(store: &dyn Store) {
     store.cancel(ids[0]).await.unwrap();
     assert_eq!(
         store
-            .unclaim(claim, Reason::NodeShutdown, Unrun::NoPid)
+            .give_back(claim, Reason::NodeShutdown, Unrun::NoPid)
             .await
             .unwrap(),
         Completion::Recorded {

@@ -117,7 +117,7 @@ fn write_events(
     };
     let mut events = Vec::with_capacity(pending.len());
     for event in pending {
-        let kind = serde_kind(event.kind);
+        let kind = event.kind.as_str();
         let values = params![
             next_seq,
             now_ms,
@@ -161,24 +161,6 @@ fn write_events(
         conn.query("SELECT pg_notify('drover_events', '')", params![])?;
     }
     Ok(events)
-}
-
-fn serde_kind(kind: EventKind) -> &'static str {
-    match kind {
-        EventKind::Submitted => "submitted",
-        EventKind::Claimed => "claimed",
-        EventKind::Started => "started",
-        EventKind::Finished => "finished",
-        EventKind::Requeued => "requeued",
-        EventKind::CancelRequested => "cancel_requested",
-        EventKind::Cancelled => "cancelled",
-        EventKind::Retried => "retried",
-        EventKind::Scheduled => "scheduled",
-        EventKind::Due => "due",
-        EventKind::Reprioritized => "reprioritized",
-        EventKind::Dismissed => "dismissed",
-        EventKind::Unblocked => "unblocked",
-    }
 }
 
 pub(crate) fn parse_kind(text: &str) -> Result<EventKind, StoreError> {

@@ -9,7 +9,7 @@ use crate::exit;
 
 /// `drover cancel`
 pub fn cancel(cli: &Cli, args: &CancelArgs) -> anyhow::Result<u8> {
-    if args.all {
+    if args.jobs.all {
         let request = CancelAll {
             states: args.state.clone(),
             queue: args.queue.clone(),
@@ -21,7 +21,7 @@ pub fn cancel(cli: &Cli, args: &CancelArgs) -> anyhow::Result<u8> {
         eprintln!("drover: {} jobs", answer.results.len());
         return Ok(exit::OK);
     }
-    let ids = job_ids(&args.ids)?;
+    let ids = job_ids(&args.jobs.ids)?;
     let client = client(cli)?;
     let mut code = exit::OK;
     for id in ids {

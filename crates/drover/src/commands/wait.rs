@@ -27,7 +27,7 @@ pub fn wait(cli: &Cli, args: &WaitArgs) -> anyhow::Result<u8> {
         }
         None => Some(Duration::from_secs(30)),
     };
-    if args.all {
+    if args.jobs.all {
         loop {
             let Some(slice) = slice() else {
                 if !args.quiet {
@@ -45,7 +45,7 @@ pub fn wait(cli: &Cli, args: &WaitArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    let ids = job_ids(&args.ids)?;
+    let ids = job_ids(&args.jobs.ids)?;
     // Subscribe first, then look: an ending between the two is seen by one or the other.
     let events = client.patiently(|c| c.events("/v1/events"))?;
     let mut pending: HashSet<JobId> = ids.iter().copied().collect();

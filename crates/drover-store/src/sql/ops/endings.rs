@@ -169,7 +169,7 @@ pub(super) fn complete_in(
             let retried = retry::retried(spec.retry_on.as_deref(), outcome.state, &outcome.reason);
             // Learning memory: the next attempt gets room for what this one needed.
             if retried && outcome.reason == Reason::MemoryLimit {
-                if let Some(grown) = spec.learned_memory(outcome.peak_memory_bytes) {
+                if let Some(grown) = spec.grown_memory(outcome.peak_memory_bytes) {
                     spec.memory = Some(grown);
                     let json = serde_json::to_string(&spec).map_err(|e| {
                         StoreError::permanent(
@@ -235,8 +235,8 @@ pub(super) fn complete_in(
     attempt_ended(tx, attempt, next, NodeId(node), &outcome.reason)
 }
 
-/// Gives an unrun claim back (see [`Store::unclaim`]), inside a change.
-pub(super) fn unclaim_in(
+/// Gives an unrun claim back (see [`Store::give_back`]), inside a change.
+pub(super) fn give_back_in(
     tx: &mut Tx<'_>,
     attempt: AttemptRef,
     reason: Reason,
@@ -303,14 +303,14 @@ pub(super) async fn complete(
         .await
 }
 
-pub(super) async fn unclaim(
+pub(super) async fn give_back(
     store: &SqlStore,
     attempt: AttemptRef,
     reason: Reason,
     proof: Unrun,
 ) -> Result<Completion, StoreError> {
     store
-        .write(move |tx| unclaim_in(tx, attempt, reason, proof))
+        .write(move |tx| give_back_in(tx, attempt, reason, proof))
         .await
 }
 

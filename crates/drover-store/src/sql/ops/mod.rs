@@ -218,9 +218,9 @@ impl Store for SqlStore {
         node: &NodeId,
         lease: Duration,
         max: usize,
-        admission: Admission,
+        walk: Admission,
     ) -> Result<ClaimBatch, StoreError> {
-        claim::claim_within(self, node, lease, max, admission).await
+        claim::claim_within(self, node, lease, max, walk).await
     }
 
     async fn mark_running(
@@ -249,13 +249,13 @@ impl Store for SqlStore {
         endings::complete(self, attempt, outcome).await
     }
 
-    async fn unclaim(
+    async fn give_back(
         &self,
         attempt: AttemptRef,
         reason: Reason,
         proof: Unrun,
     ) -> Result<Completion, StoreError> {
-        endings::unclaim(self, attempt, reason, proof).await
+        endings::give_back(self, attempt, reason, proof).await
     }
 
     async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {

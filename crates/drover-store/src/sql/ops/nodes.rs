@@ -7,7 +7,7 @@ use drover_core::{
     AttemptRef, JobState, NodeId, NodeInfo, NodeLoad, NodeRecord, NodeState, Reason,
 };
 
-use super::endings::{complete_in, unclaim_in};
+use super::endings::{complete_in, give_back_in};
 use super::*;
 use crate::sql::rows::parse_id;
 use crate::sql::{Dialect, SqlStore, ms_to_time, params};
@@ -157,7 +157,7 @@ pub(super) async fn reap(store: &SqlStore, ttl: Duration) -> Result<Reaped, Stor
             for (attempt, pid) in expired {
                 // No pid on record: the gate never opened, so it never ran.
                 let done = match pid {
-                    None => unclaim_in(tx, attempt, Reason::NodeLost, Unrun::NoPid)?,
+                    None => give_back_in(tx, attempt, Reason::NodeLost, Unrun::NoPid)?,
                     Some(_) => complete_in(
                         tx,
                         attempt,

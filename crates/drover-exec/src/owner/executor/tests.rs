@@ -1,0 +1,91 @@
+//! Unit tests of the executor: hellos from peers that are not owners of this protocol.
+
+use std::io::{Read, Write};
+
+use std::time::Duration;
+
+use super::*;
+use crate::contain::{BackendChoice, BackendKind};
+
+fn config(dir: PathBuf) -> (ExecutorConfig, Arc<Containment>) {
+    let containment = Arc::new(
+        Containment::detect(BackendChoice::Only(BackendKind::Rlimit), "unused").expect("rlimit"),
+    );
+    let config = ExecutorConfig {
+        dir,
+        program: "/nonexistent/drover".into(),
+        containment: containment.spec(),
+        env_remove: Vec::new(),
+        keep_idle: 1,
+        reattach: true,
+    };
+    (config, containment)
+}
+
+/// An upgrade must never kill a job: an owner speaking a protocol this build does not know
+/// (an older or newer drover) is reported, sent nothing, and its socket left in place.
+#[tokio::test]
+async fn an_owner_of_another_protocol_is_reported_and_left_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let owners = dir.path().join("owners");
+    super::super::process::make_dir(&owners).expect("owners dir");
+    let socket = super::super::socket_path(&owners, 999_999);
+    let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+    let fake = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        conn.write_all(b"{\"hello\":{\"protocol\":99,\"version\":\"9.9.9\",\"pid\":1}}\n")
+            .expect("hello");
+        conn.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut heard = Vec::new();
+        let _ = conn.read_to_end(&mut heard);
+        heard
+    });
+    let (config, containment) = config(owners);
+    let (_handle, _reports, found) = Executor::start(config, containment).await.expect("start");
+    match found.as_slice() {
+        [Found::Foreign { socket: s, why }] => {
+            assert_eq!(s, &socket);
+            assert!(why.contains("protocol 99"), "{why}");
+        }
+        other => panic!("expected one foreign owner, found {other:?}"),
+    }
+    let heard = fake.join().expect("fake owner");
+    assert!(
+        heard.is_empty(),
+        "the node sent nothing to an owner it cannot talk to: {:?}",
+        String::from_utf8_lossy(&heard)
+    );
+    assert!(
+        socket.exists(),
+        "its socket is left for a node that speaks it"
+    );
+}
+
+/// An outcome left by an owner that exited with no node listening is found at start; a
+/// stale socket (nobody listens) and a torn temp file are removed.
+#[tokio::test]
+async fn outcomes_are_collected_and_stale_sockets_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let owners = dir.path().join("owners");
+    super::super::process::make_dir(&owners).expect("owners dir");
+    let attempt = AttemptRef {
+        job_id: drover_core::JobId::from_uuid(uuid::Uuid::now_v7()),
+        attempt: 2,
+    };
+    let file = OutcomeFile {
+        protocol: super::super::PROTOCOL,
+        attempt,
+        outcome: Outcome::without_process(Ending::Exited(3)),
+        boot_id: None,
+    };
+    super::super::write_outcome(&owners, &file, true).expect("outcome");
+    let stale = super::super::socket_path(&owners, 999_998);
+    drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
+    std::fs::write(owners.join("x.outcome.tmp"), b"torn").expect("tmp");
+    let (config, containment) = config(owners.clone());
+    let (_handle, _reports, found) = Executor::start(config, containment).await.expect("start");
+    assert_eq!(found, vec![Found::Outcome(file)]);
+    assert!(!stale.exists(), "a socket nobody listens on is removed");
+    assert!(!owners.join("x.outcome.tmp").exists());
+}
