@@ -354,7 +354,7 @@ pub struct SubmitArgs {
     pub spec: SpecArgs,
     /// Submit many jobs from FILE (`-` for stdin): JSON Lines, one spec per line in the schema
     /// of `POST /v1/jobs`. All or nothing; prints one id per line, in input order.
-    #[arg(long, value_name = "FILE", conflicts_with = "SpecArgs")]
+    #[arg(long, value_name = "FILE")]
     pub batch: Option<PathBuf>,
 }
 

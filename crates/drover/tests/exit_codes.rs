@@ -49,6 +49,13 @@ fn bad_usage_exits_2() {
     assert_eq!(code(&unknown_flag), 2, "{}", stderr(&unknown_flag));
     let bad_value = node.drover(&["submit", "--memory", "lots", "--", "true"]);
     assert_eq!(code(&bad_value), 2, "{}", stderr(&bad_value));
+    let batch_and_flags = node.drover(&["submit", "--batch", "-", "--timeout", "2s"]);
+    assert_eq!(code(&batch_and_flags), 2, "{}", stderr(&batch_and_flags));
+    assert!(
+        stderr(&batch_and_flags).contains("drop --timeout"),
+        "the flag given beside --batch is named: {}",
+        stderr(&batch_and_flags)
+    );
     let not_an_id = node.drover(&["status", "not-an-id"]);
     assert_eq!(code(&not_an_id), 2, "{}", stderr(&not_an_id));
     // Refused by the node as an invalid value (422): still the user's mistake.

@@ -1,14 +1,11 @@
-//! The spawn elsewhere (macOS): `fork` through `std::process::Command`, with the gate in a `pre_exec` hook.
+//! The spawn elsewhere (macOS): `fork` through `std::process::Command`, the gate in `pre_exec`.
 
-use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::{ChildFds, GATE_ABORT, GATE_OPEN, PlanInput};
-use crate::contain::ChildRlimit;
 
 pub(super) struct Plan {
     command: Command,

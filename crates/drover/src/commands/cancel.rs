@@ -18,7 +18,8 @@ pub fn cancel(cli: &Cli, args: &CancelArgs) -> anyhow::Result<u8> {
         for result in &answer.results {
             println!("{}: {}", result.id, cancel_words(&result.result));
         }
-        eprintln!("drover: {} jobs", answer.results.len());
+        let n = answer.results.len();
+        eprintln!("drover: {n} job{}", if n == 1 { "" } else { "s" });
         return Ok(exit::OK);
     }
     let ids = job_ids(&args.jobs.ids)?;

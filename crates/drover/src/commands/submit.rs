@@ -15,6 +15,23 @@ use crate::exit;
 /// `drover submit`
 pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
     if let Some(file) = &args.batch {
+        // Each line is a whole spec: a flag beside --batch would be silently ignored.
+        let given: Vec<String> = args
+            .spec
+            .to_json()
+            .keys()
+            .map(|field| match field.as_str() {
+                "argv" => "a program after --".to_string(),
+                other => format!("--{}", other.replace('_', "-")),
+            })
+            .collect();
+        if !given.is_empty() {
+            return Err(UsageError(format!(
+                "--batch takes every setting from its lines; drop {}",
+                given.join(", ")
+            ))
+            .into());
+        }
         return submit_batch(cli, file, &caller_cwd()?);
     }
     let id = submit_one(&client(cli)?, &args.spec)?;
@@ -98,6 +115,8 @@ fn parse_line(line: &str) -> Result<SpecArgs, String> {
             .map_or(message.as_str(), |(head, _)| head)
             .to_string();
         match path.as_str() {
+            // serde names an unknown field itself.
+            _ if message.starts_with("unknown field") => message,
             "" | "." | "?" => message,
             field => format!("{field}: {message}"),
         }
