@@ -20,8 +20,8 @@ use tokio::sync::broadcast;
 use super::*;
 use crate::datadir::{Stream, log_path};
 
-/// How often a followed log is re-read while its job runs. (Issue #7 replaces this with pushed
-/// output; until then a short re-read interval bounds the delay without a busy loop.)
+/// How often a followed log is re-read while its job runs. Output is not pushed to the node (the
+/// owner writes the file), so a short re-read interval bounds the delay without a busy loop.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
 
 /// `GET /v1/jobs/{id}/logs?stream=stdout|stderr&attempt=N&follow=true`
