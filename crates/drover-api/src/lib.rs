@@ -79,11 +79,11 @@ pub struct SubmittedBatch {
     pub ids: Vec<JobId>,
 }
 
-/// `GET /v1/wait`: whether the node went idle (no job queued, starting or running) before the
-/// timeout.
+/// `GET /v1/wait`: whether every job ended (none blocked, scheduled, queued, starting or
+/// running) before the timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Idle {
-    /// No job is queued, starting or running.
+    /// No job is blocked, scheduled, queued, starting or running.
     pub idle: bool,
 }
 

@@ -374,8 +374,8 @@ pub trait Store: Send + Sync + 'static {
         concurrency: Option<Option<u32>>,
     ) -> Result<QueueInfo, StoreError>;
 
-    /// Whether any job is queued, starting or running. Costs one index probe, however long the
-    /// queue: `wait --all` asks after every batch of events.
+    /// Whether any job has not ended (blocked, scheduled, queued, starting or running). One
+    /// index probe, however long the queue: `wait --all` asks after every batch of events.
     async fn has_active(&self) -> Result<bool, StoreError>;
 
     /// Claims up to `max` of the best queued jobs (highest priority, then oldest) for `node`, in

@@ -402,7 +402,7 @@ pub struct Selection {
     )]
     pub ids: Vec<String>,
     /// Every job that has not ended (`cancel` narrows it with --state and --queue; `wait`
-    /// returns once none is queued, starting or running).
+    /// returns once none is left).
     #[arg(long)]
     pub all: bool,
 }

@@ -14,7 +14,7 @@ use crate::exit;
 /// `drover wait`: follows the node's event stream and checks each job once, so an ending is seen
 /// the moment it commits; if the stream ends (the node stops or drops it), it long-polls the
 /// jobs' `wait` endpoints instead. `--all` long-polls `/v1/wait`, which the node answers once
-/// nothing is queued, starting or running. Every request waits out a restart of the node.
+/// no job is left that has not ended (scheduled and blocked ones count). Every request waits out a restart of the node.
 pub fn wait(cli: &Cli, args: &WaitArgs) -> anyhow::Result<u8> {
     // Every request waits out a restart of the node: `wait` outlives it, as the jobs do.
     let mut client = client(cli)?;
@@ -39,7 +39,7 @@ pub fn wait(cli: &Cli, args: &WaitArgs) -> anyhow::Result<u8> {
             let answer: Idle = client.patiently(|c| c.get(&path))?;
             if answer.idle {
                 if !args.quiet {
-                    println!("no job queued or running");
+                    println!("every job has ended");
                 }
                 return Ok(exit::OK);
             }
