@@ -205,6 +205,68 @@ pub struct Dismiss {
     pub ids: Vec<JobId>,
 }
 
+/// `POST /v1/resolve`: the jobs people named, each by any of the words commands take for a job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resolve {
+    /// Each a whole id, a job number (`42` or `#42`), a unique prefix of an id (four
+    /// characters at least), or a name: unique among jobs that have not ended, else among all.
+    pub refs: Vec<String>,
+}
+
+/// `POST /v1/resolve`: what each reference names, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolved {
+    /// One per reference.
+    pub results: Vec<Resolution>,
+}
+
+/// What one reference names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    /// The reference as given.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// What it names, by `found`.
+    #[serde(flatten)]
+    pub found: Found,
+}
+
+/// What a reference names, by `found`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "found", rename_all = "snake_case")]
+pub enum Found {
+    /// Exactly one job.
+    One {
+        /// Its id.
+        id: JobId,
+        /// Its number.
+        number: u64,
+    },
+    /// Several jobs: the reference is ambiguous.
+    Many {
+        /// Some of them (the newest first).
+        candidates: Vec<Candidate>,
+        /// Whether more match than are listed.
+        more: bool,
+    },
+    /// No job.
+    None,
+}
+
+/// A job an ambiguous reference may mean.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// Its id.
+    pub id: JobId,
+    /// Its number.
+    pub number: u64,
+    /// Its name.
+    pub name: String,
+    /// Its state.
+    pub state: drover_core::JobState,
+}
+
 /// `POST /v1/queues/{name}`: the settings to change; what is left out stays.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

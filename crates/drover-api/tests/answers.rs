@@ -5,7 +5,8 @@
 
 use drover_api::{
     CancelAllAnswer, CancelAnswer, CancelResult, Change, ChangeResult, Changes, ErrorBody, Event,
-    Health, Idle, JobRecord, NodeRecord, NodeReport, QueueInfo, Submitted, SubmittedBatch,
+    Found, Health, Idle, JobRecord, NodeRecord, NodeReport, QueueInfo, Resolved, Submitted,
+    SubmittedBatch,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -95,6 +96,26 @@ fn queue_answers() {
     assert_eq!(set.concurrency, Some(2));
     let queues: Vec<QueueInfo> = decode("queues");
     assert!(queues.iter().any(|q| q.name == "q"));
+}
+
+#[test]
+fn references_resolve_to_one_job_many_or_none() {
+    let resolved: Resolved = decode("resolve");
+    let found: Vec<&Found> = resolved.results.iter().map(|r| &r.found).collect();
+    assert!(
+        matches!(found[0], Found::One { number: 1, .. }),
+        "{found:?}"
+    );
+    assert!(
+        matches!(found[1], Found::One { number: 2, .. }),
+        "{found:?}"
+    );
+    assert!(matches!(found[2], Found::One { .. }), "by name: {found:?}");
+    assert!(
+        matches!(found[3], Found::Many { .. }),
+        "a shared prefix: {found:?}"
+    );
+    assert_eq!(found[4], &Found::None);
 }
 
 #[test]

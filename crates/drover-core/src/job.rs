@@ -106,6 +106,9 @@ pub struct AttemptRecord {
 pub struct JobRecord {
     /// Time-ordered id.
     pub id: JobId,
+    /// The job's number: short, for people to type (`drover logs 42`), given in submit order
+    /// and never reused. Commands take it wherever they take an id.
+    pub number: u64,
     /// The display name.
     pub name: String,
     /// The current state.
@@ -141,8 +144,9 @@ pub struct JobRecord {
     /// For a `scheduled` job: when it becomes `queued` (a delay, or a backoff between attempts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<DateTime<Utc>>,
-    /// For a queued job a node passed over: what it waits for (`waiting for 24 GiB memory,
-    /// 9.0 GiB free`). Filled in by the node that answers, not stored.
+    /// For a job that has not started (blocked or queued): what it waits for, when the node
+    /// knows (`queue sage is paused`, `blocked on 1 of 2 jobs: 41 (running)`, `waiting for 24
+    /// GiB memory, 9.0 GiB free`). Filled in by the node that answers, not stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
 }

@@ -30,8 +30,9 @@ pub enum Reason {
     PidsLimit,
     /// It produced no output and no heartbeat for its stall period.
     Stalled,
-    /// A job it depends on ended unsuccessfully.
-    DependencyFailed,
+    /// A job it depends on ended unsuccessfully: that job, where it is known (reasons stored
+    /// before it was recorded name none).
+    DependencyFailed(Option<crate::job::JobId>),
     /// It exited with its checkpoint exit code: it saved its progress and is run again at once,
     /// without using a retry.
     Checkpointed,
@@ -54,7 +55,7 @@ impl Reason {
             Reason::MemoryLimit => "memory_limit",
             Reason::PidsLimit => "pids_limit",
             Reason::Stalled => "stalled",
-            Reason::DependencyFailed => "dependency_failed",
+            Reason::DependencyFailed(_) => "dependency_failed",
             Reason::Checkpointed => "checkpointed",
             Reason::OwnerDied => "owner_died",
         }
@@ -159,6 +160,7 @@ impl fmt::Display for Reason {
             Reason::ExitCode(code) => write!(f, "exit_code: {code}"),
             Reason::Signal(sig) => write!(f, "signal: {}", signal_name(*sig)),
             Reason::SpawnFailed(err) => write!(f, "spawn_failed: {err}"),
+            Reason::DependencyFailed(Some(id)) => write!(f, "dependency_failed: {id}"),
             other => f.write_str(other.kind()),
         }
     }
@@ -184,7 +186,10 @@ impl FromStr for Reason {
             ("memory_limit", None) => Reason::MemoryLimit,
             ("pids_limit", None) => Reason::PidsLimit,
             ("stalled", None) => Reason::Stalled,
-            ("dependency_failed", None) => Reason::DependencyFailed,
+            ("dependency_failed", None) => Reason::DependencyFailed(None),
+            ("dependency_failed", Some(id)) => {
+                Reason::DependencyFailed(Some(id.parse().map_err(|_| bad())?))
+            }
             ("checkpointed", None) => Reason::Checkpointed,
             ("owner_died", None) => Reason::OwnerDied,
             _ => return Err(bad()),
@@ -224,7 +229,8 @@ mod tests {
             Reason::MemoryLimit,
             Reason::PidsLimit,
             Reason::Stalled,
-            Reason::DependencyFailed,
+            Reason::DependencyFailed(None),
+            Reason::DependencyFailed(Some(crate::job::JobId::from_uuid(uuid::Uuid::now_v7()))),
             Reason::Checkpointed,
             Reason::OwnerDied,
         ];

@@ -28,9 +28,16 @@ pub struct JobSpec {
     /// A label for people; defaults to the program name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Variables set on top of the node's environment.
+    /// Variables set on top of the node's environment, or, with `env_clear`, all of the job's
+    /// environment. The CLI captures the submitting shell's whole environment into it (stored
+    /// with the job, like the rest of the spec).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Start from an empty environment instead of the node's: the job sees `env`, drover's own
+    /// variables, and `PATH=/usr/local/bin:/usr/bin:/bin` when `env` has no `PATH`. The CLI
+    /// sets it on every submit, since what it sends is a whole environment.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub env_clear: bool,
     /// Absolute working directory; the node's own when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,

@@ -47,6 +47,10 @@ pub mod supervisor;
 pub mod sys;
 pub mod wait;
 
+/// The `PATH` of a job that starts from an empty environment and names none, and where a
+/// program is looked up when the job's environment has no `PATH`.
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
 pub use contain::{BackendChoice, BackendKind, BackendReport, Containment, JobLimits};
 pub use supervisor::{Supervisor, SupervisorGone, SupervisorHandle};
 
@@ -58,8 +62,13 @@ pub struct StartRequest {
     pub attempt: AttemptRef,
     /// Program and arguments; `argv[0]` is searched in `PATH` when it has no slash.
     pub argv: Vec<String>,
-    /// Variables added to the supervisor's own environment.
+    /// Variables added to the supervisor's own environment (or, with `env_clear`, the whole
+    /// environment).
     pub env: Vec<(String, String)>,
+    /// Start from an empty environment instead of the supervisor's: the job gets `env` alone,
+    /// and [`DEFAULT_PATH`] when `env` has no `PATH`.
+    #[serde(default)]
+    pub env_clear: bool,
     /// Variables of the supervisor's own environment the job must not inherit (the node's
     /// secrets, such as its token). `env` may still set them.
     #[serde(default)]

@@ -82,7 +82,7 @@ pub async fn spawn_gated(req: &StartRequest, rlimits: &[ChildRlimit]) -> io::Res
     let Some(program) = req.argv.first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty argv"));
     };
-    let env = merged_env(&req.env, &req.env_remove);
+    let env = job_env(&req.env, &req.env_remove, req.env_clear);
     let path = resolve_program(program, &env, req.cwd.as_deref())?;
     let (pid_read, pid_write) = sys::pipe_cloexec()?;
     let (gate_read, gate_write) = sys::pipe_cloexec()?;
@@ -210,13 +210,22 @@ mod spawner {
     }
 }
 
-/// The node's environment less `removed`, with the job's variables on top.
-fn merged_env(overrides: &[(String, String)], removed: &[String]) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+/// The job's environment: the node's less the variables `removed` names with the job's on top,
+/// or, when `clear`, the job's alone (with a default `PATH` if it has none).
+fn job_env(
+    overrides: &[(String, String)],
+    removed: &[String],
+    clear: bool,
+) -> Vec<(OsString, OsString)> {
+    let inherited = std::env::vars_os().filter(|_| !clear);
+    let mut env: Vec<(OsString, OsString)> = inherited
         .filter(|(k, _)| !overrides.iter().any(|(o, _)| OsStr::new(o) == k))
         .filter(|(k, _)| !removed.iter().any(|r| OsStr::new(r) == k))
         .collect();
     env.extend(overrides.iter().map(|(k, v)| (k.into(), v.into())));
+    if clear && !env.iter().any(|(k, _)| k == "PATH") {
+        env.push(("PATH".into(), crate::DEFAULT_PATH.into()));
+    }
     env
 }
 
@@ -234,7 +243,7 @@ fn resolve_program(
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+        .unwrap_or_else(|| OsString::from(crate::DEFAULT_PATH));
     for dir in std::env::split_paths(&path_var) {
         let dir = match (dir.is_relative(), cwd) {
             (true, Some(cwd)) => cwd.join(dir),

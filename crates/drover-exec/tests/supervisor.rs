@@ -18,6 +18,7 @@ fn request(dir: &Path, argv: &[&str]) -> StartRequest {
         attempt,
         argv: argv.iter().map(|s| s.to_string()).collect(),
         env: vec![("DROVER_TEST".into(), "yes".into())],
+        env_clear: false,
         env_remove: Vec::new(),
         cwd: None,
         timeout: Duration::from_secs(60),
@@ -139,6 +140,27 @@ async fn captures_both_streams_and_the_exit_code() {
         outcome.peak_memory_bytes.unwrap_or(0) > 0,
         "rusage recorded"
     );
+}
+
+/// A job that starts from an empty environment sees only its own variables, and a default
+/// `PATH` to find programs with; one that does not inherits the supervisor's.
+#[tokio::test]
+async fn an_env_clear_job_sees_only_its_own_variables() {
+    let home = std::env::var("HOME").expect("the tests run with HOME set");
+    let script = "echo $HOME; echo $DROVER_TEST; echo $PATH";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut req = request(dir.path(), &["sh", "-c", script]);
+    req.env_clear = true;
+    let (_, outcome) = run(req).await;
+    assert_eq!(outcome.ending, Ending::Exited(0));
+    let expected = format!("\nyes\n{}\n", drover_exec::DEFAULT_PATH);
+    assert_eq!(read(dir.path().join("stdout")), expected);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, outcome) = run(request(dir.path(), &["sh", "-c", script])).await;
+    assert_eq!(outcome.ending, Ending::Exited(0));
+    let out = read(dir.path().join("stdout"));
+    assert!(out.starts_with(&format!("{home}\nyes\n")), "{out}");
 }
 
 #[tokio::test]

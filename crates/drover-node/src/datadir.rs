@@ -157,6 +157,11 @@ impl DataDir {
         Ok(NodeId(id))
     }
 
+    /// The file holding the node's local API token (`$DROVER_TOKEN_FILE` of its jobs).
+    pub fn token_path(&self) -> PathBuf {
+        self.root.join(TOKEN_FILE)
+    }
+
     /// The node's local API token: read from `token`, or made (32 random bytes, hex) and
     /// written with mode 0600. Only the node's user can read it, which is what keeps other
     /// users and web pages out while the user's own CLI finds it with no setup.

@@ -370,6 +370,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
             wake,
             metrics,
             load: load_tx,
+            server_url: local_url(addr),
         },
         Arc::clone(&store),
         Arc::clone(&data),
@@ -401,6 +402,16 @@ pub fn node_labels(configured: &drover_core::Labels) -> drover_core::Labels {
 
 /// Where other nodes reach this one's API: the listen address, or the host name when it listens
 /// on every interface.
+/// The node's API as a process on this machine reaches it: a wildcard address becomes loopback.
+fn local_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
 fn advertised_url(addr: SocketAddr) -> String {
     if addr.ip().is_unspecified() {
         format!("http://{}:{}", datadir::hostname(), addr.port())

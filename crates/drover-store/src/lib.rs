@@ -319,6 +319,14 @@ pub struct JobFilter {
     pub states: Vec<JobState>,
     /// Only jobs in this queue.
     pub queue: Option<String>,
+    /// Only jobs of this name.
+    pub name: Option<String>,
+    /// Only the job of this number.
+    pub number: Option<u64>,
+    /// Only jobs whose id starts with this (lower-case hex digits and dashes).
+    pub id_prefix: Option<String>,
+    /// Only jobs submitted at or after this time.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
     /// At most this many, newest first (a default applies when 0).
     pub limit: usize,
 }

@@ -36,7 +36,7 @@ Exit codes:
   124 if it timed out, 130 if it was cancelled, 125 if it failed without an exit code of its own
   (spawn_failed, memory_limit, stalled, pids_limit, dependency_failed) or was lost. Otherwise:
   1  a job ended unsuccessfully (failed, timed_out, lost or cancelled)
-  2  bad usage: an unknown flag or an invalid value
+  2  bad usage: an unknown flag, an invalid value, or a job reference that names several jobs
   3  `wait --timeout` ran out before the jobs ended
   4  the node could not be reached, refused the request, or has no such job";
 
@@ -361,12 +361,22 @@ pub struct SubmitArgs {
 /// `drover status`
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Jobs to show (default: a table of recent jobs).
-    #[arg(value_name = "ID")]
+    /// Jobs to show, by number, id, id prefix or name (default: a table of recent jobs).
+    #[arg(value_name = "JOB")]
     pub ids: Vec<String>,
     /// Only jobs in these states (comma-separated), for the table.
     #[arg(long, value_delimiter = ',', value_name = "STATE")]
     pub state: Vec<JobState>,
+    /// Only jobs of this name, for the table.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Only jobs in this queue, for the table.
+    #[arg(long, value_name = "NAME")]
+    pub queue: Option<String>,
+    /// Only jobs submitted since this time, for the table: `2h` (ago), `09:00`, `yesterday`,
+    /// `2026-12-01 09:00`, or RFC 3339.
+    #[arg(long, value_name = "TIME", value_parser = crate::when::parse_since)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
     /// How many recent jobs the table shows.
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub limit: usize,
@@ -378,11 +388,19 @@ pub struct StatusArgs {
 /// `drover logs`
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// The job.
+    /// The job: its number, id, id prefix or name.
+    #[arg(value_name = "JOB")]
     pub id: String,
-    /// Show stderr instead of stdout.
+    /// Only stdout (default: both streams, stdout then stderr under a marker line; with -f,
+    /// each to its own stream as it is written).
+    #[arg(long, conflicts_with = "stderr")]
+    pub stdout: bool,
+    /// Only stderr.
     #[arg(long)]
     pub stderr: bool,
+    /// Print one JSON object: the job's number, id and attempt, and both streams as text.
+    #[arg(long, conflicts_with = "follow")]
+    pub json: bool,
     /// Keep printing output as it comes until the attempt ends.
     #[arg(long, short = 'f')]
     pub follow: bool,

@@ -85,7 +85,7 @@ pub struct Client {
 #[derive(Debug, Clone)]
 struct Finding {
     server: Option<String>,
-    data_dir: PathBuf,
+    data_dir: Option<PathBuf>,
     token: Option<String>,
 }
 
@@ -117,15 +117,15 @@ impl Client {
     /// Finds the node: an explicit URL wins, else the address recorded in the data dir.
     pub fn locate(
         server: Option<&str>,
-        data_dir: &Path,
+        data_dir: Option<&Path>,
         token: Option<String>,
     ) -> anyhow::Result<Self> {
         let found = Finding {
             server: server.map(str::to_string),
-            data_dir: data_dir.to_path_buf(),
+            data_dir: data_dir.map(Path::to_path_buf),
             token: token.clone(),
         };
-        let local = drover_node::read_serve_info(data_dir).ok();
+        let local = data_dir.and_then(|dir| drover_node::read_serve_info(dir).ok());
         let (base, is_local) = match server {
             Some(url) => {
                 let url = url.trim_end_matches('/').to_string();
@@ -136,7 +136,7 @@ impl Client {
                 let info = local.with_context(|| {
                     format!(
                         "no drover node found: nothing serves from {} (start one with `drover serve`, or pass --server URL)",
-                        data_dir.display()
+                        data_dir.map_or("no data dir".into(), |d| d.display().to_string())
                     )
                 })?;
                 (info.url, true)
@@ -144,7 +144,7 @@ impl Client {
         };
         let token = token.or_else(|| {
             is_local
-                .then(|| drover_node::datadir::read_local_token(data_dir).ok())
+                .then(|| drover_node::datadir::read_local_token(data_dir?).ok())
                 .flatten()
         });
         let agent = ureq::Agent::config_builder()
@@ -208,7 +208,7 @@ impl Client {
     /// cannot find one.
     fn relocate(&mut self) {
         let f = self.found.clone();
-        if let Ok(again) = Client::locate(f.server.as_deref(), &f.data_dir, f.token) {
+        if let Ok(again) = Client::locate(f.server.as_deref(), f.data_dir.as_deref(), f.token) {
             self.base = again.base;
             self.token = again.token;
         }
@@ -346,4 +346,17 @@ impl Client {
             .and_then(|v| v.parse().ok());
         Ok((attempt, response.into_body().into_reader()))
     }
+}
+
+/// `text` made safe for a URL's query string: every byte but unreserved ones percent-encoded.
+pub fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }

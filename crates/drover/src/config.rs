@@ -12,6 +12,9 @@
 //! reserve_after = "60s"
 //! allow_hosts = ["drover.example.org"]   # names the API answers to besides its own
 //!
+//! [submit]
+//! env_clear = true      # jobs do not get the submitting shell's environment (as --env-clear)
+//!
 //! [queues.sage]         # defaults for jobs submitted with --queue sage
 //! timeout = "12h"
 //! retries = 2
@@ -42,6 +45,9 @@ pub struct FileConfig {
     /// Settings of `drover serve`.
     #[serde(default)]
     pub serve: ServeFile,
+    /// Settings of `drover submit` and `drover run`.
+    #[serde(default)]
+    pub submit: SubmitFile,
     /// Per queue, defaults for the spec fields a job leaves out.
     #[serde(default)]
     pub queues: BTreeMap<String, SpecArgs>,
@@ -73,6 +79,16 @@ pub struct ServeFile {
     /// As `serve --allow-host`, as a list.
     #[serde(default)]
     pub allow_hosts: Vec<String>,
+}
+
+/// The `[submit]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitFile {
+    /// As `submit --env-clear`, for every submit: jobs start from a clean environment instead
+    /// of the submitting shell's.
+    #[serde(default)]
+    pub env_clear: bool,
 }
 
 /// The API token, from the first of: `DROVER_TOKEN`, `--token-file`/`DROVER_TOKEN_FILE`, and
@@ -182,5 +198,8 @@ mod tests {
         assert!(parse("[serve]\nbackend = \"docker\"\n").is_err());
         assert!(parse("[serve]\nmemory = \"lots\"\n").is_err());
         assert!(parse("").is_ok());
+        assert!(parse("[submit]\nenv_clear = \"yes\"\n").is_err());
+        let clear = parse("[submit]\nenv_clear = true\n").unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(clear.submit.env_clear);
     }
 }

@@ -7,6 +7,7 @@ mod commands;
 mod config;
 mod output;
 mod spec_args;
+mod when;
 
 use std::process::ExitCode;
 

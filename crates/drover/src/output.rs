@@ -2,10 +2,69 @@
 
 use chrono::{DateTime, Utc};
 use drover_core::units::format_bytes;
-use drover_core::{HumanDuration, JobRecord, JobState};
+use drover_core::{JobRecord, JobState};
 
-/// Prints rows as a table with aligned columns; the first row is the header.
+/// Whether to colour what goes to stdout: only on a terminal, and never with `NO_COLOR` set
+/// (<https://no-color.org>) or `TERM=dumb`.
+pub fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+}
+
+/// The ANSI colour of a state: green for success, red for a failure, yellow for a cancel,
+/// cyan while it runs, none while it waits.
+fn state_colour(state: &str) -> Option<&'static str> {
+    match state {
+        "succeeded" => Some("32"),
+        "failed" | "timed_out" | "lost" => Some("31"),
+        "cancelled" => Some("33"),
+        "running" | "starting" => Some("36"),
+        _ => None,
+    }
+}
+
+/// `text` in `colour` (an SGR code), when colours are on.
+pub fn paint(text: &str, colour: Option<&str>, on: bool) -> String {
+    match colour {
+        Some(code) if on => format!("\x1b[{code}m{text}\x1b[0m"),
+        _ => text.to_string(),
+    }
+}
+
+/// At most `max` characters of `text`, the cut marked with `…`.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(max.saturating_sub(1)).collect();
+    format!("{kept}…")
+}
+
+/// A length of time for people, to the precision that matters: `850ms`, `12.3s`, `4m05s`,
+/// `1h02m`, `3d04h`.
+pub fn elapsed(ms: u64) -> String {
+    let secs = ms / 1000;
+    match secs {
+        0 => format!("{ms}ms"),
+        1..60 => format!("{:.1}s", ms as f64 / 1000.0),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        3600..86_400 => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d{:02}h", secs / 86_400, secs % 86_400 / 3600),
+    }
+}
+
+/// Prints rows as a table with aligned columns; the first row is the header. A `STATE` column
+/// is coloured by state when colours are on.
 pub fn table(rows: &[Vec<String>]) -> String {
+    table_coloured(rows, colour())
+}
+
+fn table_coloured(rows: &[Vec<String>], on: bool) -> String {
+    let state_column = rows
+        .first()
+        .and_then(|header| header.iter().position(|h| h == "STATE"));
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
@@ -17,13 +76,21 @@ pub fn table(rows: &[Vec<String>]) -> String {
         })
         .collect();
     let mut out = String::new();
-    for row in rows {
+    for (r, row) in rows.iter().enumerate() {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
-            if c + 1 == row.len() {
-                line.push_str(cell);
+            let padded = if c + 1 == row.len() {
+                cell.clone()
             } else {
-                line.push_str(&format!("{cell:<width$}  ", width = widths[c]));
+                let pad = widths[c].saturating_sub(cell.chars().count());
+                format!("{cell}{}  ", " ".repeat(pad))
+            };
+            if r > 0 && Some(c) == state_column {
+                // Colour the word only, so the padding stays plain and the columns aligned.
+                let painted = paint(cell, state_colour(cell), on);
+                line.push_str(&padded.replacen(cell.as_str(), &painted, 1));
+            } else {
+                line.push_str(&padded);
             }
         }
         out.push_str(line.trim_end());
@@ -41,21 +108,24 @@ pub fn runtime(job: &JobRecord, now: DateTime<Utc>) -> String {
         .current_attempt()
         .and_then(|a| a.finished_at)
         .unwrap_or(now);
-    let ms = (end - started).num_milliseconds().max(0) as u64;
-    let secs = std::time::Duration::from_secs(ms / 1000);
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else {
-        HumanDuration(secs).to_string()
-    }
+    elapsed((end - started).num_milliseconds().max(0) as u64)
 }
 
-/// The outcome column: the reason if there is one, else a dash.
+/// The outcome column: the reason if there is one, else what it waits for, else a dash.
 pub fn outcome(job: &JobRecord) -> String {
-    match &job.reason {
-        Some(reason) => reason.to_string(),
-        None if job.cancel_requested => "cancel requested".to_string(),
-        None => "-".to_string(),
+    match (&job.reason, &job.waiting_for) {
+        (Some(reason), _) => reason.to_string(),
+        (None, _) if job.cancel_requested => "cancel requested".to_string(),
+        (None, Some(waiting)) => waiting.clone(),
+        (None, None) if job.state == JobState::Queued => "waiting for a free slot".to_string(),
+        (None, None) if job.state == JobState::Scheduled => match job.not_before {
+            Some(at) => format!(
+                "starts {}",
+                at.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S")
+            ),
+            None => "-".to_string(),
+        },
+        (None, None) => "-".to_string(),
     }
 }
 
@@ -64,14 +134,96 @@ pub fn memory(job: &JobRecord) -> String {
     job.peak_memory_bytes.map_or("-".to_string(), format_bytes)
 }
 
+/// How a job that did not succeed ended, in one line for people — `job … failed:
+/// memory_limit (peak 100 MiB of 100 MiB)`, `job … timed out after 2s` — or `None` for one
+/// that succeeded or has not ended.
+pub fn ending(job: &JobRecord) -> Option<String> {
+    use drover_core::Reason;
+    let id = job.number;
+    let attempts = match job.attempt {
+        0 | 1 => String::new(),
+        n => format!(" ({n} attempts)"),
+    };
+    let why = match (&job.reason, job.state) {
+        (_, JobState::Succeeded) => return None,
+        (_, state) if !state.is_terminal() => return None,
+        (_, JobState::TimedOut) => {
+            return Some(format!(
+                "job {id} timed out after {}{attempts}",
+                job.spec.timeout
+            ));
+        }
+        (_, JobState::Cancelled) => return Some(format!("job {id} was cancelled")),
+        (Some(Reason::ExitCode(code)), _) => format!("exit code {code}"),
+        (Some(Reason::Signal(signal)), _) => {
+            format!("killed by {}", drover_core::reason::signal_name(*signal))
+        }
+        (Some(Reason::SpawnFailed(error)), _) => {
+            // "No such file or directory (os error 2)": the program says more than the number.
+            let error = match error.rsplit_once(" (os error ") {
+                Some((text, _)) => text,
+                None => error.as_str(),
+            };
+            let program = job.argv.first().map(String::as_str).unwrap_or("");
+            format!("spawn_failed: {error} ({program})")
+        }
+        (Some(Reason::MemoryLimit), _) => {
+            let limit = job
+                .current_attempt()
+                .and_then(|a| a.memory_limit_bytes)
+                .or(job.spec.memory.map(|m| m.bytes()));
+            match (job.peak_memory_bytes, limit) {
+                (Some(peak), Some(limit)) => format!(
+                    "memory_limit (peak {} of {})",
+                    format_bytes(peak),
+                    format_bytes(limit)
+                ),
+                _ => "memory_limit".to_string(),
+            }
+        }
+        (Some(Reason::PidsLimit), _) => match job.spec.pids {
+            Some(pids) => format!("pids_limit (at most {pids} processes)"),
+            None => "pids_limit".to_string(),
+        },
+        (Some(Reason::Stalled), _) => match job.spec.stall {
+            Some(stall) => format!("stalled (no output or heartbeat for {stall})"),
+            None => "stalled".to_string(),
+        },
+        (Some(Reason::DependencyFailed(Some(other))), _) => {
+            format!("dependency_failed (job {other} did not succeed)")
+        }
+        (Some(reason), _) => reason.to_string(),
+        (None, state) => state.to_string(),
+    };
+    let verb = match job.state {
+        JobState::Lost => "was lost",
+        _ => "failed",
+    };
+    Some(format!("job {id} {verb}: {why}{attempts}"))
+}
+
 /// One job in detail.
 pub fn detail(job: &JobRecord, now: DateTime<Utc>) -> String {
     let mut rows = vec![
+        vec!["job".to_string(), job.number.to_string()],
         vec!["id".to_string(), job.id.to_string()],
         vec!["name".to_string(), job.name.clone()],
+        vec!["queue".to_string(), job.spec.queue_name().to_string()],
         vec!["state".to_string(), job.state.to_string()],
         vec!["argv".to_string(), shell_words(&job.argv)],
-        vec!["reason".to_string(), outcome(job)],
+        vec![
+            "cwd".to_string(),
+            job.spec
+                .cwd
+                .clone()
+                .unwrap_or_else(|| "(the node's)".into()),
+        ],
+        vec![
+            "reason".to_string(),
+            job.reason
+                .as_ref()
+                .map_or("-".to_string(), ToString::to_string),
+        ],
         vec![
             "exit code".to_string(),
             job.exit_code.map_or("-".to_string(), |c| c.to_string()),
@@ -121,11 +273,11 @@ pub fn detail(job: &JobRecord, now: DateTime<Utc>) -> String {
     if let (JobState::Scheduled, Some(at)) = (job.state, job.not_before) {
         rows.push(vec!["not before".to_string(), at.to_rfc3339()]);
     }
-    if job.state == JobState::Queued {
+    if matches!(job.state, JobState::Queued | JobState::Blocked) {
         let why = job
             .waiting_for
             .clone()
-            .unwrap_or_else(|| "a free slot".to_string());
+            .unwrap_or_else(|| "waiting for a free slot".to_string());
         rows.push(vec!["waiting".to_string(), why]);
     }
     let mut out = table(&rows);
@@ -228,20 +380,26 @@ pub fn shell_words(argv: &[String]) -> String {
         .join(" ")
 }
 
-/// `drover status`'s table of recent jobs, oldest first.
+/// `drover status`'s table of recent jobs, oldest first, in 100 columns: a job's number is
+/// what commands take for it (`drover status 42` shows the whole id); long names and reasons
+/// are clipped (`--json` has them whole).
 pub fn jobs_table(jobs: &[JobRecord], now: DateTime<Utc>) -> String {
     let mut rows = vec![header(&[
-        "ID", "NAME", "STATE", "REASON", "ATTEMPT", "RUNTIME", "PEAK MEM",
+        "JOB", "NAME", "QUEUE", "STATE", "RUNTIME", "PEAK MEM", "REASON",
     ])];
     for job in jobs.iter().rev() {
+        let mut state = job.state.to_string();
+        if job.attempt > 1 {
+            state.push_str(&format!(" #{}", job.attempt));
+        }
         rows.push(vec![
-            job.id.to_string(),
-            job.name.clone(),
-            job.state.to_string(),
-            outcome(job),
-            job.attempt.to_string(),
+            job.number.to_string(),
+            clip(&job.name, 18),
+            clip(job.spec.queue_name(), 10),
+            state,
             runtime(job, now),
             memory(job),
+            clip(&outcome(job), 34),
         ]);
     }
     table(&rows)
@@ -249,11 +407,11 @@ pub fn jobs_table(jobs: &[JobRecord], now: DateTime<Utc>) -> String {
 
 /// `drover dlq`'s table.
 pub fn dead_letters_table(jobs: &[JobRecord]) -> String {
-    let mut rows = vec![header(&["ID", "NAME", "STATE", "ATTEMPTS", "LAST REASON"])];
+    let mut rows = vec![header(&["JOB", "NAME", "STATE", "ATTEMPTS", "LAST REASON"])];
     for job in jobs {
         rows.push(vec![
-            job.id.to_string(),
-            job.name.clone(),
+            job.number.to_string(),
+            clip(&job.name, 24),
             job.state.to_string(),
             job.attempt.to_string(),
             outcome(job),
@@ -310,8 +468,8 @@ pub fn nodes_table(nodes: &[drover_api::NodeRecord], now: DateTime<Utc>) -> Stri
             node.load.running.to_string(),
             format!(
                 "{}/{}",
-                drover_core::Size(node.load.reserved.memory_bytes),
-                drover_core::Size(node.info.capacity.memory_bytes)
+                format_bytes(node.load.reserved.memory_bytes),
+                format_bytes(node.info.capacity.memory_bytes)
             ),
             format!(
                 "{}/{}",
@@ -358,7 +516,67 @@ mod tests {
             vec!["ID".to_string(), "STATE".to_string()],
             vec!["a-long-id".to_string(), "running".to_string()],
         ];
-        assert_eq!(table(&rows), "ID         STATE\na-long-id  running\n");
+        assert_eq!(
+            table_coloured(&rows, false),
+            "ID         STATE\na-long-id  running\n"
+        );
+        let coloured = table_coloured(&rows, true);
+        assert_eq!(
+            coloured,
+            "ID         STATE\na-long-id  \x1b[36mrunning\x1b[0m\n"
+        );
+    }
+
+    #[test]
+    fn times_are_shown_to_the_precision_that_matters() {
+        let cases = [
+            (850, "850ms"),
+            (12_345, "12.3s"),
+            (245_000, "4m05s"),
+            (3_720_000, "1h02m"),
+            (273_600_000, "3d04h"),
+        ];
+        for (ms, text) in cases {
+            assert_eq!(elapsed(ms), text);
+        }
+        assert_eq!(clip("abcdef", 4), "abc…");
+        assert_eq!(clip("abc", 4), "abc");
+    }
+
+    #[test]
+    fn endings_name_the_reason_and_its_numbers() {
+        let mut job: JobRecord = serde_json::from_value(serde_json::json!({
+            "id": "01935f3e-0000-7000-8000-000000000001", "number": 7, "name": "big",
+            "state": "failed",
+            "argv": ["nonexistent-program"], "attempt": 1, "node": null, "exit_code": null,
+            "signal": null, "reason": "spawn_failed: No such file or directory (os error 2)",
+            "created_at": "2026-12-01T00:00:00Z", "started_at": null, "finished_at": null,
+            "peak_memory_bytes": null, "cpu_time_ms": null, "cancel_requested": false,
+            "spec": {"argv": ["nonexistent-program"], "timeout": "2s"}, "attempts": []
+        }))
+        .unwrap();
+        let line = ending(&job).unwrap();
+        assert!(
+            line.ends_with("failed: spawn_failed: No such file or directory (nonexistent-program)"),
+            "{line}"
+        );
+        job.reason = Some(drover_core::Reason::MemoryLimit);
+        job.peak_memory_bytes = Some(100 << 20);
+        job.spec.memory = Some(drover_core::Size(100 << 20));
+        let line = ending(&job).unwrap();
+        assert!(
+            line.ends_with("memory_limit (peak 100 MiB of 100 MiB)"),
+            "{line}"
+        );
+        job.state = JobState::TimedOut;
+        job.attempt = 3;
+        assert!(
+            ending(&job)
+                .unwrap()
+                .ends_with("timed out after 2s (3 attempts)")
+        );
+        job.state = JobState::Succeeded;
+        assert_eq!(ending(&job), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::Args;
-use drover_core::{Backoff, Cpus, HumanDuration, JobId, Signal, Size};
+use drover_core::{Backoff, Cpus, HumanDuration, Signal, Size};
 use serde::{Deserialize, Serialize};
 
 /// A job spec with every field optional. Left out, a field takes its queue's default, then the
@@ -35,6 +35,12 @@ pub struct SpecArgs {
     #[arg(long = "env", short = 'e', value_name = "K=V", value_parser = parse_env)]
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "pairs")]
     pub env: Vec<(String, String)>,
+    /// Do not give the job this shell's environment: it starts from an empty one, with only
+    /// the -e variables, drover's own, and a default PATH. By default a job gets the whole
+    /// environment of the shell that submits it, stored with the job.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub env_clear: bool,
     /// Working directory (default: the current one).
     #[arg(long, value_name = "DIR")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,8 +98,9 @@ pub struct SpecArgs {
     #[arg(long, value_name = "D", conflicts_with = "at")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay: Option<HumanDuration>,
-    /// Start no sooner than this time (RFC 3339, e.g. 2026-12-01T03:00:00Z).
-    #[arg(long, value_name = "TIME")]
+    /// Start no sooner than this time: `03:00` (the next one), `tomorrow 03:00`,
+    /// `2026-12-24 18:00` (local time), `+2h`, or RFC 3339 (`2026-12-01T03:00:00Z`).
+    #[arg(long, value_name = "TIME", value_parser = crate::when::parse_at)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<chrono::DateTime<chrono::Utc>>,
     /// Wait between attempts: MIN..MAX for exponential backoff with full jitter (1s..5m), or
@@ -110,11 +117,11 @@ pub struct SpecArgs {
     #[arg(long, value_name = "NAME")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
-    /// Run only after these jobs succeeded (comma-separated ids); the job is `blocked` until
-    /// then, and fails with dependency_failed if one of them fails for good.
-    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    /// Run only after these jobs succeeded (comma-separated ids, numbers or names); the job is
+    /// `blocked` until then, and fails with dependency_failed if one of them fails for good.
+    #[arg(long, value_delimiter = ',', value_name = "JOBS")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub after: Vec<JobId>,
+    pub after: Vec<String>,
     /// Submitting again with the same key returns the first job's id and creates nothing.
     #[arg(long, value_name = "KEY")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,9 +138,10 @@ pub struct SpecArgs {
 
 /// The fields that name one job rather than describe a kind of job: a queue cannot give them
 /// as defaults.
-const PER_JOB: [&str; 7] = [
+const PER_JOB: [&str; 8] = [
     "argv",
     "name",
+    "env_clear",
     "queue",
     "after",
     "idempotency_key",
@@ -202,13 +210,14 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use drover_core::JobSpec;
+    use drover_core::{JobId, JobSpec};
 
     /// A spec with every field set, so that a field one side lacks cannot go unnoticed.
     fn full_spec() -> JobSpec {
         let mut spec = JobSpec::new(["python3", "sim.py"]);
         spec.name = Some("sim".into());
         spec.env.insert("P".into(), "42".into());
+        spec.env_clear = true;
         spec.cwd = Some("/tmp".into());
         spec.timeout = HumanDuration::from_secs(60);
         spec.grace = HumanDuration::from_secs(2);

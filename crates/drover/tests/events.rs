@@ -205,7 +205,10 @@ fn run_streams_output_live_and_exits_with_the_jobs_code() {
     );
     let mut err = String::new();
     std::io::Read::read_to_string(&mut run.stderr.take().expect("stderr"), &mut err).expect("read");
-    assert_eq!(err, "b\n");
+    assert!(
+        err.starts_with("b\ndrover: job ") && err.ends_with(" failed: exit code 4\n"),
+        "the job's stderr, then how it ended: {err}"
+    );
     assert_eq!(status.code(), Some(4));
 
     // logs -f ends with the job, with its outcome as exit code.

@@ -56,8 +56,11 @@ fn bad_usage_exits_2() {
         "the flag given beside --batch is named: {}",
         stderr(&batch_and_flags)
     );
-    let not_an_id = node.drover(&["status", "not-an-id"]);
-    assert_eq!(code(&not_an_id), 2, "{}", stderr(&not_an_id));
+    // A prefix shared by two jobs' ids names no one job.
+    let a = node.submit(&["--", "true"]);
+    node.submit(&["--", "true"]);
+    let ambiguous = node.drover(&["status", &a[..4]]);
+    assert_eq!(code(&ambiguous), 2, "{}", stderr(&ambiguous));
     // Refused by the node as an invalid value (422): still the user's mistake.
     let refused = node.drover(&["submit", "--timeout", "0s", "--", "true"]);
     assert_eq!(code(&refused), 2, "{}", stderr(&refused));
@@ -84,6 +87,8 @@ fn the_node_unreachable_refusing_or_without_the_job_exits_4() {
 
     let missing = node.drover(&["status", NO_SUCH_JOB]);
     assert_eq!(code(&missing), 4, "404: no such job: {}", stderr(&missing));
+    let unknown = node.drover(&["logs", "not-a-job-name"]);
+    assert_eq!(code(&unknown), 4, "a name no job has: {}", stderr(&unknown));
 
     // 401: a token the node does not know.
     let wrong_token = Command::new(BIN)

@@ -76,7 +76,12 @@ fn hello_runs_and_captures_both_streams() {
     }
     assert_eq!(attempt["state"], "succeeded");
 
-    assert_eq!(stdout(&node.drover(&["logs", &id])), "hi\n");
+    assert_eq!(stdout(&node.drover(&["logs", "--stdout", &id])), "hi\n");
+    assert_eq!(
+        stdout(&node.drover(&["logs", &id])),
+        "hi\n--- stderr ---\noops\n",
+        "both streams by default"
+    );
     assert_eq!(stdout(&node.drover(&["logs", "--stderr", &id])), "oops\n");
     // Clients also find the node by URL.
     let by_url = node.drover(&["--server", &node.url(), "status", &id, "--json"]);
@@ -397,7 +402,7 @@ fn status_table_and_wait_timeout() {
     let table = stdout(&node.drover(&["status"]));
     let header = table.lines().next().unwrap_or_default();
     assert!(
-        header.starts_with("ID") && header.contains("STATE"),
+        header.starts_with("JOB") && header.contains("STATE"),
         "{table}"
     );
     assert!(table.contains("nightly-run"), "{table}");

@@ -249,10 +249,14 @@ fn dependencies_hold_run_and_fail_down_the_chain() {
         shown.contains(&a),
         "status names what it waits for: {shown}"
     );
-    for id in [&b, &c] {
+    for (id, failed) in [(&b, &a), (&c, &b)] {
         let job = ended(&node, id);
         assert_eq!(job["state"], "failed", "{job:#}");
-        assert_eq!(job["reason"], "dependency_failed");
+        assert_eq!(
+            job["reason"],
+            format!("dependency_failed: {failed}"),
+            "names the job that failed"
+        );
         assert!(
             job["attempts"].as_array().is_some_and(Vec::is_empty),
             "it never ran"

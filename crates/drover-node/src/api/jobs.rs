@@ -28,7 +28,8 @@ pub(super) async fn submit(
     request: Request,
 ) -> Result<Response, ApiError> {
     let body = read_body(request).await?;
-    let is_batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let value: serde_json::Value = parse_json(&body)?;
+    let is_batch = value.is_array() || value.get("jobs").is_some();
     let specs = if is_batch {
         parse_batch_with(&body, &state.limits, &state.queue_defaults)?
     } else {
@@ -119,13 +120,23 @@ pub(super) async fn list(
         }
     }
     filter.queue = params.get("queue").cloned();
+    filter.name = params.get("name").cloned();
+    if let Some(since) = params.get("since") {
+        filter.since = Some(
+            chrono::DateTime::parse_from_rfc3339(since)
+                .map_err(|e| {
+                    ApiError::bad("since", format!("`{since}` is not an RFC 3339 time: {e}"))
+                })?
+                .to_utc(),
+        );
+    }
     if let Some(limit) = params.get("limit") {
         filter.limit = limit
             .parse()
             .map_err(|_| ApiError::bad("limit", format!("`{limit}` is not a count")))?;
     }
     let jobs = state.store.list(&filter).await?;
-    Ok(Json(with_waiting_for(&state, jobs).await?))
+    Ok(Json(waiting::explained(&state, jobs).await?))
 }
 
 /// Holds the request until the job is terminal or `timeout` passes, then answers with the job.
@@ -240,6 +251,7 @@ pub(super) async fn cancel_many(
             states: states.clone(),
             limit: 10_000,
             queue: body.queue.clone(),
+            ..JobFilter::default()
         };
         let jobs = state.store.list(&filter).await?;
         let mut progressed = false;

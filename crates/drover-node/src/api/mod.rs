@@ -2,7 +2,8 @@
 //! answer with the types of `drover_api`, the contract the CLI reads; they hold no state of their
 //! own and never touch processes (a cancel reaches a running job through the store's event).
 //!
-//! One file per resource: `jobs`, `logs`, `dlq`, `queues`, `nodes`, and the page in `web`;
+//! One file per resource: `jobs`, `logs`, `dlq`, `queues`, `nodes`, the words for a job in
+//! `resolve`, and the page in `web`;
 //! request parsing is in `parse`, the error type in `error`. Who may call is decided before any
 //! handler runs, by `crate::auth::guard`; the metrics scrape is `crate::metrics::scrape`.
 //!
@@ -16,6 +17,8 @@ mod logs;
 mod nodes;
 mod parse;
 mod queues;
+mod resolve;
+mod waiting;
 mod web;
 
 use std::collections::HashMap;
@@ -28,8 +31,7 @@ use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use drover_core::node::describe_labels;
-use drover_core::{JobId, JobRecord, JobState, Limits, NodeId, NodeState, labels_match};
+use drover_core::{JobId, JobRecord, Limits, NodeId};
 use drover_store::Store;
 use tokio::sync::broadcast;
 
@@ -96,6 +98,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/jobs/{id}/priority", post(jobs::set_priority))
         .route("/v1/cancel", post(jobs::cancel_many))
+        .route("/v1/resolve", post(resolve::resolve))
         .route("/v1/dlq", get(dlq::dead_letters))
         .route("/v1/dlq/dismiss", post(dlq::dismiss))
         .route("/v1/retry", post(dlq::retry))
@@ -111,39 +114,6 @@ pub fn router(state: ApiState) -> Router {
             crate::auth::guard,
         ))
         .with_state(state)
-}
-
-/// Adds what each queued job waits for: no live node with the labels it requires (checked
-/// against the nodes table, so the answer does not depend on which node is asked), else what
-/// this node saw when it last passed the job over.
-async fn with_waiting_for(
-    state: &ApiState,
-    mut jobs: Vec<JobRecord>,
-) -> Result<Vec<JobRecord>, ApiError> {
-    let routed = jobs
-        .iter()
-        .any(|j| j.state == JobState::Queued && !j.spec.require.is_empty());
-    let nodes = if routed {
-        state.store.nodes().await?
-    } else {
-        Vec::new()
-    };
-    let notes = state.passed_over.lock().ok();
-    for job in jobs.iter_mut().filter(|j| j.state == JobState::Queued) {
-        let unmatched = !job.spec.require.is_empty()
-            && !nodes.iter().any(|n| {
-                n.state != NodeState::Dead && labels_match(&job.spec.require, &n.info.labels)
-            });
-        job.waiting_for = if unmatched {
-            Some(format!(
-                "no node matches {}: no live node has these labels",
-                describe_labels(&job.spec.require)
-            ))
-        } else {
-            notes.as_ref().and_then(|n| n.get(&job.id).cloned())
-        };
-    }
-    Ok(jobs)
 }
 
 /// The next committed event, or `Err` at `deadline` — or at once when the node is stopping, so
@@ -180,7 +150,7 @@ pub(crate) async fn load(state: &ApiState, id: JobId) -> Result<JobRecord, ApiEr
         state.store.get(id).await?.ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, Some("id"), format!("no job {id}"))
         })?;
-    Ok(with_waiting_for(state, vec![job]).await?.remove(0))
+    Ok(waiting::explained(state, vec![job]).await?.remove(0))
 }
 
 pub(crate) fn duration_param(

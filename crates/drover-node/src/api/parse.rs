@@ -46,8 +46,9 @@ pub fn parse_spec(bytes: &[u8], limits: &Limits) -> Result<JobSpec, ApiError> {
     parse_spec_with(bytes, limits, &QueueDefaults::new())
 }
 
-/// Fills the fields a spec leaves out from its queue's defaults. Works on JSON so that "left
-/// out" is known: a deserialized spec already holds the built-in defaults.
+/// Fills the fields a spec leaves out from its queue's defaults; a table (`env`, `require`)
+/// gets the default's keys it lacks, so a job's own variables add to its queue's. Works on
+/// JSON so that "left out" is known: a deserialized spec already holds the built-in defaults.
 fn with_queue_defaults(
     mut value: serde_json::Value,
     defaults: &QueueDefaults,
@@ -59,12 +60,63 @@ fn with_queue_defaults(
             .unwrap_or(drover_core::DEFAULT_QUEUE)
             .to_string();
         if let Some(fill) = defaults.get(&queue) {
-            for (key, default) in fill {
-                object.entry(key.clone()).or_insert_with(|| default.clone());
-            }
+            fill_from(object, fill);
         }
     }
     value
+}
+
+/// Gives `spec` the fields of `fill` it lacks; a table (`env`, `require`) gets the keys it
+/// lacks.
+fn fill_from(
+    spec: &mut serde_json::Map<String, serde_json::Value>,
+    fill: &serde_json::Map<String, serde_json::Value>,
+) {
+    for (key, default) in fill {
+        let given = spec.entry(key.clone()).or_insert_with(|| default.clone());
+        if let (Some(given), Some(default)) = (given.as_object_mut(), default.as_object()) {
+            for (name, value) in default {
+                given.entry(name.clone()).or_insert_with(|| value.clone());
+            }
+        }
+    }
+}
+
+/// A batch as `{"common": {...}, "jobs": [...]}` made a plain array: each job gets the fields
+/// of `common` it leaves out, as from a queue's defaults — except that a job giving `env_clear`
+/// itself gives its whole environment, and takes no `env` from `common`. (The CLI sends the
+/// submitter's environment once in `common` instead of once per job.) An array is as it is.
+fn with_common(value: serde_json::Value) -> Result<serde_json::Value, ApiError> {
+    let serde_json::Value::Object(mut batch) = value else {
+        return Ok(value);
+    };
+    if let Some(key) = batch.keys().find(|k| *k != "common" && *k != "jobs") {
+        return Err(ApiError::bad(
+            key,
+            "unknown field; a batch object has `common` and `jobs`",
+        ));
+    }
+    let common = match batch.remove("common") {
+        None => serde_json::Map::new(),
+        Some(serde_json::Value::Object(common)) => common,
+        Some(_) => return Err(ApiError::bad("common", "must be an object of spec fields")),
+    };
+    let Some(serde_json::Value::Array(mut jobs)) = batch.remove("jobs") else {
+        return Err(ApiError::bad("jobs", "must be an array of specs"));
+    };
+    let mut without_env = common.clone();
+    without_env.remove("env");
+    for job in &mut jobs {
+        if let Some(job) = job.as_object_mut() {
+            let fill = if job.contains_key("env_clear") {
+                &without_env
+            } else {
+                &common
+            };
+            fill_from(job, fill);
+        }
+    }
+    Ok(serde_json::Value::Array(jobs))
 }
 
 /// [`parse_spec`], with per-queue defaults.
@@ -84,7 +136,8 @@ pub fn parse_spec_with(
     Ok(spec)
 }
 
-/// Parses and validates a batch (a JSON array of specs); errors name the element: `[3].timeout`.
+/// Parses and validates a batch (a JSON array of specs, or `{"common": {...}, "jobs": [...]}`);
+/// errors name the element: `[3].timeout`.
 pub fn parse_batch(bytes: &[u8], limits: &Limits) -> Result<Vec<JobSpec>, ApiError> {
     parse_batch_with(bytes, limits, &QueueDefaults::new())
 }
@@ -95,11 +148,9 @@ pub fn parse_batch_with(
     limits: &Limits,
     defaults: &QueueDefaults,
 ) -> Result<Vec<JobSpec>, ApiError> {
-    let specs: Vec<JobSpec> = if defaults.is_empty() {
-        parse_json(bytes)?
-    } else {
-        let value: serde_json::Value = parse_json(bytes)?;
-        let value = match value {
+    let value: serde_json::Value = parse_json(bytes)?;
+    let specs: Vec<JobSpec> = {
+        let value = match with_common(value)? {
             serde_json::Value::Array(items) => serde_json::Value::Array(
                 items
                     .into_iter()
@@ -254,5 +305,54 @@ mod tests {
         )
         .unwrap();
         assert_eq!((batch[0].retries, batch[1].retries), (2, 0));
+    }
+
+    #[test]
+    fn a_batch_shares_its_common_fields() {
+        let body = br#"{"common": {"env": {"P": "1", "Q": "2"}, "env_clear": true, "cwd": "/w"},
+                        "jobs": [{"argv": ["a"], "env": {"P": "9"}},
+                                 {"argv": ["b"], "env_clear": true, "cwd": "/x"}]}"#;
+        let specs = parse_batch(body, &Limits::default()).unwrap();
+        assert_eq!(
+            specs[0].env.get("P").map(String::as_str),
+            Some("9"),
+            "its own wins"
+        );
+        assert_eq!(specs[0].env.get("Q").map(String::as_str), Some("2"));
+        assert!(specs[0].env_clear);
+        assert_eq!(specs[0].cwd.as_deref(), Some("/w"));
+        assert!(
+            specs[1].env.is_empty(),
+            "env_clear of its own: no common env"
+        );
+        assert_eq!(specs[1].cwd.as_deref(), Some("/x"));
+        let stray = br#"{"jobs": [{"argv": ["a"]}], "extra": 1}"#;
+        assert!(parse_batch(stray, &Limits::default()).is_err());
+    }
+
+    #[test]
+    fn a_jobs_variables_add_to_its_queues() {
+        let mut defaults = QueueDefaults::new();
+        let mut sage = serde_json::Map::new();
+        sage.insert(
+            "env".into(),
+            serde_json::json!({"SAGE_ROOT": "/opt/sage", "P": "1"}),
+        );
+        defaults.insert("sage".into(), sage);
+        let spec = parse_spec_with(
+            br#"{"argv": ["sage"], "queue": "sage", "env": {"P": "42"}}"#,
+            &Limits::default(),
+            &defaults,
+        )
+        .unwrap();
+        assert_eq!(
+            spec.env.get("SAGE_ROOT").map(String::as_str),
+            Some("/opt/sage")
+        );
+        assert_eq!(
+            spec.env.get("P").map(String::as_str),
+            Some("42"),
+            "the job's own wins"
+        );
     }
 }

@@ -75,6 +75,8 @@ pub(crate) struct RunnerConfig {
     pub wake: Arc<tokio::sync::Notify>,
     /// Where attempts, claims and reservations are counted.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The node's API as its own jobs reach it (`$DROVER_SERVER`): a loopback address.
+    pub server_url: String,
 }
 
 impl RunnerConfig {

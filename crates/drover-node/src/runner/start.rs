@@ -8,6 +8,19 @@ use drover_store::Claim;
 use super::RunnerConfig;
 use crate::datadir::{DataDir, Stream};
 
+/// The variables drover sets for every job (a few more only for some: `DROVER_AFTER`,
+/// `DROVER_HEARTBEAT_FILE`).
+const OWN_VARIABLES: [&str; 8] = [
+    "DROVER_JOB_ID",
+    "DROVER_ATTEMPT",
+    "DROVER_NODE",
+    "DROVER_SERVER",
+    "DROVER_TOKEN_FILE",
+    "DROVER_AFTER",
+    "DROVER_CHECKPOINT_DIR",
+    "DROVER_HEARTBEAT_FILE",
+];
+
 /// The start request of `claim` on this node.
 pub(crate) fn request(config: &RunnerConfig, data: &DataDir, claim: Claim) -> StartRequest {
     let attempt = claim.attempt;
@@ -24,10 +37,27 @@ pub(crate) fn request(config: &RunnerConfig, data: &DataDir, claim: Claim) -> St
     // Made for jobs that checkpoint; every job gets the variable and may make it itself.
     // (A directory made and removed for every job cost short jobs ~9% of their throughput.)
     let checkpoints = spec.checkpoint_signal.is_some() || spec.checkpoint_exit_code.is_some();
-    let mut env: Vec<(String, String)> = spec.env.into_iter().collect();
+    // Drover's own variables come last: they win over any of the same name in `env` (a job
+    // submitted from inside another job carries that job's).
+    let mut env: Vec<(String, String)> = spec
+        .env
+        .into_iter()
+        .filter(|(key, _)| !OWN_VARIABLES.contains(&key.as_str()))
+        .collect();
     env.push(("DROVER_JOB_ID".into(), attempt.job_id.to_string()));
     env.push(("DROVER_ATTEMPT".into(), attempt.attempt.to_string()));
     env.push(("DROVER_NODE".into(), config.node.0.clone()));
+    // So that a job can talk to drover itself (`drover status`, `drover submit`): the node's
+    // address, and its token as a file, never as a value in the environment.
+    env.push(("DROVER_SERVER".into(), config.server_url.clone()));
+    env.push((
+        "DROVER_TOKEN_FILE".into(),
+        data.token_path().to_string_lossy().into_owned(),
+    ));
+    if !spec.after.is_empty() {
+        let after: Vec<String> = spec.after.iter().map(ToString::to_string).collect();
+        env.push(("DROVER_AFTER".into(), after.join(" ")));
+    }
     env.push((
         "DROVER_CHECKPOINT_DIR".into(),
         checkpoint_dir.to_string_lossy().into_owned(),
@@ -44,6 +74,7 @@ pub(crate) fn request(config: &RunnerConfig, data: &DataDir, claim: Claim) -> St
         attempt,
         argv: spec.argv,
         env,
+        env_clear: spec.env_clear,
         env_remove: crate::NODE_SECRETS.iter().map(|s| s.to_string()).collect(),
         cwd: spec.cwd.map(Into::into),
         timeout: spec.timeout.get(),

@@ -32,6 +32,59 @@ pub async fn submit_then_get(store: &dyn Store) {
     );
 }
 
+pub async fn jobs_are_numbered_and_found_by_number_name_and_prefix(store: &dyn Store) {
+    let first = store.submit(vec![spec("a"), spec("b")]).await.unwrap();
+    let second = store.submit(vec![spec("b")]).await.unwrap();
+    let ids = [first[0], first[1], second[0]];
+    let mut numbers = Vec::new();
+    for id in ids {
+        numbers.push(store.get(id).await.unwrap().expect("stored").number);
+    }
+    assert!(
+        numbers[0] >= 1 && numbers[0] < numbers[1] && numbers[1] < numbers[2],
+        "numbered in submit order: {numbers:?}"
+    );
+    let by = |filter: JobFilter| async move {
+        let jobs = store.list(&filter).await.unwrap();
+        jobs.iter().map(|j| j.id).collect::<Vec<_>>()
+    };
+    let number = JobFilter {
+        number: Some(numbers[1]),
+        ..JobFilter::default()
+    };
+    assert_eq!(by(number).await, vec![ids[1]]);
+    let name = JobFilter {
+        name: Some("b".into()),
+        ..JobFilter::default()
+    };
+    assert_eq!(by(name).await, vec![ids[2], ids[1]], "newest first");
+    // The whole id and its upper-case spelling are prefixes too; a prefix of nothing finds none.
+    let whole = ids[2].to_string().to_ascii_uppercase();
+    let prefix = JobFilter {
+        id_prefix: Some(whole),
+        ..JobFilter::default()
+    };
+    assert_eq!(by(prefix).await, vec![ids[2]]);
+    let shared = JobFilter {
+        id_prefix: Some(ids[0].to_string()[..4].to_string()),
+        ..JobFilter::default()
+    };
+    assert!(
+        by(shared).await.len() >= 3,
+        "time-ordered ids share a prefix"
+    );
+    let nothing = JobFilter {
+        id_prefix: Some("ffff".into()),
+        ..JobFilter::default()
+    };
+    assert!(by(nothing).await.is_empty());
+    let later = JobFilter {
+        since: Some(chrono::Utc::now() + chrono::Duration::hours(1)),
+        ..JobFilter::default()
+    };
+    assert!(by(later).await.is_empty());
+}
+
 pub async fn claims_by_priority_then_age(store: &dyn Store) {
     let mut specs = Vec::new();
     for (name, priority) in [("low", 1), ("high", 5), ("mid", 3), ("high2", 5)] {
@@ -56,13 +109,12 @@ pub async fn claims_by_priority_then_age(store: &dyn Store) {
     let only_starting = JobFilter {
         states: vec![JobState::Starting],
         limit: 2,
-        queue: None,
+        ..JobFilter::default()
     };
     assert_eq!(store.list(&only_starting).await.unwrap().len(), 2);
     let only_queued = JobFilter {
         states: vec![JobState::Queued],
-        limit: 0,
-        queue: None,
+        ..JobFilter::default()
     };
     assert!(store.list(&only_queued).await.unwrap().is_empty());
 }

@@ -37,11 +37,16 @@ pub async fn dependents_wait_then_run_or_fail_down_the_chain(store: &dyn Store) 
     let c = store.get(c).await.unwrap().unwrap();
     assert_eq!(
         (c.state, c.reason),
-        (JobState::Failed, Some(Reason::DependencyFailed))
+        (JobState::Failed, Some(Reason::DependencyFailed(Some(b)))),
+        "the reason names the job that failed"
     );
     // Too late: a dependency that already failed fails the new job at once.
     let d = store.submit(vec![after("d", &[b])]).await.unwrap()[0];
-    assert_eq!(store.get(d).await.unwrap().unwrap().state, JobState::Failed);
+    let d = store.get(d).await.unwrap().unwrap();
+    assert_eq!(
+        (d.state, d.reason),
+        (JobState::Failed, Some(Reason::DependencyFailed(Some(b))))
+    );
     // An unknown dependency is refused, naming the field, and nothing is stored.
     let ghost = drover_core::JobId::from_uuid(uuid::Uuid::now_v7());
     let err = store

@@ -78,6 +78,7 @@ macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@each $make;
             submit_then_get,
+            jobs_are_numbered_and_found_by_number_name_and_prefix,
             claims_by_priority_then_age,
             claim_opens_an_attempt_with_a_lease,
             stale_completion_changes_nothing,

@@ -13,7 +13,8 @@ use crate::StoreError;
 const MIGRATION_LOCK: i64 = 0x6472_6f76_6572;
 
 /// Each entry migrates from version `i` to `i + 1`. Append only; never edit a shipped migration.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE jobs (
     id               TEXT PRIMARY KEY,      -- UUID v7: sorts by submit time
     name             TEXT NOT NULL,
@@ -101,7 +102,21 @@ CREATE TABLE nodes (
     started_at   BIGINT NOT NULL,
     heartbeat_at BIGINT NOT NULL
 );
-"#];
+"#,
+    r#"
+-- A job's number: short, typed by people (`drover logs 42`), given in submit order (the
+-- sequence hands them out, so nodes submitting at once never share one).
+CREATE SEQUENCE jobs_seq_numbers;
+ALTER TABLE jobs ADD COLUMN seq BIGINT;
+UPDATE jobs SET seq = numbered.n
+    FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS n FROM jobs) AS numbered
+    WHERE jobs.id = numbered.id;
+SELECT setval('jobs_seq_numbers', COALESCE((SELECT MAX(seq) FROM jobs), 0) + 1, false);
+ALTER TABLE jobs ALTER COLUMN seq SET DEFAULT nextval('jobs_seq_numbers');
+CREATE UNIQUE INDEX jobs_seq ON jobs (seq);
+CREATE INDEX jobs_name ON jobs (name);
+"#,
+];
 
 /// Brings the database to the latest schema, in one transaction, one node at a time.
 pub(super) fn migrate(client: &mut Client) -> Result<(), StoreError> {

@@ -4,8 +4,7 @@ use super::{Conn, Row, Value, ms_to_time, parse_kind};
 use crate::StoreError;
 use drover_core::{AttemptRecord, Event, JobId, JobRecord, JobSpec, JobState, NodeId, Reason};
 
-pub(super) const JOB_COLUMNS: &str =
-    "id, name, state, spec, attempt, cancel_requested, reason, created_at, finished_at, not_before";
+pub(super) const JOB_COLUMNS: &str = "id, name, state, spec, attempt, cancel_requested, reason, created_at, finished_at, not_before, seq";
 
 pub(super) const ATTEMPT_COLUMNS: &str = "job_id, attempt, node, state, claimed_at, started_at, \
      finished_at, lease_expires_at, pid, exit_code, signal, reason, peak_memory_bytes, cpu_time_ms, memory_limit";
@@ -47,6 +46,7 @@ struct JobRow {
     created_at: i64,
     finished_at: Option<i64>,
     not_before: Option<i64>,
+    number: u64,
 }
 
 fn job_row(row: &Row) -> Result<JobRow, StoreError> {
@@ -60,6 +60,7 @@ fn job_row(row: &Row) -> Result<JobRow, StoreError> {
     let created_at: i64 = row.get(7)?;
     let finished_at: Option<i64> = row.get(8)?;
     let not_before: Option<i64> = row.get(9)?;
+    let number: Option<i64> = row.get(10)?;
     {
         Ok(JobRow {
             id: parse_id(&id)?,
@@ -72,6 +73,9 @@ fn job_row(row: &Row) -> Result<JobRow, StoreError> {
             created_at,
             finished_at,
             not_before,
+            number: number
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(|| corrupt("job number", format!("{number:?}")))?,
         })
     }
 }
@@ -119,6 +123,7 @@ fn assemble(job: JobRow, attempts: Vec<AttemptRecord>) -> JobRecord {
     let last = attempts.last();
     JobRecord {
         id: job.id,
+        number: job.number,
         name: job.name,
         state: job.state,
         argv: job.spec.argv.clone(),

@@ -105,6 +105,15 @@ CREATE TABLE nodes (
     heartbeat_at INTEGER NOT NULL
 ) STRICT;
 "#,
+    r#"
+-- A job's number: short, typed by people (`drover logs 42`), given in submit order.
+ALTER TABLE jobs ADD COLUMN seq INTEGER;
+UPDATE jobs SET seq = numbered.n
+    FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS n FROM jobs) AS numbered
+    WHERE jobs.id = numbered.id;
+CREATE UNIQUE INDEX jobs_seq ON jobs (seq);
+CREATE INDEX jobs_name ON jobs (name);
+"#,
 ];
 
 /// Brings the database to the latest schema, one transaction per migration.

@@ -2,7 +2,7 @@
 
 use drover_api::{CancelAll, CancelAllAnswer, CancelAnswer, CancelResult};
 
-use super::{client, job_ids};
+use super::{client, resolve};
 use crate::cli::{CancelArgs, Cli};
 use crate::client::ClientError;
 use crate::exit;
@@ -22,8 +22,8 @@ pub fn cancel(cli: &Cli, args: &CancelArgs) -> anyhow::Result<u8> {
         eprintln!("drover: {n} job{}", if n == 1 { "" } else { "s" });
         return Ok(exit::OK);
     }
-    let ids = job_ids(&args.jobs.ids)?;
     let client = client(cli)?;
+    let ids = resolve(&client, &args.jobs.ids)?;
     let mut code = exit::OK;
     for id in ids {
         let path = format!("/v1/jobs/{id}/cancel");

@@ -3,7 +3,7 @@
 use drover_api::{Changes, Dismiss};
 use drover_core::JobRecord;
 
-use super::{client, job_ids, report_changes};
+use super::{client, report_changes, resolve};
 use crate::cli::{Cli, DlqAction, DlqArgs};
 use crate::exit;
 use crate::output;
@@ -12,7 +12,9 @@ use crate::output;
 pub fn dlq(cli: &Cli, args: &DlqArgs) -> anyhow::Result<u8> {
     let client = client(cli)?;
     if let Some(DlqAction::Dismiss { ids }) = &args.action {
-        let body = Dismiss { ids: job_ids(ids)? };
+        let body = Dismiss {
+            ids: resolve(&client, ids)?,
+        };
         let answer: Changes = client.post("/v1/dlq/dismiss", &body)?;
         return Ok(report_changes(&answer, "dismissed"));
     }

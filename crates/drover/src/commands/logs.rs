@@ -1,34 +1,116 @@
-//! `drover logs`: a job's output, read once or followed (`-f`) to the end of its attempt.
+//! `drover logs`: a job's output, read once or followed (`-f`) to the end of its attempt. Both
+//! streams by default: read once, stdout and then stderr under a marker line, all on stdout (so
+//! that `drover logs 42 | less` shows a traceback too); followed, each to its own stream as it is
+//! written, as `drover run` does.
 
-use drover_core::JobRecord;
+use std::io::{Read, Write};
+
+use drover_core::{JobId, JobRecord};
 
 use super::follow::{copy_counting, follow_output, job_exit_code};
-use super::{client, job_id};
+use super::{client, resolve_one};
 use crate::cli::{Cli, LogsArgs};
+use crate::client::Client;
 use crate::exit;
 
 /// `drover logs`
 pub fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<u8> {
-    let id = job_id(&args.id)?;
-    let stream = if args.stderr { "stderr" } else { "stdout" };
     let mut client = client(cli)?;
+    let id = resolve_one(&client, &args.id)?;
+    let streams: &[&str] = match (args.stdout, args.stderr) {
+        (true, _) => &["stdout"],
+        (_, true) => &["stderr"],
+        _ => &["stdout", "stderr"],
+    };
+    if args.json {
+        return print_json(&client, id, args.attempt);
+    }
     if !args.follow {
-        let mut path = format!("/v1/jobs/{id}/logs?stream={stream}");
-        if let Some(attempt) = args.attempt {
-            path.push_str(&format!("&attempt={attempt}"));
+        let mut out = std::io::stdout().lock();
+        let mut ended_with_newline = true;
+        for stream in streams {
+            let mut body = read(&client, id, stream, args.attempt)?;
+            let mut text = Vec::new();
+            body.read_to_end(&mut text)?;
+            if text.is_empty() {
+                continue;
+            }
+            if streams.len() > 1 && *stream == "stderr" {
+                // Marked only when both are shown; a stream of its own is as it was written.
+                if !ended_with_newline {
+                    writeln!(out)?;
+                }
+                let on = crate::output::colour();
+                writeln!(
+                    out,
+                    "{}",
+                    crate::output::paint("--- stderr ---", Some("2"), on)
+                )?;
+            }
+            out.write_all(&text)?;
+            ended_with_newline = text.ends_with(b"\n");
         }
-        let mut body = client.stream(&path)?;
-        copy_counting(&mut body, &mut std::io::stdout(), &mut 0)?;
+        out.flush()?;
         return Ok(exit::OK);
     }
-    follow_output(
-        &mut client,
-        id,
-        stream,
-        args.attempt,
-        &mut std::io::stdout(),
-    )?;
+    let threads: Vec<_> = streams
+        .iter()
+        .map(|stream| {
+            let stream = stream.to_string();
+            let mut client = self::client(cli)?;
+            let attempt = args.attempt;
+            Ok(std::thread::spawn(move || -> anyhow::Result<()> {
+                if stream == "stdout" {
+                    follow_output(&mut client, id, &stream, attempt, &mut std::io::stdout())
+                } else {
+                    follow_output(&mut client, id, &stream, attempt, &mut std::io::stderr())
+                }
+            }))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    for thread in threads {
+        match thread.join() {
+            Ok(result) => result?,
+            Err(_) => anyhow::bail!("a log reader failed"),
+        }
+    }
     // Followed to the end: say how the job ended, as `run` does.
     let job: JobRecord = client.patiently(|c| c.get(&format!("/v1/jobs/{id}")))?;
     Ok(job_exit_code(&job))
+}
+
+fn read(
+    client: &Client,
+    id: JobId,
+    stream: &str,
+    attempt: Option<u32>,
+) -> anyhow::Result<Box<dyn Read>> {
+    let mut path = format!("/v1/jobs/{id}/logs?stream={stream}");
+    if let Some(attempt) = attempt {
+        path.push_str(&format!("&attempt={attempt}"));
+    }
+    Ok(Box::new(client.stream(&path)?))
+}
+
+/// `logs --json`: the job, its attempt and both streams in one object.
+fn print_json(client: &Client, id: JobId, attempt: Option<u32>) -> anyhow::Result<u8> {
+    let job: JobRecord = client.get(&format!("/v1/jobs/{id}"))?;
+    let mut texts = Vec::new();
+    for stream in ["stdout", "stderr"] {
+        let mut bytes = Vec::new();
+        copy_counting(&mut read(client, id, stream, attempt)?, &mut bytes, &mut 0)?;
+        texts.push(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    let [stdout, stderr] =
+        <[String; 2]>::try_from(texts).map_err(|_| anyhow::anyhow!("two streams were read"))?;
+    let value = serde_json::json!({
+        "job": job.number,
+        "id": job.id,
+        "attempt": attempt.unwrap_or(job.attempt),
+        "state": job.state,
+        "stdout": stdout,
+        "stderr": stderr,
+    });
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(exit::OK)
 }

@@ -13,6 +13,7 @@ mod nodes;
 mod owner;
 mod priority;
 mod queue;
+mod refs;
 mod retry;
 mod run;
 mod serve;
@@ -23,8 +24,6 @@ mod watch;
 mod web;
 
 use std::path::PathBuf;
-
-use drover_core::JobId;
 
 use crate::cli::Cli;
 use crate::client::{Client, default_data_dir};
@@ -60,27 +59,40 @@ fn data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// The data dir a client reads (the node's address, its token, drover.toml). With `--server`
+/// none is needed: a job started with a clean environment has `DROVER_SERVER` but no `HOME`.
+fn client_data_dir(cli: &Cli) -> anyhow::Result<Option<PathBuf>> {
+    match (data_dir(cli), &cli.server) {
+        (Ok(dir), _) => Ok(Some(dir)),
+        (Err(_), Some(_)) => Ok(None),
+        (Err(err), None) => Err(err),
+    }
+}
+
+/// The settings file in the data dir (drover.toml), if there is one: the CLI reads its token
+/// and `[submit]` table, as the node reads the rest.
+fn settings(cli: &Cli) -> anyhow::Result<Option<crate::config::FileConfig>> {
+    let Some(dir) = client_data_dir(cli)? else {
+        return Ok(None);
+    };
+    match crate::config::locate(None, &dir) {
+        Some(path) => Ok(Some(crate::config::load(&path)?)),
+        None => Ok(None),
+    }
+}
+
 /// A client of the node the flags and the data dir name, with its token.
 fn client(cli: &Cli) -> anyhow::Result<Client> {
-    let data_dir = data_dir(cli)?;
-    // The token may be in drover.toml in the data dir, like the node's.
-    let file = match crate::config::locate(None, &data_dir) {
-        Some(path) => Some(crate::config::load(&path)?),
-        None => None,
-    };
+    let file = settings(cli)?;
     let token = crate::config::token(cli.token_file.as_deref(), file.as_ref())?;
-    Client::locate(cli.server.as_deref(), &data_dir, token)
+    Client::locate(
+        cli.server.as_deref(),
+        client_data_dir(cli)?.as_deref(),
+        token,
+    )
 }
 
-fn job_id(raw: &str) -> Result<JobId, UsageError> {
-    raw.parse()
-        .map_err(|_| UsageError(format!("`{raw}` is not a job id")))
-}
-
-/// Parses every id before talking to the node, so a typo fails fast with exit code 2.
-fn job_ids(raw: &[String]) -> Result<Vec<JobId>, UsageError> {
-    raw.iter().map(|r| job_id(r)).collect()
-}
+use refs::{resolve, resolve_one};
 
 /// Prints per-job results of a change (`retry`, `dlq dismiss`); exit 4 if any job was missing
 /// or in a state the change does not apply to.

@@ -2,11 +2,12 @@
 
 use drover_api::{Changes, Retry};
 
-use super::{client, job_ids, report_changes};
+use super::{client, report_changes, resolve};
 use crate::cli::{Cli, RetryArgs};
 
 /// `drover retry ID... | --all-dlq`
 pub fn retry(cli: &Cli, args: &RetryArgs) -> anyhow::Result<u8> {
+    let client = client(cli)?;
     let body = if args.all_dlq {
         Retry {
             all_dlq: true,
@@ -14,10 +15,10 @@ pub fn retry(cli: &Cli, args: &RetryArgs) -> anyhow::Result<u8> {
         }
     } else {
         Retry {
-            ids: job_ids(&args.ids)?,
+            ids: resolve(&client, &args.ids)?,
             ..Retry::default()
         }
     };
-    let answer: Changes = client(cli)?.post("/v1/retry", &body)?;
+    let answer: Changes = client.post("/v1/retry", &body)?;
     Ok(report_changes(&answer, "queued again"))
 }

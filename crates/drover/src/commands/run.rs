@@ -7,7 +7,7 @@ use drover_api::CancelAnswer;
 use drover_core::JobRecord;
 
 use super::follow::{follow_output, job_exit_code};
-use super::submit::submit_one;
+use super::submit::{Origin, submit_one};
 use super::{UsageError, client};
 use crate::cli::{Cli, RunArgs};
 use crate::exit;
@@ -28,7 +28,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
         return Err(UsageError("`run` takes one job; use `submit --batch` for many".into()).into());
     }
     let client = client(cli)?;
-    let id = submit_one(&client, &args.submit.spec)?;
+    let id = submit_one(&client, &args.submit.spec, &Origin::here(cli)?)?;
     if args.detach {
         println!("{id}");
         return Ok(exit::OK);
@@ -80,5 +80,9 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
         }
     }
     let job: JobRecord = client.patiently(|c| c.get(&format!("/v1/jobs/{id}")))?;
+    // The job's own stderr ends above this line: say how it ended, unless it succeeded.
+    if let Some(line) = crate::output::ending(&job) {
+        eprintln!("drover: {line}");
+    }
     Ok(job_exit_code(&job))
 }

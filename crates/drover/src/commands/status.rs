@@ -4,7 +4,7 @@ use std::io::Write;
 
 use drover_core::JobRecord;
 
-use super::{client, job_ids};
+use super::{client, resolve};
 use crate::cli::{Cli, StatusArgs};
 use crate::exit;
 use crate::output;
@@ -20,6 +20,16 @@ pub fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
         if !states.is_empty() {
             path.push_str(&format!("&state={}", states.join(",")));
         }
+        if let Some(name) = &args.name {
+            path.push_str(&format!("&name={}", crate::client::encode(name)));
+        }
+        if let Some(queue) = &args.queue {
+            path.push_str(&format!("&queue={}", crate::client::encode(queue)));
+        }
+        if let Some(since) = args.since {
+            let since = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            path.push_str(&format!("&since={}", crate::client::encode(&since)));
+        }
         let jobs: Vec<JobRecord> = client.get(&path)?;
         if args.json {
             serde_json::to_writer_pretty(&mut out, &jobs)?;
@@ -29,7 +39,7 @@ pub fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
         write!(out, "{}", output::jobs_table(&jobs, now))?;
         return Ok(exit::OK);
     }
-    let ids = job_ids(&args.ids)?;
+    let ids = resolve(&client, &args.ids)?;
     let mut jobs = Vec::with_capacity(ids.len());
     for id in ids {
         jobs.push(client.get::<JobRecord>(&format!("/v1/jobs/{id}"))?);

@@ -1,5 +1,6 @@
 //! `drover submit`: one job from flags, or many from JSON Lines (`--batch`), all or nothing.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -32,35 +33,104 @@ pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
             ))
             .into());
         }
-        return submit_batch(cli, file, &caller_cwd()?);
+        return submit_batch(cli, file, &Origin::here(cli)?);
     }
-    let id = submit_one(&client(cli)?, &args.spec)?;
+    let id = submit_one(&client(cli)?, &args.spec, &Origin::here(cli)?)?;
     println!("{id}");
     Ok(exit::OK)
 }
 
-/// Submits the job `spec` describes, in `--cwd` (made absolute) or the caller's directory.
-pub(super) fn submit_one(client: &Client, spec: &SpecArgs) -> anyhow::Result<JobId> {
+/// Submits the job `spec` describes from `origin`.
+pub(super) fn submit_one(
+    client: &Client,
+    spec: &SpecArgs,
+    origin: &Origin,
+) -> anyhow::Result<JobId> {
     let mut spec = spec.clone();
-    spec.cwd = Some(match &spec.cwd {
-        Some(dir) => {
-            std::path::absolute(dir).with_context(|| format!("bad --cwd {}", dir.display()))?
-        }
-        None => caller_cwd()?,
-    });
+    origin.fill(&mut spec)?;
+    resolve_after(client, &mut spec)?;
     let answer: Submitted = client.post("/v1/jobs", &spec)?;
     Ok(answer.id)
 }
 
-fn caller_cwd() -> anyhow::Result<PathBuf> {
-    std::env::current_dir().context("cannot read the current directory; pass --cwd")
+/// Turns the jobs `--after` names (numbers, names, prefixes) into their ids.
+fn resolve_after(client: &Client, spec: &mut SpecArgs) -> anyhow::Result<()> {
+    if !spec.after.is_empty() {
+        let ids = super::resolve(client, &spec.after)?;
+        spec.after = ids.iter().map(ToString::to_string).collect();
+    }
+    Ok(())
+}
+
+/// Where a job submitted from here runs, and with what, unless its spec says otherwise: this
+/// process's working directory and its whole environment, as a Slurm or pueue job gets them.
+pub(super) struct Origin {
+    cwd: PathBuf,
+    /// The environment to give jobs, or `None` when drover.toml says `[submit] env_clear`.
+    env: Option<BTreeMap<String, String>>,
+}
+
+impl Origin {
+    /// This process's directory and environment, less the variables that are drover's own
+    /// secrets (a token, a database URL): those never go into a stored spec.
+    pub(super) fn here(cli: &Cli) -> anyhow::Result<Self> {
+        let cwd =
+            std::env::current_dir().context("cannot read the current directory; pass --cwd")?;
+        let clear = super::settings(cli)?.is_some_and(|file| file.submit.env_clear);
+        let env = (!clear).then(|| {
+            std::env::vars_os()
+                .filter_map(|(key, value)| {
+                    Some((key.into_string().ok()?, value.into_string().ok()?))
+                })
+                .filter(|(key, _)| !drover_node::NODE_SECRETS.contains(&key.as_str()))
+                .collect()
+        });
+        Ok(Self { cwd, env })
+    }
+
+    /// Completes `spec` as submitted from here: its `cwd` made absolute (this directory when it
+    /// names none), and its environment made whole — this one with the spec's variables on top,
+    /// or the spec's alone with `env_clear` — so the node adds none of its own.
+    fn fill(&self, spec: &mut SpecArgs) -> anyhow::Result<()> {
+        absolute_cwd(spec)?;
+        spec.cwd.get_or_insert_with(|| self.cwd.clone());
+        if let (false, Some(captured)) = (spec.env_clear, &self.env) {
+            let mut env = captured.clone();
+            env.extend(std::mem::take(&mut spec.env));
+            spec.env = env.into_iter().collect();
+        }
+        spec.env_clear = true;
+        Ok(())
+    }
+
+    /// What every job of a batch from here shares, sent once (`common`): this directory, and
+    /// this environment unless turned off. A line that gives `env_clear` itself takes none of
+    /// this environment (the node's rule for `common`).
+    fn common(&self) -> SpecArgs {
+        SpecArgs {
+            cwd: Some(self.cwd.clone()),
+            env: self.env.clone().unwrap_or_default().into_iter().collect(),
+            env_clear: true,
+            ..SpecArgs::default()
+        }
+    }
+}
+
+/// Makes the spec's `cwd`, if it names one, absolute against this process's directory.
+fn absolute_cwd(spec: &mut SpecArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &spec.cwd {
+        spec.cwd =
+            Some(std::path::absolute(dir).with_context(|| format!("bad cwd {}", dir.display()))?);
+    }
+    Ok(())
 }
 
 /// `drover submit --batch FILE`: JSON Lines in, one id per line out. Blank lines are skipped;
-/// a spec without `cwd` runs in the caller's directory, as a single submit does. Each line is
+/// each line runs in the caller's directory and environment unless it says otherwise, as a
+/// single submit does. Each line is
 /// read as a partial spec here, so a typo names its line before anything is sent; the node
 /// stores the whole batch in one transaction.
-fn submit_batch(cli: &Cli, file: &Path, cwd: &Path) -> anyhow::Result<u8> {
+fn submit_batch(cli: &Cli, file: &Path, origin: &Origin) -> anyhow::Result<u8> {
     let text = if file.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin()
@@ -82,14 +152,19 @@ fn submit_batch(cli: &Cli, file: &Path, cwd: &Path) -> anyhow::Result<u8> {
                 index + 1
             ))
         })?;
-        spec.cwd.get_or_insert_with(|| cwd.to_path_buf());
+        absolute_cwd(&mut spec)?;
         specs.push(spec);
         line_of.push(index + 1);
     }
     if specs.is_empty() {
         return Err(UsageError("the batch holds no job".into()).into());
     }
-    let answer: SubmittedBatch = match client(cli)?.post("/v1/jobs", &specs) {
+    let client = client(cli)?;
+    for spec in &mut specs {
+        resolve_after(&client, spec)?;
+    }
+    let body = serde_json::json!({ "common": origin.common(), "jobs": specs });
+    let answer: SubmittedBatch = match client.post("/v1/jobs", &body) {
         Ok(answer) => answer,
         Err(ClientError::Api { status, message }) if (400..500).contains(&status) => {
             return Err(UsageError(batch_error_by_line(&message, &line_of)).into());

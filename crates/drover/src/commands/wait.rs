@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use drover_api::Idle;
 use drover_core::{JobId, JobRecord};
 
-use super::{client, job_ids};
+use super::{client, resolve};
 use crate::cli::{Cli, WaitArgs};
 use crate::exit;
 
@@ -45,7 +45,7 @@ pub fn wait(cli: &Cli, args: &WaitArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    let ids = job_ids(&args.jobs.ids)?;
+    let ids = resolve(&client, &args.jobs.ids)?;
     // Subscribe first, then look: an ending between the two is seen by one or the other.
     let events = client.patiently(|c| c.events("/v1/events"))?;
     let mut pending: HashSet<JobId> = ids.iter().copied().collect();

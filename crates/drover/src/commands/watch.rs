@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::{client, job_id};
+use super::{client, resolve_one};
 use crate::cli::{Cli, WatchArgs};
 use crate::exit;
 use crate::output;
@@ -10,18 +10,19 @@ use crate::output;
 /// `drover watch`: one line per state change, as the node pushes them; ends when the node
 /// stops or drops the stream.
 pub fn watch(cli: &Cli, args: &WatchArgs) -> anyhow::Result<u8> {
+    let client = client(cli)?;
     let mut query = Vec::new();
     if let Some(queue) = &args.queue {
         query.push(format!("queue={queue}"));
     }
     if let Some(job) = &args.job {
-        query.push(format!("job={}", job_id(job)?));
+        query.push(format!("job={}", resolve_one(&client, job)?));
     }
     if let Some(since) = args.since {
         query.push(format!("since={since}"));
     }
     let path = format!("/v1/events?{}", query.join("&"));
-    let events = client(cli)?.events(&path)?;
+    let events = client.events(&path)?;
     let mut out = std::io::stdout().lock();
     for event in events {
         if args.json {

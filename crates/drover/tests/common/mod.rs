@@ -135,15 +135,20 @@ impl Node {
 
     /// Runs the CLI against this node.
     pub fn drover(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
+        self.command(args).output().expect("run drover")
+    }
+
+    /// The CLI against this node, ready to run: a test may change its environment first.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
             .args(args)
             .env("DROVER_DATA_DIR", self.data_dir())
             .env_remove("DROVER_SERVER")
             .env_remove("DROVER_TOKEN")
             .env_remove("DROVER_TOKEN_FILE")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run drover")
+            .stdin(Stdio::null());
+        command
     }
 
     /// `drover submit ARGS`, returning the id.

@@ -38,6 +38,7 @@ pub(super) fn config(slots: usize, fence: bool) -> RunnerConfig {
         load: watch::channel(drover_core::NodeLoad::default()).0,
         wake: Arc::new(tokio::sync::Notify::new()),
         metrics: Arc::new(crate::metrics::Metrics::new()),
+        server_url: "http://127.0.0.1:7878".into(),
     }
 }
 

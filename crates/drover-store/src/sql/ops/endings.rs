@@ -76,7 +76,7 @@ pub(super) fn settle_dependents(
                 );
             }
             _ => {
-                let reason = Reason::DependencyFailed;
+                let reason = Reason::DependencyFailed(Some(id));
                 set_job_state(
                     tx,
                     dependent,

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::sql::rows::{load_jobs, parse_id, parse_state};
-use crate::sql::{SqlStore, Value, params};
+use crate::sql::{Dialect, SqlStore, Value, params};
 use crate::{Change, JobFilter, StateCounts, StoreError};
 
 pub(super) async fn submit(
@@ -36,7 +36,8 @@ pub(super) async fn submit(
                 .filter(|at| *at > tx.now_ms);
             let index = ids.len();
             let mut waits = false;
-            let mut doomed = false;
+            // The first job it needs that already ended unsuccessfully, if any.
+            let mut doomed = None;
             for (i, after) in spec.after.iter().enumerate() {
                 let Some(dep) = job_head(tx, *after)? else {
                     return Err(StoreError::Invalid {
@@ -46,11 +47,13 @@ pub(super) async fn submit(
                 };
                 match dep.state {
                     JobState::Succeeded => {}
-                    s if s.is_terminal() => doomed = true,
+                    s if s.is_terminal() => {
+                        doomed.get_or_insert(*after);
+                    }
                     _ => waits = true,
                 }
             }
-            let state = if doomed {
+            let state = if doomed.is_some() {
                 JobState::Failed
             } else if waits {
                 JobState::Blocked
@@ -59,11 +62,21 @@ pub(super) async fn submit(
             } else {
                 JobState::Queued
             };
-            tx.conn
-                .execute("INSERT INTO jobs (id, name, state, priority, spec, max_attempts,
+            // PostgreSQL numbers jobs with a sequence (a column default); SQLite's one writer
+            // takes the next number itself, through the unique index.
+            let insert = match tx.conn.dialect() {
+                Dialect::Sqlite => "INSERT INTO jobs (id, name, state, priority, spec, max_attempts,
+                                       created_at, updated_at, not_before, idempotency_key,
+                                       queue, seq)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10,
+                             (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs))",
+                Dialect::Postgres => "INSERT INTO jobs (id, name, state, priority, spec, max_attempts,
                                        created_at, updated_at, not_before, idempotency_key,
                                        queue)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)", params![
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
+            };
+            tx.conn
+                .execute(insert, params![
                     id.to_string(),
                     spec.display_name(),
                     state.as_str(),
@@ -79,9 +92,9 @@ pub(super) async fn submit(
                 tx.conn
                     .execute("INSERT INTO deps (job_id, after_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING", params![id.to_string(), after.to_string()])?;
             }
-            if doomed {
+            if let Some(failed) = doomed {
                 // A job it needs already ended unsuccessfully: it can never run.
-                let reason = Reason::DependencyFailed;
+                let reason = Reason::DependencyFailed(Some(failed));
                 tx.conn
                     .execute("UPDATE jobs SET reason = ?1, finished_at = ?2 WHERE id = ?3", params![reason.to_string(), tx.now_ms, id.to_string()])?;
                 tx.emit(EventKind::Submitted, id, None, state, None, Some(&reason));
@@ -140,6 +153,29 @@ pub(super) async fn list(
             if let Some(queue) = &filter.queue {
                 clauses.push("queue = ?".to_string());
                 params.push(Value::Text(queue.clone()));
+            }
+            if let Some(name) = &filter.name {
+                clauses.push("name = ?".to_string());
+                params.push(Value::Text(name.clone()));
+            }
+            if let Some(number) = filter.number {
+                clauses.push("seq = ?".to_string());
+                params.push(Value::Int(i64::try_from(number).unwrap_or(i64::MAX)));
+            }
+            if let Some(prefix) = &filter.id_prefix {
+                // Ids are lower-case hex and dashes, so the prefix holds no LIKE wildcard; SQLite's
+                // LIKE ignores case and PostgreSQL's does not, hence the lower case.
+                let prefix: String = prefix
+                    .to_ascii_lowercase()
+                    .chars()
+                    .filter(|c| c.is_ascii_hexdigit() || *c == '-')
+                    .collect();
+                clauses.push("id LIKE ?".to_string());
+                params.push(Value::Text(format!("{prefix}%")));
+            }
+            if let Some(since) = filter.since {
+                clauses.push("created_at >= ?".to_string());
+                params.push(Value::Int(since.timestamp_millis()));
             }
             if !clauses.is_empty() {
                 where_sql = format!("WHERE {}", clauses.join(" AND "));

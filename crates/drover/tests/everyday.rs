@@ -1,0 +1,344 @@
+//! Everyday use, end to end: jobs run in the submitter's environment, endings explain
+//! themselves, jobs are named by number, prefix or name, and waiting jobs say why.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Output;
+
+use common::{BIN, Node, stdout};
+use serde_json::Value;
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A directory like a virtual environment's `bin`, with one program of its own.
+fn venv(dir: &std::path::Path) -> std::path::PathBuf {
+    let bin = dir.join("venv/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let probe = bin.join("drover-venv-probe");
+    std::fs::write(&probe, "#!/bin/sh\necho from-the-venv\n").unwrap();
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// Acceptance 1: a job gets the submitting shell's variables and PATH, and with --env-clear
+/// (or `[submit] env_clear` in drover.toml) it does not. Every job can reach the node itself.
+#[test]
+fn jobs_run_in_the_submitters_environment() {
+    let node = Node::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let bin = venv(dir.path());
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let script = "echo P=$P; command -v drover-venv-probe || echo no-probe";
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        args.extend(["--", "sh", "-c", script]);
+        let out = node
+            .command(&args)
+            .env("PATH", &path)
+            .env("P", "42")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let probe = bin.join("drover-venv-probe");
+    assert_eq!(run(&[]), format!("P=42\n{}\n", probe.display()));
+    assert_eq!(run(&["--env-clear"]), "P=\nno-probe\n");
+    assert_eq!(run(&["--env-clear", "-e", "P=7"]), "P=7\nno-probe\n");
+
+    // The environment is stored with the job, as the rest of its spec.
+    let listed: Value = serde_json::from_str(&stdout(&node.drover(&["status", "--json"]))).unwrap();
+    let first = listed.as_array().unwrap().last().unwrap();
+    assert_eq!(first["spec"]["env"]["P"], "42");
+    assert_eq!(first["spec"]["env_clear"], true);
+
+    // drover.toml can make a clean environment the default.
+    std::fs::write(
+        node.data_dir().join("drover.toml"),
+        "[submit]\nenv_clear = true\n",
+    )
+    .unwrap();
+    assert_eq!(run(&[]), "P=\nno-probe\n");
+    std::fs::remove_file(node.data_dir().join("drover.toml")).unwrap();
+
+    // A job reaches the node through DROVER_SERVER and DROVER_TOKEN_FILE alone: even from a
+    // clean environment, without HOME or a data dir.
+    let first = node.submit(&["--", "true"]);
+    let inner = format!("{BIN} status {first} --json");
+    let out = node
+        .command(&[
+            "run",
+            "--env-clear",
+            "--after",
+            &first,
+            "--",
+            "sh",
+            "-c",
+            &inner,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let seen: Value = serde_json::from_str(&stdout(&out)).expect("the job's drover answered");
+    assert_eq!(seen["id"], first.as_str());
+    let env = "echo $DROVER_SERVER; cat $DROVER_TOKEN_FILE; echo $DROVER_AFTER";
+    let out = node
+        .command(&["run", "--after", &first, "--", "sh", "-c", env])
+        .output()
+        .unwrap();
+    let expected = format!("{}\n{}\n{first}\n", node.url(), node.token());
+    assert_eq!(stdout(&out), expected);
+}
+
+/// Acceptance 2: `drover run` ends with a line naming why a job did not succeed, and its exit
+/// codes are the documented ones.
+#[test]
+fn run_says_why_a_job_did_not_succeed() {
+    let node = Node::start(&[]);
+    let cases: [(&[&str], i32, &str); 4] = [
+        (
+            &["--", "nonexistent-program"],
+            125,
+            "failed: spawn_failed: No such file or directory (nonexistent-program)",
+        ),
+        (
+            &["--timeout", "1s", "--", "sleep", "30"],
+            124,
+            "timed out after 1s",
+        ),
+        (
+            &[
+                "--memory",
+                "100M",
+                "--",
+                "python3",
+                "-c",
+                "b = bytearray(500 << 20)",
+            ],
+            125,
+            "failed: memory_limit (peak 100 MiB of 100 MiB)",
+        ),
+        (&["--", "sh", "-c", "exit 3"], 3, "failed: exit code 3"),
+    ];
+    for (args, code, says) in cases {
+        let mut full = vec!["run"];
+        full.extend_from_slice(args);
+        let out = node.drover(&full);
+        let err = stderr(&out);
+        let last = err.lines().last().unwrap_or_default();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(
+            last.starts_with("drover: job ") && last.ends_with(says),
+            "{args:?}: the last line names the ending: {err}"
+        );
+    }
+    let out = node.drover(&["run", "--", "true"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stderr(&out), "", "nothing is said of a success");
+}
+
+/// Acceptance 3 (first half): `logs` shows both streams — a Python traceback too — and each
+/// alone on request.
+#[test]
+fn logs_show_both_streams() {
+    let node = Node::start(&[]);
+    let id = node.submit(&[
+        "--",
+        "python3",
+        "-c",
+        "print('before'); raise ValueError('boom')",
+    ]);
+    node.drover(&["wait", &id]);
+    let both = stdout(&node.drover(&["logs", &id]));
+    assert!(
+        both.starts_with("before\n--- stderr ---\nTraceback"),
+        "{both}"
+    );
+    assert!(both.ends_with("ValueError: boom\n"), "{both}");
+    assert_eq!(stdout(&node.drover(&["logs", "--stdout", &id])), "before\n");
+    let err = stdout(&node.drover(&["logs", "--stderr", &id]));
+    assert!(
+        err.starts_with("Traceback") && !err.contains("before"),
+        "{err}"
+    );
+    let json: Value =
+        serde_json::from_str(&stdout(&node.drover(&["logs", "--json", &id]))).unwrap();
+    assert_eq!(json["stdout"], "before\n");
+    assert!(
+        json["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("ValueError: boom")
+    );
+    // Followed, each stream goes to its own.
+    let out = node.drover(&["logs", "-f", &id]);
+    assert_eq!(stdout(&out), "before\n");
+    assert!(stderr(&out).contains("ValueError: boom"));
+    assert_eq!(out.status.code(), Some(1), "the job's exit code");
+}
+
+/// Acceptance 4: a job's number and a unique prefix of its id work in `status`, `logs`,
+/// `cancel` and `wait`, for 100 jobs submitted within one second; an ambiguous prefix is an
+/// error that lists the candidates.
+#[test]
+fn jobs_are_named_by_number_prefix_or_name() {
+    let node = Node::start(&[]);
+    let mut lines = String::new();
+    for i in 0..100 {
+        lines.push_str(&format!(
+            "{{\"argv\": [\"sh\", \"-c\", \"echo job-{i}; sleep 60\"], \"name\": \"job-{i}\"}}\n"
+        ));
+    }
+    let mut child = node
+        .command(&["submit", "--batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let ids: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    assert_eq!(ids.len(), 100);
+    let jobs: Vec<Value> = ids.iter().map(|id| node.job(id)).collect();
+    let numbers: Vec<u64> = jobs.iter().map(|j| j["number"].as_u64().unwrap()).collect();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+
+    // The table shows numbers; `status N` is that job.
+    let table = stdout(&node.drover(&["status", "--limit", "200"]));
+    assert!(table.starts_with("JOB "), "{table}");
+    assert!(table.lines().all(|l| l.chars().count() <= 100), "{table}");
+    let n = numbers[41].to_string();
+    let shown: Value =
+        serde_json::from_str(&stdout(&node.drover(&["status", &n, "--json"]))).unwrap();
+    assert_eq!(shown["id"], ids[41].as_str());
+    let hashed = format!("#{n}");
+    assert_eq!(node.job(&hashed)["id"], ids[41].as_str());
+
+    // The shortest unique prefix of one id (time-ordered ids share their leading characters).
+    let unique = |id: &str| {
+        (4..=36)
+            .map(|len| &id[..len])
+            .find(|p| ids.iter().filter(|other| other.starts_with(p)).count() == 1)
+            .unwrap()
+            .to_string()
+    };
+    let prefix = unique(&ids[7]);
+    assert_eq!(node.job(&prefix)["id"], ids[7].as_str());
+    // By name, unique among live jobs.
+    assert_eq!(node.job("job-9")["id"], ids[9].as_str());
+
+    // An ambiguous prefix: usage error, listing what it may mean.
+    let shared = &ids[0][..8];
+    let out = node.drover(&["status", shared]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("names more than one job"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains(&ids[99]),
+        "the candidates are listed: {}",
+        stderr(&out)
+    );
+    let out = node.drover(&["status", "no-such-job-anywhere"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+
+    // logs, cancel and wait take numbers and prefixes (several at once) too.
+    node.wait_until(&ids[0], "running", |j| j["state"] == "running");
+    let first = numbers[0].to_string();
+    let logs = node
+        .command(&["logs", "-f", &first])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cancel = node.drover(&["cancel", &first, &prefix]);
+    assert_eq!(cancel.status.code(), Some(0), "{}", stderr(&cancel));
+    let out = node.drover(&["wait", "--timeout", "30s", &first, &prefix]);
+    assert_eq!(out.status.code(), Some(1), "cancelled jobs did not succeed");
+    assert!(stdout(&out).contains("cancelled"), "{}", stdout(&out));
+    let logs = logs.wait_with_output().unwrap();
+    assert_eq!(
+        logs.status.code(),
+        Some(130),
+        "logs -f ends with the cancelled job"
+    );
+    assert_eq!(stdout(&logs), "job-0\n");
+    let out = node.drover(&["logs", &first]);
+    assert_eq!(stdout(&out), "job-0\n");
+    node.drover(&["cancel", "--all"]);
+}
+
+/// Acceptance 5: status says why a job waits — a paused queue, a queue at its concurrency, jobs
+/// it runs after, memory — in `--json` and in the table.
+#[test]
+fn waiting_jobs_say_why() {
+    let node = Node::start(&["--memory", "1G", "--slots", "4"]);
+    node.drover(&["queue", "pause", "paused"]);
+    node.drover(&["queue", "set", "narrow", "--concurrency", "1"]);
+    let paused = node.submit(&["--queue", "paused", "--", "true"]);
+    let busy = node.submit(&["--queue", "narrow", "--", "sleep", "60"]);
+    let behind = node.submit(&["--queue", "narrow", "--", "true"]);
+    let big = node.submit(&["--memory", "800M", "--", "sleep", "60"]);
+    node.wait_until(&big, "running", |j| j["state"] == "running");
+    node.wait_until(&busy, "running", |j| j["state"] == "running");
+    let bigger = node.submit(&["--memory", "600M", "--", "true"]);
+    let blocked = node.submit(&["--after", &format!("{busy},{big}"), "--", "true"]);
+    let busy_number = node.job(&busy)["number"].to_string();
+    let expected = [
+        (&paused, "queue paused is paused".to_string()),
+        (&behind, "queue narrow is at its concurrency 1".to_string()),
+        (
+            &blocked,
+            format!("blocked on 2 of 2 jobs: {busy_number} (running)"),
+        ),
+        (&bigger, "waiting for 600 MiB memory".to_string()),
+    ];
+    for (id, says) in &expected {
+        let job = node.wait_until(id, says, |j| {
+            j["waiting_for"]
+                .as_str()
+                .is_some_and(|w| w.starts_with(says.as_str()))
+        });
+        assert!(
+            job["state"] == "queued" || job["state"] == "blocked",
+            "{job:#}"
+        );
+    }
+    let table = stdout(&node.drover(&["status"]));
+    for (_, says) in &expected {
+        let clipped: String = says.chars().take(30).collect();
+        assert!(table.contains(&clipped), "{says} in\n{table}");
+    }
+    assert!(!table.contains('\u{1b}'), "no escape codes in a pipe");
+    node.drover(&["cancel", "--all"]);
+}
+
+/// Acceptance 5 (the end of a chain): a job whose dependency failed names it.
+#[test]
+fn a_failed_dependency_is_named() {
+    let node = Node::start(&[]);
+    let first = node.submit(&["--", "false"]);
+    let second = node.submit(&["--after", &first, "--", "true"]);
+    node.drover(&["wait", &second]);
+    let job = node.job(&second);
+    assert_eq!(job["reason"], format!("dependency_failed: {first}"));
+    let out = node.drover(&["run", "--after", &first, "--", "true"]);
+    let number = node.job(&first)["number"].clone();
+    assert!(
+        stderr(&out).contains(&format!("dependency_failed (job {first} did not succeed)")),
+        "{} (job {number})",
+        stderr(&out)
+    );
+}
