@@ -38,6 +38,11 @@ pub struct JobSpec {
     /// sets it on every submit, since what it sends is a whole environment.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub env_clear: bool,
+    /// Run the job on a pseudo-terminal: stdout and stderr both go to it (and to the stdout
+    /// log), so that Python, Sage, `gp` and the C library flush output line by line, as on a
+    /// terminal, instead of in blocks when writing to a pipe.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pty: bool,
     /// Absolute working directory; the node's own when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,

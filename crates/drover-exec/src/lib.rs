@@ -73,6 +73,10 @@ pub struct StartRequest {
     /// secrets, such as its token). `env` may still set them.
     #[serde(default)]
     pub env_remove: Vec<String>,
+    /// Give the job a pseudo-terminal for stdout and stderr (both then go to the stdout log),
+    /// so that programs that buffer output unless it goes to a terminal write line by line.
+    #[serde(default)]
+    pub pty: bool,
     /// Working directory; the supervisor's own when absent.
     pub cwd: Option<PathBuf>,
     /// Wall-clock limit, counted from `exec`.

@@ -19,9 +19,75 @@ pub struct Captured {
     pub kept: u64,
 }
 
-/// Opens a pipe end from the child as an async reader.
-pub fn pipe_reader(fd: impl Into<OwnedFd>) -> io::Result<tokio::net::unix::pipe::Receiver> {
-    tokio::net::unix::pipe::Receiver::from_owned_fd(fd.into())
+/// Opens the read end of a job's output as an async reader: a pipe, or the master side of the
+/// job's pseudo-terminal (see [`PtyReader`]).
+pub fn pipe_reader(fd: impl Into<OwnedFd>) -> io::Result<std::pin::Pin<Box<dyn AsyncRead + Send>>> {
+    use std::os::unix::fs::FileTypeExt;
+    let fd: OwnedFd = fd.into();
+    let file = std::fs::File::from(fd);
+    if file.metadata()?.file_type().is_char_device() {
+        return Ok(Box::pin(PtyReader::new(file.into())?));
+    }
+    Ok(Box::pin(tokio::net::unix::pipe::Receiver::from_owned_fd(
+        file.into(),
+    )?))
+}
+
+/// The master side of a job's pseudo-terminal as an async reader. Once every holder of the
+/// slave has closed it, Linux answers a read with `EIO` rather than end-of-file: that is the
+/// end here.
+pub struct PtyReader {
+    fd: tokio::io::unix::AsyncFd<OwnedFd>,
+}
+
+impl PtyReader {
+    fn new(fd: OwnedFd) -> io::Result<Self> {
+        crate::sys::set_nonblocking(&fd)?;
+        // SAFETY: an OwnedFd stays open, and names the same descriptor, until it is dropped
+        // with the AsyncFd that owns it.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+        };
+        Ok(Self { fd: fd? })
+    }
+}
+
+impl AsyncRead for PtyReader {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        use std::os::fd::AsRawFd;
+        use std::task::Poll;
+        loop {
+            let mut ready = match self.fd.poll_read_ready(cx) {
+                Poll::Ready(ready) => ready?,
+                Poll::Pending => return Poll::Pending,
+            };
+            let unfilled = buf.initialize_unfilled();
+            // SAFETY: reads into the initialised, unfilled part of the caller's buffer.
+            let n = unsafe {
+                libc::read(
+                    self.fd.get_ref().as_raw_fd(),
+                    unfilled.as_mut_ptr().cast(),
+                    unfilled.len(),
+                )
+            };
+            if n >= 0 {
+                buf.advance(n as usize);
+                return Poll::Ready(Ok(()));
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EAGAIN) => ready.clear_ready(),
+                Some(libc::EINTR) => {}
+                // The slave is closed for good: end of output.
+                Some(libc::EIO) => return Poll::Ready(Ok(())),
+                _ => return Poll::Ready(Err(err)),
+            }
+        }
+    }
 }
 
 /// Creates (truncating) a log file readable by its owner only, in directories (made if

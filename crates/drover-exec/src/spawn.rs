@@ -86,8 +86,19 @@ pub async fn spawn_gated(req: &StartRequest, rlimits: &[ChildRlimit]) -> io::Res
     let path = resolve_program(program, &env, req.cwd.as_deref())?;
     let (pid_read, pid_write) = sys::pipe_cloexec()?;
     let (gate_read, gate_write) = sys::pipe_cloexec()?;
-    let (stdout_read, stdout_write) = sys::pipe_cloexec()?;
-    let (stderr_read, stderr_write) = sys::pipe_cloexec()?;
+    let (stdout_read, stdout_write) = if req.pty {
+        sys::pty_cloexec()?
+    } else {
+        sys::pipe_cloexec()?
+    };
+    let (stderr_read, stderr_write) = if req.pty {
+        // One terminal for both streams, as in a shell: the stderr pipe stays empty, its write
+        // end dropped here so that its reader sees the end at once.
+        let (read, _) = sys::pipe_cloexec()?;
+        (read, stdout_write.try_clone()?)
+    } else {
+        sys::pipe_cloexec()?
+    };
     let stdin = std::fs::File::open("/dev/null")?.into();
     let fds = ChildFds {
         stdin,

@@ -149,6 +149,47 @@ pub fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((read, write))
 }
 
+/// A pseudo-terminal for a job's output: (master, slave), both close-on-exec. The slave does no
+/// output processing (no `\n` → `\r\n`), so what the job writes is what the log keeps.
+pub fn pty_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (mut master, mut slave) = (0 as RawFd, 0 as RawFd);
+    // SAFETY: openpty writes two fresh descriptors into the integers; name, termios and window
+    // size are optional and left null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openpty returned two descriptors that nothing else owns.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    for fd in [&master, &slave] {
+        // SAFETY: fcntl on a descriptor we own.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: a zeroed termios is a valid buffer for tcgetattr to fill.
+    let mut modes: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: tcgetattr/tcsetattr on the slave we own, with a termios it filled.
+    unsafe {
+        if libc::tcgetattr(slave.as_raw_fd(), &mut modes) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        modes.c_oflag &= !libc::OPOST;
+        if libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &modes) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((master, slave))
+}
+
 /// Puts a descriptor in non-blocking mode.
 pub fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     // SAFETY: fcntl on a descriptor we own.

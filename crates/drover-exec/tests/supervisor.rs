@@ -19,6 +19,7 @@ fn request(dir: &Path, argv: &[&str]) -> StartRequest {
         argv: argv.iter().map(|s| s.to_string()).collect(),
         env: vec![("DROVER_TEST".into(), "yes".into())],
         env_clear: false,
+        pty: false,
         env_remove: Vec::new(),
         cwd: None,
         timeout: Duration::from_secs(60),

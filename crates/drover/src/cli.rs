@@ -23,6 +23,11 @@ pub struct Cli {
     /// drover.toml. Without one, the CLI uses the node's own token from its data dir.
     #[arg(long, global = true, env = "DROVER_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Print JSON instead of text, for scripts: every command that prints something prints
+    /// one JSON document (`watch`: one event per line; `run`: the ended job, on stderr after
+    /// the job's own output; `logs`: the job and both streams).
+    #[arg(long, global = true)]
+    pub json: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -48,7 +53,8 @@ pub enum Command {
     /// Submit a job; prints its id.
     Submit(Box<SubmitArgs>),
     /// Submit a job and stay with it: its output streams to this terminal, and `drover run`
-    /// exits with the job's exit code. Ctrl-C cancels the job; a second Ctrl-C leaves it running.
+    /// exits with the job's exit code. Ctrl-C cancels the job two seconds later; a second
+    /// Ctrl-C within them leaves it running instead.
     Run(Box<RunArgs>),
     /// Show one or more jobs, or a table of recent jobs.
     Status(StatusArgs),
@@ -125,9 +131,6 @@ pub struct WatchArgs {
     /// Only this job.
     #[arg(long, value_name = "ID")]
     pub job: Option<String>,
-    /// One JSON event per line (for scripts) instead of aligned rows.
-    #[arg(long)]
-    pub json: bool,
     /// Start after this event sequence number (replays what came after it) instead of now.
     #[arg(long, value_name = "SEQ")]
     pub since: Option<u64>,
@@ -149,9 +152,6 @@ pub struct DlqArgs {
     /// What to do (default: list).
     #[command(subcommand)]
     pub action: Option<DlqAction>,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
     /// How many to list.
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub limit: usize,
@@ -195,11 +195,7 @@ pub struct QueueArgs {
 #[derive(Debug, Subcommand)]
 pub enum QueueAction {
     /// Every queue with settings or unfinished jobs, and its load.
-    Ls {
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Ls,
     /// Start no new job from this queue; running ones go on.
     Pause {
         /// The queue.
@@ -237,9 +233,6 @@ fn parse_concurrency(raw: &str) -> Result<Concurrency, String> {
 /// `drover doctor`
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
     /// Check this backend instead of the automatic choice.
     #[arg(long, default_value = "auto", value_name = "BACKEND")]
     pub backend: drover_node::BackendChoice,
@@ -253,11 +246,7 @@ pub struct DoctorArgs {
 
 /// `drover nodes`
 #[derive(Debug, Args)]
-pub struct NodesArgs {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
+pub struct NodesArgs {}
 
 /// `drover drain` / `drover undrain`
 #[derive(Debug, Args)]
@@ -380,9 +369,6 @@ pub struct StatusArgs {
     /// How many recent jobs the table shows.
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub limit: usize,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// `drover logs`
@@ -398,9 +384,6 @@ pub struct LogsArgs {
     /// Only stderr.
     #[arg(long)]
     pub stderr: bool,
-    /// Print one JSON object: the job's number, id and attempt, and both streams as text.
-    #[arg(long, conflicts_with = "follow")]
-    pub json: bool,
     /// Keep printing output as it comes until the attempt ends.
     #[arg(long, short = 'f')]
     pub follow: bool,

@@ -347,16 +347,3 @@ impl Client {
         Ok((attempt, response.into_body().into_reader()))
     }
 }
-
-/// `text` made safe for a URL's query string: every byte but unreserved ones percent-encoded.
-pub fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}

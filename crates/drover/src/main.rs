@@ -32,6 +32,15 @@ pub mod exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_) | Command::Owner(_)) {
+        // A client whose reader went away (`drover watch | head`) ends quietly, as other Unix
+        // tools do. The node and owners keep ignoring SIGPIPE: a closed socket is an error
+        // they handle, not a reason to die.
+        // SAFETY: restores the default action before any other thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match &cli.command {
         Command::Serve(args) => commands::serve(&cli, args),
         Command::Submit(args) => commands::submit(&cli, args),
@@ -40,7 +49,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => commands::logs(&cli, args),
         Command::Cancel(args) => commands::cancel(&cli, args),
         Command::Wait(args) => commands::wait(&cli, args),
-        Command::Doctor(args) => commands::doctor(args),
+        Command::Doctor(args) => commands::doctor(&cli, args),
         Command::Priority(args) => commands::priority(&cli, args),
         Command::Watch(args) => commands::watch(&cli, args),
         Command::Dlq(args) => commands::dlq(&cli, args),

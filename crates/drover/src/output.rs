@@ -4,6 +4,15 @@ use chrono::{DateTime, Utc};
 use drover_core::units::format_bytes;
 use drover_core::{JobRecord, JobState};
 
+/// Prints `value` as pretty JSON on stdout (`--json`).
+pub fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
 /// Whether to colour what goes to stdout: only on a terminal, and never with `NO_COLOR` set
 /// (<https://no-color.org>) or `TERM=dumb`.
 pub fn colour() -> bool {

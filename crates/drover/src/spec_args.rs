@@ -41,6 +41,11 @@ pub struct SpecArgs {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub env_clear: bool,
+    /// Run the job on a pseudo-terminal, so that Python, Sage and gp print line by line as on
+    /// a terminal instead of in blocks (stdout and stderr then arrive as one stream, in stdout).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pty: bool,
     /// Working directory (default: the current one).
     #[arg(long, value_name = "DIR")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,6 +223,7 @@ mod tests {
         spec.name = Some("sim".into());
         spec.env.insert("P".into(), "42".into());
         spec.env_clear = true;
+        spec.pty = true;
         spec.cwd = Some("/tmp".into());
         spec.timeout = HumanDuration::from_secs(60);
         spec.grace = HumanDuration::from_secs(2);

@@ -342,3 +342,196 @@ fn a_failed_dependency_is_named() {
         stderr(&out)
     );
 }
+
+/// Acceptance 6: every command that prints something takes `--json` and prints JSON; a pipe,
+/// `NO_COLOR` and the node's log file get no escape codes; `watch --json | head` ends quietly.
+#[test]
+fn every_printing_command_speaks_json_and_colour_only_on_a_terminal() {
+    let node = Node::start(&[]);
+    let failed = node.submit(&["--", "false"]);
+    node.drover(&["wait", &failed]);
+    let waiting = node.submit(&["--delay", "1h", "--", "true"]);
+    let node_id = node.node_id();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["submit", "--delay", "1h", "--", "true"],
+        vec!["run", "--detach", "--", "true"],
+        vec!["status"],
+        vec!["status", &failed],
+        vec!["logs", &failed],
+        vec!["wait", &failed],
+        vec!["priority", &waiting, "3"],
+        vec!["cancel", &waiting],
+        vec!["retry", &failed],
+        vec!["dlq"],
+        vec!["queue", "ls"],
+        vec!["queue", "pause", "q"],
+        vec!["nodes"],
+        vec!["drain", &node_id],
+        vec!["undrain", &node_id],
+        vec!["doctor"],
+        vec!["web"],
+    ];
+    for mut args in commands {
+        args.insert(0, "--json");
+        let out = node.drover(&args);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?} does not print JSON ({e}): {}", stdout(&out)));
+    }
+    // `run --json`: the job's output on stdout, its record on stderr.
+    let out = node.drover(&["run", "--json", "--", "sh", "-c", "echo out; exit 2"]);
+    assert_eq!(
+        (stdout(&out).as_str(), out.status.code()),
+        ("out\n", Some(2))
+    );
+    let record: Value = serde_json::from_str(stderr(&out).trim()).unwrap();
+    assert_eq!(record["state"], "failed");
+
+    // Colour on a terminal only (`script` gives the command one), never with NO_COLOR.
+    let on_a_terminal = |no_color: bool| {
+        let mut command = std::process::Command::new("script");
+        command
+            .args(["-qec", &format!("{BIN} status"), "/dev/null"])
+            .env("DROVER_DATA_DIR", node.data_dir())
+            .env("TERM", "xterm");
+        if no_color {
+            command.env("NO_COLOR", "1");
+        } else {
+            command.env_remove("NO_COLOR");
+        }
+        stdout(
+            &command
+                .output()
+                .expect("script(1) runs the CLI on a terminal"),
+        )
+    };
+    assert!(
+        on_a_terminal(false).contains("\u{1b}[31mfailed"),
+        "{}",
+        on_a_terminal(false)
+    );
+    assert!(!on_a_terminal(true).contains('\u{1b}'), "NO_COLOR");
+    assert!(
+        !stdout(&node.drover(&["status"])).contains('\u{1b}'),
+        "a pipe"
+    );
+    assert!(!node.log().contains('\u{1b}'), "the node's log file");
+
+    // A reader that goes away ends `watch` without a word.
+    let watch = std::process::Command::new("sh")
+        .args(["-c", &format!("{BIN} watch --json --since 0 | head -1")])
+        .env("DROVER_DATA_DIR", node.data_dir())
+        .output()
+        .unwrap();
+    let line = stdout(&watch);
+    serde_json::from_str::<Value>(line.trim()).expect("one event");
+    assert_eq!(stderr(&watch), "", "no Broken pipe");
+}
+
+/// Acceptance 7: a second Ctrl-C leaves a TERM-trapping job running; one Ctrl-C cancels it.
+#[test]
+fn a_second_ctrl_c_leaves_the_job_running() {
+    let node = Node::start(&[]);
+    let script = "trap 'echo got-term' TERM; echo started; while true; do sleep 0.1; done";
+    let start = || {
+        let mut run = node
+            .command(&["run", "--grace", "1s", "--", "sh", "-c", script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        let mut out = std::io::BufReader::new(run.stdout.take().unwrap());
+        std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+        assert_eq!(first, "started\n");
+        (run, out)
+    };
+    let interrupt = |pid: u32| {
+        // SAFETY: signals a child of this test.
+        unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    };
+    let newest = || {
+        let jobs: Value =
+            serde_json::from_slice(&node.drover(&["--json", "status"]).stdout).unwrap();
+        jobs.as_array().unwrap()[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    let (run, _out) = start();
+    let id = newest();
+    interrupt(run.id());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    interrupt(run.id());
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("left job"), "{}", stderr(&out));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(
+        node.job(&id)["state"],
+        "running",
+        "the job outlived both presses"
+    );
+    node.drover(&["cancel", &id]);
+
+    let (run, out) = start();
+    let id = newest();
+    interrupt(run.id());
+    let done = run.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(130), "{}", stderr(&done));
+    let rest = std::io::read_to_string(out).unwrap();
+    assert!(
+        rest.contains("got-term"),
+        "the job saw the ladder's TERM: {rest}"
+    );
+    assert_eq!(node.job(&id)["state"], "cancelled");
+}
+
+/// Acceptance 3 (second half): on `--pty`, a Python job's five prints, half a second apart,
+/// reach `logs -f` as they are made; without it Python holds them in its buffer to the end.
+#[test]
+fn a_pty_makes_python_print_line_by_line() {
+    let node = Node::start(&[]);
+    let program = "import time\nfor i in range(5):\n    print(i)\n    time.sleep(0.5)\n";
+    let spread = |extra: &[&str]| {
+        let mut args = vec!["submit"];
+        args.extend_from_slice(extra);
+        args.extend(["--", "python3", "-c", program]);
+        // The job gets this environment: make sure Python is told nothing about buffering.
+        let out = node
+            .command(&args)
+            .env_remove("PYTHONUNBUFFERED")
+            .output()
+            .unwrap();
+        let id = stdout(&out).trim().to_string();
+        let mut follow = node
+            .command(&["logs", "-f", &id])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let reader = std::io::BufReader::new(follow.stdout.take().unwrap());
+        let mut arrivals = Vec::new();
+        for line in std::io::BufRead::lines(reader) {
+            arrivals.push((line.unwrap(), std::time::Instant::now()));
+        }
+        assert!(follow.wait().unwrap().success());
+        let lines: Vec<&str> = arrivals.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(lines, ["0", "1", "2", "3", "4"], "no \\r, nothing lost");
+        arrivals[4].1 - arrivals[0].1
+    };
+    let on_a_pty = spread(&["--pty"]);
+    assert!(
+        on_a_pty >= std::time::Duration::from_millis(1500),
+        "line by line: {on_a_pty:?}"
+    );
+    let in_a_pipe = spread(&[]);
+    assert!(
+        in_a_pipe < std::time::Duration::from_millis(1000),
+        "Python buffers a pipe, which is why --pty exists: {in_a_pipe:?}"
+    );
+}

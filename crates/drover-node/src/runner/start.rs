@@ -75,6 +75,7 @@ pub(crate) fn request(config: &RunnerConfig, data: &DataDir, claim: Claim) -> St
         argv: spec.argv,
         env,
         env_clear: spec.env_clear,
+        pty: spec.pty,
         env_remove: crate::NODE_SECRETS.iter().map(|s| s.to_string()).collect(),
         cwd: spec.cwd.map(Into::into),
         timeout: spec.timeout.get(),

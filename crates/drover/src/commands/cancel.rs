@@ -15,6 +15,10 @@ pub fn cancel(cli: &Cli, args: &CancelArgs) -> anyhow::Result<u8> {
             queue: args.queue.clone(),
         };
         let answer: CancelAllAnswer = client(cli)?.post("/v1/cancel", &request)?;
+        if cli.json {
+            crate::output::json(&answer)?;
+            return Ok(exit::OK);
+        }
         for result in &answer.results {
             println!("{}: {}", result.id, cancel_words(&result.result));
         }
@@ -25,9 +29,11 @@ pub fn cancel(cli: &Cli, args: &CancelArgs) -> anyhow::Result<u8> {
     let client = client(cli)?;
     let ids = resolve(&client, &args.jobs.ids)?;
     let mut code = exit::OK;
+    let mut answers = Vec::new();
     for id in ids {
         let path = format!("/v1/jobs/{id}/cancel");
         match client.post::<CancelAnswer>(&path, &serde_json::json!({})) {
+            Ok(answer) if cli.json => answers.push(answer),
             Ok(answer) => println!("{id}: {}", cancel_words(&answer.result)),
             Err(err @ ClientError::Api { status: 404, .. }) => {
                 eprintln!("drover: {id}: {err}");
@@ -35,6 +41,9 @@ pub fn cancel(cli: &Cli, args: &CancelArgs) -> anyhow::Result<u8> {
             }
             Err(err) => return Err(err.into()),
         }
+    }
+    if cli.json {
+        crate::output::json(&CancelAllAnswer { results: answers })?;
     }
     Ok(code)
 }

@@ -16,10 +16,10 @@ pub fn dlq(cli: &Cli, args: &DlqArgs) -> anyhow::Result<u8> {
             ids: resolve(&client, ids)?,
         };
         let answer: Changes = client.post("/v1/dlq/dismiss", &body)?;
-        return Ok(report_changes(&answer, "dismissed"));
+        return report_changes(cli, &answer, "dismissed");
     }
     let jobs: Vec<JobRecord> = client.get(&format!("/v1/dlq?limit={}", args.limit))?;
-    if args.json {
+    if cli.json {
         println!("{}", serde_json::to_string_pretty(&jobs)?);
         return Ok(exit::OK);
     }

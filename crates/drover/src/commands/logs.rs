@@ -22,7 +22,10 @@ pub fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<u8> {
         (_, true) => &["stderr"],
         _ => &["stdout", "stderr"],
     };
-    if args.json {
+    if cli.json {
+        if args.follow {
+            return Err(super::UsageError("--json prints what was written; drop -f".into()).into());
+        }
         return print_json(&client, id, args.attempt);
     }
     if !args.follow {

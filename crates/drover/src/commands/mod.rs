@@ -96,13 +96,14 @@ use refs::{resolve, resolve_one};
 
 /// Prints per-job results of a change (`retry`, `dlq dismiss`); exit 4 if any job was missing
 /// or in a state the change does not apply to.
-fn report_changes(answer: &drover_api::Changes, done: &str) -> u8 {
+fn report_changes(cli: &Cli, answer: &drover_api::Changes, done: &str) -> anyhow::Result<u8> {
     use drover_api::Change;
     let mut code = exit::OK;
     for result in &answer.results {
         let id = result.id;
         match result.change {
-            Change::Done { .. } => println!("{id}: {done}"),
+            Change::Done { .. } if !cli.json => println!("{id}: {done}"),
+            Change::Done { .. } => {}
             Change::NotApplicable { state } => {
                 eprintln!("drover: {id}: not possible while it is {state}");
                 code = exit::NODE;
@@ -113,7 +114,10 @@ fn report_changes(answer: &drover_api::Changes, done: &str) -> u8 {
             }
         }
     }
-    code
+    if cli.json {
+        crate::output::json(answer)?;
+    }
+    Ok(code)
 }
 
 /// Sets up logging on stderr for a process that runs for long (`serve`, `owner`): `DROVER_LOG`

@@ -8,9 +8,9 @@ use crate::exit;
 use crate::output;
 
 /// `drover nodes`: the cluster as the database knows it.
-pub fn nodes(cli: &Cli, args: &NodesArgs) -> anyhow::Result<u8> {
+pub fn nodes(cli: &Cli, _args: &NodesArgs) -> anyhow::Result<u8> {
     let nodes: Vec<NodeRecord> = client(cli)?.get("/v1/nodes")?;
-    if args.json {
+    if cli.json {
         println!("{}", serde_json::to_string_pretty(&nodes)?);
         return Ok(exit::OK);
     }
@@ -23,6 +23,10 @@ pub fn drain(cli: &Cli, args: &NodeArgs, draining: bool) -> anyhow::Result<u8> {
     let action = if draining { "drain" } else { "undrain" };
     let path = format!("/v1/nodes/{}/{action}", args.node);
     let node: NodeRecord = client(cli)?.post(&path, &serde_json::json!({}))?;
-    println!("{} {}", node.info.id, node.state);
+    if cli.json {
+        crate::output::json(&node)?;
+    } else {
+        println!("{} {}", node.info.id, node.state);
+    }
     Ok(exit::OK)
 }

@@ -13,7 +13,11 @@ pub fn priority(cli: &Cli, args: &PriorityArgs) -> anyhow::Result<u8> {
     let body = SetPriority {
         priority: args.priority,
     };
-    let _: ChangeResult = client.post(&format!("/v1/jobs/{id}/priority"), &body)?;
-    println!("{id}: priority {}", args.priority);
+    let answer: ChangeResult = client.post(&format!("/v1/jobs/{id}/priority"), &body)?;
+    if cli.json {
+        crate::output::json(&answer)?;
+    } else {
+        println!("{id}: priority {}", args.priority);
+    }
     Ok(exit::OK)
 }

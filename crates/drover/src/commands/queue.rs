@@ -11,9 +11,9 @@ use crate::output;
 pub fn queue(cli: &Cli, args: &QueueArgs) -> anyhow::Result<u8> {
     let client = client(cli)?;
     let (name, change) = match &args.action {
-        QueueAction::Ls { json } => {
+        QueueAction::Ls => {
             let queues: Vec<QueueInfo> = client.get("/v1/queues")?;
-            if *json {
+            if cli.json {
                 println!("{}", serde_json::to_string_pretty(&queues)?);
             } else {
                 print!("{}", output::queues_table(&queues));
@@ -46,6 +46,10 @@ pub fn queue(cli: &Cli, args: &QueueArgs) -> anyhow::Result<u8> {
         },
     };
     let info: QueueInfo = client.post(&format!("/v1/queues/{name}"), &change)?;
+    if cli.json {
+        crate::output::json(&info)?;
+        return Ok(exit::OK);
+    }
     println!(
         "{}: {}, concurrency {}",
         name,

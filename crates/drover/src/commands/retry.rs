@@ -20,5 +20,5 @@ pub fn retry(cli: &Cli, args: &RetryArgs) -> anyhow::Result<u8> {
         }
     };
     let answer: Changes = client.post("/v1/retry", &body)?;
-    Ok(report_changes(&answer, "queued again"))
+    report_changes(cli, &answer, "queued again")
 }

@@ -20,9 +20,14 @@ extern "C" fn count_interrupt(_: libc::c_int) {
     INTERRUPTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
 
+/// How long after the first Ctrl-C the cancel is sent: a second Ctrl-C within it leaves the job
+/// running instead (as `srun` gives a second to change one's mind).
+const CHANGE_OF_MIND: Duration = Duration::from_secs(2);
+
 /// `drover run`: submit, stream both outputs until the job ends, exit with its code. The first
-/// Ctrl-C cancels the job (its tree goes by the usual ladder, and the output keeps streaming to
-/// the end); a second one leaves it running and returns.
+/// Ctrl-C cancels the job [`CHANGE_OF_MIND`] later (its tree goes by the usual ladder, and the
+/// output keeps streaming to the end); a second one within that time leaves it running and
+/// returns. Once the cancel is sent it stands: a later Ctrl-C only stops following.
 pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
     if args.submit.batch.is_some() {
         return Err(UsageError("`run` takes one job; use `submit --batch` for many".into()).into());
@@ -30,7 +35,11 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
     let client = client(cli)?;
     let id = submit_one(&client, &args.submit.spec, &Origin::here(cli)?)?;
     if args.detach {
-        println!("{id}");
+        if cli.json {
+            crate::output::json(&drover_api::Submitted { id })?;
+        } else {
+            println!("{id}");
+        }
         return Ok(exit::OK);
     }
     // SAFETY: installs a handler that only does an atomic add.
@@ -55,20 +64,35 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
         })
         .collect::<anyhow::Result<_>>()?;
     let mut client = client;
-    let mut cancelled = false;
+    // When the first Ctrl-C came, until the cancel is sent; then whether it was.
+    let mut first_interrupt: Option<std::time::Instant> = None;
+    let mut cancel_sent = false;
     while !streams.iter().all(|s| s.is_finished()) {
         match INTERRUPTS.load(std::sync::atomic::Ordering::SeqCst) {
             0 => {}
-            1 if !cancelled => {
-                cancelled = true;
-                eprintln!("drover: cancelling {id} (Ctrl-C again to leave it running)");
-                let _: CancelAnswer = client.patiently(|c| {
-                    c.post(&format!("/v1/jobs/{id}/cancel"), &serde_json::json!({}))
-                })?;
+            1 => match first_interrupt {
+                None => {
+                    first_interrupt = Some(std::time::Instant::now());
+                    eprintln!(
+                        "drover: cancelling job {id} in {}s; Ctrl-C again to leave it running",
+                        CHANGE_OF_MIND.as_secs()
+                    );
+                }
+                Some(at) if !cancel_sent && at.elapsed() >= CHANGE_OF_MIND => {
+                    cancel_sent = true;
+                    let _: CancelAnswer = client.patiently(|c| {
+                        c.post(&format!("/v1/jobs/{id}/cancel"), &serde_json::json!({}))
+                    })?;
+                    eprintln!("drover: cancelled job {id}; its output follows to the end");
+                }
+                Some(_) => {}
+            },
+            _ if cancel_sent => {
+                eprintln!("drover: job {id} is being cancelled; no longer following it");
+                return Ok(exit::OK);
             }
-            1 => {}
             _ => {
-                eprintln!("drover: left {id} running");
+                eprintln!("drover: left job {id} running; `drover logs -f {id}` follows it again");
                 return Ok(exit::OK);
             }
         }
@@ -80,8 +104,11 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
         }
     }
     let job: JobRecord = client.patiently(|c| c.get(&format!("/v1/jobs/{id}")))?;
-    // The job's own stderr ends above this line: say how it ended, unless it succeeded.
-    if let Some(line) = crate::output::ending(&job) {
+    // The job's own stderr ends above this line: say how it ended, unless it succeeded (with
+    // --json: the whole record, whatever the ending, on stderr — stdout is the job's).
+    if cli.json {
+        eprintln!("{}", serde_json::to_string(&job)?);
+    } else if let Some(line) = crate::output::ending(&job) {
         eprintln!("drover: {line}");
     }
     Ok(job_exit_code(&job))

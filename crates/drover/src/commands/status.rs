@@ -21,17 +21,26 @@ pub fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
             path.push_str(&format!("&state={}", states.join(",")));
         }
         if let Some(name) = &args.name {
-            path.push_str(&format!("&name={}", crate::client::encode(name)));
+            path.push_str(&format!(
+                "&name={}",
+                drover_node::auth::percent_encode(name)
+            ));
         }
         if let Some(queue) = &args.queue {
-            path.push_str(&format!("&queue={}", crate::client::encode(queue)));
+            path.push_str(&format!(
+                "&queue={}",
+                drover_node::auth::percent_encode(queue)
+            ));
         }
         if let Some(since) = args.since {
             let since = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            path.push_str(&format!("&since={}", crate::client::encode(&since)));
+            path.push_str(&format!(
+                "&since={}",
+                drover_node::auth::percent_encode(&since)
+            ));
         }
         let jobs: Vec<JobRecord> = client.get(&path)?;
-        if args.json {
+        if cli.json {
             serde_json::to_writer_pretty(&mut out, &jobs)?;
             writeln!(out)?;
             return Ok(exit::OK);
@@ -44,7 +53,7 @@ pub fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
     for id in ids {
         jobs.push(client.get::<JobRecord>(&format!("/v1/jobs/{id}"))?);
     }
-    if args.json {
+    if cli.json {
         match jobs.as_slice() {
             [one] => serde_json::to_writer_pretty(&mut out, one)?,
             many => serde_json::to_writer_pretty(&mut out, many)?,

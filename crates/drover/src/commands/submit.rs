@@ -36,7 +36,11 @@ pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
         return submit_batch(cli, file, &Origin::here(cli)?);
     }
     let id = submit_one(&client(cli)?, &args.spec, &Origin::here(cli)?)?;
-    println!("{id}");
+    if cli.json {
+        crate::output::json(&Submitted { id })?;
+    } else {
+        println!("{id}");
+    }
     Ok(exit::OK)
 }
 
@@ -171,6 +175,10 @@ fn submit_batch(cli: &Cli, file: &Path, origin: &Origin) -> anyhow::Result<u8> {
         }
         Err(err) => return Err(err.into()),
     };
+    if cli.json {
+        crate::output::json(&answer)?;
+        return Ok(exit::OK);
+    }
     let mut out = std::io::stdout().lock();
     for id in answer.ids {
         writeln!(out, "{id}")?;

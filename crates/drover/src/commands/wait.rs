@@ -38,7 +38,9 @@ pub fn wait(cli: &Cli, args: &WaitArgs) -> anyhow::Result<u8> {
             let path = format!("/v1/wait?timeout={}ms", slice.as_millis().max(1));
             let answer: Idle = client.patiently(|c| c.get(&path))?;
             if answer.idle {
-                if !args.quiet {
+                if cli.json {
+                    crate::output::json(&answer)?;
+                } else if !args.quiet {
                     println!("every job has ended");
                 }
                 return Ok(exit::OK);
@@ -112,10 +114,14 @@ pub fn wait(cli: &Cli, args: &WaitArgs) -> anyhow::Result<u8> {
         bar.finish_and_clear();
     }
     let mut all_succeeded = true;
+    if cli.json {
+        let jobs: Vec<&JobRecord> = ids.iter().filter_map(|id| ended.get(id)).collect();
+        crate::output::json(&jobs)?;
+    }
     for id in &ids {
         let Some(job) = ended.get(id) else { continue };
         all_succeeded &= job.state == drover_core::JobState::Succeeded;
-        if !args.quiet {
+        if !args.quiet && !cli.json {
             let reason = job
                 .reason
                 .as_ref()

@@ -25,7 +25,7 @@ pub fn watch(cli: &Cli, args: &WatchArgs) -> anyhow::Result<u8> {
     let events = client.events(&path)?;
     let mut out = std::io::stdout().lock();
     for event in events {
-        if args.json {
+        if cli.json {
             writeln!(out, "{}", serde_json::to_string(&event)?)?;
         } else {
             writeln!(out, "{}", output::event_line(&event))?;

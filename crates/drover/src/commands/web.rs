@@ -23,6 +23,10 @@ pub fn web(cli: &Cli, args: &WebArgs) -> anyhow::Result<u8> {
         client.base(),
         drover_node::auth::percent_encode(token)
     );
+    if cli.json {
+        crate::output::json(&serde_json::json!({ "url": link }))?;
+        return Ok(exit::OK);
+    }
     if !args.open {
         println!("{link}");
         if std::io::stderr().is_terminal() {
