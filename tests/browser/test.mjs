@@ -1,7 +1,8 @@
 // The web page against a real node, in Debian's chromium: without its login the page says how
 // to log in and gets no data; the login link (`drover web`) logs it in and leaves the address
-// bar; then a submitted job's row turns from running to succeeded without a reload, and the
-// cancel button cancels a running job.
+// bar; then a submitted job's row turns from running to succeeded without a reload, the cancel
+// button cancels a running job, the state filter narrows the table, the retry button runs a
+// failed job again, and at 1,400 × 900 every column fits.
 // Usage: node test.mjs LOGIN_LINK SCREENSHOT.png   (LOGIN_LINK = http://127.0.0.1:PORT/?token=…)
 import { chromium } from "playwright-core";
 
@@ -31,7 +32,7 @@ const browser = await chromium.launch({
 });
 let failed = false;
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 800 } });
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   page.on("pageerror", (e) => { console.error("page error:", e.message); failed = true; });
   page.on("console", (m) => { if (m.type() === "error") console.error("console:", m.text()); });
 
@@ -74,7 +75,32 @@ try {
   await page.waitForSelector(`tr[data-id="${long}"][data-state="cancelled"]`, { timeout: 30000 });
   console.log("cancel button cancelled the running job");
 
-  await page.screenshot({ path: screenshot, fullPage: true });
+  // The state filter: only failed jobs are left in the table.
+  const bad = await submit(["sh", "-c", "echo going wrong >&2; exit 3"]);
+  await page.waitForSelector(`tr[data-id="${bad}"][data-state="failed"]`, { timeout: 15000 });
+  await page.click(`#counts button[data-state="failed"]`);
+  await page.waitForSelector(`tr[data-id="${ok}"]`, { state: "detached", timeout: 10000 });
+  const states = await page.$$eval("#jobs tr", (rows) => rows.map((r) => r.dataset.state));
+  if (!states.length || states.some((s) => s !== "failed")) throw new Error(`filter failed: ${states}`);
+  console.log("the state filter shows failed jobs only");
+
+  // Its detail shows both streams; retry runs it again from the page.
+  await page.click(`tr[data-id="${bad}"]`);
+  await page.waitForSelector("#errlog:has-text('going wrong')", { timeout: 10000 });
+  await page.click(`button[data-retry="${bad}"]`);
+  await page.waitForSelector(`tr[data-id="${bad}"] td:has-text("failed #2")`, { timeout: 20000 });
+  const retried = await (await fetch(`${url}/v1/jobs/${bad}`, { headers: { authorization: `Bearer ${token}` } })).json();
+  if (retried.attempt !== 2) throw new Error(`retry did not run it again: ${JSON.stringify(retried)}`);
+  console.log("the retry button ran the failed job again");
+
+  // Every column fits at 1,400 px: the table is no wider than its box.
+  await page.click(`#counts button[data-state=""]`);
+  await page.waitForSelector(`tr[data-id="${ok}"]`, { timeout: 10000 });
+  const fit = await page.$eval("#list", (box) => ({ box: box.clientWidth, table: box.querySelector("table").scrollWidth }));
+  if (fit.table > fit.box) throw new Error(`the job table is cut off: ${JSON.stringify(fit)}`);
+  console.log(`every column fits (${fit.table} of ${fit.box} px)`);
+
+  await page.screenshot({ path: screenshot });
   console.log(`screenshot: ${screenshot}`);
 } catch (e) {
   console.error(e);

@@ -205,6 +205,13 @@ pub struct Dismiss {
     pub ids: Vec<JobId>,
 }
 
+/// `GET /v1/counts`: how many jobs are in each state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// By state name; a state with no job is left out.
+    pub states: std::collections::BTreeMap<String, u64>,
+}
+
 /// `POST /v1/resolve`: the jobs people named, each by any of the words commands take for a job.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

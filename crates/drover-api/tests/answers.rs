@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use drover_api::{
-    CancelAllAnswer, CancelAnswer, CancelResult, Change, ChangeResult, Changes, ErrorBody, Event,
-    Found, Health, Idle, JobRecord, NodeRecord, NodeReport, QueueInfo, Resolved, Submitted,
+    CancelAllAnswer, CancelAnswer, CancelResult, Change, ChangeResult, Changes, Counts, ErrorBody,
+    Event, Found, Health, Idle, JobRecord, NodeRecord, NodeReport, QueueInfo, Resolved, Submitted,
     SubmittedBatch,
 };
 use serde::Serialize;
@@ -96,6 +96,12 @@ fn queue_answers() {
     assert_eq!(set.concurrency, Some(2));
     let queues: Vec<QueueInfo> = decode("queues");
     assert!(queues.iter().any(|q| q.name == "q"));
+}
+
+#[test]
+fn counts_are_by_state() {
+    let counts: Counts = decode("counts");
+    assert!(counts.states.values().sum::<u64>() > 0);
 }
 
 #[test]

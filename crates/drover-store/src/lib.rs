@@ -327,6 +327,8 @@ pub struct JobFilter {
     pub id_prefix: Option<String>,
     /// Only jobs submitted at or after this time.
     pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only jobs older than this one (the next page of a listing, newest first).
+    pub before: Option<JobId>,
     /// At most this many, newest first (a default applies when 0).
     pub limit: usize,
 }

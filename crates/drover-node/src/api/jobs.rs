@@ -14,7 +14,7 @@ use drover_store::{CancelOutcome, JobFilter};
 use tokio::sync::broadcast;
 
 use drover_api::{
-    CancelAll, CancelAllAnswer, CancelAnswer, CancelResult, Change, ChangeResult, Idle,
+    CancelAll, CancelAllAnswer, CancelAnswer, CancelResult, Change, ChangeResult, Counts, Idle,
     SetPriority, Submitted, SubmittedBatch,
 };
 
@@ -121,6 +121,9 @@ pub(super) async fn list(
     }
     filter.queue = params.get("queue").cloned();
     filter.name = params.get("name").cloned();
+    if let Some(before) = params.get("before") {
+        filter.before = Some(parse_id(before)?);
+    }
     if let Some(since) = params.get("since") {
         filter.since = Some(
             chrono::DateTime::parse_from_rfc3339(since)
@@ -137,6 +140,17 @@ pub(super) async fn list(
     }
     let jobs = state.store.list(&filter).await?;
     Ok(Json(waiting::explained(&state, jobs).await?))
+}
+
+/// `GET /v1/counts`: how many jobs are in each state (states with none left out).
+pub(super) async fn counts(State(state): State<ApiState>) -> Result<Json<Counts>, ApiError> {
+    let counts = state.store.counts().await?;
+    Ok(Json(Counts {
+        states: counts
+            .into_iter()
+            .map(|(state, n)| (state.as_str().to_string(), n))
+            .collect(),
+    }))
 }
 
 /// Holds the request until the job is terminal or `timeout` passes, then answers with the job.

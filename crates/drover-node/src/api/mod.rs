@@ -92,6 +92,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/node", get(nodes::node_info))
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/v1/wait", get(jobs::wait_idle))
+        .route("/v1/counts", get(jobs::counts))
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route("/v1/jobs/{id}/wait", get(jobs::wait_job))
         .route("/v1/jobs/{id}/logs", get(logs::logs))

@@ -1,10 +1,21 @@
 "use strict";
-// The page keeps one row per job. It loads recent jobs once, then every change arrives on the
-// event stream (Server-Sent Events) and re-reads only the job it concerns: no polling.
-const rows = new Map();
+// The page keeps the jobs it has loaded (200 at a time, newest first, narrowed on the node by
+// state and queue) and draws the table from them: filtered by name, sorted, running jobs first.
+// Every change arrives on the event stream (Server-Sent Events) and re-reads only the job it
+// concerns: no polling.
+const PAGE = 200;
+const STATES = ["running", "starting", "queued", "blocked", "scheduled", "succeeded", "failed",
+                "timed_out", "lost", "cancelled"];
+const ENDED = ["succeeded", "failed", "timed_out", "lost", "cancelled"];
+const RETRIABLE = ["failed", "timed_out", "lost", "cancelled"];
+const DEAD = ["failed", "timed_out", "lost"];
 const jobs = new Map();
+const filter = { state: "", queue: "", name: "" };
+let sort = { key: null, up: false };
+let oldest = null;
 let selected = null;
 let follow = null;
+let drawQueued = false;
 
 const el = (tag, attrs = {}, text = "") => {
   const e = document.createElement(tag);
@@ -19,107 +30,209 @@ const bytes = (n) => {
   while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
   return (i ? n.toFixed(1) : n) + " " + units[i];
 };
-const runtime = (job) => {
-  if (!job.started_at) return "-";
+const seconds = (job) => {
+  if (!job.started_at) return -1;
   const last = job.attempts[job.attempts.length - 1];
   const end = last && last.finished_at ? new Date(last.finished_at) : new Date();
-  const s = Math.max(0, (end - new Date(job.started_at)) / 1000);
-  return s < 60 ? s.toFixed(1) + "s" : Math.floor(s / 60) + "m" + Math.round(s % 60) + "s";
+  return Math.max(0, (end - new Date(job.started_at)) / 1000);
 };
-const terminal = (s) => ["succeeded", "failed", "timed_out", "lost", "cancelled"].includes(s);
+// As the CLI writes them: 12.3s, 4m05s, 1h02m, 3d04h.
+const runtime = (job) => {
+  const s = seconds(job);
+  if (s < 0) return "-";
+  const two = (n) => String(Math.floor(n)).padStart(2, "0");
+  if (s < 60) return s.toFixed(1) + "s";
+  if (s < 3600) return Math.floor(s / 60) + "m" + two(s % 60) + "s";
+  if (s < 86400) return Math.floor(s / 3600) + "h" + two((s % 3600) / 60) + "m";
+  return Math.floor(s / 86400) + "d" + two((s % 86400) / 3600) + "h";
+};
+const queueOf = (job) => (job.spec && job.spec.queue) || "default";
+const reasonOf = (job) => job.reason || job.waiting_for || (job.state === "queued" ? "waiting for a free slot" : "-");
+const post = (path, body) => fetch(path, {
+  method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+});
+// Running first, then waiting, then ended; newest first within each.
+const phase = (job) => (["running", "starting"].includes(job.state) ? 0 : ENDED.includes(job.state) ? 2 : 1);
+const keys = {
+  number: (j) => j.number, name: (j) => j.name, state: (j) => j.state, queue: queueOf,
+  node: (j) => j.node || "", runtime: seconds, memory: (j) => j.peak_memory_bytes || 0, reason: reasonOf,
+};
 
-function render(job) {
-  jobs.set(job.id, job);
-  let tr = rows.get(job.id);
-  if (!tr) {
-    tr = el("tr");
-    tr.addEventListener("click", () => select(job.id));
-    rows.set(job.id, tr);
-    const body = document.getElementById("jobs");
-    body.insertBefore(tr, body.firstChild);
+function compare(a, b) {
+  if (sort.key) {
+    const [x, y] = [keys[sort.key](a), keys[sort.key](b)];
+    const c = x < y ? -1 : x > y ? 1 : 0;
+    if (c) return sort.up ? c : -c;
   }
-  tr.dataset.id = job.id;
-  tr.dataset.state = job.state;
-  tr.className = job.id === selected ? "selected" : "";
-  tr.replaceChildren(
-    el("td", { class: "mono", title: job.id }, job.id.slice(-12)),
-    el("td", {}, job.name),
-    el("td", { class: "state state-" + job.state }, job.state),
-    el("td", {}, (job.spec && job.spec.queue) || "default"),
+  return phase(a) - phase(b) || b.number - a.number;
+}
+
+// The node filters by state and queue; the name filter is the page's own.
+function shown(job) {
+  return (!filter.state || job.state === filter.state) && (!filter.queue || queueOf(job) === filter.queue)
+    && (!filter.name || job.name.toLowerCase().includes(filter.name.toLowerCase()));
+}
+
+function row(job) {
+  const tr = el("tr", { "data-id": job.id, "data-state": job.state });
+  if (job.id === selected) tr.className = "selected";
+  tr.addEventListener("click", () => select(job.id));
+  const reason = reasonOf(job);
+  tr.append(
+    el("td", { class: "mono", title: job.id }, String(job.number)),
+    el("td", { class: "clip", title: job.name }, job.name),
+    el("td", { class: "state state-" + job.state }, job.attempt > 1 ? `${job.state} #${job.attempt}` : job.state),
+    el("td", {}, queueOf(job)),
     el("td", {}, job.node || "-"),
     el("td", {}, runtime(job)),
     el("td", {}, bytes(job.peak_memory_bytes)),
-    el("td", {}, job.reason || job.waiting_for || "-"),
+    el("td", { class: "reason", title: reason }, reason),
   );
-  const cell = el("td");
-  if (!terminal(job.state)) {
-    const b = el("button", { "data-cancel": job.id }, "cancel");
-    b.addEventListener("click", async (e) => {
-      e.stopPropagation();
-      await fetch(`/v1/jobs/${job.id}/cancel`, {
-        method: "POST", headers: { "content-type": "application/json" }, body: "{}",
-      });
-    });
+  const cell = el("td", { class: "actions" });
+  const action = (label, attr, go) => {
+    const b = el("button", { [attr]: job.id }, label);
+    b.addEventListener("click", async (e) => { e.stopPropagation(); await go(); refresh(job.id); });
     cell.append(b);
-  }
+  };
+  if (!ENDED.includes(job.state)) action("cancel", "data-cancel", () => post(`/v1/jobs/${job.id}/cancel`, {}));
+  if (RETRIABLE.includes(job.state)) action("retry", "data-retry", () => post("/v1/retry", { ids: [job.id] }));
+  if (DEAD.includes(job.state)) action("dismiss", "data-dismiss", () => post("/v1/dlq/dismiss", { ids: [job.id] }));
   tr.append(cell);
-  if (job.id === selected) detail(job);
+  return tr;
+}
+
+function draw() {
+  drawQueued = false;
+  const list = [...jobs.values()].filter(shown).sort(compare);
+  document.getElementById("jobs").replaceChildren(...list.map(row));
+  document.getElementById("shown").textContent = `${list.length} of ${jobs.size} loaded jobs shown`;
+  for (const th of document.querySelectorAll("th[data-sort]")) {
+    th.classList.toggle("sorted", th.dataset.sort === sort.key);
+    th.classList.toggle("up", th.dataset.sort === sort.key && sort.up);
+  }
+  const job = jobs.get(selected);
+  if (job) detail(job);
+}
+const redraw = () => { if (!drawQueued) { drawQueued = true; requestAnimationFrame(draw); } };
+
+async function load(more = false) {
+  const q = new URLSearchParams({ limit: PAGE });
+  if (filter.state) q.set("state", filter.state);
+  if (filter.queue) q.set("queue", filter.queue);
+  if (more && oldest) q.set("before", oldest);
+  const r = await fetch(`/v1/jobs?${q}`);
+  if (!r.ok) return;
+  const page = await r.json();
+  if (!more) jobs.clear();
+  for (const job of page) jobs.set(job.id, job);
+  if (page.length) oldest = page[page.length - 1].id;
+  document.getElementById("more").hidden = page.length < PAGE;
+  redraw();
 }
 
 async function refresh(id) {
   const r = await fetch(`/v1/jobs/${id}`);
-  if (r.ok) render(await r.json());
+  if (!r.ok) return;
+  const job = await r.json();
+  const fits = (!filter.state || job.state === filter.state) && (!filter.queue || queueOf(job) === filter.queue);
+  if (fits || id === selected) jobs.set(id, job); else jobs.delete(id);
+  redraw();
 }
 
 function detail(job) {
   const box = document.getElementById("detail");
+  const s = job.spec || {};
+  const limits = [
+    s.memory && `memory ${s.memory}`, s.memory_max && `grows to ${s.memory_max}`, s.cpus && `cpus ${s.cpus}`,
+    s.pids && `pids ${s.pids}`, s.nofile && `nofile ${s.nofile}`, s.stall && `stall ${s.stall}`,
+  ].filter(Boolean).join(", ") || "none";
+  const facts = el("dl");
+  const fact = (k, v) => facts.append(el("dt", {}, k), el("dd", {}, v));
+  fact("job", `${job.number} · ${job.id}`);
+  fact("state", job.state + (job.cancel_requested ? " (cancel requested)" : ""));
+  fact("queue", queueOf(job));
+  fact("argv", job.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`)).join(" "));
+  fact("cwd", s.cwd || "(the node's)");
+  fact("timeout", `${s.timeout} (grace ${s.grace})`);
+  fact("limits", limits);
+  const budget = (s.retries || 0) + 1;
+  fact("attempt", job.attempt > budget ? String(job.attempt) : `${job.attempt} of ${budget}`);
+  if (job.reason) fact("reason", job.reason);
+  if (!ENDED.includes(job.state) && job.state !== "running") fact("waiting", reasonOf(job));
   const attempts = el("table");
-  attempts.append(el("tr", {}, ""));
-  attempts.firstChild.replaceChildren(...["#", "state", "node", "reason", "peak memory", "cpu"].map((h) => el("th", {}, h)));
+  const head = el("tr");
+  head.append(...["#", "state", "node", "reason", "peak mem", "cpu"].map((h) => el("th", {}, h)));
+  attempts.append(head);
   for (const a of job.attempts) {
     const tr = el("tr");
-    tr.replaceChildren(
-      el("td", {}, String(a.attempt)), el("td", { class: "state state-" + a.state }, a.state), el("td", {}, a.node),
-      el("td", {}, a.reason || "-"), el("td", {}, bytes(a.peak_memory_bytes)),
+    tr.append(el("td", {}, String(a.attempt)), el("td", { class: "state state-" + a.state }, a.state),
+      el("td", { class: "clip", title: a.node }, a.node), el("td", { class: "reason", title: a.reason || "" }, a.reason || "-"),
+      el("td", {}, bytes(a.peak_memory_bytes)),
       el("td", {}, a.cpu_time_ms == null ? "-" : (a.cpu_time_ms / 1000).toFixed(2) + "s"));
     attempts.append(tr);
   }
-  const log = box.querySelector("pre") || el("pre", { id: "log" });
-  box.replaceChildren(el("h2", {}, `${job.name} — ${job.state}`), attempts, log);
+  const out = box.querySelector("#log") || el("pre", { id: "log" });
+  const err = box.querySelector("#errlog") || el("pre", { id: "errlog", class: "stderr" });
+  box.replaceChildren(el("h2", {}, `${job.number} ${job.name} — ${job.state}`), facts, attempts,
+    el("h3", {}, "stdout"), out, el("h3", {}, "stderr"), err);
 }
 
-async function select(id) {
-  selected = id;
-  for (const [k, tr] of rows) tr.className = k === id ? "selected" : "";
-  if (follow) follow.abort();
-  follow = new AbortController();
-  document.getElementById("detail").replaceChildren(el("h2", {}, "…"), el("pre", { id: "log" }));
-  await refresh(id);
-  // Follow stdout as it is written; the request ends when the job does.
+// Follows one stream of the selected job as it is written; the request ends when the job does.
+async function stream(id, name, target, signal) {
   try {
-    const r = await fetch(`/v1/jobs/${id}/logs?follow=true`, { signal: follow.signal });
+    const r = await fetch(`/v1/jobs/${id}/logs?stream=${name}&follow=true`, { signal });
     const reader = r.body.getReader();
     const text = new TextDecoder();
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      const pre = document.getElementById("log");
+      const pre = document.getElementById(target);
       if (pre) { pre.textContent += text.decode(value, { stream: true }); pre.scrollTop = pre.scrollHeight; }
     }
   } catch (_) { /* switched to another job */ }
 }
 
+async function select(id) {
+  selected = id;
+  if (follow) follow.abort();
+  follow = new AbortController();
+  document.getElementById("detail").replaceChildren(el("h2", {}, "…"));
+  await refresh(id);
+  draw();
+  stream(id, "stdout", "log", follow.signal);
+  stream(id, "stderr", "errlog", follow.signal);
+}
+
+async function counts() {
+  const r = await fetch("/v1/counts");
+  if (!r.ok) return;
+  const { states } = await r.json();
+  const total = Object.values(states).reduce((a, b) => a + b, 0);
+  const chip = (state, label) => {
+    const b = el("button", { "data-state": state, class: filter.state === state ? "on" : "" }, label);
+    b.addEventListener("click", () => { filter.state = filter.state === state ? "" : state; load(); counts(); });
+    return b;
+  };
+  document.getElementById("counts").replaceChildren(chip("", `all ${total}`),
+    ...STATES.filter((s) => states[s]).map((s) => chip(s, `${s.replace("_", " ")} ${states[s]}`)));
+}
+
 async function queues() {
   const r = await fetch("/v1/queues");
   if (!r.ok) return;
+  const list = await r.json();
   const body = document.getElementById("queues");
-  body.replaceChildren(...(await r.json()).map((q) => {
+  body.replaceChildren(...list.map((q) => {
     const tr = el("tr");
     tr.replaceChildren(el("td", {}, q.name), el("td", {}, q.paused ? "paused" : "active"),
       el("td", {}, q.concurrency == null ? "-" : String(q.concurrency)), el("td", {}, String(q.queued)),
       el("td", {}, String(q.deferred)), el("td", {}, String(q.running)));
     return tr;
   }));
+  const select = document.getElementById("queue-filter");
+  const options = [el("option", { value: "" }, "all"), ...list.map((q) => el("option", { value: q.name }, q.name))];
+  select.replaceChildren(...options);
+  select.value = filter.queue;
 }
 
 async function node() {
@@ -131,7 +244,7 @@ async function node() {
     `${n.node} · ${n.containment.backend} · ${bytes(n.capacity.memory_bytes)}, ${n.capacity.cpus} CPUs, ${n.capacity.slots} slots${mem}`;
 }
 
-let queueTimer = null;
+let summaryTimer = null;
 // Every request of the page carries the node's cookie, which the login link (`drover web`)
 // set; without it the node answers 401 and the page shows how to log in instead.
 async function start() {
@@ -150,19 +263,35 @@ async function start() {
   const onEvent = (e) => {
     const ev = JSON.parse(e.data);
     refresh(ev.job_id);
-    clearTimeout(queueTimer);
-    queueTimer = setTimeout(() => { queues(); node(); }, 250);
+    clearTimeout(summaryTimer);
+    summaryTimer = setTimeout(() => { queues(); node(); counts(); }, 250);
   };
   for (const kind of ["submitted", "claimed", "started", "finished", "requeued", "cancel_requested", "cancelled",
                       "retried", "scheduled", "due", "reprioritized", "dismissed", "unblocked"]) {
     events.addEventListener(kind, onEvent);
   }
-  fetch("/v1/jobs?limit=200").then((r) => r.json()).then((jobs) => jobs.reverse().forEach(render));
+  document.getElementById("queue-filter").addEventListener("change", (e) => { filter.queue = e.target.value; load(); });
+  document.getElementById("name-filter").addEventListener("input", (e) => { filter.name = e.target.value; redraw(); });
+  document.getElementById("more").addEventListener("click", () => load(true));
+  for (const th of document.querySelectorAll("th[data-sort]")) {
+    th.addEventListener("click", () => {
+      const key = th.dataset.sort;
+      sort = sort.key === key ? (sort.up ? { key: null, up: false } : { key, up: true }) : { key, up: false };
+      redraw();
+    });
+  }
+  load();
+  counts();
   queues();
   node();
   // Runtimes of running jobs tick on the page itself, from what it already has (no request).
+  // Only the cells change, so a button is never redrawn under the pointer.
   setInterval(() => {
-    for (const job of jobs.values()) if (job.state === "running") render(job);
+    for (const job of jobs.values()) {
+      if (job.state !== "running") continue;
+      const cell = document.querySelector(`tr[data-id="${job.id}"] td:nth-child(6)`);
+      if (cell) cell.textContent = runtime(job);
+    }
   }, 1000);
 }
 start();

@@ -78,6 +78,16 @@ pub async fn jobs_are_numbered_and_found_by_number_name_and_prefix(store: &dyn S
         ..JobFilter::default()
     };
     assert!(by(nothing).await.is_empty());
+    let older = JobFilter {
+        before: Some(ids[2]),
+        limit: 1,
+        ..JobFilter::default()
+    };
+    assert_eq!(
+        by(older).await,
+        vec![ids[1]],
+        "the next page starts below the cursor"
+    );
     let later = JobFilter {
         since: Some(chrono::Utc::now() + chrono::Duration::hours(1)),
         ..JobFilter::default()

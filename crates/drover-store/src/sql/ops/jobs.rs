@@ -173,6 +173,10 @@ pub(super) async fn list(
                 clauses.push("id LIKE ?".to_string());
                 params.push(Value::Text(format!("{prefix}%")));
             }
+            if let Some(before) = filter.before {
+                clauses.push("id < ?".to_string());
+                params.push(Value::Text(before.to_string()));
+            }
             if let Some(since) = filter.since {
                 clauses.push("created_at >= ?".to_string());
                 params.push(Value::Int(since.timestamp_millis()));
