@@ -259,9 +259,10 @@ pub struct NodeArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address of the API. Loopback unless you say otherwise; beyond loopback the node needs a
-    /// shared token for the machines that reach it (DROVER_TOKEN, --token-file).
-    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR:PORT")]
-    pub listen: std::net::SocketAddr,
+    /// shared token for the machines that reach it (DROVER_TOKEN, --token-file). Default:
+    /// `listen` in drover.toml's `[serve]`, else 127.0.0.1:7878.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
     /// A host name the API answers to besides localhost, loopback addresses and (beyond
     /// loopback) the machine's own names and addresses, e.g. a reverse proxy's (repeatable).
     /// Requests naming any other host are refused, which defeats DNS rebinding.
@@ -395,15 +396,16 @@ pub struct LogsArgs {
 /// Jobs named by id, or every job that has not ended (`--all`): what `cancel` and `wait` act on.
 #[derive(Debug, Args)]
 pub struct Selection {
-    /// The jobs.
+    /// The jobs: numbers, ids, id prefixes or names.
     #[arg(
         required_unless_present = "all",
         conflicts_with = "all",
         value_name = "ID"
     )]
     pub ids: Vec<String>,
-    /// Every job that has not ended (`cancel` narrows it with --state and --queue; `wait`
-    /// returns once none is left).
+    /// Every job that has not ended: blocked, scheduled (a delay or --at, even hours ahead),
+    /// queued, starting or running. `cancel` narrows it with --state and --queue; `wait`
+    /// returns once none is left.
     #[arg(long)]
     pub all: bool,
 }

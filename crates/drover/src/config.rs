@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! [serve]
+//! listen = "127.0.0.1:7878"
 //! db = "postgres://drover@db.lan/drover"  # shared by many nodes; default: SQLite here
 //! labels = { has = "sage" }                # jobs with --require has=sage run here
 //! heartbeat = "5s"
@@ -57,6 +58,8 @@ pub struct FileConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeFile {
+    /// As `serve --listen`.
+    pub listen: Option<std::net::SocketAddr>,
     /// As `serve --db`.
     pub db: Option<String>,
     /// As `serve --label`, as a table: `labels = { has = "sage" }`.
@@ -190,6 +193,14 @@ mod tests {
             parse("[queues.\"a b\"]\nretries = 1\n").is_err(),
             "bad name"
         );
+    }
+
+    /// `docs/drover.toml`, the example with every key, is a file drover reads.
+    #[test]
+    fn the_documented_example_is_valid() {
+        let text = include_str!("../../../docs/drover.toml");
+        let config = parse(text).unwrap_or_else(|e| panic!("docs/drover.toml: {e:#}"));
+        assert!(config.serve.listen.is_some() && config.queues.contains_key("sage"));
     }
 
     #[test]

@@ -23,7 +23,10 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
     let token = crate::config::token(cli.token_file.as_deref(), loaded.as_ref())?;
     let (file, file_queues) = loaded.map(|l| (l.serve, l.queues)).unwrap_or_default();
     let mut config = drover_node::NodeConfig::new(data_dir);
-    config.listen = args.listen;
+    config.listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 7878)));
     config.slots = args.slots.or(file.slots).map(|n| n as usize);
     config.shutdown_timeout = args.shutdown_timeout.get();
     config.stop_jobs_on_exit = args.stop_jobs_on_exit;
