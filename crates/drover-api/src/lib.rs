@@ -194,6 +194,9 @@ pub struct Retry {
     /// Every job in the dead-letter queue (instead of `ids`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub all_dlq: bool,
+    /// Spec fields to change before the jobs run again (`{"memory": "2G"}`), with `ids`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// `POST /v1/dlq/dismiss`.

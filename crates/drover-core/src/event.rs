@@ -37,6 +37,9 @@ pub enum EventKind {
     Dismissed,
     /// Every job a blocked job waited for succeeded: it is `queued` (or `scheduled`).
     Unblocked,
+    /// A job's spec was changed: a waiting job's (`drover edit`), or an ended one's just before
+    /// it was retried with new settings (`drover retry --memory 2G`).
+    Edited,
 }
 
 impl EventKind {
@@ -56,6 +59,7 @@ impl EventKind {
             EventKind::Reprioritized => "reprioritized",
             EventKind::Dismissed => "dismissed",
             EventKind::Unblocked => "unblocked",
+            EventKind::Edited => "edited",
         }
     }
 }

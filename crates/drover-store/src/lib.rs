@@ -361,6 +361,17 @@ pub trait Store: Send + Sync + 'static {
     /// Changes the priority of a waiting (`queued`, `scheduled` or `blocked`) job.
     async fn set_priority(&self, id: JobId, priority: i32) -> Result<Change, StoreError>;
 
+    /// Replaces the spec of a job in one of `states` (event `edited`): its name, priority,
+    /// queue and retry budget follow the new spec. What fixes a job's place among others — its
+    /// dependencies (`after`), its time (`at`) and its idempotency key — cannot change: a spec
+    /// that changes them is refused, naming the field.
+    async fn edit(
+        &self,
+        id: JobId,
+        spec: JobSpec,
+        states: &[JobState],
+    ) -> Result<Change, StoreError>;
+
     /// The dead-letter queue: jobs that ended `failed`, `timed_out` or `lost` after their
     /// retries and were neither retried nor dismissed, newest first.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError>;

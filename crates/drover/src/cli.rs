@@ -68,10 +68,13 @@ pub enum Command {
     Watch(WatchArgs),
     /// Change the priority of a waiting job.
     Priority(PriorityArgs),
+    /// Change the settings of a job that waits (queued, scheduled or blocked): any `submit`
+    /// flag, and a new program after `--`. `-e` adds to its environment.
+    Edit(Box<EditArgs>),
     /// The dead-letter queue: jobs that ended unsuccessfully after their retries.
     Dlq(DlqArgs),
     /// Run ended jobs again with a fresh retry budget (their attempts are kept).
-    Retry(RetryArgs),
+    Retry(Box<RetryArgs>),
     /// Named queues: list them, pause or resume one, limit how many of its jobs run at once.
     Queue(QueueArgs),
     /// Show how jobs would be contained here: the backend and why, what each limit kind
@@ -136,6 +139,17 @@ pub struct WatchArgs {
     pub since: Option<u64>,
 }
 
+/// `drover edit`
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// The job: its number, id, id prefix or name.
+    #[arg(value_name = "JOB")]
+    pub id: String,
+    /// What to change.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
 /// `drover priority`
 #[derive(Debug, Args)]
 pub struct PriorityArgs {
@@ -171,7 +185,7 @@ pub enum DlqAction {
 /// `drover retry`
 #[derive(Debug, Args)]
 pub struct RetryArgs {
-    /// Jobs to run again.
+    /// Jobs to run again: numbers, ids, id prefixes or names.
     #[arg(
         value_name = "ID",
         required_unless_present = "all_dlq",
@@ -181,6 +195,10 @@ pub struct RetryArgs {
     /// Every job in the dead-letter queue.
     #[arg(long)]
     pub all_dlq: bool,
+    /// Settings to change before they run again (`--memory 2G`, `--timeout 4h`; any `submit`
+    /// flag): recorded in the job's spec, while each past attempt keeps what it ran with.
+    #[command(flatten)]
+    pub spec: SpecArgs,
 }
 
 /// `drover queue`

@@ -30,8 +30,43 @@ pub mod exit {
     pub const NODE: u8 = 4;
 }
 
+/// For `drover submit echo hi`: the program belongs after `--`, and the line that would work.
+fn program_hint(err: &clap::Error, args: &[String]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if err.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(stray)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let command = args.iter().position(|a| a == "submit" || a == "run")?;
+    let at = command + args[command..].iter().position(|a| a == stray)?;
+    if stray.starts_with('-') || args[..at].iter().any(|a| a == "--") {
+        return None;
+    }
+    let mut fixed: Vec<&str> = vec!["drover"];
+    fixed.extend(args[1..at].iter().map(String::as_str));
+    fixed.push("--");
+    fixed.extend(args[at..].iter().map(String::as_str));
+    Some(format!(
+        "tip: the job's program and its arguments go after `--`:\n  {}",
+        fixed.join(" ")
+    ))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let hint = program_hint(&err, &std::env::args().collect::<Vec<_>>());
+            let code = err.exit_code();
+            let _ = err.print();
+            if let Some(hint) = hint {
+                eprintln!("{hint}");
+            }
+            return ExitCode::from(u8::try_from(code).unwrap_or(exit::USAGE));
+        }
+    };
     if !matches!(cli.command, Command::Serve(_) | Command::Owner(_)) {
         // A client whose reader went away (`drover watch | head`) ends quietly, as other Unix
         // tools do. The node and owners keep ignoring SIGPIPE: a closed socket is an error
@@ -51,6 +86,7 @@ fn main() -> ExitCode {
         Command::Wait(args) => commands::wait(&cli, args),
         Command::Doctor(args) => commands::doctor(&cli, args),
         Command::Priority(args) => commands::priority(&cli, args),
+        Command::Edit(args) => commands::edit(&cli, args),
         Command::Watch(args) => commands::watch(&cli, args),
         Command::Dlq(args) => commands::dlq(&cli, args),
         Command::Retry(args) => commands::retry(&cli, args),

@@ -237,10 +237,15 @@ pub fn detail(job: &JobRecord, now: DateTime<Utc>) -> String {
             "exit code".to_string(),
             job.exit_code.map_or("-".to_string(), |c| c.to_string()),
         ],
-        vec![
-            "attempt".to_string(),
-            format!("{} of {}", job.attempt, job.spec.retries + 1),
-        ],
+        vec!["attempt".to_string(), {
+            // A retry gives a fresh budget, so the count may pass the first one's.
+            let budget = job.spec.retries + 1;
+            if job.attempt > budget {
+                job.attempt.to_string()
+            } else {
+                format!("{} of {budget}", job.attempt)
+            }
+        }],
         vec![
             "node".to_string(),
             job.node.as_ref().map_or("-".to_string(), |n| n.to_string()),
@@ -296,6 +301,8 @@ pub fn detail(job: &JobRecord, now: DateTime<Utc>) -> String {
             "  #".into(),
             "STATE".into(),
             "REASON".into(),
+            "PEAK MEM".into(),
+            "LIMIT".into(),
             "NODE".into(),
         ]];
         for a in &job.attempts {
@@ -303,6 +310,8 @@ pub fn detail(job: &JobRecord, now: DateTime<Utc>) -> String {
                 format!("  {}", a.attempt),
                 a.state.to_string(),
                 a.reason.as_ref().map_or("-".to_string(), |r| r.to_string()),
+                a.peak_memory_bytes.map_or("-".to_string(), format_bytes),
+                a.memory_limit_bytes.map_or("-".to_string(), format_bytes),
                 a.node.to_string(),
             ]);
         }
@@ -491,24 +500,38 @@ pub fn nodes_table(nodes: &[drover_api::NodeRecord], now: DateTime<Utc>) -> Stri
     table(&rows)
 }
 
-/// One `drover watch` line: sequence, time, job, attempt, what happened, state, reason.
-pub fn event_line(event: &drover_api::Event) -> String {
+/// The header of `drover watch`'s lines.
+pub const EVENT_HEADER: &str =
+    "     SEQ  TIME          JOB     NAME              TRY EVENT            STATE       REASON";
+
+/// One `drover watch` line: sequence, local time, the job's number and name, attempt, what
+/// happened, state, reason.
+pub fn event_line(event: &drover_api::Event, job: Option<(u64, &str)>) -> String {
     let reason = event
         .reason
         .as_ref()
         .map(|r| r.to_string())
         .unwrap_or_default();
     let attempt = event.attempt.map(|a| format!("#{a}")).unwrap_or_default();
-    format!(
-        "{:>8}  {}  {}  {:<3} {:<16} {:<10} {}",
+    let (number, name) = match job {
+        Some((number, name)) => (number.to_string(), clip(name, 16)),
+        None => (event.job_id.to_string()[..8].to_string(), "?".to_string()),
+    };
+    let line = format!(
+        "{:>8}  {}  {:<7} {:<17} {:<3} {:<16} {:<11} {}",
         event.seq,
-        event.at.format("%H:%M:%S%.3f"),
-        event.job_id,
+        event
+            .at
+            .with_timezone(&chrono::Local)
+            .format("%H:%M:%S%.3f"),
+        number,
+        name,
         attempt,
         event.kind.as_str(),
         event.state,
         reason
-    )
+    );
+    line.trim_end().to_string()
 }
 
 fn header(names: &[&str]) -> Vec<String> {

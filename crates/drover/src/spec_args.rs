@@ -136,7 +136,7 @@ pub struct SpecArgs {
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "pairs")]
     pub require: Vec<(String, String)>,
     /// The program and its arguments (no shell: use `sh -c '...'` to ask for one).
-    #[arg(last = true, required_unless_present = "batch", value_name = "ARGV")]
+    #[arg(last = true, value_name = "ARGV")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub argv: Vec<String>,
 }

@@ -535,3 +535,77 @@ fn a_pty_makes_python_print_line_by_line() {
         "Python buffers a pipe, which is why --pty exists: {in_a_pipe:?}"
     );
 }
+
+/// Forgiving input: `retry --memory` runs a job again with a changed spec (each attempt keeps
+/// the limit it ran under), `edit` changes a waiting job, and `submit echo hi` suggests `--`.
+#[test]
+fn jobs_are_retried_with_new_settings_and_edited_while_they_wait() {
+    let node = Node::start(&[]);
+    let grow = "b = bytearray(150 << 20); print('fits')";
+    let id = node.submit(&[
+        "--name", "big", "--memory", "64M", "--", "python3", "-c", grow,
+    ]);
+    node.drover(&["wait", &id]);
+    assert_eq!(node.job(&id)["reason"], "memory_limit");
+    let out = node.drover(&["retry", "big", "--memory", "400M"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    node.drover(&["wait", &id]);
+    let job = node.job(&id);
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    assert_eq!(job["spec"]["memory"], "400M");
+    let limits: Vec<&Value> = job["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["memory_limit_bytes"])
+        .collect();
+    assert_eq!(
+        limits,
+        [&Value::from(64u64 << 20), &Value::from(400u64 << 20)]
+    );
+    // The change is recorded as such: an `edited` event before the `retried` one.
+    let watch = format!("timeout 2 {BIN} watch --json --job {id} --since 0");
+    let events = std::process::Command::new("sh")
+        .args(["-c", &watch])
+        .env("DROVER_DATA_DIR", node.data_dir())
+        .output()
+        .unwrap();
+    let events = stdout(&events);
+    let edited = events.find("\"edited\"").expect("an edited event");
+    assert!(edited < events.find("\"retried\"").unwrap(), "{events}");
+
+    let waiting = node.submit(&["--delay", "1h", "--", "echo", "one"]);
+    let out = node.drover(&[
+        "edit",
+        &waiting,
+        "--timeout",
+        "5m",
+        "-e",
+        "EXTRA=1",
+        "--",
+        "echo",
+        "two",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let job = node.job(&waiting);
+    assert_eq!(
+        (job["argv"][1].as_str(), job["spec"]["timeout"].as_str()),
+        (Some("two"), Some("5m"))
+    );
+    assert_eq!(job["spec"]["env"]["EXTRA"], "1");
+    assert!(
+        job["spec"]["env"].as_object().unwrap().len() > 1,
+        "the rest of its environment stays"
+    );
+    let ended = node.drover(&["edit", &id, "--timeout", "5m"]);
+    assert_eq!(
+        ended.status.code(),
+        Some(4),
+        "an ended job is retried, not edited"
+    );
+    assert!(
+        stderr(&ended).contains("only a job that waits"),
+        "{}",
+        stderr(&ended)
+    );
+}

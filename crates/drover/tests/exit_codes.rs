@@ -47,6 +47,13 @@ fn bad_usage_exits_2() {
     let node = Node::start(&[]);
     let unknown_flag = node.drover(&["submit", "--bogus", "--", "true"]);
     assert_eq!(code(&unknown_flag), 2, "{}", stderr(&unknown_flag));
+    let no_dashes = node.drover(&["submit", "--timeout", "1h", "echo", "hi"]);
+    assert_eq!(code(&no_dashes), 2, "{}", stderr(&no_dashes));
+    assert!(
+        stderr(&no_dashes).contains("drover submit --timeout 1h -- echo hi"),
+        "the line that works is suggested: {}",
+        stderr(&no_dashes)
+    );
     let bad_value = node.drover(&["submit", "--memory", "lots", "--", "true"]);
     assert_eq!(code(&bad_value), 2, "{}", stderr(&bad_value));
     let batch_and_flags = node.drover(&["submit", "--batch", "-", "--timeout", "2s"]);

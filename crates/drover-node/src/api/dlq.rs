@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
-use drover_core::{JobId, JobRecord};
+use drover_core::{JobId, JobRecord, JobState};
 
 use drover_api::{Changes, Dismiss, Retry};
 
@@ -41,7 +41,7 @@ pub(super) async fn dismiss(
 }
 
 /// `POST /v1/retry {"ids": [...]}` or `{"all_dlq": true}`: runs ended jobs again with a fresh
-/// retry budget.
+/// retry budget; with `"spec": {...}`, with those settings changed.
 pub(super) async fn retry(
     State(state): State<ApiState>,
     request: Request,
@@ -52,6 +52,23 @@ pub(super) async fn retry(
         (false, false) => Some(body.ids),
         _ => return Err(ApiError::bad("ids", "give ids or all_dlq, one of the two")),
     };
+    // New settings first (event `edited`), then the retry: the attempts keep the settings they
+    // ran with, the job's spec says what the next one gets.
+    if let Some(patch) = body.spec.as_ref().filter(|p| !p.is_empty()) {
+        let Some(ids) = &ids else {
+            return Err(ApiError::bad(
+                "spec",
+                "new settings need the jobs named by ids",
+            ));
+        };
+        let ended = [
+            JobState::Failed,
+            JobState::TimedOut,
+            JobState::Lost,
+            JobState::Cancelled,
+        ];
+        super::edit::edit_each(&state, ids, patch, &ended).await?;
+    }
     let results = state.store.retry(ids).await?;
     Ok(Json(changes(results)))
 }

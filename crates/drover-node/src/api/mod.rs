@@ -3,7 +3,7 @@
 //! own and never touch processes (a cancel reaches a running job through the store's event).
 //!
 //! One file per resource: `jobs`, `logs`, `dlq`, `queues`, `nodes`, the words for a job in
-//! `resolve`, and the page in `web`;
+//! `resolve`, spec changes in `edit`, why a job waits in `waiting`, and the page in `web`;
 //! request parsing is in `parse`, the error type in `error`. Who may call is decided before any
 //! handler runs, by `crate::auth::guard`; the metrics scrape is `crate::metrics::scrape`.
 //!
@@ -11,6 +11,7 @@
 //! the offending part of the request where there is one.
 
 mod dlq;
+mod edit;
 mod error;
 mod jobs;
 mod logs;
@@ -98,6 +99,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/jobs/{id}/logs", get(logs::logs))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/jobs/{id}/priority", post(jobs::set_priority))
+        .route("/v1/jobs/{id}/edit", post(edit::edit))
         .route("/v1/cancel", post(jobs::cancel_many))
         .route("/v1/resolve", post(resolve::resolve))
         .route("/v1/dlq", get(dlq::dead_letters))

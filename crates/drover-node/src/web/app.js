@@ -267,7 +267,7 @@ async function start() {
     summaryTimer = setTimeout(() => { queues(); node(); counts(); }, 250);
   };
   for (const kind of ["submitted", "claimed", "started", "finished", "requeued", "cancel_requested", "cancelled",
-                      "retried", "scheduled", "due", "reprioritized", "dismissed", "unblocked"]) {
+                      "retried", "scheduled", "due", "reprioritized", "dismissed", "unblocked", "edited"]) {
     events.addEventListener(kind, onEvent);
   }
   document.getElementById("queue-filter").addEventListener("change", (e) => { filter.queue = e.target.value; load(); });

@@ -96,6 +96,7 @@ macro_rules! conformance_tests {
             idempotency_keys_name_one_job,
             dead_letters_are_retried_with_a_fresh_budget_or_dismissed,
             priority_changes_reorder_the_queue,
+            edits_change_a_waiting_jobs_spec_but_not_its_place,
             dependents_wait_then_run_or_fail_down_the_chain,
             cancelling_a_job_cancels_its_dependents,
             queues_pause_and_limit_what_is_claimed,

@@ -197,3 +197,51 @@ pub async fn priority_changes_reorder_the_queue(store: &dyn Store) {
         Change::NotApplicable(JobState::Starting)
     ));
 }
+
+pub async fn edits_change_a_waiting_jobs_spec_but_not_its_place(store: &dyn Store) {
+    let waiting = [JobState::Queued, JobState::Scheduled, JobState::Blocked];
+    let id = store.submit(vec![spec("old")]).await.unwrap()[0];
+    let mut new = spec("new");
+    new.name = Some("renamed".into());
+    new.priority = 7;
+    new.queue = Some("q".into());
+    new.retries = 2;
+    let answer = store.edit(id, new.clone(), &waiting).await.unwrap();
+    assert_eq!(answer, Change::Done(JobState::Queued));
+    let job = store.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        (job.name.as_str(), job.spec.clone()),
+        ("renamed", new.clone())
+    );
+    let in_q = JobFilter {
+        queue: Some("q".into()),
+        ..JobFilter::default()
+    };
+    assert_eq!(
+        store.list(&in_q).await.unwrap().len(),
+        1,
+        "its queue follows the spec"
+    );
+    let events = store.events_since(0, 100).await.unwrap();
+    assert_eq!(events.last().unwrap().kind, drover_core::EventKind::Edited);
+    // What fixes its place cannot change.
+    let mut dated = new.clone();
+    dated.at = Some(chrono::Utc::now() + chrono::Duration::hours(1));
+    assert!(matches!(
+        store.edit(id, dated, &waiting).await,
+        Err(crate::StoreError::Invalid { field, .. }) if field == "at"
+    ));
+    // Only in the states given; a missing job is said to be missing.
+    assert_eq!(
+        store
+            .edit(id, new.clone(), &[JobState::Failed])
+            .await
+            .unwrap(),
+        Change::NotApplicable(JobState::Queued)
+    );
+    let ghost = drover_core::JobId::from_uuid(uuid::Uuid::now_v7());
+    assert_eq!(
+        store.edit(ghost, new, &waiting).await.unwrap(),
+        Change::NotFound
+    );
+}

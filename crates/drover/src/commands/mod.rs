@@ -7,6 +7,7 @@
 mod cancel;
 mod dlq;
 mod doctor;
+mod edit;
 mod follow;
 mod logs;
 mod nodes;
@@ -32,6 +33,7 @@ use crate::exit;
 pub use cancel::cancel;
 pub use dlq::dlq;
 pub use doctor::doctor;
+pub use edit::edit;
 pub use logs::logs;
 pub use nodes::{drain, nodes};
 pub use owner::owner;

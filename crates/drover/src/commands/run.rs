@@ -7,7 +7,7 @@ use drover_api::CancelAnswer;
 use drover_core::JobRecord;
 
 use super::follow::{follow_output, job_exit_code};
-use super::submit::{Origin, submit_one};
+use super::submit::{Origin, require_program, submit_one};
 use super::{UsageError, client};
 use crate::cli::{Cli, RunArgs};
 use crate::exit;
@@ -32,6 +32,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
     if args.submit.batch.is_some() {
         return Err(UsageError("`run` takes one job; use `submit --batch` for many".into()).into());
     }
+    require_program(&args.submit.spec)?;
     let client = client(cli)?;
     let id = submit_one(&client, &args.submit.spec, &Origin::here(cli)?)?;
     if args.detach {

@@ -35,6 +35,7 @@ pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
         }
         return submit_batch(cli, file, &Origin::here(cli)?);
     }
+    require_program(&args.spec)?;
     let id = submit_one(&client(cli)?, &args.spec, &Origin::here(cli)?)?;
     if cli.json {
         crate::output::json(&Submitted { id })?;
@@ -42,6 +43,16 @@ pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
         println!("{id}");
     }
     Ok(exit::OK)
+}
+
+/// A job needs a program: `drover submit -- PROGRAM ARGS...`.
+pub(super) fn require_program(spec: &SpecArgs) -> Result<(), UsageError> {
+    if spec.argv.is_empty() {
+        return Err(UsageError(
+            "no program: give it after `--`, as in `drover submit -- python3 sim.py`".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Submits the job `spec` describes from `origin`.
@@ -121,7 +132,7 @@ impl Origin {
 }
 
 /// Makes the spec's `cwd`, if it names one, absolute against this process's directory.
-fn absolute_cwd(spec: &mut SpecArgs) -> anyhow::Result<()> {
+pub(super) fn absolute_cwd(spec: &mut SpecArgs) -> anyhow::Result<()> {
     if let Some(dir) = &spec.cwd {
         spec.cwd =
             Some(std::path::absolute(dir).with_context(|| format!("bad cwd {}", dir.display()))?);

@@ -234,6 +234,61 @@ pub(super) async fn set_priority(
         .await
 }
 
+pub(super) async fn edit(
+    store: &SqlStore,
+    id: JobId,
+    spec: JobSpec,
+    states: Vec<JobState>,
+) -> Result<Change, StoreError> {
+    store
+        .write(move |tx| {
+            let Some(head) = job_head(tx, id)? else {
+                return Ok(Change::NotFound);
+            };
+            if !states.contains(&head.state) {
+                return Ok(Change::NotApplicable(head.state));
+            }
+            let old = job_spec(tx, id)?;
+            let fixed = [
+                ("after", old.after == spec.after),
+                ("at", old.at == spec.at),
+                (
+                    "idempotency_key",
+                    old.idempotency_key == spec.idempotency_key,
+                ),
+            ];
+            if let Some((field, _)) = fixed.iter().find(|(_, same)| !same) {
+                return Err(StoreError::Invalid {
+                    field: field.to_string(),
+                    message: "is fixed at submit and cannot be changed".into(),
+                });
+            }
+            let spec_json = serde_json::to_string(&spec).map_err(|e| {
+                StoreError::permanent("cannot encode a value for the store", Some(Box::new(e)))
+            })?;
+            // The retries already used stay used: the budget moves by the change in `retries`,
+            // and always allows the attempt that is next.
+            let budget = (i64::from(head.max_attempts) + i64::from(spec.retries)
+                - i64::from(old.retries))
+            .max(i64::from(head.attempt) + 1);
+            tx.conn.execute(
+                "UPDATE jobs SET spec = ?1, name = ?2, priority = ?3, queue = ?4, max_attempts = ?5
+                 WHERE id = ?6",
+                params![
+                    spec_json,
+                    spec.display_name(),
+                    spec.priority,
+                    spec.queue_name(),
+                    budget,
+                    id.to_string()
+                ],
+            )?;
+            tx.emit(EventKind::Edited, id, None, head.state, None, None);
+            Ok(Change::Done(head.state))
+        })
+        .await
+}
+
 pub(super) async fn has_active(store: &SqlStore) -> Result<bool, StoreError> {
     store
         .read(|conn| {

@@ -184,6 +184,15 @@ impl Store for SqlStore {
         jobs::set_priority(self, id, priority).await
     }
 
+    async fn edit(
+        &self,
+        id: JobId,
+        spec: JobSpec,
+        states: &[JobState],
+    ) -> Result<Change, StoreError> {
+        jobs::edit(self, id, spec, states.to_vec()).await
+    }
+
     async fn dead_letters(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
         queues::dead_letters(self, limit).await
     }
