@@ -312,6 +312,19 @@ pub struct Reaped {
     pub skipped: bool,
 }
 
+/// A queue's settings and how many of its attempts are live ([`Store::queue_limits`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueLimit {
+    /// Its name.
+    pub name: String,
+    /// No new attempt starts while paused.
+    pub paused: bool,
+    /// Most attempts starting or running at once (none: no limit).
+    pub concurrency: Option<u32>,
+    /// Attempts starting or running now.
+    pub running: u64,
+}
+
 /// Which jobs to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobFilter {
@@ -385,6 +398,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every queue that has settings or jobs that have not ended, with its load.
     async fn queues(&self) -> Result<Vec<QueueInfo>, StoreError>;
+
+    /// The queues that have settings, with how many of their attempts are starting or running:
+    /// what decides whether a queued job may start, read without counting the waiting jobs (so
+    /// it stays cheap however long the queue, for every job `GET /v1/jobs/{id}` explains).
+    async fn queue_limits(&self) -> Result<Vec<QueueLimit>, StoreError>;
 
     /// Changes a queue's settings: `paused` if given, and `concurrency` if given (`Some(None)`
     /// removes the limit). Creates the queue's settings if it had none.

@@ -421,12 +421,25 @@ fn every_printing_command_speaks_json_and_colour_only_on_a_terminal() {
     );
     assert!(!node.log().contains('\u{1b}'), "the node's log file");
 
-    // A reader that goes away ends `watch` without a word.
-    let watch = std::process::Command::new("sh")
+    // A reader that goes away ends `watch` without a word, at its next write (as `tail -f |
+    // head` does): the jobs submitted below make sure one comes after `head` has gone.
+    let mut child = std::process::Command::new("sh")
         .args(["-c", &format!("{BIN} watch --json --since 0 | head -1")])
         .env("DROVER_DATA_DIR", node.data_dir())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "watch did not end after its reader went away"
+        );
+        node.submit(&["--", "true"]);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let watch = child.wait_with_output().unwrap();
     let line = stdout(&watch);
     serde_json::from_str::<Value>(line.trim()).expect("one event");
     assert_eq!(stderr(&watch), "", "no Broken pipe");

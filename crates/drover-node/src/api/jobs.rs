@@ -18,7 +18,7 @@ use drover_api::{
     SetPriority, Submitted, SubmittedBatch,
 };
 
-use super::parse::{parse_batch_with, parse_json, parse_spec_with, read_body};
+use super::parse::{is_batch, parse_batch_with, parse_json, parse_spec_with, read_body};
 use super::*;
 
 /// `POST /v1/jobs`: one spec (an object) → `{"id"}`, or a batch (an array) → `{"ids"}` in input
@@ -28,8 +28,7 @@ pub(super) async fn submit(
     request: Request,
 ) -> Result<Response, ApiError> {
     let body = read_body(request).await?;
-    let value: serde_json::Value = parse_json(&body)?;
-    let is_batch = value.is_array() || value.get("jobs").is_some();
+    let is_batch = is_batch(&body);
     let specs = if is_batch {
         parse_batch_with(&body, &state.limits, &state.queue_defaults)?
     } else {

@@ -12,7 +12,21 @@ use super::*;
 /// Parses a JSON value of type `T`, naming the field at fault (`timeout`, `[3].argv`).
 pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
+    de.end()
+        .map_err(|_| ApiError::bad("body", "trailing characters after the JSON value"))?;
+    Ok(value)
+}
+
+/// Reads a JSON value already parsed (a spec with defaults filled in) as `T`, naming the field
+/// at fault as [`parse_json`] does.
+fn from_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(json_error)
+}
+
+/// A JSON error as the API words it: the status, and the field at fault.
+fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let status = match inner.classify() {
@@ -35,10 +49,21 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result
             None => message,
         };
         ApiError::new(status, Some(&field), message)
-    })?;
-    de.end()
-        .map_err(|_| ApiError::bad("body", "trailing characters after the JSON value"))?;
-    Ok(value)
+    }
+}
+
+/// Whether a body is a batch — an array, or an object with `jobs` — rather than one spec.
+/// Scanned without building the values, which the parse that follows does once.
+pub(super) fn is_batch(bytes: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        jobs: Option<serde::de::IgnoredAny>,
+    }
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => true,
+        Some(b'{') => serde_json::from_slice::<Probe>(bytes).is_ok_and(|p| p.jobs.is_some()),
+        _ => false,
+    }
 }
 
 /// Parses and validates one job spec.
@@ -129,8 +154,7 @@ pub fn parse_spec_with(
         parse_json(bytes)?
     } else {
         let value: serde_json::Value = parse_json(bytes)?;
-        let value = with_queue_defaults(value, defaults);
-        parse_json(&serde_json::to_vec(&value).map_err(|e| ApiError::bad("body", e.to_string()))?)?
+        from_value(with_queue_defaults(value, defaults))?
     };
     spec.validate(limits)?;
     Ok(spec)
@@ -148,8 +172,12 @@ pub fn parse_batch_with(
     limits: &Limits,
     defaults: &QueueDefaults,
 ) -> Result<Vec<JobSpec>, ApiError> {
-    let value: serde_json::Value = parse_json(bytes)?;
-    let specs: Vec<JobSpec> = {
+    let plain_array = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let specs: Vec<JobSpec> = if plain_array && defaults.is_empty() {
+        // Nothing to fill in: straight into specs.
+        parse_json(bytes)?
+    } else {
+        let value: serde_json::Value = parse_json(bytes)?;
         let value = match with_common(value)? {
             serde_json::Value::Array(items) => serde_json::Value::Array(
                 items
@@ -159,7 +187,7 @@ pub fn parse_batch_with(
             ),
             other => other,
         };
-        parse_json(&serde_json::to_vec(&value).map_err(|e| ApiError::bad("body", e.to_string()))?)?
+        from_value(value)?
     };
     if specs.is_empty() {
         return Err(ApiError::new(
@@ -328,6 +356,18 @@ mod tests {
         assert_eq!(specs[1].cwd.as_deref(), Some("/x"));
         let stray = br#"{"jobs": [{"argv": ["a"]}], "extra": 1}"#;
         assert!(parse_batch(stray, &Limits::default()).is_err());
+    }
+
+    #[test]
+    fn batches_are_told_from_single_specs() {
+        assert!(is_batch(b" [{\"argv\": [\"a\"]}]"));
+        assert!(is_batch(br#"{"common": {}, "jobs": [{"argv": ["a"]}]}"#));
+        assert!(
+            !is_batch(br#"{"argv": ["a"], "env": {"jobs": "3"}}"#),
+            "a nested key"
+        );
+        assert!(!is_batch(br#"{"argv": ["a"]}"#));
+        assert!(!is_batch(b"not json"));
     }
 
     #[test]

@@ -77,26 +77,24 @@ async fn find(store: &dyn drover_store::Store, reference: &str) -> Result<Found,
         }
     }
     // A name: among jobs that have not ended (the one a person has in mind), else among all.
-    let live = JobFilter {
-        name: Some(word.to_string()),
-        states: JobState::ALL
-            .iter()
-            .copied()
-            .filter(|s| !s.is_terminal())
-            .collect(),
-        limit: CANDIDATES + 1,
-        ..JobFilter::default()
-    };
-    let found = one_of(store.list(&live).await?);
-    if found != Found::None {
-        return Ok(found);
+    let live: Vec<JobState> = JobState::ALL
+        .iter()
+        .copied()
+        .filter(|s| !s.is_terminal())
+        .collect();
+    for states in [live, Vec::new()] {
+        let filter = JobFilter {
+            name: Some(word.to_string()),
+            states,
+            limit: CANDIDATES + 1,
+            ..JobFilter::default()
+        };
+        let found = one_of(store.list(&filter).await?);
+        if found != Found::None {
+            return Ok(found);
+        }
     }
-    let any = JobFilter {
-        name: Some(word.to_string()),
-        limit: CANDIDATES + 1,
-        ..JobFilter::default()
-    };
-    Ok(one_of(store.list(&any).await?))
+    Ok(Found::None)
 }
 
 /// One job, several (listed up to [`CANDIDATES`]), or none.

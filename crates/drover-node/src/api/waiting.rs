@@ -9,13 +9,15 @@
 //! - queued and passed over by this node's last claim: `waiting for 16 GiB memory, 4 GiB free`.
 //!
 //! A queued job with none of these waits for a free slot. Everything is read from the store at
-//! the time of the request (queues, nodes, the jobs waited on) except the last, which is what
-//! this node saw; nothing here is stored.
+//! the time of the request (queue settings with their live attempts, nodes, the jobs waited
+//! on) except the last, which is what this node saw; nothing here is stored. None of it counts
+//! the waiting jobs themselves, so explaining one job stays cheap however long its queue.
 
 use std::collections::HashMap;
 
 use drover_core::node::describe_labels;
-use drover_core::{JobId, JobRecord, JobState, NodeState, QueueInfo, labels_match};
+use drover_core::{JobId, JobRecord, JobState, NodeState, labels_match};
+use drover_store::QueueLimit;
 
 use super::{ApiError, ApiState};
 
@@ -33,8 +35,8 @@ pub(super) async fn explained(
     } else {
         Vec::new()
     };
-    let queues: HashMap<String, QueueInfo> = if queued {
-        let listed = state.store.queues().await?;
+    let queues: HashMap<String, QueueLimit> = if queued {
+        let listed = state.store.queue_limits().await?;
         listed.into_iter().map(|q| (q.name.clone(), q)).collect()
     } else {
         HashMap::new()
@@ -62,7 +64,7 @@ pub(super) async fn explained(
                     });
                 match queue {
                     Some(q) if q.paused => Some(format!("queue {} is paused", q.name)),
-                    Some(QueueInfo {
+                    Some(QueueLimit {
                         name,
                         concurrency: Some(limit),
                         running,

@@ -109,6 +109,18 @@ pub async fn queues_pause_and_limit_what_is_claimed(store: &dyn Store) {
         1,
         "room again"
     );
+    let limits = store.queue_limits().await.unwrap();
+    let q = crate::QueueLimit {
+        name: "q".into(),
+        paused: false,
+        concurrency: Some(1),
+        running: 1,
+    };
+    assert_eq!(
+        limits,
+        vec![q],
+        "only queues with settings; live attempts counted"
+    );
     store.set_queue("q".into(), None, Some(None)).await.unwrap();
     let queues = store.queues().await.unwrap();
     let q = queues.iter().find(|q| q.name == "q").expect("listed");

@@ -171,12 +171,7 @@ pub(super) fn complete_in(
             if retried && outcome.reason == Reason::MemoryLimit {
                 if let Some(grown) = spec.grown_memory(outcome.peak_memory_bytes) {
                     spec.memory = Some(grown);
-                    let json = serde_json::to_string(&spec).map_err(|e| {
-                        StoreError::permanent(
-                            "cannot encode a value for the store",
-                            Some(Box::new(e)),
-                        )
-                    })?;
+                    let json = to_json(&spec)?;
                     tx.conn.execute(
                         "UPDATE jobs SET spec = ?1 WHERE id = ?2",
                         params![json, attempt.job_id.to_string()],

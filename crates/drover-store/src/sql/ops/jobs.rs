@@ -28,8 +28,7 @@ pub(super) async fn submit(
                 }
             }
             let id = JobId::from_uuid(Uuid::now_v7());
-            let spec_json = serde_json::to_string(&spec)
-                .map_err(|e| StoreError::permanent("cannot encode a value for the store", Some(Box::new(e))))?;
+            let spec_json = to_json(&spec)?;
             let not_before = spec
                 .at
                 .map(|at| at.timestamp_millis())
@@ -221,9 +220,7 @@ pub(super) async fn set_priority(
             // The spec keeps the priority too, so that what `status` shows stays true.
             let mut spec = job_spec(tx, id)?;
             spec.priority = priority;
-            let spec_json = serde_json::to_string(&spec).map_err(|e| {
-                StoreError::permanent("cannot encode a value for the store", Some(Box::new(e)))
-            })?;
+            let spec_json = to_json(&spec)?;
             tx.conn.execute(
                 "UPDATE jobs SET priority = ?1, spec = ?2 WHERE id = ?3",
                 params![priority, spec_json, id.to_string()],
@@ -263,9 +260,7 @@ pub(super) async fn edit(
                     message: "is fixed at submit and cannot be changed".into(),
                 });
             }
-            let spec_json = serde_json::to_string(&spec).map_err(|e| {
-                StoreError::permanent("cannot encode a value for the store", Some(Box::new(e)))
-            })?;
+            let spec_json = to_json(&spec)?;
             // The retries already used stay used: the budget moves by the change in `retries`,
             // and always allows the attempt that is next.
             let budget = (i64::from(head.max_attempts) + i64::from(spec.retries)

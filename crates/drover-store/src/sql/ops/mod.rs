@@ -205,6 +205,10 @@ impl Store for SqlStore {
         queues::dismiss(self, ids).await
     }
 
+    async fn queue_limits(&self) -> Result<Vec<crate::QueueLimit>, StoreError> {
+        queues::queue_limits(self).await
+    }
+
     async fn queues(&self) -> Result<Vec<QueueInfo>, StoreError> {
         queues::queues(self).await
     }

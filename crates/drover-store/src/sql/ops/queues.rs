@@ -6,7 +6,7 @@ use drover_core::{EventKind, JobId, JobRecord, JobState};
 use super::*;
 use crate::sql::rows::{load_jobs, parse_id};
 use crate::sql::{SqlStore, params};
-use crate::{Change, QueueInfo, Store, StoreError};
+use crate::{Change, QueueInfo, QueueLimit, Store, StoreError};
 
 pub(super) async fn dead_letters(
     store: &SqlStore,
@@ -137,6 +137,29 @@ pub(super) async fn queues(store: &SqlStore) -> Result<Vec<QueueInfo>, StoreErro
                 }
             }
             Ok(out.into_values().collect())
+        })
+        .await
+}
+
+pub(super) async fn queue_limits(store: &SqlStore) -> Result<Vec<QueueLimit>, StoreError> {
+    store
+        .read(|conn| {
+            // The count reads the partial index of live attempts (`jobs_queue_live`).
+            conn.query_map(
+                "SELECT q.name, q.paused, q.concurrency,
+                        (SELECT COUNT(*) FROM jobs j
+                          WHERE j.queue = q.name AND j.state IN ('starting', 'running'))
+                   FROM queues q",
+                params![],
+                |row| {
+                    Ok(QueueLimit {
+                        name: row.get::<String>(0)?,
+                        paused: row.get::<bool>(1)?,
+                        concurrency: row.get::<Option<u32>>(2)?,
+                        running: row.get::<u64>(3)?,
+                    })
+                },
+            )
         })
         .await
 }
