@@ -260,7 +260,14 @@ pub enum Found {
         /// Whether more match than are listed.
         more: bool,
     },
-    /// No job.
+    /// A group (a sweep's or a flow's jobs).
+    Group {
+        /// Its id.
+        id: drover_core::GroupId,
+        /// Its number.
+        number: u64,
+    },
+    /// No job or group.
     None,
 }
 
@@ -275,6 +282,94 @@ pub struct Candidate {
     pub name: String,
     /// Its state.
     pub state: drover_core::JobState,
+}
+
+/// `POST /v1/groups`: a sweep or a flow to submit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitGroup {
+    /// `sweep` (one step with `each`, `drover submit --each`) or `flow` (`drover flow submit`).
+    pub kind: drover_core::GroupKind,
+    /// The flow document: `{"name": ..., "notify": ..., "steps": {"NAME": {job fields, "after":
+    /// [...], "each": ...}}}`; a sweep's has one step.
+    pub flow: serde_json::Value,
+    /// Job fields every step gets where it leaves them out (the CLI sends the submitter's
+    /// directory and environment here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// `POST /v1/groups`: what was stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmittedGroup {
+    /// The group.
+    pub id: drover_core::GroupId,
+    /// Its number (its members' follow it).
+    pub number: u64,
+    /// Its name.
+    pub name: String,
+    /// Its members, in sweep order (a flow's in an order that respects `after`).
+    pub jobs: Vec<JobId>,
+}
+
+/// `GET /v1/groups`: groups, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Groups {
+    /// The groups.
+    pub groups: Vec<drover_core::GroupRecord>,
+}
+
+/// `GET /v1/groups/{id}`: a group and its members (results left out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupDetail {
+    /// The group.
+    pub group: drover_core::GroupRecord,
+    /// Its members in submit order.
+    pub jobs: Vec<drover_core::JobRecord>,
+}
+
+/// `GET /v1/groups/{id}/results`: every member's result, in sweep order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupResults {
+    /// The group.
+    pub group: drover_core::GroupRecord,
+    /// One row per member.
+    pub results: Vec<ResultRow>,
+}
+
+/// One member's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultRow {
+    /// The job.
+    pub id: JobId,
+    /// Its number.
+    pub number: u64,
+    /// Its name.
+    pub name: String,
+    /// Its step, in a flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// Its place in its sweep.
+    pub index: u32,
+    /// Its sweep values (an object, in the axes' order).
+    pub values: serde_json::Map<String, serde_json::Value>,
+    /// Its state.
+    pub state: JobState,
+    /// Why it ended, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<drover_core::Reason>,
+    /// Its result (`null` when it gave none).
+    pub result: Option<serde_json::Value>,
+}
+
+/// `POST /v1/groups/{id}/retry`: which members to run again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupRetry {
+    /// Only those that failed, timed out or were lost (and what failed because of them), not
+    /// the cancelled ones.
+    #[serde(default)]
+    pub failed: bool,
 }
 
 /// `POST /v1/queues/{name}`: the settings to change; what is left out stays.

@@ -149,6 +149,14 @@ pub struct JobRecord {
     /// GiB memory, 9.0 GiB free`). Filled in by the node that answers, not stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// Its group and its place in it, for a member of a sweep or flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<crate::group::Membership>,
+    /// What its latest attempt gave as its result (`$DROVER_OUTPUT_DIR/result.json`, or the
+    /// last line of stdout with `result_stdout`). Lists leave it out; one job's record and a
+    /// group's results carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
 }
 
 impl JobRecord {

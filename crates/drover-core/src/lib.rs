@@ -6,6 +6,8 @@
 //! share one definition of what is legal.
 
 pub mod event;
+pub mod flow;
+pub mod group;
 pub mod job;
 pub mod node;
 pub mod queue;
@@ -18,6 +20,7 @@ pub mod state;
 pub mod units;
 
 pub use event::{Event, EventKind};
+pub use group::{GroupId, GroupKind, GroupRecord, GroupStep, Input, Membership, Sweep};
 pub use job::{AttemptRecord, AttemptRef, JobId, JobRecord, NodeId};
 pub use node::{Labels, NodeInfo, NodeLoad, NodeRecord, NodeState, labels_match};
 pub use queue::QueueInfo;

@@ -39,6 +39,9 @@ pub enum Reason {
     /// The process that owned its tree (its `drover owner`) was killed before the attempt
     /// ended; the tree was stopped.
     OwnerDied,
+    /// The job exited 0 but its result could not be taken: `result.json` is larger than the
+    /// limit or is not JSON (the detail says which). It counts as a failure.
+    ResultInvalid(String),
 }
 
 impl Reason {
@@ -58,6 +61,7 @@ impl Reason {
             Reason::DependencyFailed(_) => "dependency_failed",
             Reason::Checkpointed => "checkpointed",
             Reason::OwnerDied => "owner_died",
+            Reason::ResultInvalid(_) => "result_invalid",
         }
     }
 }
@@ -161,6 +165,7 @@ impl fmt::Display for Reason {
             Reason::Signal(sig) => write!(f, "signal: {}", signal_name(*sig)),
             Reason::SpawnFailed(err) => write!(f, "spawn_failed: {err}"),
             Reason::DependencyFailed(Some(id)) => write!(f, "dependency_failed: {id}"),
+            Reason::ResultInvalid(why) => write!(f, "result_invalid: {why}"),
             other => f.write_str(other.kind()),
         }
     }
@@ -192,6 +197,7 @@ impl FromStr for Reason {
             }
             ("checkpointed", None) => Reason::Checkpointed,
             ("owner_died", None) => Reason::OwnerDied,
+            ("result_invalid", Some(why)) => Reason::ResultInvalid(why.to_string()),
             _ => return Err(bad()),
         })
     }

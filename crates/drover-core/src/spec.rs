@@ -121,6 +121,15 @@ pub struct JobSpec {
     /// [`DEFAULT_CHECKPOINT_EXIT_CODE`]; without either, every exit code is an ordinary one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_exit_code: Option<i32>,
+    /// Take the job's result from the last line of its stdout (which must be JSON) instead of
+    /// `$DROVER_OUTPUT_DIR/result.json`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub result_stdout: bool,
+    /// A command (run with `sh -c` on the node) when the job ends, with its id, number, name,
+    /// state, reason and result in `DROVER_JOB_*` variables. Bounded by the node's notify
+    /// timeout; it never holds up other jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
 }
 
 /// The checkpoint exit code of a job with a checkpoint signal and no code of its own
@@ -271,6 +280,18 @@ impl JobSpec {
                 ));
             }
             no_nul("name", name)?;
+        }
+        if let Some(notify) = &self.notify {
+            if notify.trim().is_empty() {
+                return Err(SpecError::new("notify", "must be a command"));
+            }
+            if notify.len() > limits.max_argv_bytes {
+                return Err(SpecError::new(
+                    "notify",
+                    format!("is longer than {} bytes", limits.max_argv_bytes),
+                ));
+            }
+            no_nul("notify", notify)?;
         }
         if let Some(cwd) = &self.cwd {
             if !cwd.starts_with('/') {

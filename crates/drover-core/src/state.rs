@@ -115,8 +115,9 @@ impl JobState {
             (Running, Succeeded | Failed | TimedOut | Lost | Cancelled | Queued | Scheduled) => {
                 true
             }
-            // A user may retry a job that ended unsuccessfully (the dead-letter queue).
-            (Failed | TimedOut | Lost | Cancelled, Queued | Scheduled) => true,
+            // A user may retry a job that ended unsuccessfully (the dead-letter queue); one whose
+            // dependencies are being run again waits for them (`blocked`).
+            (Failed | TimedOut | Lost | Cancelled, Queued | Scheduled | Blocked) => true,
             _ => false,
         }
     }

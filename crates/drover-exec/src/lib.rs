@@ -52,7 +52,7 @@ pub mod wait;
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 pub use contain::{BackendChoice, BackendKind, BackendReport, Containment, JobLimits};
-pub use supervisor::{Supervisor, SupervisorGone, SupervisorHandle};
+pub use supervisor::{RESULT_FILE, Supervisor, SupervisorGone, SupervisorHandle};
 
 /// Everything the supervisor needs to run one attempt. Plain data, so it can cross a process
 /// boundary later.
@@ -113,6 +113,19 @@ pub struct StartRequest {
     /// embedded store, where nothing else could run the job again.
     #[serde(default)]
     pub fence_in: Option<Duration>,
+    /// The attempt's own directory (`$DROVER_OUTPUT_DIR`), created before exec. At the end it
+    /// is removed if the job left it empty; a `result.json` in it is the job's result, which
+    /// the node reads.
+    #[serde(default)]
+    pub output_dir: Option<PathBuf>,
+    /// Take the result from the last line of stdout: at the end, unless the job wrote a
+    /// `result.json` itself, that line is written there.
+    #[serde(default)]
+    pub result_stdout: bool,
+    /// A file to write before exec, and its contents (`$DROVER_INPUTS`: what the jobs this one
+    /// runs after gave).
+    #[serde(default)]
+    pub inputs: Option<(PathBuf, String)>,
 }
 
 /// When and how a job is told to checkpoint.

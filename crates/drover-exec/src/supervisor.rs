@@ -168,6 +168,13 @@ async fn run_attempt(
     // An empty checkpoint directory is nothing to keep (the next attempt makes it again): most
     // jobs never write one, and this spares the node removing it.
     let checkpoints = req.checkpoint_dir.clone();
+    // The result must be in place before the outcome is reported: the node reads it then.
+    if let Some(dir) = req.output_dir.clone() {
+        let stdout = req.stdout_path.clone();
+        let from_stdout = req.result_stdout;
+        let _ =
+            tokio::task::spawn_blocking(move || finish_output(&dir, from_stdout, &stdout)).await;
+    }
     tokio::task::spawn_blocking(move || {
         cell.remove();
         if let Some(path) = heartbeat {
@@ -257,6 +264,10 @@ async fn run_in_cell(
                 dir.display()
             )));
         }
+    }
+    if let Err(err) = prepare_output(req) {
+        gated.abort().await;
+        return Outcome::without_process(Ending::SpawnFailed(err));
     }
     if let Some(path) = &req.heartbeat_path {
         if let Err(err) = std::fs::File::create(path) {
@@ -423,4 +434,67 @@ async fn run_in_cell(
         pids_limited: usage.pids_limited,
         ended_at_ms: None,
     }
+}
+
+/// Makes the attempt's output directory (its parent too, the first time) and writes its inputs
+/// file, before the job may exec.
+fn prepare_output(req: &StartRequest) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(dir) = &req.output_dir {
+        let made = match std::fs::DirBuilder::new().mode(0o755).create(dir) {
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir),
+            other => other,
+        };
+        made.map_err(|err| {
+            format!(
+                "cannot create the output directory {}: {err}",
+                dir.display()
+            )
+        })?;
+    }
+    if let Some((path, contents)) = &req.inputs {
+        std::fs::write(path, contents)
+            .map_err(|err| format!("cannot write the inputs file {}: {err}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The name of a job's result in its output directory.
+pub const RESULT_FILE: &str = "result.json";
+
+/// At the end of an attempt: with `from_stdout`, the last non-empty line of stdout becomes
+/// `result.json` unless the job wrote one; an output directory left empty is removed (most jobs
+/// write nothing there, and a directory per attempt would pile up).
+fn finish_output(dir: &Path, from_stdout: bool, stdout: &Path) {
+    let result = dir.join(RESULT_FILE);
+    if from_stdout && !result.exists() {
+        if let Some(line) = last_line(stdout) {
+            if let Err(err) = std::fs::write(&result, line) {
+                tracing::warn!(path = %result.display(), error = %err, "cannot write the result from stdout");
+            }
+        }
+    }
+    // Fails, as it should, when the directory holds anything.
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// The last non-empty line of a file, read from its end (at most the last 2 MiB: a result
+/// longer than that is over the limit anyway).
+fn last_line(path: &Path) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 2 << 20;
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let start = len.saturating_sub(TAIL);
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    tail.split(|b| *b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .rfind(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .map(<[u8]>::to_vec)
 }

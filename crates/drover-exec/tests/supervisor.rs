@@ -34,6 +34,9 @@ fn request(dir: &Path, argv: &[&str]) -> StartRequest {
         checkpoint_exit_code: None,
         checkpoint_dir: None,
         fence_in: None,
+        output_dir: None,
+        result_stdout: false,
+        inputs: None,
     }
 }
 

@@ -201,6 +201,21 @@ impl DataDir {
             .with_extension("heartbeat")
     }
 
+    /// The attempt's own directory (`$DROVER_OUTPUT_DIR`): `outputs/XX/JOB.N/`, sharded as the
+    /// logs are.
+    pub fn output_dir(&self, attempt: AttemptRef) -> PathBuf {
+        output_dir(&self.root, attempt.job_id, attempt.attempt)
+    }
+
+    /// The file a job that runs after others reads them in (`$DROVER_INPUTS`), beside its
+    /// output directory.
+    pub fn inputs_path(&self, attempt: AttemptRef) -> PathBuf {
+        let dir = self.output_dir(attempt);
+        let name = format!("{}.{}.inputs.json", attempt.job_id, attempt.attempt);
+        dir.parent()
+            .map_or_else(|| PathBuf::from(&name), |p| p.join(&name))
+    }
+
     /// Where job owners keep their sockets and the outcomes no node has recorded yet.
     pub fn owners_dir(&self) -> PathBuf {
         self.root.join("owners")
@@ -249,6 +264,15 @@ pub fn log_path(root: &Path, job: JobId, attempt: u32, stream: Stream) -> PathBu
     root.join("logs")
         .join(shard)
         .join(format!("{id}.{attempt}.{}", stream.extension()))
+}
+
+/// Where attempt `attempt` of `job` keeps its outputs, under data dir `root`.
+pub fn output_dir(root: &Path, job: JobId, attempt: u32) -> PathBuf {
+    let id = job.to_string();
+    let shard = &id[id.len() - 2..];
+    root.join("outputs")
+        .join(shard)
+        .join(format!("{id}.{attempt}"))
 }
 
 /// Reads the local API token of the node whose data dir is `root`.

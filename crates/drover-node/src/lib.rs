@@ -31,6 +31,7 @@ pub mod datadir;
 mod events;
 pub mod membership;
 pub mod metrics;
+pub mod notify;
 pub mod recovery;
 mod remote;
 mod runner;
@@ -86,6 +87,9 @@ pub struct NodeConfig {
     /// Host names the API answers to besides `localhost`, loopback addresses and, beyond
     /// loopback, the machine's own names and addresses (a reverse proxy's name, say).
     pub allow_hosts: Vec<String>,
+    /// Notices for every job and group that ends (`[notify]`), and how long any notifier may
+    /// take.
+    pub notify: notify::NotifyConfig,
 }
 
 impl NodeConfig {
@@ -111,6 +115,7 @@ impl NodeConfig {
             token: None,
             allow_hosts: Vec::new(),
             stop_jobs_on_exit: false,
+            notify: notify::NotifyConfig::default(),
         }
     }
 }
@@ -339,6 +344,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         data_dir = %data.root().display(), store = %location, "drover node serving");
     tracing::info!("the web page needs a login: `drover web` prints its link");
 
+    notify::spawn(Arc::clone(&store), config.notify.clone());
     spawn_pruner(
         Arc::clone(&store),
         Arc::clone(&data),

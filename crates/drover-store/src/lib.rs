@@ -146,6 +146,8 @@ pub struct Claim {
     pub spec: JobSpec,
     /// The lease, renewed by heartbeat.
     pub lease_expires_at: DateTime<Utc>,
+    /// For a job that runs after others: each of them as it ended, with its result.
+    pub inputs: Vec<drover_core::Input>,
 }
 
 pub use drover_core::QueueInfo;
@@ -204,6 +206,8 @@ pub struct AttemptOutcome {
     /// When it ended, if earlier than it is recorded (its owner kept the outcome while no node
     /// listened): the attempt's and job's `finished_at`.
     pub ended_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The result it gave (JSON text, checked by the node), kept as the job's result.
+    pub result: Option<String>,
 }
 
 impl AttemptOutcome {
@@ -217,6 +221,7 @@ impl AttemptOutcome {
             peak_memory_bytes: None,
             cpu_time_ms: None,
             ended_at: None,
+            result: None,
         }
     }
 }
@@ -346,6 +351,69 @@ pub struct JobFilter {
     pub limit: usize,
 }
 
+/// A group to store ([`Store::submit_group`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewGroup {
+    /// Its id, minted by the caller (its members' environments name it).
+    pub id: drover_core::GroupId,
+    /// Its name.
+    pub name: String,
+    /// Sweep or flow.
+    pub kind: drover_core::GroupKind,
+    /// Its steps as written.
+    pub steps: Vec<drover_core::GroupStep>,
+    /// Run when every member has ended.
+    pub notify: Option<String>,
+}
+
+/// One member of a group to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMember {
+    /// What to run (its `after` may name jobs outside the group; `after` below adds members).
+    pub spec: JobSpec,
+    /// Where it sits in the group.
+    pub membership: drover_core::Membership,
+    /// Earlier members (positions in the submit) it runs after.
+    pub after: Vec<usize>,
+}
+
+/// What [`Store::submit_group`] stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmittedGroup {
+    /// The group.
+    pub id: drover_core::GroupId,
+    /// Its number.
+    pub number: u64,
+    /// Its members' ids, in the order given.
+    pub jobs: Vec<JobId>,
+}
+
+/// Which groups to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupFilter {
+    /// Only groups of this name.
+    pub name: Option<String>,
+    /// Only the group of this number.
+    pub number: Option<u64>,
+    /// Only groups whose id starts with this.
+    pub id_prefix: Option<String>,
+    /// Only groups with a member that has not ended.
+    pub active: bool,
+    /// Only groups submitted at or after this time.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// At most this many, newest first (100 when 0).
+    pub limit: usize,
+}
+
+/// What a notice is about ([`Store::take_notice`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// A job ended.
+    Job(JobId),
+    /// Every member of a group ended.
+    Group(drover_core::GroupId),
+}
+
 /// How many jobs are in each state.
 pub type StateCounts = Vec<(JobState, u64)>;
 
@@ -358,8 +426,40 @@ pub trait Store: Send + Sync + 'static {
     /// Stores new jobs (all or none) as `queued`, returning their ids in input order.
     async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<JobId>, StoreError>;
 
-    /// One job with all its attempts.
+    /// One job with all its attempts (and its result).
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
+
+    /// Stores a group and its members (all or none) in one change: the group takes the next
+    /// number and its members the ones after it; a member's `after` positions become ids.
+    async fn submit_group(
+        &self,
+        group: NewGroup,
+        members: Vec<NewMember>,
+    ) -> Result<SubmittedGroup, StoreError>;
+
+    /// One group, with its members counted by state.
+    async fn group(
+        &self,
+        id: drover_core::GroupId,
+    ) -> Result<Option<drover_core::GroupRecord>, StoreError>;
+
+    /// Groups matching `filter`, newest first.
+    async fn groups(
+        &self,
+        filter: &GroupFilter,
+    ) -> Result<Vec<drover_core::GroupRecord>, StoreError>;
+
+    /// A group's members in submit order (which is sweep order), with their results if asked.
+    async fn members(
+        &self,
+        id: drover_core::GroupId,
+        results: bool,
+    ) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// Takes the right to send a notice: `true` once, to one caller, when the job has ended (or
+    /// every member of the group has); `false` to every other caller, and before then. Nodes
+    /// that share a database thus send each notice once.
+    async fn take_notice(&self, notice: Notice) -> Result<bool, StoreError>;
 
     /// Jobs matching `filter`, newest first.
     async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;

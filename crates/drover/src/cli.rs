@@ -86,12 +86,79 @@ pub enum Command {
     Drain(NodeArgs),
     /// Let a drained node claim jobs again.
     Undrain(NodeArgs),
+    /// Workflows: submit a DAG of steps from a TOML file, show one as a tree, cancel or retry it.
+    Flow(FlowArgs),
+    /// Print one job's result (what it wrote to `$DROVER_OUTPUT_DIR/result.json`).
+    Result(ResultArgs),
+    /// Print the results of a sweep or flow, in sweep order, as a table, `--json` or `--csv`.
+    Results(ResultsArgs),
     /// Internal: hold a job for a node (started by the node itself).
     #[command(hide = true)]
     Owner(OwnerArgs),
     /// Print the web page's login link (secret, like the token): opening it logs a browser in
     /// to the node.
     Web(WebArgs),
+}
+
+/// `drover flow`
+#[derive(Debug, Args)]
+pub struct FlowArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: FlowAction,
+}
+
+/// `drover flow ...`
+#[derive(Debug, Subcommand)]
+pub enum FlowAction {
+    /// Submit the flow in FILE: checked whole (unknown fields, unknown steps, cycles) before
+    /// anything is created; prints its id.
+    Submit {
+        /// The flow file (TOML): `name`, and one `[steps.NAME]` table per step with job fields,
+        /// `after` and `each`.
+        file: PathBuf,
+        /// Check the file and print the jobs it would make, without submitting anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show a flow's steps as a tree with their states.
+    Status {
+        /// The flow: its number, id or name.
+        flow: String,
+    },
+    /// Cancel every step of a flow that has not ended.
+    Cancel {
+        /// The flow: its number, id or name.
+        flow: String,
+    },
+    /// Run a flow's unsuccessful steps again (and what failed because of them).
+    Retry {
+        /// The flow: its number, id or name.
+        flow: String,
+        /// Only what failed, timed out or was lost, not what was cancelled.
+        #[arg(long)]
+        failed: bool,
+    },
+}
+
+/// `drover result`
+#[derive(Debug, Args)]
+pub struct ResultArgs {
+    /// The job: its number, id, id prefix or name.
+    pub job: String,
+}
+
+/// `drover results`
+#[derive(Debug, Args)]
+pub struct ResultsArgs {
+    /// The sweep or flow: its number, id or name.
+    pub group: String,
+    /// One CSV row per job: number, step, values, state, then the result's fields.
+    #[arg(long)]
+    pub csv: bool,
+    /// Only the jobs of this step (a flow's).
+    #[arg(long, value_name = "STEP")]
+    pub step: Option<String>,
 }
 
 /// `drover owner` (internal; see drover_exec::owner).
@@ -195,6 +262,10 @@ pub struct RetryArgs {
     /// Every job in the dead-letter queue.
     #[arg(long)]
     pub all_dlq: bool,
+    /// For a group: only its members that failed, timed out or were lost (and those that
+    /// failed because of them), not the cancelled ones.
+    #[arg(long)]
+    pub failed: bool,
     /// Settings to change before they run again (`--memory 2G`, `--timeout 4h`; any `submit`
     /// flag): recorded in the job's spec, while each past attempt keeps what it ran with.
     #[command(flatten)]
@@ -294,6 +365,19 @@ pub struct ServeArgs {
     /// finish first; a second signal stops them at once.
     #[arg(long)]
     pub stop_jobs_on_exit: bool,
+    /// Run this shell command when any job or group ends (see --notify-on), with its id,
+    /// number, name, state, reason and result in DROVER_JOB_* (DROVER_GROUP_*) variables.
+    #[arg(long, value_name = "CMD")]
+    pub notify_command: Option<String>,
+    /// POST a JSON notice to this http:// URL when any job or group ends (see --notify-on).
+    #[arg(long, value_name = "URL")]
+    pub notify_url: Option<String>,
+    /// Which endings --notify-command and --notify-url hear of: all, or failures only.
+    #[arg(long, value_name = "all|failures")]
+    pub notify_on: Option<drover_node::notify::NotifyOn>,
+    /// How long any notifier (a job's --notify too) may run before it is killed (default 30s).
+    #[arg(long, value_name = "D")]
+    pub notify_timeout: Option<HumanDuration>,
     /// With --stop-jobs-on-exit: how long to let running jobs finish before stopping them.
     #[arg(long, default_value = "30s", value_name = "D")]
     pub shutdown_timeout: HumanDuration,
@@ -362,8 +446,18 @@ pub struct SubmitArgs {
     pub spec: SpecArgs,
     /// Submit many jobs from FILE (`-` for stdin): JSON Lines, one spec per line in the schema
     /// of `POST /v1/jobs`. All or nothing; prints one id per line, in input order.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["each", "each_line"])]
     pub batch: Option<PathBuf>,
+    /// Make a sweep: one job per value, `{}` in the program's arguments replaced by it (no
+    /// shell involved). VALUES is a range (`1..20`, `0..100:10`) or a list (`a,b,c`);
+    /// `NAME=VALUES` names it (`{NAME}` in arguments, `$DROVER_EACH_NAME`), and several named
+    /// ones make every combination. Prints the group's id: `wait`, `status`, `cancel`, `retry`,
+    /// `logs` and `results` take it.
+    #[arg(long, value_name = "[NAME=]VALUES")]
+    pub each: Vec<String>,
+    /// Make a sweep over the lines of FILE (`-` for stdin), one job per non-empty line.
+    #[arg(long, value_name = "FILE", conflicts_with = "each")]
+    pub each_line: Option<PathBuf>,
 }
 
 /// `drover status`

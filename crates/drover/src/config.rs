@@ -16,6 +16,12 @@
 //! [submit]
 //! env_clear = true      # jobs do not get the submitting shell's environment (as --env-clear)
 //!
+//! [notify]              # every job and group that ends (or only failures) is told of
+//! command = "notify-send drover \"$DROVER_JOB_NAME $DROVER_JOB_STATE\""
+//! url = "http://127.0.0.1:9000/hook"     # a JSON POST
+//! on = "failures"       # all | failures
+//! timeout = "30s"       # a notifier running longer is killed
+//!
 //! [queues.sage]         # defaults for jobs submitted with --queue sage
 //! timeout = "12h"
 //! retries = 2
@@ -52,6 +58,23 @@ pub struct FileConfig {
     /// Per queue, defaults for the spec fields a job leaves out.
     #[serde(default)]
     pub queues: BTreeMap<String, SpecArgs>,
+    /// Notices of endings (`drover serve`).
+    #[serde(default)]
+    pub notify: NotifyFile,
+}
+
+/// The `[notify]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyFile {
+    /// As `serve --notify-command`.
+    pub command: Option<String>,
+    /// As `serve --notify-url`.
+    pub url: Option<String>,
+    /// As `serve --notify-on`.
+    pub on: Option<drover_node::notify::NotifyOn>,
+    /// As `serve --notify-timeout`.
+    pub timeout: Option<HumanDuration>,
 }
 
 /// The `[serve]` table.

@@ -95,6 +95,9 @@ fn main() -> ExitCode {
         Command::Drain(args) => commands::drain(&cli, args, true),
         Command::Undrain(args) => commands::drain(&cli, args, false),
         Command::Web(args) => commands::web(&cli, args),
+        Command::Flow(args) => commands::flow(&cli, args),
+        Command::Result(args) => commands::result(&cli, args),
+        Command::Results(args) => commands::results(&cli, args),
         Command::Owner(args) => commands::owner(args),
     };
     match result {

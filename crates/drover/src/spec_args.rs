@@ -135,6 +135,17 @@ pub struct SpecArgs {
     #[arg(long = "require", value_name = "KEY=VALUE", value_parser = drover_core::node::parse_label)]
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "pairs")]
     pub require: Vec<(String, String)>,
+    /// Take the job's result from the last line of its stdout (JSON) instead of
+    /// `$DROVER_OUTPUT_DIR/result.json`.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub result_stdout: bool,
+    /// Run this shell command on the node when the job ends (for a sweep: when all of it has),
+    /// with DROVER_JOB_ID, _NUMBER, _NAME, _STATE, _REASON and _RESULT set (DROVER_GROUP_* for a
+    /// group). Killed after the node's notify timeout; never holds up other jobs.
+    #[arg(long, value_name = "CMD")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
     /// The program and its arguments (no shell: use `sh -c '...'` to ask for one).
     #[arg(last = true, value_name = "ARGV")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -246,6 +257,8 @@ mod tests {
         spec.checkpoint_signal = Some("USR1".parse().unwrap());
         spec.signal_before = Some(HumanDuration::from_secs(10));
         spec.checkpoint_exit_code = Some(85);
+        spec.result_stdout = true;
+        spec.notify = Some("echo done".into());
         spec
     }
 

@@ -35,6 +35,16 @@ impl ApiError {
         self.field.as_deref()
     }
 
+    /// The same error, its field placed inside `prefix` (`timeout` in `steps.work` is
+    /// `steps.work.timeout`).
+    pub(crate) fn within(mut self, prefix: &str) -> Self {
+        self.field = Some(match self.field.take() {
+            Some(field) if field != "body" => format!("{prefix}.{field}"),
+            _ => prefix.to_string(),
+        });
+        self
+    }
+
     /// A 400 naming `field`.
     pub(crate) fn bad(field: &str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, Some(field), message)

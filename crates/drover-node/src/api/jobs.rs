@@ -202,7 +202,7 @@ pub(super) async fn cancel(
 }
 
 /// The store's answer to a cancel, as the contract words it.
-fn cancel_result(outcome: CancelOutcome) -> CancelResult {
+pub(super) fn cancel_result(outcome: CancelOutcome) -> CancelResult {
     match outcome {
         CancelOutcome::Cancelled => CancelResult::Cancelled {
             state: JobState::Cancelled,

@@ -2,7 +2,7 @@
 //! answer with the types of `drover_api`, the contract the CLI reads; they hold no state of their
 //! own and never touch processes (a cancel reaches a running job through the store's event).
 //!
-//! One file per resource: `jobs`, `logs`, `dlq`, `queues`, `nodes`, the words for a job in
+//! One file per resource: `jobs`, `groups` (sweeps and flows), `logs`, `dlq`, `queues`, `nodes`, the words for a job in
 //! `resolve`, spec changes in `edit`, why a job waits in `waiting`, and the page in `web`;
 //! request parsing is in `parse`, the error type in `error`. Who may call is decided before any
 //! handler runs, by `crate::auth::guard`; the metrics scrape is `crate::metrics::scrape`.
@@ -13,6 +13,7 @@
 mod dlq;
 mod edit;
 mod error;
+mod groups;
 mod jobs;
 mod logs;
 mod nodes;
@@ -102,6 +103,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/jobs/{id}/edit", post(edit::edit))
         .route("/v1/cancel", post(jobs::cancel_many))
         .route("/v1/resolve", post(resolve::resolve))
+        .route("/v1/groups", post(groups::submit).get(groups::list))
+        .route("/v1/groups/{id}", get(groups::get_group))
+        .route("/v1/groups/{id}/results", get(groups::results))
+        .route("/v1/groups/{id}/cancel", post(groups::cancel))
+        .route("/v1/groups/{id}/retry", post(groups::retry))
         .route("/v1/dlq", get(dlq::dead_letters))
         .route("/v1/dlq/dismiss", post(dlq::dismiss))
         .route("/v1/retry", post(dlq::retry))

@@ -20,7 +20,9 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result
 
 /// Reads a JSON value already parsed (a spec with defaults filled in) as `T`, naming the field
 /// at fault as [`parse_json`] does.
-fn from_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+pub(super) fn from_value<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(json_error)
 }
 
@@ -74,7 +76,7 @@ pub fn parse_spec(bytes: &[u8], limits: &Limits) -> Result<JobSpec, ApiError> {
 /// Fills the fields a spec leaves out from its queue's defaults; a table (`env`, `require`)
 /// gets the default's keys it lacks, so a job's own variables add to its queue's. Works on
 /// JSON so that "left out" is known: a deserialized spec already holds the built-in defaults.
-fn with_queue_defaults(
+pub(super) fn with_queue_defaults(
     mut value: serde_json::Value,
     defaults: &QueueDefaults,
 ) -> serde_json::Value {
@@ -93,7 +95,7 @@ fn with_queue_defaults(
 
 /// Gives `spec` the fields of `fill` it lacks; a table (`env`, `require`) gets the keys it
 /// lacks.
-fn fill_from(
+pub(super) fn fill_from(
     spec: &mut serde_json::Map<String, serde_json::Value>,
     fill: &serde_json::Map<String, serde_json::Value>,
 ) {

@@ -1,12 +1,13 @@
-//! `POST /v1/resolve`: turns the words people use for a job — its number, a prefix of its id,
-//! its name — into ids, so that every command takes them wherever it takes an id. The other
-//! endpoints take ids only: one reference, one meaning, decided here.
+//! `POST /v1/resolve`: turns the words people use for a job or a group — its number, a prefix
+//! of its id, its name — into ids, so that every command takes them wherever it takes an id.
+//! The other endpoints take ids only: one reference, one meaning, decided here. Jobs are tried
+//! before groups at each step; numbers never clash (a group takes one from the jobs' sequence).
 
 use axum::Json;
 use axum::extract::{Request, State};
 use drover_api::{Candidate, Found, Resolution, Resolve, Resolved};
 use drover_core::{JobId, JobState};
-use drover_store::JobFilter;
+use drover_store::{GroupFilter, JobFilter};
 
 use super::parse::{parse_json, read_body};
 use super::*;
@@ -42,8 +43,75 @@ pub(super) async fn resolve(
     Ok(Json(Resolved { results }))
 }
 
-/// What `reference` names, trying in turn: a whole id, a job number, an id prefix, a name.
+/// What `reference` names, trying in turn: a whole id, a number, an id prefix, a name; at each,
+/// jobs before groups.
 async fn find(store: &dyn drover_store::Store, reference: &str) -> Result<Found, ApiError> {
+    let found = find_job(store, reference).await?;
+    if found != Found::None {
+        return Ok(found);
+    }
+    find_group(store, reference).await
+}
+
+/// A group named by a whole id, a number, an id prefix or a name (among groups with a member
+/// that has not ended, else among all).
+async fn find_group(store: &dyn drover_store::Store, reference: &str) -> Result<Found, ApiError> {
+    let word = reference.trim();
+    let digits = word.strip_prefix('#').unwrap_or(word);
+    let mut filters = Vec::new();
+    if let Ok(id) = word.parse::<drover_core::GroupId>() {
+        return Ok(match store.group(id).await? {
+            Some(group) => Found::Group {
+                id,
+                number: group.number,
+            },
+            None => Found::None,
+        });
+    } else if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        let Ok(number) = digits.parse::<u64>() else {
+            return Ok(Found::None);
+        };
+        filters.push(GroupFilter {
+            number: Some(number),
+            ..GroupFilter::default()
+        });
+    } else {
+        if word.len() >= MIN_PREFIX && word.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            filters.push(GroupFilter {
+                id_prefix: Some(word.to_string()),
+                limit: 2,
+                ..GroupFilter::default()
+            });
+        }
+        for active in [true, false] {
+            filters.push(GroupFilter {
+                name: Some(word.to_string()),
+                active,
+                limit: 2,
+                ..GroupFilter::default()
+            });
+        }
+    }
+    for filter in filters {
+        let mut groups = store.groups(&filter).await?;
+        match groups.len() {
+            0 => continue,
+            // The newest of several groups of one name: a name is reused run after run, and
+            // the one a person means is the latest.
+            _ => {
+                let group = groups.remove(0);
+                return Ok(Found::Group {
+                    id: group.id,
+                    number: group.number,
+                });
+            }
+        }
+    }
+    Ok(Found::None)
+}
+
+/// A job named by a whole id, a number, an id prefix or a name.
+async fn find_job(store: &dyn drover_store::Store, reference: &str) -> Result<Found, ApiError> {
     let word = reference.trim();
     if let Ok(id) = word.parse::<JobId>() {
         return Ok(match store.get(id).await? {

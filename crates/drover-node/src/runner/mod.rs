@@ -41,7 +41,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{Instant, interval, sleep_until};
 
 use crate::datadir::DataDir;
-use effect::{Answer, Effect};
+use effect::{Answer, Effect, Ending};
 use record::Recorded;
 pub use record::to_attempt_outcome;
 use state::State;
@@ -334,7 +334,25 @@ impl Runner {
             Effect::Record { attempt, ending } => {
                 let executor = self.executor.clone();
                 let checkpoints = self.data.checkpoint_dir(attempt.job_id);
+                let outputs = self.data.output_dir(attempt);
                 tokio::spawn(async move {
+                    // The result is read before the ending is written: a bad one changes it.
+                    let ending = match ending {
+                        Ending::Complete(mut outcome) if outcome.exit_code.is_some() => {
+                            tokio::task::spawn_blocking(move || {
+                                record::take_result(&mut outcome, &outputs);
+                                Ending::Complete(outcome)
+                            })
+                            .await
+                            .unwrap_or_else(|_| {
+                                Ending::Complete(drover_store::AttemptOutcome::bare(
+                                    JobState::Failed,
+                                    Reason::ResultInvalid("reading the result panicked".into()),
+                                ))
+                            })
+                        }
+                        other => other,
+                    };
                     let recorded = record::record(store.as_ref(), attempt, ending).await;
                     if recorded.is_ok() {
                         // On disk: the owner may forget it.

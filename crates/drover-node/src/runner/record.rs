@@ -136,5 +136,48 @@ pub fn to_attempt_outcome(outcome: &Outcome) -> AttemptOutcome {
             .ended_at_ms
             .and_then(|ms| i64::try_from(ms).ok())
             .and_then(chrono::DateTime::from_timestamp_millis),
+        result: None,
+    }
+}
+
+/// Most bytes a job's result may have.
+pub const MAX_RESULT_BYTES: u64 = 1 << 20;
+
+/// Takes the result an attempt that exited left in `dir` (`result.json`) into its outcome. A
+/// result over [`MAX_RESULT_BYTES`] or that is not JSON fails an attempt that succeeded
+/// (`result_invalid`, saying which); an attempt that failed keeps its own reason, and a bad
+/// result is only dropped. Blocking file I/O: call it off the loop.
+pub(crate) fn take_result(outcome: &mut AttemptOutcome, dir: &std::path::Path) {
+    if outcome.exit_code.is_none() {
+        return;
+    }
+    let path = dir.join(drover_exec::RESULT_FILE);
+    let Ok(meta) = std::fs::metadata(&path) else {
+        return;
+    };
+    let problem = if meta.len() > MAX_RESULT_BYTES {
+        format!(
+            "{} is {}; the limit is {}",
+            drover_exec::RESULT_FILE,
+            drover_core::units::format_bytes(meta.len()),
+            drover_core::units::format_bytes(MAX_RESULT_BYTES)
+        )
+    } else {
+        match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| e.to_string())
+            }) {
+            Ok(value) => {
+                outcome.result = Some(value.to_string());
+                return;
+            }
+            Err(err) => format!("{} is not JSON: {err}", drover_exec::RESULT_FILE),
+        }
+    };
+    tracing::warn!(path = %path.display(), %problem, "the result cannot be taken");
+    if outcome.state == JobState::Succeeded {
+        outcome.state = JobState::Failed;
+        outcome.reason = Reason::ResultInvalid(problem);
     }
 }

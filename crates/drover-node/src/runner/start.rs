@@ -1,6 +1,7 @@
 //! What an owner is told to start: a claim turned into a [`StartRequest`] — the argv, the
 //! environment drover adds, the paths of the attempt's logs, heartbeat file and checkpoints,
-//! its limits and its fence. Paths only: nothing here creates a file or touches the store.
+//! its limits and its fence, its output directory and its inputs. Nothing here creates a file
+//! or touches the store (it only looks whether an upstream's output directory is on this disk).
 
 use drover_exec::{CheckpointPlan, JobLimits, StartRequest};
 use drover_store::Claim;
@@ -10,7 +11,7 @@ use crate::datadir::{DataDir, Stream};
 
 /// The variables drover sets for every job (a few more only for some: `DROVER_AFTER`,
 /// `DROVER_HEARTBEAT_FILE`).
-const OWN_VARIABLES: [&str; 8] = [
+const OWN_VARIABLES: [&str; 10] = [
     "DROVER_JOB_ID",
     "DROVER_ATTEMPT",
     "DROVER_NODE",
@@ -19,12 +20,19 @@ const OWN_VARIABLES: [&str; 8] = [
     "DROVER_AFTER",
     "DROVER_CHECKPOINT_DIR",
     "DROVER_HEARTBEAT_FILE",
+    "DROVER_OUTPUT_DIR",
+    "DROVER_INPUTS",
 ];
 
 /// The start request of `claim` on this node.
 pub(crate) fn request(config: &RunnerConfig, data: &DataDir, claim: Claim) -> StartRequest {
     let attempt = claim.attempt;
     let spec = claim.spec;
+    let output_dir = data.output_dir(attempt);
+    let inputs = (!spec.after.is_empty()).then(|| {
+        let path = data.inputs_path(attempt);
+        (path, inputs_json(config, data, claim.inputs))
+    });
     let checkpoint_exit_code = spec.checkpoint_code();
     let checkpoint = spec
         .checkpoint_signal
@@ -62,6 +70,13 @@ pub(crate) fn request(config: &RunnerConfig, data: &DataDir, claim: Claim) -> St
         "DROVER_CHECKPOINT_DIR".into(),
         checkpoint_dir.to_string_lossy().into_owned(),
     ));
+    env.push((
+        "DROVER_OUTPUT_DIR".into(),
+        output_dir.to_string_lossy().into_owned(),
+    ));
+    if let Some((path, _)) = &inputs {
+        env.push(("DROVER_INPUTS".into(), path.to_string_lossy().into_owned()));
+    }
     // The file a job touches to say it is alive (only for jobs with a stall timeout).
     let heartbeat_path = spec.stall.map(|_| data.heartbeat_path(attempt));
     if let Some(path) = &heartbeat_path {
@@ -97,5 +112,26 @@ pub(crate) fn request(config: &RunnerConfig, data: &DataDir, claim: Claim) -> St
         // The claim just took a lease: it runs out `lease` from about now, and the owner kills
         // the job a margin before that unless a renewal reaches it.
         fence_in: config.fence.then(|| config.lease - config.fence_margin()),
+        output_dir: Some(output_dir),
+        result_stdout: spec.result_stdout,
+        inputs,
     }
+}
+
+/// `$DROVER_INPUTS`: the upstream jobs as a JSON array, each with its output directory when its
+/// last attempt ran on this node (another node's disk is not this one's to name).
+fn inputs_json(config: &RunnerConfig, data: &DataDir, inputs: Vec<drover_core::Input>) -> String {
+    let inputs: Vec<drover_core::Input> = inputs
+        .into_iter()
+        .map(|mut input| {
+            if input.node.as_ref() == Some(&config.node) && input.attempt > 0 {
+                let dir = crate::datadir::output_dir(data.root(), input.id, input.attempt);
+                if dir.is_dir() {
+                    input.output_dir = Some(dir.to_string_lossy().into_owned());
+                }
+            }
+            input
+        })
+        .collect();
+    serde_json::to_string_pretty(&inputs).unwrap_or_else(|_| "[]".to_string())
 }

@@ -377,6 +377,16 @@ impl State {
                     notes.clear();
                     notes.extend(passed_over);
                 }
+                if !claims.is_empty() && !self.holds_leases() {
+                    // Nothing else is held, so these claims' fresh leases are all the node's
+                    // leases: they run from when the claim was asked, not from a renewal that
+                    // failed while the store was away (which would fence them at once).
+                    let asked_at = Instant::now()
+                        .checked_sub(took)
+                        .unwrap_or_else(Instant::now);
+                    self.leases_valid_until = asked_at + self.config.lease;
+                    self.fenced = false;
+                }
                 self.ahead.extend(claims);
                 self.fill_slots();
             }

@@ -116,6 +116,27 @@ ALTER TABLE jobs ALTER COLUMN seq SET DEFAULT nextval('jobs_seq_numbers');
 CREATE UNIQUE INDEX jobs_seq ON jobs (seq);
 CREATE INDEX jobs_name ON jobs (name);
 "#,
+    r#"
+-- #15: groups (a sweep's or a flow's jobs), results, notices. A group's number comes from the
+-- jobs' sequence, so a number names one job or one group, never both.
+CREATE TABLE groups (
+    id         TEXT PRIMARY KEY,
+    seq        BIGINT NOT NULL,
+    name       TEXT NOT NULL,
+    kind       TEXT NOT NULL,        -- sweep | flow
+    steps      TEXT NOT NULL,        -- JSON [GroupStep]
+    notify     TEXT,                 -- command run when the group ends
+    notified   BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX groups_seq ON groups (seq);
+CREATE INDEX groups_name ON groups (name);
+ALTER TABLE jobs ADD COLUMN group_id TEXT;
+ALTER TABLE jobs ADD COLUMN member TEXT;                -- JSON Membership
+ALTER TABLE jobs ADD COLUMN result TEXT;                -- JSON, the latest result given
+ALTER TABLE jobs ADD COLUMN notified BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX jobs_group ON jobs (group_id, seq) WHERE group_id IS NOT NULL;
+"#,
 ];
 
 /// Brings the database to the latest schema, in one transaction, one node at a time.

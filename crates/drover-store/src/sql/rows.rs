@@ -4,10 +4,13 @@ use super::{Conn, Row, Value, ms_to_time, parse_kind};
 use crate::StoreError;
 use drover_core::{AttemptRecord, Event, JobId, JobRecord, JobSpec, JobState, NodeId, Reason};
 
-pub(super) const JOB_COLUMNS: &str = "id, name, state, spec, attempt, cancel_requested, reason, created_at, finished_at, not_before, seq";
+pub(super) const JOB_COLUMNS: &str = "id, name, state, spec, attempt, cancel_requested, reason, created_at, finished_at, not_before, seq, member";
 
 pub(super) const ATTEMPT_COLUMNS: &str = "job_id, attempt, node, state, claimed_at, started_at, \
      finished_at, lease_expires_at, pid, exit_code, signal, reason, peak_memory_bytes, cpu_time_ms, memory_limit";
+
+/// Most jobs whose attempts one query reads.
+const ATTEMPTS_PER_QUERY: usize = 5_000;
 
 pub(super) fn corrupt(what: &str, value: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what} `{value}`"))
@@ -47,6 +50,8 @@ struct JobRow {
     finished_at: Option<i64>,
     not_before: Option<i64>,
     number: u64,
+    group: Option<drover_core::Membership>,
+    result: Option<serde_json::Value>,
 }
 
 fn job_row(row: &Row) -> Result<JobRow, StoreError> {
@@ -61,6 +66,12 @@ fn job_row(row: &Row) -> Result<JobRow, StoreError> {
     let finished_at: Option<i64> = row.get(8)?;
     let not_before: Option<i64> = row.get(9)?;
     let number: Option<i64> = row.get(10)?;
+    let member: Option<String> = row.get(11)?;
+    // Present only when the query asked for results (column 12).
+    let result: Option<String> = match row.0.get(12) {
+        Some(_) => row.get(12)?,
+        None => None,
+    };
     {
         Ok(JobRow {
             id: parse_id(&id)?,
@@ -76,6 +87,12 @@ fn job_row(row: &Row) -> Result<JobRow, StoreError> {
             number: number
                 .and_then(|n| u64::try_from(n).ok())
                 .ok_or_else(|| corrupt("job number", format!("{number:?}")))?,
+            group: member
+                .map(|m| serde_json::from_str(&m).map_err(|e| corrupt("membership", e)))
+                .transpose()?,
+            result: result
+                .map(|r| serde_json::from_str(&r).map_err(|e| corrupt("result", e)))
+                .transpose()?,
         })
     }
 }
@@ -142,29 +159,55 @@ fn assemble(job: JobRow, attempts: Vec<AttemptRecord>) -> JobRecord {
         attempts,
         not_before: job.not_before.map(ms_to_time),
         waiting_for: None,
+        group: job.group,
+        result: job.result,
     }
 }
 
 /// Loads jobs selected by `where_sql` (with `params`) and attaches their attempts in one more query.
+/// Results are left out (they may be large); [`load_jobs_with_results`] reads them too.
 pub(super) fn load_jobs(
     conn: &dyn Conn,
     where_sql: &str,
     params: Vec<Value>,
 ) -> Result<Vec<JobRecord>, StoreError> {
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs {where_sql}");
-    let jobs = conn.query_map(&sql, &params, job_row)?;
+    load(
+        conn,
+        &format!("SELECT {JOB_COLUMNS} FROM jobs {where_sql}"),
+        params,
+    )
+}
+
+/// [`load_jobs`], results included.
+pub(super) fn load_jobs_with_results(
+    conn: &dyn Conn,
+    where_sql: &str,
+    params: Vec<Value>,
+) -> Result<Vec<JobRecord>, StoreError> {
+    load(
+        conn,
+        &format!("SELECT {JOB_COLUMNS}, result FROM jobs {where_sql}"),
+        params,
+    )
+}
+
+fn load(conn: &dyn Conn, sql: &str, params: Vec<Value>) -> Result<Vec<JobRecord>, StoreError> {
+    let jobs = conn.query_map(sql, &params, job_row)?;
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
     let ids: Vec<Value> = jobs.iter().map(|j| Value::Text(j.id.to_string())).collect();
-    let placeholders = vec!["?"; ids.len()].join(", ");
-    let sql = format!(
-        "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id IN ({placeholders}) ORDER BY job_id, attempt"
-    );
     let mut by_job: std::collections::HashMap<JobId, Vec<AttemptRecord>> =
         std::collections::HashMap::new();
-    for (job_id, attempt) in conn.query_map(&sql, &ids, attempt_row)? {
-        by_job.entry(job_id).or_default().push(attempt);
+    // In slices: a statement takes a bounded number of parameters (a group may have 100,000).
+    for slice in ids.chunks(ATTEMPTS_PER_QUERY) {
+        let placeholders = vec!["?"; slice.len()].join(", ");
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id IN ({placeholders}) ORDER BY job_id, attempt"
+        );
+        for (job_id, attempt) in conn.query_map(&sql, slice, attempt_row)? {
+            by_job.entry(job_id).or_default().push(attempt);
+        }
     }
     Ok(jobs
         .into_iter()

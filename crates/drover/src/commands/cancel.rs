@@ -2,7 +2,7 @@
 
 use drover_api::{CancelAll, CancelAllAnswer, CancelAnswer, CancelResult};
 
-use super::{client, resolve};
+use super::client;
 use crate::cli::{CancelArgs, Cli};
 use crate::client::ClientError;
 use crate::exit;
@@ -27,7 +27,15 @@ pub fn cancel(cli: &Cli, args: &CancelArgs) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
     let client = client(cli)?;
-    let ids = resolve(&client, &args.jobs.ids)?;
+    let mut ids = Vec::new();
+    for target in super::refs::targets(&client, &args.jobs.ids)? {
+        match target {
+            super::refs::Target::Job(id) => ids.push(id),
+            super::refs::Target::Group(id, _) => {
+                super::group::cancel(cli, &client, id)?;
+            }
+        }
+    }
     let mut code = exit::OK;
     let mut answers = Vec::new();
     for id in ids {

@@ -16,12 +16,34 @@ use crate::exit;
 /// `drover logs`
 pub fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<u8> {
     let mut client = client(cli)?;
-    let id = resolve_one(&client, &args.id)?;
     let streams: &[&str] = match (args.stdout, args.stderr) {
         (true, _) => &["stdout"],
         (_, true) => &["stderr"],
         _ => &["stdout", "stderr"],
     };
+    let target = super::refs::targets(&client, std::slice::from_ref(&args.id))?;
+    if let Some(super::refs::Target::Group(group, _)) = target.first() {
+        if args.follow || cli.json {
+            return Err(super::UsageError(
+                "a group's logs are printed once, job by job; for one job's, name it".into(),
+            )
+            .into());
+        }
+        // Each member's output under a header line, in sweep order (as `tail` prints files).
+        let mut out = std::io::stdout().lock();
+        let on = crate::output::colour();
+        for job in super::refs::members(&client, *group)? {
+            if job.attempt == 0 {
+                continue;
+            }
+            let header = format!("==> {} (job {}, {}) <==", job.name, job.number, job.state);
+            writeln!(out, "{}", crate::output::paint(&header, Some("1"), on))?;
+            print_streams(&mut out, &client, job.id, streams, args.attempt)?;
+        }
+        out.flush()?;
+        return Ok(exit::OK);
+    }
+    let id = resolve_one(&client, &args.id)?;
     if cli.json {
         if args.follow {
             return Err(super::UsageError("--json prints what was written; drop -f".into()).into());
@@ -30,29 +52,7 @@ pub fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<u8> {
     }
     if !args.follow {
         let mut out = std::io::stdout().lock();
-        let mut ended_with_newline = true;
-        for stream in streams {
-            let mut body = read(&client, id, stream, args.attempt)?;
-            let mut text = Vec::new();
-            body.read_to_end(&mut text)?;
-            if text.is_empty() {
-                continue;
-            }
-            if streams.len() > 1 && *stream == "stderr" {
-                // Marked only when both are shown; a stream of its own is as it was written.
-                if !ended_with_newline {
-                    writeln!(out)?;
-                }
-                let on = crate::output::colour();
-                writeln!(
-                    out,
-                    "{}",
-                    crate::output::paint("--- stderr ---", Some("2"), on)
-                )?;
-            }
-            out.write_all(&text)?;
-            ended_with_newline = text.ends_with(b"\n");
-        }
+        print_streams(&mut out, &client, id, streams, args.attempt)?;
         out.flush()?;
         return Ok(exit::OK);
     }
@@ -116,4 +116,38 @@ fn print_json(client: &Client, id: JobId, attempt: Option<u32>) -> anyhow::Resul
     });
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(exit::OK)
+}
+
+/// One job's streams as they were written, stderr under a marker line when both are shown.
+fn print_streams(
+    out: &mut impl Write,
+    client: &Client,
+    id: JobId,
+    streams: &[&str],
+    attempt: Option<u32>,
+) -> anyhow::Result<()> {
+    let mut ended_with_newline = true;
+    for stream in streams {
+        let mut body = read(client, id, stream, attempt)?;
+        let mut text = Vec::new();
+        body.read_to_end(&mut text)?;
+        if text.is_empty() {
+            continue;
+        }
+        if streams.len() > 1 && *stream == "stderr" {
+            // Marked only when both are shown; a stream of its own is as it was written.
+            if !ended_with_newline {
+                writeln!(out)?;
+            }
+            let on = crate::output::colour();
+            writeln!(
+                out,
+                "{}",
+                crate::output::paint("--- stderr ---", Some("2"), on)
+            )?;
+        }
+        out.write_all(&text)?;
+        ended_with_newline = text.ends_with(b"\n");
+    }
+    Ok(())
 }

@@ -1,9 +1,10 @@
-//! The words people use for a job — a whole id, its number (`42`, `#42`), a unique prefix of
-//! its id, its name — turned into ids. Whole ids need no request; the rest are resolved by the
-//! node (`POST /v1/resolve`) in one request, so a hundred numbers cost one round trip.
+//! The words people use for a job or a group — a whole id, its number (`42`, `#42`), a unique
+//! prefix of its id, its name — turned into ids, by the node (`POST /v1/resolve`) in one
+//! request, so a hundred numbers cost one round trip. Commands that act on jobs take a group as
+//! its members.
 
-use drover_api::{Found, Resolve, Resolved};
-use drover_core::JobId;
+use drover_api::{Found, GroupDetail, Resolve, Resolved};
+use drover_core::{GroupId, JobId};
 
 use super::UsageError;
 use crate::client::Client;
@@ -13,28 +14,36 @@ use crate::client::Client;
 #[error("no job {0}")]
 pub struct NoSuchJob(String);
 
-/// The ids `refs` name, in order. An ambiguous reference is a usage error listing what it may
-/// mean; one that names nothing is [`NoSuchJob`].
-pub(super) fn resolve(client: &Client, refs: &[String]) -> anyhow::Result<Vec<JobId>> {
-    let mut ids: Vec<Option<JobId>> = refs.iter().map(|r| r.trim().parse().ok()).collect();
-    let asked: Vec<String> = refs
-        .iter()
-        .zip(&ids)
-        .filter(|(_, id)| id.is_none())
-        .map(|(r, _)| r.clone())
-        .collect();
-    if asked.is_empty() {
-        return Ok(ids.into_iter().flatten().collect());
+/// What a reference names: a job, or a group of jobs (a sweep or a flow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Target {
+    /// One job.
+    Job(JobId),
+    /// A group, by id and number.
+    Group(GroupId, u64),
+}
+
+/// What `refs` name, in order, jobs or groups. An ambiguous reference is a usage error listing
+/// what it may mean; one that names nothing is [`NoSuchJob`]. One request for them all.
+pub(super) fn targets(client: &Client, refs: &[String]) -> anyhow::Result<Vec<Target>> {
+    if refs.is_empty() {
+        return Ok(Vec::new());
     }
-    let answer: Resolved = client.post("/v1/resolve", &Resolve { refs: asked })?;
-    let mut answers = answer.results.into_iter();
+    let answer: Resolved = client.post(
+        "/v1/resolve",
+        &Resolve {
+            refs: refs.to_vec(),
+        },
+    )?;
+    if answer.results.len() != refs.len() {
+        anyhow::bail!("the node answered fewer references than it was asked");
+    }
+    let mut found = Vec::with_capacity(refs.len());
     let mut missing = Vec::new();
-    for slot in ids.iter_mut().filter(|id| id.is_none()) {
-        let Some(resolution) = answers.next() else {
-            anyhow::bail!("the node answered fewer references than it was asked");
-        };
+    for resolution in answer.results {
         match resolution.found {
-            Found::One { id, .. } => *slot = Some(id),
+            Found::One { id, .. } => found.push(Target::Job(id)),
+            Found::Group { id, number } => found.push(Target::Group(id, number)),
             Found::None => missing.push(format!("`{}`", resolution.reference)),
             Found::Many { candidates, more } => {
                 let mut lines: Vec<String> = candidates
@@ -56,13 +65,46 @@ pub(super) fn resolve(client: &Client, refs: &[String]) -> anyhow::Result<Vec<Jo
     if !missing.is_empty() {
         return Err(NoSuchJob(missing.join(", ")).into());
     }
-    Ok(ids.into_iter().flatten().collect())
+    Ok(found)
 }
 
-/// The id one reference names.
+/// The jobs `refs` name, in order, a group standing for its members (in sweep order).
+pub(super) fn resolve(client: &Client, refs: &[String]) -> anyhow::Result<Vec<JobId>> {
+    let mut ids = Vec::new();
+    for target in targets(client, refs)? {
+        match target {
+            Target::Job(id) => ids.push(id),
+            Target::Group(id, _) => ids.extend(members(client, id)?.into_iter().map(|j| j.id)),
+        }
+    }
+    Ok(ids)
+}
+
+/// A group's members, in sweep order.
+pub(super) fn members(client: &Client, id: GroupId) -> anyhow::Result<Vec<drover_core::JobRecord>> {
+    let detail: GroupDetail = client.get(&format!("/v1/groups/{id}"))?;
+    Ok(detail.jobs)
+}
+
+/// The job one reference names (a group is refused: it names many).
 pub(super) fn resolve_one(client: &Client, reference: &str) -> anyhow::Result<JobId> {
-    let ids = resolve(client, &[reference.to_string()])?;
-    ids.into_iter()
-        .next()
-        .ok_or_else(|| NoSuchJob(format!("`{reference}`")).into())
+    match targets(client, &[reference.to_string()])?.first() {
+        Some(Target::Job(id)) => Ok(*id),
+        Some(Target::Group(_, number)) => Err(UsageError(format!(
+            "`{reference}` is group {number}; name one of its jobs (`drover status {number}` lists them)"
+        ))
+        .into()),
+        None => Err(NoSuchJob(format!("`{reference}`")).into()),
+    }
+}
+
+/// The group one reference names.
+pub(super) fn resolve_group(client: &Client, reference: &str) -> anyhow::Result<GroupId> {
+    match targets(client, &[reference.to_string()])?.first() {
+        Some(Target::Group(id, _)) => Ok(*id),
+        Some(Target::Job(_)) => {
+            Err(UsageError(format!("`{reference}` is a job, not a sweep or flow")).into())
+        }
+        None => Err(NoSuchJob(format!("`{reference}`")).into()),
+    }
 }

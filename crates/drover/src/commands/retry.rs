@@ -21,6 +21,26 @@ pub fn retry(cli: &Cli, args: &RetryArgs) -> anyhow::Result<u8> {
             ..Retry::default()
         }
     } else {
+        let targets = super::refs::targets(&client, &args.ids)?;
+        let groups: Vec<_> = targets
+            .iter()
+            .filter_map(|t| match t {
+                super::refs::Target::Group(id, _) => Some(*id),
+                super::refs::Target::Job(_) => None,
+            })
+            .collect();
+        if !groups.is_empty() {
+            if targets.len() > 1 || spec.is_some() {
+                return Err(UsageError(
+                    "retry a sweep or flow on its own, without new settings".into(),
+                )
+                .into());
+            }
+            return super::group::retry(cli, &client, groups[0], args.failed);
+        }
+        if args.failed {
+            return Err(UsageError("--failed is for a sweep or flow".into()).into());
+        }
         Retry {
             ids: resolve(&client, &args.ids)?,
             spec,

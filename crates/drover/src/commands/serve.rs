@@ -21,7 +21,9 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
         None => None,
     };
     let token = crate::config::token(cli.token_file.as_deref(), loaded.as_ref())?;
-    let (file, file_queues) = loaded.map(|l| (l.serve, l.queues)).unwrap_or_default();
+    let (file, file_queues, file_notify) = loaded
+        .map(|l| (l.serve, l.queues, l.notify))
+        .unwrap_or_default();
     let mut config = drover_node::NodeConfig::new(data_dir);
     config.listen = args
         .listen
@@ -67,6 +69,21 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
     config.allow_hosts = file.allow_hosts.clone();
     config.allow_hosts.extend(args.allow_hosts.iter().cloned());
     config.events_retention = args.events_retention.get();
+    config.notify = drover_node::notify::NotifyConfig {
+        command: args.notify_command.clone().or(file_notify.command),
+        url: args.notify_url.clone().or(file_notify.url),
+        on: args.notify_on.or(file_notify.on).unwrap_or_default(),
+        timeout: args
+            .notify_timeout
+            .or(file_notify.timeout)
+            .map_or(config.notify.timeout, |t| t.get()),
+    };
+    if let Some(url) = &config.notify.url {
+        anyhow::ensure!(
+            url.starts_with("http://"),
+            "notify url {url}: only plain http:// webhooks are supported (put a local relay in front of https)"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("drover-node")

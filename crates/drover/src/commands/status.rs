@@ -1,10 +1,12 @@
-//! `drover status`: one or more jobs in detail, or a table of recent ones.
+//! `drover status`: one or more jobs in detail (a group as one line of counts, a flow as its
+//! tree), or a table of recent jobs.
 
 use std::io::Write;
 
 use drover_core::JobRecord;
 
-use super::{client, resolve};
+use super::client;
+use super::refs::Target;
 use crate::cli::{Cli, StatusArgs};
 use crate::exit;
 use crate::output;
@@ -48,24 +50,38 @@ pub fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
         write!(out, "{}", output::jobs_table(&jobs, now))?;
         return Ok(exit::OK);
     }
-    let ids = resolve(&client, &args.ids)?;
-    let mut jobs = Vec::with_capacity(ids.len());
-    for id in ids {
-        jobs.push(client.get::<JobRecord>(&format!("/v1/jobs/{id}"))?);
+    let targets = super::refs::targets(&client, &args.ids)?;
+    let mut shown: Vec<serde_json::Value> = Vec::with_capacity(targets.len());
+    let mut text = String::new();
+    for (i, target) in targets.iter().enumerate() {
+        if i > 0 {
+            text.push('\n');
+        }
+        match *target {
+            Target::Job(id) => {
+                let job = client.get::<JobRecord>(&format!("/v1/jobs/{id}"))?;
+                text.push_str(&output::detail(&job, now));
+                shown.push(serde_json::to_value(&job)?);
+            }
+            Target::Group(id, _) => {
+                let detail: drover_api::GroupDetail = client.get(&format!("/v1/groups/{id}"))?;
+                if detail.group.kind == drover_core::GroupKind::Flow {
+                    text.push_str(&super::flow::tree(&detail));
+                } else {
+                    text.push_str(&format!("{}\n", super::group::group_line(&detail.group)));
+                }
+                shown.push(serde_json::to_value(&detail.group)?);
+            }
+        }
     }
     if cli.json {
-        match jobs.as_slice() {
+        match shown.as_slice() {
             [one] => serde_json::to_writer_pretty(&mut out, one)?,
             many => serde_json::to_writer_pretty(&mut out, many)?,
         }
         writeln!(out)?;
     } else {
-        for (i, job) in jobs.iter().enumerate() {
-            if i > 0 {
-                writeln!(out)?;
-            }
-            write!(out, "{}", output::detail(job, now))?;
-        }
+        write!(out, "{text}")?;
     }
     Ok(exit::OK)
 }

@@ -35,6 +35,9 @@ pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
         }
         return submit_batch(cli, file, &Origin::here(cli)?);
     }
+    if !args.each.is_empty() || args.each_line.is_some() {
+        return super::group::submit_sweep(cli, args);
+    }
     require_program(&args.spec)?;
     let id = submit_one(&client(cli)?, &args.spec, &Origin::here(cli)?)?;
     if cli.json {
@@ -121,7 +124,7 @@ impl Origin {
     /// What every job of a batch from here shares, sent once (`common`): this directory, and
     /// this environment unless turned off. A line that gives `env_clear` itself takes none of
     /// this environment (the node's rule for `common`).
-    fn common(&self) -> SpecArgs {
+    pub(super) fn common(&self) -> SpecArgs {
         SpecArgs {
             cwd: Some(self.cwd.clone()),
             env: self.env.clone().unwrap_or_default().into_iter().collect(),

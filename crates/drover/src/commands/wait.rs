@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use drover_api::Idle;
 use drover_core::{JobId, JobRecord};
 
-use super::{client, resolve};
+use super::client;
 use crate::cli::{Cli, WaitArgs};
 use crate::exit;
 
@@ -47,7 +47,19 @@ pub fn wait(cli: &Cli, args: &WaitArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    let ids = resolve(&client, &args.jobs.ids)?;
+    // A group stands for its members; its ending is told as one line.
+    let mut ids = Vec::new();
+    let mut groups = Vec::new();
+    for target in super::refs::targets(&client, &args.jobs.ids)? {
+        match target {
+            super::refs::Target::Job(id) => ids.push(id),
+            super::refs::Target::Group(id, _) => {
+                let members = super::refs::members(&client, id)?;
+                groups.push((id, members.iter().map(|j| j.id).collect::<HashSet<JobId>>()));
+                ids.extend(members.into_iter().map(|j| j.id));
+            }
+        }
+    }
     // Subscribe first, then look: an ending between the two is seen by one or the other.
     let events = client.patiently(|c| c.events("/v1/events"))?;
     let mut pending: HashSet<JobId> = ids.iter().copied().collect();
@@ -118,16 +130,24 @@ pub fn wait(cli: &Cli, args: &WaitArgs) -> anyhow::Result<u8> {
         let jobs: Vec<&JobRecord> = ids.iter().filter_map(|id| ended.get(id)).collect();
         crate::output::json(&jobs)?;
     }
+    let in_group: HashSet<JobId> = groups.iter().flat_map(|(_, m)| m.iter().copied()).collect();
     for id in &ids {
         let Some(job) = ended.get(id) else { continue };
         all_succeeded &= job.state == drover_core::JobState::Succeeded;
-        if !args.quiet && !cli.json {
+        if !args.quiet && !cli.json && !in_group.contains(id) {
             let reason = job
                 .reason
                 .as_ref()
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default();
             println!("{id} {}{reason}", job.state);
+        }
+    }
+    if !args.quiet && !cli.json {
+        for (id, _) in &groups {
+            let detail: drover_api::GroupDetail =
+                client.patiently(|c| c.get(&format!("/v1/groups/{id}")))?;
+            println!("{}", super::group::group_line(&detail.group));
         }
     }
     Ok(if all_succeeded {

@@ -87,6 +87,31 @@ async fn unrenewable_leases_fence_every_job_before_they_expire() {
     }
 }
 
+/// After the store was away long enough for the node's leases to near their end, a node that
+/// holds nothing claims again: those claims carry fresh leases and are not fenced by the
+/// renewals that failed meanwhile (a PostgreSQL restart once stopped jobs claimed just after it).
+#[tokio::test]
+async fn claims_after_an_outage_start_with_fresh_leases() {
+    let mut state = State::new(config(1, true));
+    // The renewals failed for most of a lease while nothing was held.
+    state.leases_valid_until = Instant::now() + state.fence_margin() / 2;
+    state.maybe_claim();
+    effects(&mut state);
+    let fresh = claim(1);
+    let fresh_ref = fresh.attempt;
+    answer_claim(&mut state, 1, vec![fresh]);
+    assert!(started(&effects(&mut state)).contains(&fresh_ref));
+    state.fence_if_leases_expiring();
+    assert!(!state.fenced, "a fresh claim is not fenced");
+    assert!(
+        !effects(&mut state)
+            .iter()
+            .any(|e| matches!(e, Effect::Send(Command::Stop(..)))),
+        "nothing is stopped"
+    );
+    assert!(state.fence_check_at() > Instant::now() + state.config.lease / 2);
+}
+
 /// What a renewal says about each attempt is acted on: a lost lease stops ours, a pending
 /// cancel stops it as cancelled; a claimed-ahead attempt that is cancelled goes back (to be
 /// recorded cancelled), one whose lease is lost is only dropped.

@@ -50,6 +50,7 @@ pub(super) fn claim(attempt: u32) -> Claim {
         },
         spec: JobSpec::new(["true"]),
         lease_expires_at: chrono::Utc::now(),
+        inputs: Vec::new(),
     }
 }
 

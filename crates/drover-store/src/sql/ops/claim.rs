@@ -170,6 +170,11 @@ pub(super) async fn claim_within(
                 Some(&node),
                 None,
             );
+            let inputs = if spec.after.is_empty() {
+                Vec::new()
+            } else {
+                upstream_inputs(tx.conn, &spec.after)?
+            };
             claims.push(Claim {
                 attempt: AttemptRef {
                     job_id: id,
@@ -177,6 +182,7 @@ pub(super) async fn claim_within(
                 },
                 spec,
                 lease_expires_at: ms_to_time(lease_expires),
+                inputs,
             });
         }
         Ok(ClaimBatch {
@@ -278,4 +284,58 @@ pub(super) async fn renew_leases(
             Ok(out)
         })
         .await
+}
+
+/// What a job that runs after `after` reads in `$DROVER_INPUTS`: each upstream job as it ended,
+/// with its result, in the order of `after`. (Output directories are filled in by the node.)
+fn upstream_inputs(
+    conn: &dyn crate::sql::Conn,
+    after: &[JobId],
+) -> Result<Vec<drover_core::Input>, StoreError> {
+    use crate::sql::Value;
+    use crate::sql::rows::corrupt;
+    let mut found = std::collections::HashMap::with_capacity(after.len());
+    for slice in after.chunks(5_000) {
+        let ids: Vec<Value> = slice.iter().map(|id| Value::Text(id.to_string())).collect();
+        let placeholders = vec!["?"; ids.len()].join(", ");
+        let rows = conn.query(
+            &format!(
+                "SELECT j.id, j.seq, j.name, j.member, j.state, j.result, j.attempt, a.node
+                 FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id AND a.attempt = j.attempt
+                 WHERE j.id IN ({placeholders})"
+            ),
+            &ids,
+        )?;
+        for row in rows {
+            let id: String = row.get(0)?;
+            let id = parse_id(&id)?;
+            let member: Option<String> = row.get(3)?;
+            let member: Option<drover_core::Membership> = member
+                .map(|m| serde_json::from_str(&m).map_err(|e| corrupt("membership", e)))
+                .transpose()?;
+            let result: Option<String> = row.get(5)?;
+            let state: String = row.get(4)?;
+            let number: i64 = row.get(1)?;
+            let node: Option<String> = row.get(7)?;
+            found.insert(
+                id,
+                drover_core::Input {
+                    id,
+                    number: u64::try_from(number).unwrap_or(0),
+                    name: row.get(2)?,
+                    step: member.as_ref().and_then(|m| m.step.clone()),
+                    index: member.as_ref().map(|m| m.index),
+                    values: member.map(|m| m.values).unwrap_or_default(),
+                    state: parse_state(&state)?,
+                    result: result
+                        .map(|r| serde_json::from_str(&r).map_err(|e| corrupt("result", e)))
+                        .transpose()?,
+                    node: node.map(NodeId),
+                    attempt: row.get(6)?,
+                    output_dir: None,
+                },
+            );
+        }
+    }
+    Ok(after.iter().filter_map(|id| found.remove(id)).collect())
 }

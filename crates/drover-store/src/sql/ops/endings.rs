@@ -227,6 +227,12 @@ pub(super) fn complete_in(
         ],
         |row| row.get(0),
     )?;
+    if let Some(result) = &outcome.result {
+        tx.conn.execute(
+            "UPDATE jobs SET result = ?1 WHERE id = ?2",
+            params![result, attempt.job_id.to_string()],
+        )?;
+    }
     attempt_ended(tx, attempt, next, NodeId(node), &outcome.reason)
 }
 

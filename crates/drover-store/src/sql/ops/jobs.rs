@@ -5,7 +5,7 @@ use drover_core::{EventKind, JobId, JobRecord, JobSpec, JobState, Reason};
 use uuid::Uuid;
 
 use super::*;
-use crate::sql::rows::{load_jobs, parse_id, parse_state};
+use crate::sql::rows::{load_jobs, load_jobs_with_results, parse_id, parse_state};
 use crate::sql::{Dialect, SqlStore, Value, params};
 use crate::{Change, JobFilter, StateCounts, StoreError};
 
@@ -13,109 +13,153 @@ pub(super) async fn submit(
     store: &SqlStore,
     specs: Vec<JobSpec>,
 ) -> Result<Vec<JobId>, StoreError> {
-    store.write(move |tx| {
-        let mut ids = Vec::with_capacity(specs.len());
-        for spec in specs {
-            // A key seen before (in an earlier submit or earlier in this batch) names the
-            // job already stored: same id, nothing new.
-            if let Some(key) = &spec.idempotency_key {
-                let existing: Option<String> = tx
-                    .conn
-                    .query_opt("SELECT id FROM jobs WHERE idempotency_key = ?1", params![key], |row| row.get(0))?;
-                if let Some(existing) = existing {
-                    ids.push(parse_id(&existing)?);
-                    continue;
-                }
+    store
+        .write(move |tx| {
+            let mut ids = Vec::with_capacity(specs.len());
+            for spec in specs {
+                let index = ids.len();
+                ids.push(insert_job(tx, &spec, index, None)?);
             }
-            let id = JobId::from_uuid(Uuid::now_v7());
-            let spec_json = to_json(&spec)?;
-            let not_before = spec
-                .at
-                .map(|at| at.timestamp_millis())
-                .filter(|at| *at > tx.now_ms);
-            let index = ids.len();
-            let mut waits = false;
-            // The first job it needs that already ended unsuccessfully, if any.
-            let mut doomed = None;
-            for (i, after) in spec.after.iter().enumerate() {
-                let Some(dep) = job_head(tx, *after)? else {
-                    return Err(StoreError::Invalid {
-                        field: format!("[{index}].after[{i}]"),
-                        message: format!("no job {after}"),
-                    });
-                };
-                match dep.state {
-                    JobState::Succeeded => {}
-                    s if s.is_terminal() => {
-                        doomed.get_or_insert(*after);
-                    }
-                    _ => waits = true,
-                }
-            }
-            let state = if doomed.is_some() {
-                JobState::Failed
-            } else if waits {
-                JobState::Blocked
-            } else if not_before.is_some() {
-                JobState::Scheduled
-            } else {
-                JobState::Queued
-            };
-            // PostgreSQL numbers jobs with a sequence (a column default); SQLite's one writer
-            // takes the next number itself, through the unique index.
-            let insert = match tx.conn.dialect() {
-                Dialect::Sqlite => "INSERT INTO jobs (id, name, state, priority, spec, max_attempts,
-                                       created_at, updated_at, not_before, idempotency_key,
-                                       queue, seq)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10,
-                             (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs))",
-                Dialect::Postgres => "INSERT INTO jobs (id, name, state, priority, spec, max_attempts,
-                                       created_at, updated_at, not_before, idempotency_key,
-                                       queue)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
-            };
-            tx.conn
-                .execute(insert, params![
-                    id.to_string(),
-                    spec.display_name(),
-                    state.as_str(),
-                    spec.priority,
-                    spec_json,
-                    spec.retries.saturating_add(1),
-                    tx.now_ms,
-                    not_before,
-                    spec.idempotency_key,
-                    spec.queue_name(),
-                ])?;
-            for after in &spec.after {
-                tx.conn
-                    .execute("INSERT INTO deps (job_id, after_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING", params![id.to_string(), after.to_string()])?;
-            }
-            if let Some(failed) = doomed {
-                // A job it needs already ended unsuccessfully: it can never run.
-                let reason = Reason::DependencyFailed(Some(failed));
-                tx.conn
-                    .execute("UPDATE jobs SET reason = ?1, finished_at = ?2 WHERE id = ?3", params![reason.to_string(), tx.now_ms, id.to_string()])?;
-                tx.emit(EventKind::Submitted, id, None, state, None, Some(&reason));
-                ids.push(id);
-                continue;
-            }
-            tx.emit(EventKind::Submitted, id, None, state, None, None);
-            if state == JobState::Scheduled {
-                tx.emit(EventKind::Scheduled, id, None, state, None, None);
-            }
-            ids.push(id);
+            Ok(ids)
+        })
+        .await
+}
+
+/// Where a job being stored sits in a group, and the number it takes (SQLite: the group's
+/// numbers are handed out by the caller; PostgreSQL: from the sequence).
+pub(super) struct InGroup<'a> {
+    pub group: &'a str,
+    pub member: &'a str,
+    pub seq: Option<i64>,
+}
+
+/// Stores one job of a submit (element `index` of the request, for errors) and emits its
+/// events; a key seen before (earlier, or earlier in this change) names the job already
+/// stored, and nothing new is made.
+pub(super) fn insert_job(
+    tx: &mut Tx<'_>,
+    spec: &JobSpec,
+    index: usize,
+    group: Option<InGroup<'_>>,
+) -> Result<JobId, StoreError> {
+    if let Some(key) = &spec.idempotency_key {
+        let existing: Option<String> = tx.conn.query_opt(
+            "SELECT id FROM jobs WHERE idempotency_key = ?1",
+            params![key],
+            |row| row.get(0),
+        )?;
+        if let Some(existing) = existing {
+            return parse_id(&existing);
         }
-        Ok(ids)
-    })
-    .await
+    }
+    let id = JobId::from_uuid(Uuid::now_v7());
+    let spec_json = to_json(spec)?;
+    let not_before = spec
+        .at
+        .map(|at| at.timestamp_millis())
+        .filter(|at| *at > tx.now_ms);
+    let mut waits = false;
+    // The first job it needs that already ended unsuccessfully, if any.
+    let mut doomed = None;
+    for (i, after) in spec.after.iter().enumerate() {
+        let Some(dep) = job_head(tx, *after)? else {
+            return Err(StoreError::Invalid {
+                field: format!("[{index}].after[{i}]"),
+                message: format!("no job {after}"),
+            });
+        };
+        match dep.state {
+            JobState::Succeeded => {}
+            s if s.is_terminal() => {
+                doomed.get_or_insert(*after);
+            }
+            _ => waits = true,
+        }
+    }
+    let state = if doomed.is_some() {
+        JobState::Failed
+    } else if waits {
+        JobState::Blocked
+    } else if not_before.is_some() {
+        JobState::Scheduled
+    } else {
+        JobState::Queued
+    };
+    let (group_id, member, seq) = match &group {
+        Some(g) => (Some(g.group), Some(g.member), g.seq),
+        None => (None, None, None),
+    };
+    // PostgreSQL numbers jobs with a sequence (a column default); SQLite's one writer takes the
+    // next number itself, through the unique index, unless a group handed it one.
+    let insert = match (tx.conn.dialect(), seq) {
+        (Dialect::Sqlite, None) => {
+            "INSERT INTO jobs (id, name, state, priority, spec, max_attempts,
+                               created_at, updated_at, not_before, idempotency_key,
+                               queue, group_id, member, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11, ?12,
+                     (SELECT COALESCE(MAX(m), 0) + 1 FROM
+                        (SELECT MAX(seq) AS m FROM jobs UNION ALL SELECT MAX(seq) FROM groups)))"
+        }
+        (Dialect::Sqlite, Some(_)) => {
+            "INSERT INTO jobs (id, name, state, priority, spec, max_attempts,
+                               created_at, updated_at, not_before, idempotency_key,
+                               queue, group_id, member, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        }
+        (Dialect::Postgres, _) => {
+            "INSERT INTO jobs (id, name, state, priority, spec, max_attempts,
+                               created_at, updated_at, not_before, idempotency_key,
+                               queue, group_id, member)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11, ?12)"
+        }
+    };
+    let mut values = params![
+        id.to_string(),
+        spec.display_name(),
+        state.as_str(),
+        spec.priority,
+        spec_json,
+        spec.retries.saturating_add(1),
+        tx.now_ms,
+        not_before,
+        spec.idempotency_key,
+        spec.queue_name(),
+        group_id,
+        member,
+    ]
+    .to_vec();
+    if let (Dialect::Sqlite, Some(seq)) = (tx.conn.dialect(), seq) {
+        values.push(Value::Int(seq));
+    }
+    tx.conn.execute(insert, &values)?;
+    for after in &spec.after {
+        tx.conn.execute(
+            "INSERT INTO deps (job_id, after_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![id.to_string(), after.to_string()],
+        )?;
+    }
+    if let Some(failed) = doomed {
+        // A job it needs already ended unsuccessfully: it can never run.
+        let reason = Reason::DependencyFailed(Some(failed));
+        tx.conn.execute(
+            "UPDATE jobs SET reason = ?1, finished_at = ?2 WHERE id = ?3",
+            params![reason.to_string(), tx.now_ms, id.to_string()],
+        )?;
+        tx.emit(EventKind::Submitted, id, None, state, None, Some(&reason));
+        return Ok(id);
+    }
+    tx.emit(EventKind::Submitted, id, None, state, None, None);
+    if state == JobState::Scheduled {
+        tx.emit(EventKind::Scheduled, id, None, state, None, None);
+    }
+    Ok(id)
 }
 
 pub(super) async fn get(store: &SqlStore, id: JobId) -> Result<Option<JobRecord>, StoreError> {
     store
         .read(move |conn| {
             Ok(
-                load_jobs(conn, "WHERE id = ?", vec![Value::Text(id.to_string())])?
+                load_jobs_with_results(conn, "WHERE id = ?", vec![Value::Text(id.to_string())])?
                     .into_iter()
                     .next(),
             )

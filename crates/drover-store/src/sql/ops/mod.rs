@@ -9,6 +9,7 @@
 mod claim;
 mod endings;
 mod events;
+mod groups;
 mod jobs;
 mod nodes;
 mod queues;
@@ -166,6 +167,40 @@ impl Store for SqlStore {
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
         jobs::get(self, id).await
+    }
+
+    async fn submit_group(
+        &self,
+        group: crate::NewGroup,
+        members: Vec<crate::NewMember>,
+    ) -> Result<crate::SubmittedGroup, StoreError> {
+        groups::submit_group(self, group, members).await
+    }
+
+    async fn group(
+        &self,
+        id: drover_core::GroupId,
+    ) -> Result<Option<drover_core::GroupRecord>, StoreError> {
+        groups::group(self, id).await
+    }
+
+    async fn groups(
+        &self,
+        filter: &crate::GroupFilter,
+    ) -> Result<Vec<drover_core::GroupRecord>, StoreError> {
+        groups::groups(self, filter).await
+    }
+
+    async fn members(
+        &self,
+        id: drover_core::GroupId,
+        results: bool,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        groups::members(self, id, results).await
+    }
+
+    async fn take_notice(&self, notice: crate::Notice) -> Result<bool, StoreError> {
+        groups::take_notice(self, notice).await
     }
 
     async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {

@@ -49,19 +49,45 @@ pub(super) async fn retry(
                 JobState::Cancelled,
             ];
             change_each(tx, ids, &retriable, |tx, id, head| {
+                // Its dependencies as they are now (earlier jobs of this retry already run
+                // again): all succeeded, it is queued; some will run, it waits for them; one
+                // ended unsuccessfully for good, it cannot run and stays as it is.
+                let (pending, doomed): (i64, i64) = tx.conn.query_row(
+                    "SELECT
+                         COALESCE(SUM(CASE WHEN j.state IN ('blocked', 'scheduled', 'queued', 'starting', 'running') THEN 1 ELSE 0 END), 0),
+                         COALESCE(SUM(CASE WHEN j.state IN ('failed', 'timed_out', 'lost', 'cancelled') THEN 1 ELSE 0 END), 0)
+                     FROM deps d JOIN jobs j ON j.id = d.after_id WHERE d.job_id = ?1",
+                    params![id.to_string()],
+                    |row| Ok((row.get::<i64>(0)?, row.get::<i64>(1)?)),
+                )?;
+                if doomed > 0 {
+                    return Ok(head.state);
+                }
+                let next = if pending > 0 {
+                    JobState::Blocked
+                } else {
+                    JobState::Queued
+                };
                 let spec = job_spec(tx, id)?;
-                set_job_state(tx, id, head.state, JobState::Queued, None)?;
+                set_job_state(tx, id, head.state, next, None)?;
                 tx.conn.execute(
                     "UPDATE jobs SET max_attempts = ?1, dismissed = 0, reason = NULL,
-                         finished_at = NULL, not_before = NULL, cancel_requested = 0
+                         finished_at = NULL, not_before = NULL, cancel_requested = 0,
+                         notified = 0
                      WHERE id = ?2",
                     params![
                         head.attempt.saturating_add(spec.retries).saturating_add(1),
                         id.to_string()
                     ],
                 )?;
-                tx.emit(EventKind::Retried, id, None, JobState::Queued, None, None);
-                Ok(JobState::Queued)
+                // Its group will end again, and say so again.
+                tx.conn.execute(
+                    "UPDATE groups SET notified = 0
+                     WHERE id = (SELECT group_id FROM jobs WHERE id = ?1)",
+                    params![id.to_string()],
+                )?;
+                tx.emit(EventKind::Retried, id, None, next, None, None);
+                Ok(next)
             })
         })
         .await
