@@ -54,6 +54,31 @@ fn job_answers() {
 }
 
 #[test]
+fn group_answers() {
+    let submitted: drover_api::SubmittedGroup = decode("group_submit");
+    assert_eq!(submitted.jobs.len(), 3);
+    let detail: drover_api::GroupDetail = decode("group");
+    assert_eq!(detail.group.id, submitted.id);
+    assert_eq!(detail.group.number, submitted.number);
+    assert_eq!(detail.jobs.len(), 3);
+    assert!(
+        detail
+            .jobs
+            .iter()
+            .all(|j| j.group.as_ref().map(|m| m.group) == Some(submitted.id))
+    );
+    let results: drover_api::GroupResults = decode("group_results");
+    let ns: Vec<_> = results.results.iter().map(|r| r.result.clone()).collect();
+    assert_eq!(ns, [1, 2, 3].map(|n| Some(serde_json::json!({ "n": n }))));
+    let groups: drover_api::Groups = decode("groups");
+    assert_eq!(groups.groups[0].id, submitted.id);
+    let retried: Changes = decode("group_retry");
+    assert!(retried.results.is_empty(), "nothing failed");
+    let cancelled: CancelAllAnswer = decode("group_cancel");
+    assert!(cancelled.results.is_empty(), "everything had ended");
+}
+
+#[test]
 fn cancel_answers() {
     let cancelled: CancelAnswer = decode("cancel_cancelled");
     assert!(matches!(cancelled.result, CancelResult::Cancelled { .. }));

@@ -97,6 +97,7 @@ fn main() -> anyhow::Result<()> {
     let memory = workloads::memory(&bench)?;
     let claims = workloads::claim_scaling(&bench)?;
     let events = workloads::event_latency(&bench)?;
+    let sweep = workloads::sweep(&bench)?;
 
     let report = render(
         &bench,
@@ -109,6 +110,7 @@ fn main() -> anyhow::Result<()> {
         &memory,
         &claims,
         &events,
+        &sweep,
     )?;
     std::fs::write(&out, report).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("bench: wrote {}", out.display());
@@ -151,6 +153,13 @@ fn run_only(bench: &Bench, only: &str) -> anyhow::Result<()> {
                 "cancel p50 {:.2} ms p99 {:.2} ms",
                 percentile(&c.drover, 50.0) * 1e3,
                 percentile(&c.drover, 99.0) * 1e3
+            );
+        }
+        "sweep" => {
+            let s = workloads::sweep(bench)?;
+            println!(
+                "sweep of {}: drover {:?} s, parallel {:?} s",
+                s.jobs, s.drover, s.parallel
             );
         }
         "memory" => {
@@ -251,6 +260,7 @@ fn render(
     memory: &workloads::Memory,
     claims: &[workloads::ClaimScaling],
     events: &workloads::EventLatency,
+    sweep: &workloads::Sweep,
 ) -> anyhow::Result<String> {
     let s = &bench.sizes;
     let mut md = String::new();
@@ -467,6 +477,44 @@ fn render(
             ms(c.seconds),
             c.seconds / base
         )?;
+    }
+
+    writeln!(
+        md,
+        "\n## 6. A sweep: {} × a short Python script, to the last result collected\n",
+        sweep.jobs
+    )?;
+    writeln!(
+        md,
+        "Each job prints `{{\"n\": N, \"sq\": N*N}}`; {} at once. drover: `submit --each 1..{}` (results from the last line of stdout), `wait`, `results --json`, every result checked. GNU parallel: `parallel --keep-order -j {} python3 -c … ::: 1 … {}`, its output collected and checked. Run for run, side by side.\n",
+        sweep.slots, sweep.jobs, sweep.slots, sweep.jobs
+    )?;
+    writeln!(md, "| tool | seconds | jobs/s |\n|---|---|---|")?;
+    for (tool, runs) in [("drover", &sweep.drover), ("GNU parallel", &sweep.parallel)] {
+        match runs {
+            Ok(runs) if !runs.is_empty() => {
+                let sp = spread(runs);
+                writeln!(
+                    md,
+                    "| {tool} | {:.2} [{:.2}–{:.2}] | {:.0} |",
+                    sp.median,
+                    sp.min,
+                    sp.max,
+                    sweep.jobs as f64 / sp.median
+                )?;
+            }
+            Ok(_) => writeln!(md, "| {tool} | no run | |")?,
+            Err(why) => writeln!(md, "| {tool} | skipped: {} | |", why.replace('|', "/"))?,
+        }
+    }
+    if let (Ok(d), Ok(p)) = (&sweep.drover, &sweep.parallel) {
+        if !d.is_empty() && !p.is_empty() {
+            writeln!(
+                md,
+                "\ndrover / GNU parallel, time to the last result: {:.2}×",
+                spread(d).median / spread(p).median
+            )?;
+        }
     }
 
     writeln!(md, "\n## Targets (issue #4)\n")?;

@@ -383,7 +383,18 @@ impl Flow<JobSpec> {
                 axes: step
                     .each
                     .as_ref()
-                    .map(|s| s.axes.iter().map(|a| a.name.clone()).collect())
+                    .map(|s| {
+                        s.axes
+                            .iter()
+                            .map(|a| {
+                                if a.name.is_empty() {
+                                    "value".to_string()
+                                } else {
+                                    a.name.clone()
+                                }
+                            })
+                            .collect()
+                    })
                     .unwrap_or_default(),
             })
             .collect();

@@ -138,7 +138,7 @@ pub struct GroupStep {
     pub after: Vec<String>,
     /// How many jobs it made (more than one for a sweep).
     pub jobs: u32,
-    /// Its sweep's axis names, if it is one (`""` for the unnamed axis).
+    /// Its sweep's axis names, if it is one (`value` for the unnamed axis).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub axes: Vec<String>,
 }

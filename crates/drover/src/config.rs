@@ -224,6 +224,11 @@ mod tests {
         let text = include_str!("../../../docs/drover.toml");
         let config = parse(text).unwrap_or_else(|e| panic!("docs/drover.toml: {e:#}"));
         assert!(config.serve.listen.is_some() && config.queues.contains_key("sage"));
+        assert!(config.notify.command.is_some() && config.notify.url.is_some());
+        assert_eq!(
+            config.notify.on,
+            Some(drover_node::notify::NotifyOn::Failures)
+        );
     }
 
     #[test]

@@ -5,12 +5,14 @@
 
 mod footprint;
 mod latency;
+mod sweep;
 mod throughput;
 
 pub use footprint::{ClaimScaling, Memory, claim_scaling, memory};
 pub use latency::{
     CancelLatency, EventLatency, SubmitLatency, cancel_latency, event_latency, submit_latency,
 };
+pub use sweep::{Sweep, sweep};
 pub use throughput::{ClusterThroughput, Throughput, cluster_throughput, throughput};
 
 use std::path::PathBuf;
@@ -38,6 +40,8 @@ pub struct Sizes {
     pub claim_jobs: usize,
     pub event_subscribers: usize,
     pub event_changes: usize,
+    /// Jobs in the sweep workload (a short Python script each).
+    pub sweep_jobs: usize,
 }
 
 impl Sizes {
@@ -55,6 +59,7 @@ impl Sizes {
             claim_jobs: 100,
             event_subscribers: 10,
             event_changes: 20,
+            sweep_jobs: 20,
         }
     }
 
@@ -72,6 +77,7 @@ impl Sizes {
             claim_jobs: 1000,
             event_subscribers: 100,
             event_changes: 200,
+            sweep_jobs: 200,
         }
     }
 }
@@ -109,12 +115,12 @@ impl Bench {
     }
 
     /// A fresh directory under the scratch dir.
-    fn fresh(&self, what: &str) -> PathBuf {
+    pub(crate) fn fresh(&self, what: &str) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         self.scratch.join(format!("{what}-{n}"))
     }
 
-    fn node(&self, what: &str, flags: &[&str]) -> anyhow::Result<Node> {
+    pub(crate) fn node(&self, what: &str, flags: &[&str]) -> anyhow::Result<Node> {
         Node::start(&self.drover, &self.fresh(what).join("data"), flags)
     }
 }

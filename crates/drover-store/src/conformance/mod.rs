@@ -3,18 +3,20 @@
 //! Each function takes an empty store and panics on a violation. [`conformance_tests!`] turns
 //! them into `#[tokio::test]`s for one backend; the SQLite and the PostgreSQL backends both use
 //! it, so both are held to exactly the same contract. The functions are grouped by area
-//! (`attempts`, `cancel`, `waiting`, `cluster`); this file holds the helpers they share and the
+//! (`attempts`, `cancel`, `waiting`, `cluster`, `groups`); this file holds the helpers they share and the
 //! macro. Nothing here may reach past the [`Store`] trait into a backend.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod attempts;
 mod cancel;
 mod cluster;
+mod groups;
 mod waiting;
 
 pub use attempts::*;
 pub use cancel::*;
 pub use cluster::*;
+pub use groups::*;
 pub use waiting::*;
 
 use std::time::Duration;
@@ -104,7 +106,9 @@ macro_rules! conformance_tests {
             heartbeats_list_nodes_and_drain_stops_claims,
             labels_route_jobs,
             the_reaper_requeues_expired_attempts,
-            a_checkpointed_attempt_requeues_without_using_a_retry
+            a_checkpointed_attempt_requeues_without_using_a_retry,
+            groups_store_whole_run_in_order_and_notify_once,
+            a_claim_carries_what_its_upstream_jobs_gave
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

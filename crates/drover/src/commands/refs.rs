@@ -44,7 +44,12 @@ pub(super) fn targets(client: &Client, refs: &[String]) -> anyhow::Result<Vec<Ta
         match resolution.found {
             Found::One { id, .. } => found.push(Target::Job(id)),
             Found::Group { id, number } => found.push(Target::Group(id, number)),
-            Found::None => missing.push(format!("`{}`", resolution.reference)),
+            // A whole id the node does not know goes on as it is: the request that uses it says
+            // what is wrong (`--after` a job that does not exist is refused by field).
+            Found::None => match resolution.reference.trim().parse::<JobId>() {
+                Ok(id) => found.push(Target::Job(id)),
+                Err(_) => missing.push(format!("`{}`", resolution.reference)),
+            },
             Found::Many { candidates, more } => {
                 let mut lines: Vec<String> = candidates
                     .iter()
