@@ -63,6 +63,21 @@ fn bad_usage_exits_2() {
         "the flag given beside --batch is named: {}",
         stderr(&batch_and_flags)
     );
+    // A sweep is not something `run` can stay with; an empty range is no sweep.
+    let run_sweep = node.drover(&["run", "--each", "1..2", "--", "true"]);
+    assert_eq!(code(&run_sweep), 2, "{}", stderr(&run_sweep));
+    assert!(
+        stderr(&run_sweep).contains("submit --each"),
+        "{}",
+        stderr(&run_sweep)
+    );
+    let backwards = node.drover(&["submit", "--each", "3..1", "--", "true"]);
+    assert_eq!(code(&backwards), 2, "{}", stderr(&backwards));
+    assert!(
+        stderr(&backwards).contains("ends before it starts"),
+        "{}",
+        stderr(&backwards)
+    );
     // A prefix shared by two jobs' ids names no one job.
     let a = node.submit(&["--", "true"]);
     node.submit(&["--", "true"]);

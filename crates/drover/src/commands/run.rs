@@ -32,6 +32,13 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
     if args.submit.batch.is_some() {
         return Err(UsageError("`run` takes one job; use `submit --batch` for many".into()).into());
     }
+    if !args.submit.each.is_empty() || args.submit.each_line.is_some() {
+        return Err(UsageError(
+            "`run` stays with one job; for a sweep, `submit --each …` then `drover wait` and `drover results`"
+                .into(),
+        )
+        .into());
+    }
     require_program(&args.submit.spec)?;
     let client = client(cli)?;
     let id = submit_one(&client, &args.submit.spec, &Origin::here(cli)?)?;
