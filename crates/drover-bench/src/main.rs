@@ -486,7 +486,7 @@ fn render(
     )?;
     writeln!(
         md,
-        "Each job prints `{{\"n\": N, \"sq\": N*N}}`; {} at once. drover: `submit --each 1..{}` (results from the last line of stdout), `wait`, `results --json`, every result checked. GNU parallel: `parallel --keep-order -j {} python3 -c … ::: 1 … {}`, its output collected and checked. Run for run, side by side.\n",
+        "Each job prints `{{\"n\": N, \"sq\": N*N}}`; {} at once. drover: `submit --each 1..{}` (results from the last line of stdout), `wait`, `results --json`, every result checked. GNU parallel: `parallel --keep-order --quote -j {} python3 -c … ::: 1 … {}`, its output collected and checked. Run for run, side by side.\n",
         sweep.slots, sweep.jobs, sweep.slots, sweep.jobs
     )?;
     writeln!(md, "| tool | seconds | jobs/s |\n|---|---|---|")?;

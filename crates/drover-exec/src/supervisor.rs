@@ -168,14 +168,21 @@ async fn run_attempt(
     // An empty checkpoint directory is nothing to keep (the next attempt makes it again): most
     // jobs never write one, and this spares the node removing it.
     let checkpoints = req.checkpoint_dir.clone();
-    // The result must be in place before the outcome is reported: the node reads it then.
-    if let Some(dir) = req.output_dir.clone() {
-        let stdout = req.stdout_path.clone();
-        let from_stdout = req.result_stdout;
-        let _ =
-            tokio::task::spawn_blocking(move || finish_output(&dir, from_stdout, &stdout)).await;
+    // A result taken from stdout must be in place before the outcome is reported: the node
+    // reads it then. Otherwise the job wrote its own (or none), and removing an empty
+    // directory is housekeeping that need not hold up the report.
+    let output = req.output_dir.clone();
+    if req.result_stdout {
+        if let Some(dir) = output.clone() {
+            let stdout = req.stdout_path.clone();
+            let _ = tokio::task::spawn_blocking(move || write_stdout_result(&dir, &stdout)).await;
+        }
     }
     tokio::task::spawn_blocking(move || {
+        if let Some(dir) = output {
+            // Fails, as it should, when the directory holds anything.
+            let _ = std::fs::remove_dir(dir);
+        }
         cell.remove();
         if let Some(path) = heartbeat {
             let _ = std::fs::remove_file(path);
@@ -466,20 +473,19 @@ fn prepare_output(req: &StartRequest) -> Result<(), String> {
 /// The name of a job's result in its output directory.
 pub const RESULT_FILE: &str = "result.json";
 
-/// At the end of an attempt: with `from_stdout`, the last non-empty line of stdout becomes
-/// `result.json` unless the job wrote one; an output directory left empty is removed (most jobs
-/// write nothing there, and a directory per attempt would pile up).
-fn finish_output(dir: &Path, from_stdout: bool, stdout: &Path) {
+/// At the end of an attempt with `--result-stdout`: the last non-empty line of stdout becomes
+/// `result.json`, unless the job wrote one itself. (An output directory left empty is removed
+/// after the report: most jobs write nothing there, and a directory per attempt would pile up.)
+fn write_stdout_result(dir: &Path, stdout: &Path) {
     let result = dir.join(RESULT_FILE);
-    if from_stdout && !result.exists() {
-        if let Some(line) = last_line(stdout) {
-            if let Err(err) = std::fs::write(&result, line) {
-                tracing::warn!(path = %result.display(), error = %err, "cannot write the result from stdout");
-            }
+    if result.exists() {
+        return;
+    }
+    if let Some(line) = last_line(stdout) {
+        if let Err(err) = std::fs::write(&result, line) {
+            tracing::warn!(path = %result.display(), error = %err, "cannot write the result from stdout");
         }
     }
-    // Fails, as it should, when the directory holds anything.
-    let _ = std::fs::remove_dir(dir);
 }
 
 /// The last non-empty line of a file, read from its end (at most the last 2 MiB: a result

@@ -1,5 +1,6 @@
 //! Notices: a command or a webhook when a job, or a whole group, ends. The notifier follows the
-//! store's committed events; for each ending it reads the job, and if anyone asked to hear of it
+//! store's committed events; it asks the store, in one query per burst of endings, which of them
+//! anyone asked to hear of (unless the node wants all); for each it reads the job, and if so
 //! (the job's own `notify`, its group's, or the node's `[notify]` table) it takes the notice
 //! from the store — once, however many nodes listen — and sends it in a task of its own.
 //!
@@ -86,8 +87,10 @@ pub fn spawn(store: Arc<dyn Store>, config: NotifyConfig) {
     let slots = Arc::new(Semaphore::new(AT_ONCE));
     tokio::spawn(async move {
         loop {
-            let event = match events.recv().await {
-                Ok(event) => event,
+            // Endings come in bursts: each burst is looked at with one query.
+            let mut ended = Vec::new();
+            match events.recv().await {
+                Ok(event) => ended.extend(ending(&event)),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(
                         missed,
@@ -96,24 +99,60 @@ pub fn spawn(store: Arc<dyn Store>, config: NotifyConfig) {
                     continue;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
-            };
-            if !event.state.is_terminal()
-                || matches!(
-                    event.kind,
-                    drover_core::EventKind::Dismissed | drover_core::EventKind::Edited
-                )
-            {
+            }
+            while ended.len() < 1_000 {
+                match events.try_recv() {
+                    Ok(event) => ended.extend(ending(&event)),
+                    Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                        tracing::warn!(
+                            missed,
+                            "the notifier fell behind; notices of some endings were not sent"
+                        );
+                    }
+                    Err(_) => break,
+                }
+            }
+            if ended.is_empty() {
                 continue;
             }
             let (store, config, slots) =
                 (Arc::clone(&store), Arc::clone(&config), Arc::clone(&slots));
             tokio::spawn(async move {
-                if let Err(err) = on_ending(store.as_ref(), &config, &slots, event.job_id).await {
-                    tracing::warn!(job = %event.job_id, error = %err, "cannot send the notices of an ending");
+                // Unless the node wants every ending told, only those someone asked for.
+                let wanted = if config.command.is_some() || config.url.is_some() {
+                    Ok(ended)
+                } else {
+                    store.wanting_notice(ended).await
+                };
+                let wanted = match wanted {
+                    Ok(wanted) => wanted,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot tell which endings to notify of");
+                        return;
+                    }
+                };
+                for job in wanted {
+                    let (store, config, slots) =
+                        (Arc::clone(&store), Arc::clone(&config), Arc::clone(&slots));
+                    tokio::spawn(async move {
+                        if let Err(err) = on_ending(store.as_ref(), &config, &slots, job).await {
+                            tracing::warn!(%job, error = %err, "cannot send the notices of an ending");
+                        }
+                    });
                 }
             });
         }
     });
+}
+
+/// The job an event says has ended, if it does.
+fn ending(event: &drover_core::Event) -> Option<drover_core::JobId> {
+    (event.state.is_terminal()
+        && !matches!(
+            event.kind,
+            drover_core::EventKind::Dismissed | drover_core::EventKind::Edited
+        ))
+    .then_some(event.job_id)
 }
 
 /// What one ending asks for: the job's notice, then its group's if it was the last to end.

@@ -461,6 +461,11 @@ pub trait Store: Send + Sync + 'static {
     /// that share a database thus send each notice once.
     async fn take_notice(&self, notice: Notice) -> Result<bool, StoreError>;
 
+    /// Which of `ids` someone asked to be told of when they end — by their own `notify`, or
+    /// their group's — and were not yet: what the notifier must look at when the node itself
+    /// wants no notices. One query for many endings.
+    async fn wanting_notice(&self, ids: Vec<JobId>) -> Result<Vec<JobId>, StoreError>;
+
     /// Jobs matching `filter`, newest first.
     async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError>;
 

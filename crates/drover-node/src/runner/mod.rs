@@ -337,8 +337,12 @@ impl Runner {
                 let outputs = self.data.output_dir(attempt);
                 tokio::spawn(async move {
                     // The result is read before the ending is written: a bad one changes it.
+                    // Most jobs leave no result: one stat here, and a thread only to read one.
                     let ending = match ending {
-                        Ending::Complete(mut outcome) if outcome.exit_code.is_some() => {
+                        Ending::Complete(mut outcome)
+                            if outcome.exit_code.is_some()
+                                && outputs.join(drover_exec::RESULT_FILE).exists() =>
+                        {
                             tokio::task::spawn_blocking(move || {
                                 record::take_result(&mut outcome, &outputs);
                                 Ending::Complete(outcome)

@@ -175,3 +175,32 @@ pub async fn a_claim_carries_what_its_upstream_jobs_gave(store: &dyn Store) {
     assert_eq!(input.result, Some(serde_json::json!([1, 2])));
     assert_eq!(input.node.as_ref(), Some(&n));
 }
+
+pub async fn only_asked_for_endings_want_a_notice(store: &dyn Store) {
+    let mut told = spec("told");
+    told.notify = Some("echo done".into());
+    let mut quiet = spec("quiet");
+    quiet.env.insert("X".into(), r#"{"notify": 1}"#.into());
+    let plain = store.submit(vec![told, quiet]).await.unwrap();
+    let new = group("g");
+    let id = new.id;
+    let members = store
+        .submit_group(new, vec![member(id, "work", 0, vec![])])
+        .await
+        .unwrap()
+        .jobs;
+    let mut all = plain.clone();
+    all.extend(&members);
+    let mut wanted = store.wanting_notice(all.clone()).await.unwrap();
+    wanted.sort();
+    let mut expected = vec![plain[0], members[0]];
+    expected.sort();
+    assert_eq!(wanted, expected, "its own notify, or its group's");
+    // Once taken, a notice is wanted no more.
+    let n = node("n1");
+    let attempt = claim_and_run(store, &n).await;
+    assert_eq!(attempt.job_id, plain[0]);
+    store.complete(attempt, succeeded()).await.unwrap();
+    assert!(store.take_notice(Notice::Job(plain[0])).await.unwrap());
+    assert_eq!(store.wanting_notice(all).await.unwrap(), vec![members[0]]);
+}

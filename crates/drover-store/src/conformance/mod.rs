@@ -108,7 +108,8 @@ macro_rules! conformance_tests {
             the_reaper_requeues_expired_attempts,
             a_checkpointed_attempt_requeues_without_using_a_retry,
             groups_store_whole_run_in_order_and_notify_once,
-            a_claim_carries_what_its_upstream_jobs_gave
+            a_claim_carries_what_its_upstream_jobs_gave,
+            only_asked_for_endings_want_a_notice
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

@@ -279,3 +279,34 @@ pub(super) async fn take_notice(store: &SqlStore, notice: Notice) -> Result<bool
         })
         .await
 }
+
+pub(super) async fn wanting_notice(
+    store: &SqlStore,
+    ids: Vec<JobId>,
+) -> Result<Vec<JobId>, StoreError> {
+    store
+        .read(move |conn| {
+            let mut wanted = Vec::new();
+            for slice in ids.chunks(1_000) {
+                let values: Vec<Value> =
+                    slice.iter().map(|id| Value::Text(id.to_string())).collect();
+                let placeholders = vec!["?"; values.len()].join(", ");
+                // A spec with a notify command holds the key `"notify":` (a value that merely
+                // contains those words is escaped, `\"notify\":`, and does not match).
+                let rows = conn.query_map(
+                    &format!(
+                        "SELECT id FROM jobs WHERE id IN ({placeholders}) AND notified = 0
+                           AND (spec LIKE '%\"notify\":%'
+                                OR group_id IN (SELECT id FROM groups WHERE notify IS NOT NULL))"
+                    ),
+                    &values,
+                    |row| row.get::<String>(0),
+                )?;
+                for id in rows {
+                    wanted.push(crate::sql::rows::parse_id(&id)?);
+                }
+            }
+            Ok(wanted)
+        })
+        .await
+}

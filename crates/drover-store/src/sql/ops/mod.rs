@@ -203,6 +203,10 @@ impl Store for SqlStore {
         groups::take_notice(self, notice).await
     }
 
+    async fn wanting_notice(&self, ids: Vec<JobId>) -> Result<Vec<JobId>, StoreError> {
+        groups::wanting_notice(self, ids).await
+    }
+
     async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
         jobs::list(self, filter).await
     }
