@@ -46,7 +46,7 @@ struct Args {
     #[arg(long, value_name = "TEXT", default_value = "before")]
     baseline_label: String,
     /// Run one workload only and print its rows instead of writing a report (for profiling).
-    #[arg(long, value_parser = ["throughput", "cluster", "submit", "cancel", "memory", "claim", "events"])]
+    #[arg(long, value_parser = ["throughput", "cluster", "submit", "cancel", "memory", "claim", "events", "sweep"])]
     only: Option<String>,
 }
 
@@ -486,7 +486,7 @@ fn render(
     )?;
     writeln!(
         md,
-        "Each job prints `{{\"n\": N, \"sq\": N*N}}`; {} at once. drover: `submit --each 1..{}` (results from the last line of stdout), `wait`, `results --json`, every result checked. GNU parallel: `parallel --keep-order --quote -j {} python3 -c … ::: 1 … {}`, its output collected and checked. Run for run, side by side.\n",
+        "Each job prints `{{\"n\": N, \"sq\": N*N}}`; {} at once. drover: `submit --each 1..{}` (results from the last line of stdout), `wait`, `results --json`, every result checked. GNU parallel: `parallel --keep-order --quote -j {} python3 -c … ::: 1 … {}`, its output collected and checked. Both start the jobs in a clean environment (drover's `--env-clear`; `PATH` and `HOME` alone for parallel). Run for run, side by side.\n",
         sweep.slots, sweep.jobs, sweep.slots, sweep.jobs
     )?;
     writeln!(md, "| tool | seconds | jobs/s |\n|---|---|---|")?;

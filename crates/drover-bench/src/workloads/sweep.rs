@@ -81,10 +81,18 @@ fn drover_sweep(bench: &Bench, n: usize, slots: usize) -> anyhow::Result<f64> {
 fn parallel_sweep(bench: &Bench, n: usize, slots: usize) -> anyhow::Result<f64> {
     let out = bench.fresh("parallel-sweep").with_extension("jsonl");
     let start = Instant::now();
+    // A clean environment, as drover's jobs get with --env-clear: the variables a shell carries
+    // change how long Python takes to start (this machine's made it 4× slower), and both tools
+    // must start the same interpreter.
     let status = std::process::Command::new("parallel")
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .envs(std::env::var_os("HOME").map(|home| ("HOME", home)))
         .args([
             "--will-cite",
             "--keep-order",
+            // The command as words, not a shell line: the script's parentheses stay its own.
+            "--quote",
             "-j",
             &slots.to_string(),
             "python3",
