@@ -16,7 +16,7 @@ use drover_core::{GroupId, GroupKind, GroupRecord, JobSpec, JobState, Membership
 use drover_store::{GroupFilter, NewGroup, NewMember};
 
 use super::jobs::cancel_result;
-use super::parse::{fill_from, from_value, parse_json, read_body, with_queue_defaults};
+use super::parse::{Common, from_value, parse_json, read_body, with_queue_defaults};
 use super::*;
 
 /// How many member changes are asked of the store at once (they share group commits).
@@ -63,32 +63,17 @@ fn plan(state: &ApiState, asked: SubmitGroup) -> Result<(NewGroup, Vec<NewMember
             "a sweep is one step with `each`",
         ));
     }
-    let common = asked.common.unwrap_or_default();
-    let mut without_env = common.clone();
-    without_env.remove("env");
+    let common = Common::new(asked.common.unwrap_or_default());
     let now = chrono::Utc::now();
     let mut spec_error = None;
     let parsed = document.try_map(|step, mut raw| {
-        // A step that gives its whole environment takes none from `common` (as in a batch).
-        let fill = if raw.contains_key("env_clear") {
-            &without_env
-        } else {
-            &common
-        };
-        fill_from(&mut raw, fill);
+        common.fill(&mut raw);
         let value = with_queue_defaults(serde_json::Value::Object(raw), &state.queue_defaults);
         let prefix = format!("steps.{step}");
         let parsed: Result<JobSpec, ApiError> = from_value(value);
         match parsed {
             Ok(mut spec) => {
-                if let Some(delay) = spec.delay.take() {
-                    let delay =
-                        chrono::Duration::from_std(delay.get()).unwrap_or(chrono::Duration::MAX);
-                    spec.at = Some(
-                        now.checked_add_signed(delay)
-                            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
-                    );
-                }
+                super::parse::delay_to_at(&mut spec, now);
                 Ok(spec)
             }
             Err(err) => {

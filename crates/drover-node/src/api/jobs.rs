@@ -38,19 +38,11 @@ pub(super) async fn submit(
             &state.queue_defaults,
         )?]
     };
-    // A delay counts from now, on this node's clock; what is stored is the time.
     let now = chrono::Utc::now();
     let specs = specs
         .into_iter()
         .map(|mut spec| {
-            if let Some(delay) = spec.delay.take() {
-                let delay =
-                    chrono::Duration::from_std(delay.get()).unwrap_or(chrono::Duration::MAX);
-                spec.at = Some(
-                    now.checked_add_signed(delay)
-                        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
-                );
-            }
+            super::parse::delay_to_at(&mut spec, now);
             spec
         })
         .collect();

@@ -68,6 +68,18 @@ pub(super) fn is_batch(bytes: &[u8]) -> bool {
     }
 }
 
+/// Turns a spec's `delay` into `at`, counted from `now` on this node's clock: what is stored is
+/// the time.
+pub(super) fn delay_to_at(spec: &mut JobSpec, now: chrono::DateTime<chrono::Utc>) {
+    if let Some(delay) = spec.delay.take() {
+        let delay = chrono::Duration::from_std(delay.get()).unwrap_or(chrono::Duration::MAX);
+        spec.at = Some(
+            now.checked_add_signed(delay)
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
+        );
+    }
+}
+
 /// Parses and validates one job spec.
 pub fn parse_spec(bytes: &[u8], limits: &Limits) -> Result<JobSpec, ApiError> {
     parse_spec_with(bytes, limits, &QueueDefaults::new())
@@ -95,7 +107,7 @@ pub(super) fn with_queue_defaults(
 
 /// Gives `spec` the fields of `fill` it lacks; a table (`env`, `require`) gets the keys it
 /// lacks.
-pub(super) fn fill_from(
+fn fill_from(
     spec: &mut serde_json::Map<String, serde_json::Value>,
     fill: &serde_json::Map<String, serde_json::Value>,
 ) {
@@ -131,19 +143,39 @@ fn with_common(value: serde_json::Value) -> Result<serde_json::Value, ApiError> 
     let Some(serde_json::Value::Array(mut jobs)) = batch.remove("jobs") else {
         return Err(ApiError::bad("jobs", "must be an array of specs"));
     };
-    let mut without_env = common.clone();
-    without_env.remove("env");
+    let common = Common::new(common);
     for job in &mut jobs {
         if let Some(job) = job.as_object_mut() {
-            let fill = if job.contains_key("env_clear") {
-                &without_env
-            } else {
-                &common
-            };
-            fill_from(job, fill);
+            common.fill(job);
         }
     }
     Ok(serde_json::Value::Array(jobs))
+}
+
+/// The fields every job of a batch (or step of a flow) gets where it leaves them out: `env` key
+/// by key — except that a job giving `env_clear` itself gives its whole environment, and takes
+/// no `env` from here.
+pub(super) struct Common {
+    all: serde_json::Map<String, serde_json::Value>,
+    without_env: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Common {
+    pub(super) fn new(all: serde_json::Map<String, serde_json::Value>) -> Self {
+        let mut without_env = all.clone();
+        without_env.remove("env");
+        Self { all, without_env }
+    }
+
+    /// Gives `job` the common fields it lacks.
+    pub(super) fn fill(&self, job: &mut serde_json::Map<String, serde_json::Value>) {
+        let fill = if job.contains_key("env_clear") {
+            &self.without_env
+        } else {
+            &self.all
+        };
+        fill_from(job, fill);
+    }
 }
 
 /// [`parse_spec`], with per-queue defaults.

@@ -204,13 +204,8 @@ pub(super) async fn groups(
                 values.push(Value::Int(i64::try_from(number).unwrap_or(i64::MAX)));
             }
             if let Some(prefix) = &filter.id_prefix {
-                let prefix: String = prefix
-                    .to_ascii_lowercase()
-                    .chars()
-                    .filter(|c| c.is_ascii_hexdigit() || *c == '-')
-                    .collect();
                 clauses.push("id LIKE ?".to_string());
-                values.push(Value::Text(format!("{prefix}%")));
+                values.push(Value::Text(super::id_prefix_pattern(prefix)));
             }
             if filter.active {
                 clauses.push(format!(

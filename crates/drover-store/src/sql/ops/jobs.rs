@@ -206,15 +206,8 @@ pub(super) async fn list(
                 params.push(Value::Int(i64::try_from(number).unwrap_or(i64::MAX)));
             }
             if let Some(prefix) = &filter.id_prefix {
-                // Ids are lower-case hex and dashes, so the prefix holds no LIKE wildcard; SQLite's
-                // LIKE ignores case and PostgreSQL's does not, hence the lower case.
-                let prefix: String = prefix
-                    .to_ascii_lowercase()
-                    .chars()
-                    .filter(|c| c.is_ascii_hexdigit() || *c == '-')
-                    .collect();
                 clauses.push("id LIKE ?".to_string());
-                params.push(Value::Text(format!("{prefix}%")));
+                params.push(Value::Text(super::id_prefix_pattern(prefix)));
             }
             if let Some(before) = filter.before {
                 clauses.push("id < ?".to_string());

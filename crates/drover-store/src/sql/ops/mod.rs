@@ -38,6 +38,17 @@ use crate::{
 const DEFAULT_LIST_LIMIT: usize = 100;
 const MAX_LIST_LIMIT: usize = 10_000;
 
+/// The `LIKE` pattern of an id prefix. Ids are lower-case hex and dashes, so what is kept holds no
+/// LIKE wildcard; SQLite's LIKE ignores case and PostgreSQL's does not, hence the lower case.
+fn id_prefix_pattern(prefix: &str) -> String {
+    let prefix: String = prefix
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit() || *c == '-')
+        .collect();
+    format!("{prefix}%")
+}
+
 pub(super) fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
