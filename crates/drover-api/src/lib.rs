@@ -11,14 +11,14 @@
 //! | `GET /v1/health` | | [`Health`] |
 //! | `GET /v1/node` | | [`NodeReport`] |
 //! | `POST /v1/jobs` | a job spec, or an array of them | [`Submitted`] / [`SubmittedBatch`] (201) |
-//! | `GET /v1/jobs?state=&queue=&limit=` | | `Vec<`[`JobRecord`]`>` |
+//! | `GET /v1/jobs?state=&queue=&name=&since=&before=&limit=` | | `Vec<`[`JobRecord`]`>`, newest first, at most [`MAX_PAGE`] |
 //! | `GET /v1/jobs/{id}`, `GET /v1/jobs/{id}/wait?timeout=` | | [`JobRecord`] |
 //! | `GET /v1/jobs/{id}/logs?stream=&attempt=&follow=&offset=` | | text; [`ATTEMPT_HEADER`] names the attempt |
 //! | `POST /v1/jobs/{id}/cancel` | | [`CancelAnswer`] |
 //! | `POST /v1/jobs/{id}/priority` | [`SetPriority`] | [`ChangeResult`] |
 //! | `POST /v1/cancel` | [`CancelAll`] | [`CancelAllAnswer`] |
 //! | `GET /v1/wait?timeout=` | | [`Idle`] |
-//! | `GET /v1/dlq?limit=` | | `Vec<`[`JobRecord`]`>` |
+//! | `GET /v1/dlq?limit=` | | `Vec<`[`JobRecord`]`>`, at most [`MAX_PAGE`] |
 //! | `POST /v1/dlq/dismiss` | [`Dismiss`] | [`Changes`] |
 //! | `POST /v1/retry` | [`Retry`] | [`Changes`] |
 //! | `GET /v1/queues` | | `Vec<`[`QueueInfo`]`>` |
@@ -33,6 +33,10 @@ use drover_core::{BackendReport, Capacity, JobId, JobState, Memory, NodeId, Pres
 use serde::{Deserialize, Serialize};
 
 pub use drover_core::{Event, JobRecord, JobSpec, NodeRecord, QueueInfo};
+
+/// Most records one listing answers (`limit` over it is refused): the next page of
+/// `/v1/jobs` starts `before` the last job of this one.
+pub const MAX_PAGE: usize = 1000;
 
 /// The header of a log answer that names the attempt it is of, so that a client that
 /// reconnects asks for the same attempt again.

@@ -12,22 +12,57 @@ use crate::resources::Resources;
 /// A node's labels (`os=macos`, `has=sage`). `os` and `arch` are always present, detected.
 pub type Labels = BTreeMap<String, String>;
 
-/// Parses `key=value` (a label, or a label a job requires).
+/// Longest label key, in bytes.
+pub const MAX_LABEL_KEY: usize = 63;
+/// Longest label value, in bytes.
+pub const MAX_LABEL_VALUE: usize = 255;
+/// Most labels a node has or a job requires.
+pub const MAX_LABELS: usize = 32;
+
+/// Parses `key=value` (a label, or a label a job requires), by [`check_label`]'s rules.
 pub fn parse_label(text: &str) -> Result<(String, String), String> {
     let (key, value) = text
         .split_once('=')
         .ok_or_else(|| format!("`{text}` is not key=value"))?;
-    let valid = |s: &str| {
-        !s.is_empty()
+    check_label(key, value)?;
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// The one rule for a label, wherever it comes from (a flag, drover.toml, a spec's `require`):
+/// a key of 1 to [`MAX_LABEL_KEY`] and a value of 1 to [`MAX_LABEL_VALUE`] letters, digits,
+/// `-`, `_`, `.` and `/`.
+pub fn check_label(key: &str, value: &str) -> Result<(), String> {
+    let valid = |s: &str, max: usize| {
+        (1..=max).contains(&s.len())
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
     };
-    if !valid(key) || !valid(value) {
+    let shown = |s: &str| -> String {
+        if s.len() > 40 {
+            format!("{}…", s.chars().take(40).collect::<String>())
+        } else {
+            s.to_string()
+        }
+    };
+    if !valid(key, MAX_LABEL_KEY) || !valid(value, MAX_LABEL_VALUE) {
         return Err(format!(
-            "`{text}`: keys and values are letters, digits, -, _, . and /"
+            "`{}={}`: keys (at most {MAX_LABEL_KEY} bytes) and values (at most {MAX_LABEL_VALUE}) are letters, digits, -, _, . and /",
+            shown(key),
+            shown(value)
         ));
     }
-    Ok((key.to_string(), value.to_string()))
+    Ok(())
+}
+
+/// [`check_label`] for each of `labels`, and at most [`MAX_LABELS`] of them.
+pub fn check_labels(labels: &Labels) -> Result<(), String> {
+    if labels.len() > MAX_LABELS {
+        return Err(format!(
+            "{} labels; at most {MAX_LABELS} are allowed",
+            labels.len()
+        ));
+    }
+    labels.iter().try_for_each(|(k, v)| check_label(k, v))
 }
 
 /// Whether a node with `labels` may run a job that requires `required`: it has every one.
@@ -142,6 +177,17 @@ mod tests {
         for bad in ["os", "=x", "os=", "a b=c", "os=mac os"] {
             assert!(parse_label(bad).is_err(), "{bad}");
         }
+        let long_value = format!("has={}", "x".repeat(MAX_LABEL_VALUE + 1));
+        let long_key = format!("{}=1", "k".repeat(MAX_LABEL_KEY + 1));
+        for bad in [&long_value, &long_key] {
+            let err = parse_label(bad).expect_err("too long");
+            assert!(err.len() < 200, "the message quotes a bounded part: {err}");
+        }
+        assert!(parse_label(&format!("has={}", "x".repeat(MAX_LABEL_VALUE))).is_ok());
+        let many: Labels = (0..=MAX_LABELS)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect();
+        assert!(check_labels(&many).is_err());
         let node: Labels = [("os", "linux"), ("has", "sage")]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

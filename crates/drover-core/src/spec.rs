@@ -404,8 +404,13 @@ impl JobSpec {
                 ));
             }
         }
-        if self.pids == Some(0) {
-            return Err(SpecError::new("pids", "must be at least 1"));
+        if let Some(pids) = self.pids {
+            if !(1..=MAX_PIDS).contains(&pids) {
+                return Err(SpecError::new(
+                    "pids",
+                    format!("must be 1 to {MAX_PIDS} (the most processes a kernel allows)"),
+                ));
+            }
         }
         if let Some(nofile) = self.nofile {
             if nofile < MIN_NOFILE {
@@ -414,7 +419,24 @@ impl JobSpec {
                     format!("must be at least {MIN_NOFILE} (stdin, stdout, stderr and a few more)"),
                 ));
             }
+            if nofile > MAX_NOFILE {
+                return Err(SpecError::new(
+                    "nofile",
+                    format!(
+                        "must be at most {MAX_NOFILE} (Linux's default fs.nr_open; a process cannot be given more)"
+                    ),
+                ));
+            }
+            if let Some(max) = limits.max_nofile.filter(|max| nofile > *max) {
+                return Err(SpecError::new(
+                    "nofile",
+                    format!(
+                        "must be at most {max}, the node's own hard limit (`ulimit -Hn`): a job cannot be given more"
+                    ),
+                ));
+            }
         }
+        crate::node::check_labels(&self.require).map_err(|e| SpecError::new("require", e))?;
         if self.stall.is_some_and(|s| s.get().is_zero()) {
             return Err(SpecError::new("stall", "must be greater than zero"));
         }
@@ -484,6 +506,11 @@ pub fn valid_queue_name(name: &str) -> bool {
 pub const MIN_MEMORY: Size = Size(4 << 20);
 /// The smallest descriptor limit accepted.
 pub const MIN_NOFILE: u64 = 8;
+/// The largest descriptor limit accepted: Linux's default `fs.nr_open`, past which
+/// `setrlimit(RLIMIT_NOFILE)` fails at spawn (macOS allows less still and clamps).
+pub const MAX_NOFILE: u64 = 1 << 20;
+/// The largest process limit accepted: Linux's `PID_MAX_LIMIT`; `pids.max` refuses more.
+pub const MAX_PIDS: u32 = 1 << 22;
 
 /// Upper bounds on every size in a spec (design.md invariant 6).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -508,6 +535,9 @@ pub struct Limits {
     pub max_memory: Option<Size>,
     /// Most CPUs a job may declare: the node's capacity. `None`: no bound.
     pub max_cpus: Option<Cpus>,
+    /// Most descriptors a job may declare: the node's hard `RLIMIT_NOFILE`, which an
+    /// unprivileged process cannot raise. `None`: [`MAX_NOFILE`] only.
+    pub max_nofile: Option<u64>,
 }
 
 impl Default for Limits {
@@ -523,6 +553,7 @@ impl Default for Limits {
             max_retries: 1000,
             max_memory: None,
             max_cpus: None,
+            max_nofile: None,
         }
     }
 }

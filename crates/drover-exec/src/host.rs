@@ -74,6 +74,20 @@ pub fn pressures() -> Pressures {
     }
 }
 
+/// This process's hard `RLIMIT_NOFILE`: the most descriptors a job it starts can be given
+/// (raising it takes a privilege a job's owner does not use). `None` when unlimited or unknown.
+pub fn max_nofile() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    (limit.rlim_max != libc::RLIM_INFINITY).then_some(limit.rlim_max)
+}
+
 /// CPUs this process may run on.
 pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -46,6 +46,23 @@ pub struct Credentials {
     shared: Option<Arc<str>>,
 }
 
+/// The rule for a shared token (`DROVER_TOKEN`, `--token-file`, drover.toml): at least
+/// [`crate::MIN_TOKEN_LEN`] printable characters, no spaces. The local token, made by the
+/// node itself, is 64 hex digits.
+pub fn check_token(token: &str) -> Result<(), String> {
+    if token.len() < crate::MIN_TOKEN_LEN {
+        return Err(format!(
+            "is {} bytes long; it must be at least {} (for example `openssl rand -hex 32`)",
+            token.len(),
+            crate::MIN_TOKEN_LEN
+        ));
+    }
+    if !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("must be printable ASCII without spaces".to_string());
+    }
+    Ok(())
+}
+
 impl Credentials {
     /// The node's local token and, if configured, the cluster's shared one.
     pub fn new(local: String, shared: Option<String>) -> Self {

@@ -120,6 +120,71 @@ impl NodeConfig {
     }
 }
 
+/// Most jobs a node runs at once.
+pub const MAX_SLOTS: usize = 4096;
+/// The shortest heartbeat: more often would spend the database on nothing.
+pub const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+/// The shortest shared token: anything shorter can be guessed.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+impl NodeConfig {
+    /// The one set of rules for a node's settings, whether they came from flags, drover.toml
+    /// or code: `drover serve` refuses what breaks one, naming the setting as drover.toml
+    /// spells it, instead of correcting it behind the user's back.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, message: String| Err(ConfigError { key, message });
+        if let Some(slots) = self.slots {
+            if !(1..=MAX_SLOTS).contains(&slots) {
+                return bad("slots", format!("is {slots}; it must be 1 to {MAX_SLOTS}"));
+            }
+        }
+        if self.heartbeat < MIN_HEARTBEAT {
+            return bad(
+                "heartbeat",
+                format!(
+                    "is {}; it must be at least {}",
+                    drover_core::HumanDuration(self.heartbeat),
+                    drover_core::HumanDuration(MIN_HEARTBEAT)
+                ),
+            );
+        }
+        for (key, value) in [("node_ttl", self.node_ttl), ("lease", self.lease)] {
+            if value < self.heartbeat * 2 {
+                return bad(
+                    key,
+                    format!(
+                        "is {}; it must be at least two heartbeats ({}), or one late heartbeat would cost the node its jobs",
+                        drover_core::HumanDuration(value),
+                        drover_core::HumanDuration(self.heartbeat * 2)
+                    ),
+                );
+            }
+        }
+        if let Some(token) = &self.token {
+            auth::check_token(token).map_err(|message| ConfigError {
+                key: "token",
+                message,
+            })?;
+        }
+        drover_core::node::check_labels(&self.labels).map_err(|message| ConfigError {
+            key: "labels",
+            message,
+        })?;
+        Ok(())
+    }
+}
+
+/// A setting [`NodeConfig::check`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key} {message}")]
+pub struct ConfigError {
+    /// The setting, as drover.toml's `[serve]` table names it (its flag is `--` and the same
+    /// words with `-`).
+    pub key: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
 /// Variables of the node's environment that hold its secrets: jobs never inherit them (a job
 /// that prints its environment must not leak the token or a database password into its log).
 pub const NODE_SECRETS: [&str; 3] = ["DROVER_TOKEN", "DROVER_TOKEN_FILE", "DROVER_DATABASE_URL"];
@@ -197,10 +262,14 @@ pub enum NodeError {
         /// The address asked for.
         addr: SocketAddr,
     },
+    /// A setting breaks a rule.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// Runs a node until SIGTERM or SIGINT, then drains and returns.
 pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
+    config.check()?;
     if !config.listen.ip().is_loopback() && config.token.is_none() {
         return Err(NodeError::NoToken {
             addr: config.listen,
@@ -314,6 +383,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         limits: Limits {
             max_memory: Some(Size(capacity.memory_bytes)),
             max_cpus: Some(capacity.cpus),
+            max_nofile: drover_exec::host::max_nofile(),
             ..Limits::default()
         },
         node: node.clone(),

@@ -233,9 +233,9 @@ pub struct DlqArgs {
     /// What to do (default: list).
     #[command(subcommand)]
     pub action: Option<DlqAction>,
-    /// How many to list.
-    #[arg(long, default_value_t = 100, value_name = "N")]
-    pub limit: usize,
+    /// How many to list (at most 1000).
+    #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub limit: u16,
 }
 
 /// `drover dlq ...`
@@ -358,7 +358,7 @@ pub struct ServeArgs {
     #[arg(long = "allow-host", value_name = "NAME")]
     pub allow_hosts: Vec<String>,
     /// Jobs run at once (default: the number of CPUs).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, value_name = "N")]
     pub slots: Option<u32>,
     /// On SIGTERM/SIGINT, stop running jobs instead of leaving them running under their owners
     /// (the default: a node started again re-attaches to them). They get --shutdown-timeout to
@@ -480,7 +480,7 @@ pub struct StatusArgs {
     #[arg(long, value_name = "TIME", value_parser = crate::when::parse_since)]
     pub since: Option<chrono::DateTime<chrono::Utc>>,
     /// How many recent jobs the table shows.
-    #[arg(long, default_value_t = 50, value_name = "N")]
+    #[arg(long, default_value_t = 50, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub limit: usize,
 }
 

@@ -92,6 +92,8 @@ pub struct ServeFile {
     pub heartbeat: Option<HumanDuration>,
     /// As `serve --node-ttl`.
     pub node_ttl: Option<HumanDuration>,
+    /// As `serve --lease`.
+    pub lease: Option<HumanDuration>,
     /// As `serve --memory`.
     pub memory: Option<Size>,
     /// As `serve --cpus`.

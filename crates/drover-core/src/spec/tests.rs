@@ -84,6 +84,23 @@ fn errors_name_the_field() {
     let mut spec = JobSpec::new(["true"]);
     spec.nofile = Some(2);
     assert_eq!(field_of(&spec).as_deref(), Some("nofile"));
+    // Values a kernel refuses at spawn are refused at submit (the fault run found both).
+    let mut spec = JobSpec::new(["true"]);
+    spec.nofile = Some((1 << 31) - 1);
+    assert_eq!(field_of(&spec).as_deref(), Some("nofile"));
+    spec.nofile = Some(super::MAX_NOFILE);
+    assert_eq!(field_of(&spec), None);
+    let mut spec = JobSpec::new(["true"]);
+    spec.pids = Some(2_147_483_647);
+    assert_eq!(field_of(&spec).as_deref(), Some("pids"));
+    spec.pids = Some(super::MAX_PIDS);
+    assert_eq!(field_of(&spec), None);
+    let mut spec = JobSpec::new(["true"]);
+    spec.require.insert("has".into(), "x".repeat(1 << 20));
+    assert_eq!(field_of(&spec).as_deref(), Some("require"));
+    let mut spec = JobSpec::new(["true"]);
+    spec.require.insert("bad key".into(), "1".into());
+    assert_eq!(field_of(&spec).as_deref(), Some("require"));
     let mut spec = JobSpec::new(["true"]);
     spec.stall = Some(HumanDuration::default());
     assert_eq!(field_of(&spec).as_deref(), Some("stall"));

@@ -18,12 +18,7 @@ pub(super) async fn dead_letters(
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Vec<JobRecord>>, ApiError> {
     let params = query(params)?;
-    let limit = match params.get("limit") {
-        Some(raw) => raw
-            .parse()
-            .map_err(|_| ApiError::bad("limit", format!("`{raw}` is not a count")))?,
-        None => 100,
-    };
+    let limit = super::page_limit(&params, 100)?;
     Ok(Json(state.store.dead_letters(limit).await?))
 }
 

@@ -133,12 +133,7 @@ pub(super) async fn list(
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Groups>, ApiError> {
     let params = query(params)?;
-    let limit = match params.get("limit") {
-        None => 0,
-        Some(raw) => raw
-            .parse()
-            .map_err(|_| ApiError::bad("limit", format!("`{raw}` is not a number")))?,
-    };
+    let limit = super::page_limit(&params, 0)?;
     let active = match params.get("active").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,

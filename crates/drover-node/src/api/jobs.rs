@@ -124,11 +124,7 @@ pub(super) async fn list(
                 .to_utc(),
         );
     }
-    if let Some(limit) = params.get("limit") {
-        filter.limit = limit
-            .parse()
-            .map_err(|_| ApiError::bad("limit", format!("`{limit}` is not a count")))?;
-    }
+    filter.limit = super::page_limit(&params, 0)?;
     let jobs = state.store.list(&filter).await?;
     Ok(Json(waiting::explained(&state, jobs).await?))
 }

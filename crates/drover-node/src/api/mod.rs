@@ -10,6 +10,7 @@
 //! Every error is JSON: `{"error": {"message": "...", "field": "timeout"}}`, with `field` naming
 //! the offending part of the request where there is one.
 
+mod body;
 mod dlq;
 mod edit;
 mod error;
@@ -46,6 +47,11 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// Most jobs in one batch.
 pub const MAX_BATCH: usize = 100_000;
+
+/// Most records in one answer of a listing (`/v1/jobs`, `/v1/dlq`, `/v1/groups`): more are
+/// read page by page (`before=ID` for jobs), so no request makes the node hold a listing of
+/// its whole history in memory.
+pub use drover_api::MAX_PAGE;
 
 /// Longest a `wait` request is held open.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -122,6 +128,8 @@ pub fn router(state: ApiState) -> Router {
             Arc::clone(&state.access),
             crate::auth::guard,
         ))
+        // Outermost, so that no answer, the guard's included, leaves a body unread.
+        .layer(axum::middleware::from_fn(body::read_whole))
         .with_state(state)
 }
 
@@ -160,6 +168,28 @@ pub(crate) async fn load(state: &ApiState, id: JobId) -> Result<JobRecord, ApiEr
             ApiError::new(StatusCode::NOT_FOUND, Some("id"), format!("no job {id}"))
         })?;
     Ok(waiting::explained(state, vec![job]).await?.remove(0))
+}
+
+/// A listing's `limit`: `default` when absent; refused when not a count or over [`MAX_PAGE`].
+pub(crate) fn page_limit(
+    params: &HashMap<String, String>,
+    default: usize,
+) -> Result<usize, ApiError> {
+    let Some(raw) = params.get("limit") else {
+        return Ok(default);
+    };
+    let limit: usize = raw
+        .parse()
+        .map_err(|_| ApiError::bad("limit", format!("`{raw}` is not a count")))?;
+    if limit > MAX_PAGE {
+        return Err(ApiError::bad(
+            "limit",
+            format!(
+                "{limit} is more than one page ({MAX_PAGE}); read further pages with before=ID"
+            ),
+        ));
+    }
+    Ok(limit)
 }
 
 pub(crate) fn duration_param(

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{data_dir, init_logging};
+use super::{UsageError, data_dir, init_logging};
 use crate::cli::{Cli, ServeArgs};
 use crate::exit;
 
@@ -35,16 +35,15 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
     config.heartbeat = args
         .heartbeat
         .or(file.heartbeat)
-        .map_or(config.heartbeat, |d| {
-            d.get().max(Duration::from_millis(100))
-        });
+        .map_or(config.heartbeat, |d| d.get());
     config.node_ttl = args
         .node_ttl
         .or(file.node_ttl)
-        .map_or(config.heartbeat * 3, |d| d.get().max(config.heartbeat * 2));
+        .map_or(config.heartbeat * 3, |d| d.get());
     config.lease = args
         .lease
-        .map_or(config.node_ttl, |d| d.get().max(config.heartbeat * 2));
+        .or(file.lease)
+        .map_or(config.node_ttl, |d| d.get());
     config.labels = file.labels.clone();
     config.labels.extend(args.labels.iter().cloned());
     config.log_limit = args.max_log_size.bytes();
@@ -84,6 +83,10 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
             "notify url {url}: only plain http:// webhooks are supported (put a local relay in front of https)"
         );
     }
+    // Flags and drover.toml meet one set of rules, before anything is opened.
+    config
+        .check()
+        .map_err(|e| UsageError(format!("{e} (set by {})", where_set(e.key))))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("drover-node")
@@ -95,4 +98,16 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
     runtime.shutdown_timeout(Duration::from_secs(10));
     served?;
     Ok(exit::OK)
+}
+
+/// Where a `serve` setting comes from, for a message about it.
+fn where_set(key: &str) -> String {
+    match key {
+        "token" => "DROVER_TOKEN, --token-file, or `token`/`token_file` in drover.toml".to_string(),
+        "labels" => "--label, or `labels` in drover.toml's [serve]".to_string(),
+        _ => format!(
+            "--{}, or `{key}` in drover.toml's [serve]",
+            key.replace('_', "-")
+        ),
+    }
 }

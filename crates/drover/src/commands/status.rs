@@ -18,30 +18,44 @@ pub fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<u8> {
     let mut out = std::io::stdout().lock();
     if args.ids.is_empty() {
         let states: Vec<&str> = args.state.iter().map(|s| s.as_str()).collect();
-        let mut path = format!("/v1/jobs?limit={}", args.limit);
+        let mut path = String::from("/v1/jobs?");
         if !states.is_empty() {
-            path.push_str(&format!("&state={}", states.join(",")));
+            path.push_str(&format!("state={}&", states.join(",")));
         }
         if let Some(name) = &args.name {
             path.push_str(&format!(
-                "&name={}",
+                "name={}&",
                 drover_node::auth::percent_encode(name)
             ));
         }
         if let Some(queue) = &args.queue {
             path.push_str(&format!(
-                "&queue={}",
+                "queue={}&",
                 drover_node::auth::percent_encode(queue)
             ));
         }
         if let Some(since) = args.since {
             let since = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
             path.push_str(&format!(
-                "&since={}",
+                "since={}&",
                 drover_node::auth::percent_encode(&since)
             ));
         }
-        let jobs: Vec<JobRecord> = client.get(&path)?;
+        // Page by page: a node answers at most MAX_PAGE jobs at a time.
+        let mut jobs: Vec<JobRecord> = Vec::new();
+        while jobs.len() < args.limit {
+            let want = (args.limit - jobs.len()).min(drover_api::MAX_PAGE);
+            let mut page_path = format!("{path}limit={want}");
+            if let Some(last) = jobs.last() {
+                page_path.push_str(&format!("&before={}", last.id));
+            }
+            let page: Vec<JobRecord> = client.get(&page_path)?;
+            let done = page.len() < want;
+            jobs.extend(page);
+            if done {
+                break;
+            }
+        }
         if cli.json {
             serde_json::to_writer_pretty(&mut out, &jobs)?;
             writeln!(out)?;
