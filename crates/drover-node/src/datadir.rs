@@ -142,6 +142,41 @@ impl DataDir {
         self.root.join("drover.db")
     }
 
+    /// Why serving an empty queue from this data dir would be wrong, if it would: its SQLite
+    /// store is missing or empty although a node has run here (a `node-id`, or logs). That is
+    /// a deleted or truncated database, not a first start, and starting over would silently
+    /// drop every job it held. (SQLite itself, opening a 0-byte database, deletes the `-wal`
+    /// beside it, which may hold every recent commit: asked first, this stops that too.) Ask
+    /// before [`DataDir::node_id`], which writes `node-id`.
+    pub fn lost_store(&self) -> Option<String> {
+        let db = self.database();
+        let state = match fs::metadata(&db).map(|m| m.len()) {
+            Err(_) => "missing",
+            Ok(0) => "empty",
+            Ok(_) => return None,
+        };
+        let ran_here = self.root.join("node-id").exists()
+            || fs::read_dir(self.root.join("logs")).is_ok_and(|mut d| d.next().is_some());
+        if !ran_here {
+            return None;
+        }
+        let wal = db.with_file_name("drover.db-wal");
+        let keep_wal = if fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+            format!(
+                " Keep {}: it holds the latest commits, and SQLite deletes it when it opens an empty database.",
+                wal.display()
+            )
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "{} is {state}, but a node has run in {} before (it has a node-id or logs): starting now would serve an empty queue and forget every job it held.{keep_wal} If you have a copy of the database, put it back as {}; to start an empty queue here on purpose, run `drover serve --init`",
+            db.display(),
+            self.root.display(),
+            db.display()
+        ))
+    }
+
     /// This node's stable id: read from `node-id`, or made up (`HOSTNAME-xxxxxx`) and written.
     pub fn node_id(&self) -> Result<NodeId, DataDirError> {
         let path = self.root.join("node-id");

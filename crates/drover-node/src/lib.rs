@@ -90,6 +90,9 @@ pub struct NodeConfig {
     /// Notices for every job and group that ends (`[notify]`), and how long any notifier may
     /// take.
     pub notify: notify::NotifyConfig,
+    /// Start even if the data dir's SQLite store is missing or empty although a node ran there
+    /// (`serve --init`): an empty queue on purpose.
+    pub init: bool,
 }
 
 impl NodeConfig {
@@ -116,6 +119,7 @@ impl NodeConfig {
             allow_hosts: Vec::new(),
             stop_jobs_on_exit: false,
             notify: notify::NotifyConfig::default(),
+            init: false,
         }
     }
 }
@@ -265,6 +269,10 @@ pub enum NodeError {
     /// A setting breaks a rule.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The data dir's store is missing or empty although a node ran there: see
+    /// [`DataDir::lost_store`].
+    #[error("{0}")]
+    LostStore(String),
 }
 
 /// Runs a node until SIGTERM or SIGINT, then drains and returns.
@@ -276,6 +284,11 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         });
     }
     let data = Arc::new(DataDir::open(&config.data_dir)?);
+    if config.database.is_none() && !config.init {
+        if let Some(why) = data.lost_store() {
+            return Err(NodeError::LostStore(why));
+        }
+    }
     let node = data.node_id()?;
     let credentials = auth::Credentials::new(data.local_token()?, config.token.clone());
     let opened = match &config.database {

@@ -78,6 +78,17 @@ pub enum StoreError {
         /// What failed.
         detail: String,
     },
+    /// SQLite's `quick_check` (or the file's header) says the database is damaged: serving it
+    /// would answer with errors or, worse, with part of the queue.
+    #[error(
+        "the store {path} is damaged ({verdict}). Keep a copy of the data dir first; drover does not repair a store. Either put back a copy of drover.db from before the damage, or try what SQLite's shell can read (`sqlite3 {path} .recover`, https://sqlite.org/recovery.html), or move {path} away and start an empty queue with `drover serve --init`"
+    )]
+    Damaged {
+        /// The database path.
+        path: String,
+        /// What the check said (its first lines).
+        verdict: String,
+    },
 }
 
 impl StoreError {

@@ -357,6 +357,11 @@ pub struct ServeArgs {
     /// Requests naming any other host are refused, which defeats DNS rebinding.
     #[arg(long = "allow-host", value_name = "NAME")]
     pub allow_hosts: Vec<String>,
+    /// Start with an empty queue even though this data dir's database is missing or empty
+    /// while a node has run here before (which otherwise stops `serve`: a deleted or truncated
+    /// database is not a first start).
+    #[arg(long)]
+    pub init: bool,
     /// Jobs run at once (default: the number of CPUs).
     #[arg(long, value_name = "N")]
     pub slots: Option<u32>,

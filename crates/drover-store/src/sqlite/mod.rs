@@ -27,9 +27,25 @@ impl SqlStore {
             path: path.display().to_string(),
             detail,
         };
+        let damaged = |verdict: String| StoreError::Damaged {
+            path: path.display().to_string(),
+            verdict,
+        };
+        // A file that is not a database, or whose pages are broken, fails here (header) or in
+        // the check below, before anything is served from it.
+        let opening = |err: rusqlite::Error| match err.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                damaged(err.to_string())
+            }
+            _ => open_err(err.to_string()),
+        };
         make_private(&path).map_err(|e| open_err(e.to_string()))?;
-        let mut conn = Connection::open(&path).map_err(|e| open_err(e.to_string()))?;
-        configure(&conn).map_err(|e| open_err(e.to_string()))?;
+        let mut conn = Connection::open(&path).map_err(opening)?;
+        configure(&conn).map_err(opening)?;
+        let verdict = quick_check(&conn).map_err(opening)?;
+        if verdict != "ok" {
+            return Err(damaged(verdict));
+        }
         schema::migrate(&mut conn)?;
         let writer_path = path.clone();
         let connect_writer: Connector = Arc::new(move || {
@@ -62,6 +78,20 @@ impl SqlStore {
         self.read(|conn| conn.query_row("PRAGMA integrity_check", &[], |row| row.get(0)))
             .await
     }
+}
+
+/// `PRAGMA quick_check`: every page and row readable, without the index cross-checks of
+/// `integrity_check` (so it takes seconds, not minutes, on a large store). Its first lines.
+fn quick_check(conn: &Connection) -> rusqlite::Result<String> {
+    let mut stmt = conn.prepare("PRAGMA quick_check(5)")?;
+    let lines: Vec<String> = stmt
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let text = lines.join("; ").replace('\n', "; ");
+    Ok(match text.char_indices().nth(400) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    })
 }
 
 /// Creates the database file readable by its owner only, and tightens the files of an existing

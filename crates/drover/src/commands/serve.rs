@@ -32,6 +32,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
     config.slots = args.slots.or(file.slots).map(|n| n as usize);
     config.shutdown_timeout = args.shutdown_timeout.get();
     config.stop_jobs_on_exit = args.stop_jobs_on_exit;
+    config.init = args.init;
     config.heartbeat = args
         .heartbeat
         .or(file.heartbeat)

@@ -1,0 +1,164 @@
+//! A store that is gone, empty or damaged is never served as if nothing were wrong (issue #16,
+//! defect 4): a deleted or truncated `drover.db` in a data dir where a node has run would start
+//! an empty queue and forget every job, and a damaged one would answer "corrupt row".
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{BIN, Node};
+use serde_json::Value;
+
+/// How one `drover serve` on `data` ended: `Ok` once it served (it is then stopped), or its
+/// exit code and standard error when it refused to start.
+fn serve_once(data: &Path, flags: &[&str]) -> Result<(), (Option<i32>, String)> {
+    let _ = std::fs::remove_file(data.join("serve.json"));
+    let err_path = data.with_extension("stderr");
+    let stderr = std::fs::File::create(&err_path).expect("stderr file");
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .args(flags)
+        .env_remove("DROVER_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn serve");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let text = std::fs::read_to_string(&err_path).unwrap_or_default();
+            return Err((status.code(), text));
+        }
+        if data.join("serve.json").exists() {
+            // SAFETY: kill with a pid we own.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            child.wait().expect("reap");
+            return Ok(());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve neither served nor refused"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A node with `n` finished jobs, stopped, its store checkpointed into `drover.db` alone.
+fn stopped_node_with_jobs(n: usize) -> Node {
+    let mut node = Node::start(&[]);
+    for i in 0..n {
+        node.submit(&["--", "echo", &i.to_string()]);
+    }
+    assert!(node.drover(&["wait", "--all"]).status.success());
+    assert!(node.terminate().success());
+    let db = rusqlite::Connection::open(common::db_path(&node)).expect("open");
+    db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("checkpoint");
+    node
+}
+
+fn jobs_listed(node: &Node) -> usize {
+    let out = node.drover(&["--json", "status", "--limit", "1000"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Vec<Value>>(&out.stdout)
+        .expect("json")
+        .len()
+}
+
+#[test]
+fn a_missing_or_empty_store_is_not_served_as_an_empty_queue() {
+    let mut node = stopped_node_with_jobs(3);
+    let data = node.data_dir();
+    let db = common::db_path(&node);
+    let saved = node.dir.path().join("saved.db");
+    std::fs::copy(&db, &saved).expect("keep a copy");
+
+    // Deleted.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let (code, stderr) = serve_once(&data, &[]).expect_err("a deleted store is refused");
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("is missing") && stderr.contains("--init"),
+        "{stderr}"
+    );
+    assert!(
+        !data.join("drover.db").exists(),
+        "nothing was created in its place"
+    );
+
+    // Truncated to 0 bytes, with a WAL beside it that SQLite would delete on open.
+    std::fs::write(&db, b"").expect("truncate");
+    let wal = data.join("drover.db-wal");
+    std::fs::write(&wal, vec![7u8; 8192]).expect("a wal");
+    let (_, stderr) = serve_once(&data, &[]).expect_err("an empty store is refused");
+    assert!(
+        stderr.contains("is empty") && stderr.contains("Keep"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::metadata(&wal).expect("the wal is kept").len(),
+        8192
+    );
+
+    // The copy put back, as the message says: every job is there.
+    std::fs::remove_file(&wal).expect("remove the test wal");
+    std::fs::copy(&saved, &db).expect("restore");
+    node.restart();
+    assert_eq!(jobs_listed(&node), 3);
+    assert!(node.terminate().success());
+
+    // An empty queue on purpose.
+    std::fs::remove_file(&db).expect("remove");
+    serve_once(&data, &["--init"]).expect("--init starts an empty queue");
+    node.restart();
+    assert_eq!(jobs_listed(&node), 0);
+
+    // A data dir where no node ever ran needs no --init.
+    let fresh = node.dir.path().join("fresh");
+    serve_once(&fresh, &[]).expect("a first start");
+}
+
+#[test]
+fn a_damaged_store_is_refused_with_how_to_recover() {
+    let mut node = stopped_node_with_jobs(30);
+    let data = node.data_dir();
+    let db = common::db_path(&node);
+    let saved = node.dir.path().join("saved.db");
+    std::fs::copy(&db, &saved).expect("keep a copy");
+    // 40 bytes over the head of the jobs table's root page (page 2).
+    let mut bytes = std::fs::read(&db).expect("read");
+    assert!(bytes.len() > 3 * 4096, "the store has pages to damage");
+    for b in &mut bytes[4096..4096 + 40] {
+        *b ^= 0xA5;
+    }
+    std::fs::write(&db, &bytes).expect("damage");
+    let (code, stderr) = serve_once(&data, &[]).expect_err("a damaged store is refused");
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("is damaged")
+            && stderr.contains("copy of drover.db")
+            && stderr.contains("--init"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.lines().count() <= 2,
+        "one message, not a page dump: {stderr}"
+    );
+
+    // The first advice works: the copy from before, put back, is served with every job.
+    std::fs::copy(&saved, &db).expect("restore");
+    node.restart();
+    assert_eq!(jobs_listed(&node), 30);
+}
