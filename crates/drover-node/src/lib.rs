@@ -53,7 +53,7 @@ pub struct NodeConfig {
     pub slots: Option<usize>,
     /// How long shutdown waits for running jobs before stopping them.
     pub shutdown_timeout: Duration,
-    /// Attempt lease length; renewed every third of it. `drover serve` makes it the node TTL
+    /// Attempt lease length; renewed every sixth of it. `drover serve` makes it the node TTL
     /// unless told otherwise, and so does [`NodeConfig::new`].
     pub lease: Duration,
     /// Bytes kept per output stream per attempt.
@@ -439,6 +439,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         membership::Timing {
             heartbeat: config.heartbeat,
             node_ttl: config.node_ttl,
+            reap: config.database.is_some(),
         },
         load_rx,
         Arc::clone(&wake),

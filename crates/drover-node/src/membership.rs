@@ -22,6 +22,10 @@ pub struct Timing {
     pub heartbeat: Duration,
     /// Silence after which a node is declared dead.
     pub node_ttl: Duration,
+    /// Run the reaper: only with a shared store. On SQLite the node is the store's only user
+    /// (its data dir is locked), what an earlier run left is settled by recovery at start, and
+    /// a reaper would only end this node's own running attempts when a renewal is late.
+    pub reap: bool,
 }
 
 /// Writes the first heartbeat, so that the node's labels and drain state count from its first
@@ -65,6 +69,9 @@ pub fn spawn(
                     }
                 }
                 Err(err) => tracing::warn!(error = %err, "heartbeat failed"),
+            }
+            if !timing.reap {
+                continue;
             }
             match store.reap(timing.node_ttl).await {
                 Ok(reaped) => {

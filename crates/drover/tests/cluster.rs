@@ -364,3 +364,39 @@ fn any_node_serves_any_jobs_logs() {
     let err = reader.drover(&["logs", "--stderr", &id]);
     assert_eq!(stdout(&err), "oops\n");
 }
+
+/// Issue #16, defect 3: a node stopped for 2 s against a 3 s lease loses no job. Its owners
+/// fence by the lease's real expiry, less a margin for clock drift and the kill itself, and the
+/// node tries a renewal before it fences; before, the fence fell a third of a lease early and
+/// all four jobs were SIGKILLed and retried.
+#[test]
+fn a_short_stop_of_a_node_costs_no_job() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let mut args = vec!["--db", db.url()];
+    args.extend(["--slots", "4", "--heartbeat", "1s", "--lease", "3s"]);
+    let node = Node::start(&args);
+    let ids: Vec<String> = (0..4)
+        .map(|_| node.submit(&["--retries", "1", "--", "sleep", "7"]))
+        .collect();
+    for id in &ids {
+        node.wait_until(id, "running", |j| j["state"] == "running");
+    }
+    // Let a renewal or two happen, then freeze the node for 2 s.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: signals to a pid we own.
+    unsafe { libc::kill(node.pid(), libc::SIGSTOP) };
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    unsafe { libc::kill(node.pid(), libc::SIGCONT) };
+    for id in &ids {
+        let job = node.wait_until(id, "the end of the job", |j| {
+            ["succeeded", "failed", "timed_out", "cancelled", "lost"]
+                .contains(&j["state"].as_str().unwrap_or(""))
+                && j["attempt"] != 2
+                || j["attempt"] == 2
+        });
+        assert_eq!(job["state"], "succeeded", "{job:#}\n{}", node.log());
+        assert_eq!(job["attempt"], 1, "no retry was spent: {job:#}");
+    }
+}

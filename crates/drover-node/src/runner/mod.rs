@@ -53,7 +53,7 @@ pub(crate) struct RunnerConfig {
     pub node: NodeId,
     /// How many attempts may run at once.
     pub slots: usize,
-    /// Lease length; renewed every third of it (the renewal tick).
+    /// Lease length; renewed every [`RENEWALS_PER_LEASE`]th of it (the renewal tick).
     pub lease: Duration,
     /// How long shutdown waits for running jobs before stopping them.
     pub shutdown_timeout: Duration,
@@ -79,11 +79,35 @@ pub(crate) struct RunnerConfig {
     pub server_url: String,
 }
 
+/// Renewals per lease. Many, so that a node frozen or slowed for most of a lease (a SIGSTOP, a
+/// swap storm, a long fsync) has renewed recently enough when it wakes: a renewal
+/// `lease / RENEWALS_PER_LEASE` before a stop of `d` leaves its jobs running as long as
+/// `d + lease / RENEWALS_PER_LEASE + fence margin < lease`.
+pub(crate) const RENEWALS_PER_LEASE: u32 = 6;
+
+/// How fast two clocks may drift apart, as a share of the lease: the lease is written on the
+/// database server's clock and fenced on this machine's monotonic one. Only their rates
+/// matter (the node counts from when it *asked* for the renewal, which is before the server
+/// wrote it), and real clocks drift by parts per million; 1% is generous.
+const CLOCK_DRIFT_ALLOWANCE: u32 = 100;
+
+/// How long a fenced job takes to be gone: the owner's SIGKILL through the cell. The reaper on
+/// another node can requeue the job only after the lease has expired on the server's clock,
+/// and a claim and a start come after that, so this is a floor, not an estimate.
+const KILL_ALLOWANCE: Duration = Duration::from_millis(250);
+
 impl RunnerConfig {
-    /// How long before its leases run out an owner kills its job when no renewal came: a
-    /// third of the lease, the renewal tick, so one late renewal is not yet a fence.
+    /// How long before its lease's real expiry an attempt no renewal reached is killed: the
+    /// kill's own time plus the clock drift allowance, and never more than a third of the
+    /// lease. Small on purpose: before #16 it was a third of the lease, and a node stopped for
+    /// 2 s against a 3 s lease lost all its jobs although their leases held.
     pub(crate) fn fence_margin(&self) -> std::time::Duration {
-        self.lease / 3
+        (KILL_ALLOWANCE + self.lease / CLOCK_DRIFT_ALLOWANCE).min(self.lease / 3)
+    }
+
+    /// Between renewals.
+    pub(crate) fn renewal_every(&self) -> std::time::Duration {
+        self.lease / RENEWALS_PER_LEASE
     }
 }
 
@@ -164,7 +188,7 @@ impl Runner {
         mut shutdown: watch::Receiver<u32>,
     ) {
         let mut events = self.store.subscribe();
-        let mut renewal = interval(self.state.config.lease / 3);
+        let mut renewal = interval(self.state.config.renewal_every());
         renewal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drain_deadline: Option<Instant> = None;
         let mut stopped_all = false;

@@ -108,9 +108,11 @@ impl State {
     }
 
     /// Self-fencing: if leases could not be renewed and are about to run out, stop every job
-    /// before they do, so that no other node's attempt ever runs beside ours.
+    /// before they do, so that no other node's attempt ever runs beside ours. Only with a
+    /// shared store: on SQLite no other node can take a job, and fencing would only kill work
+    /// when a renewal is slow.
     pub(crate) fn fence_if_leases_expiring(&mut self) {
-        if !self.holds_leases() {
+        if !self.config.fence || !self.holds_leases() {
             return;
         }
         if !self.fenced && Instant::now() + self.fence_margin() >= self.leases_valid_until {
