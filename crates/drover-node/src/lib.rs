@@ -275,9 +275,25 @@ pub enum NodeError {
     LostStore(String),
 }
 
+/// Removes the node's cgroup tree when dropped, if it is empty ([`Containment::release`]).
+struct ReleaseTree(Arc<Containment>);
+
+impl Drop for ReleaseTree {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
 /// Runs a node until SIGTERM or SIGINT, then drains and returns.
 pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     config.check()?;
+    // First: a port in use fails the start before anything is opened or created.
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| NodeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
     if !config.listen.ip().is_loopback() && config.token.is_none() {
         return Err(NodeError::NoToken {
             addr: config.listen,
@@ -302,6 +318,8 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         config.backend,
         &format!("drover.{}", node.0),
     )?);
+    // However this function returns, an empty cgroup tree of this node does not outlive it.
+    let _release = ReleaseTree(Arc::clone(&containment));
     let capacity = capacity::resolve(config.memory, config.cpus, config.slots);
     let slots = capacity.slots;
 
@@ -346,12 +364,6 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     });
 
     prune_events(store.as_ref(), config.events_retention).await;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| NodeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
     let addr = listener.local_addr().map_err(|source| NodeError::Listen {
         addr: config.listen,
         source,

@@ -455,3 +455,70 @@ fn memory_limits_grow_from_the_measured_peak() {
         assert!(pair[1]["memory_limit_bytes"].as_u64() > pair[0]["memory_limit_bytes"].as_u64());
     }
 }
+
+/// The cgroup directories of `node_id` anywhere under /sys/fs/cgroup.
+fn cgroup_dirs_of(node_id: &str) -> Vec<std::path::PathBuf> {
+    let name = format!("drover.{node_id}");
+    let mut found = Vec::new();
+    let mut frontier = vec![std::path::PathBuf::from("/sys/fs/cgroup")];
+    for _depth in 0..4 {
+        let mut next = Vec::new();
+        for dir in frontier {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                if entry.file_name().to_string_lossy() == name {
+                    found.push(path);
+                } else if !entry.file_name().to_string_lossy().starts_with("drover.") {
+                    next.push(path);
+                }
+            }
+        }
+        frontier = next;
+    }
+    found
+}
+
+/// Issue #16, defect 8: a node leaves no empty `drover.<node>` cgroup behind, whether it stops
+/// or fails to start (its port in use).
+#[test]
+fn a_node_leaves_no_empty_cgroup_behind() {
+    let mut node = Node::start(&[]);
+    let id = node.node_id();
+    let uses_cgroups = node.log().contains("backend=cgroup");
+    node.submit(&["--memory", "64M", "--", "true"]);
+    assert!(node.drover(&["wait", "--all"]).status.success());
+    if uses_cgroups {
+        assert!(!cgroup_dirs_of(&id).is_empty(), "the node made its tree");
+    }
+    assert!(node.terminate().success());
+    assert_eq!(
+        cgroup_dirs_of(&id),
+        Vec::<std::path::PathBuf>::new(),
+        "a stop removes it"
+    );
+
+    // The same data dir on a port that is taken: the start fails and creates nothing.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = taken.local_addr().expect("addr").port();
+    let out = Command::new(common::BIN)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(node.data_dir())
+        .output()
+        .expect("serve");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
+    assert_eq!(
+        cgroup_dirs_of(&id),
+        Vec::<std::path::PathBuf>::new(),
+        "a failed start leaves none"
+    );
+    node.restart();
+}

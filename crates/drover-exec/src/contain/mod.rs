@@ -306,6 +306,18 @@ impl Containment {
         Cell { attempt, inner }
     }
 
+    /// Removes this node's subtree if nothing is in it: an `rmdir`, which the kernel refuses
+    /// while a cell (a job that outlives the node, say) is left, so it never touches a job.
+    /// For a start that failed, and a node that stops: neither leaves an empty
+    /// `drover.<node>` behind.
+    pub fn release(&self) {
+        match &self.backend {
+            Backend::V2(tree) => tree.close(),
+            Backend::V1(tree) => tree.close(),
+            Backend::Rlimit(_) => {}
+        }
+    }
+
     /// Removes this node's subtree at shutdown, sweeping any cell whose removal had not run yet
     /// (nothing runs any more by then).
     pub fn close(&self) {
