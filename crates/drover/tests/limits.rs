@@ -191,6 +191,14 @@ fn escapees_die_on_the_rlimit_backend() {
 
 #[test]
 fn escapees_die_on_cgroup2_where_it_exists() {
+    if cgroup2_usable() {
+        escapees_die_with_the_job("cgroup2", 6);
+    }
+}
+
+/// Whether the cgroup2 backend can run here; where `DROVER_REQUIRE_CGROUP2` is set, a panic
+/// when it cannot.
+fn cgroup2_usable() -> bool {
     let probe = Command::new(env!("CARGO_BIN_EXE_drover"))
         .args(["doctor", "--backend", "cgroup2"])
         .output()
@@ -207,9 +215,9 @@ fn escapees_die_on_cgroup2_where_it_exists() {
             "SKIPPED: no usable cgroup v2 tree here (set DROVER_REQUIRE_CGROUP2 to fail instead): {}",
             String::from_utf8_lossy(&probe.stderr)
         );
-        return;
+        return false;
     }
-    escapees_die_with_the_job("cgroup2", 6);
+    true
 }
 
 /// Acceptance 5: a CPU quota of half a CPU holds a busy loop to about half.
@@ -521,4 +529,84 @@ fn a_node_leaves_no_empty_cgroup_behind() {
         "a failed start leaves none"
     );
     node.restart();
+}
+
+/// A job that leaves three escapees of its group: a `setsid` child, a double-forked one and a
+/// daemonized Python process. Each sleeps `marker` followed by the attempt number, so each
+/// attempt's can be told apart.
+fn escaping_job(marker: &str) -> String {
+    format!(
+        "M={marker}$DROVER_ATTEMPT; setsid sleep $M & ( sleep $M & ) & \
+         {py} -c \"import os,time\nif os.fork(): os._exit(0)\nos.setsid()\nif os.fork(): os._exit(0)\ntime.sleep(float('$M'))\" & \
+         exec sleep 600",
+        py = python()
+    )
+}
+
+/// Issue #16, defect 1, on one backend: the escapees of a job whose node and owner were both
+/// killed die when a node starts again (before the retry runs beside them), and the escapees of
+/// a job re-attached after a kill -9 of the node alone die with its cancel.
+fn escapees_die_at_recovery(backend: &str, tag: u32) {
+    let mut node = Node::start(&["--backend", backend]);
+    let marker = marker_sleep(tag);
+    let id = node.submit(&[
+        "--retries",
+        "1",
+        "--grace",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        &escaping_job(&marker),
+    ]);
+    let first = format!("{marker}1");
+    let second = format!("{marker}2");
+    node.wait_until(&id, "three escapees", |j| {
+        j["state"] == "running" && alive_with(&first).len() == 3
+    });
+    node.kill9_with_owners();
+    assert_eq!(
+        alive_with(&first).len(),
+        3,
+        "with nothing holding them they live on"
+    );
+    node.restart();
+    node.wait_until(&id, "the retry running with its escapees", |j| {
+        j["attempt"] == 2 && j["state"] == "running" && alive_with(&second).len() == 3
+    });
+    assert_eq!(
+        alive_with(&first),
+        Vec::<i32>::new(),
+        "{backend}: attempt 1's escapees run beside attempt 2\n{}",
+        node.log()
+    );
+    // kill -9 of the node alone: the owner holds on; the node re-attaches; a cancel ends all.
+    node.kill9();
+    node.restart();
+    assert!(node.drover(&["cancel", &id]).status.success());
+    let job = finished(&node, &id);
+    assert_eq!(job["state"], "cancelled", "{job:#}");
+    assert_eq!(
+        alive_with(&second),
+        Vec::<i32>::new(),
+        "{backend}: escapees survived the cancel of a re-attached job\n{}",
+        node.log()
+    );
+}
+
+#[test]
+fn escapees_die_at_recovery_on_the_automatic_backend() {
+    escapees_die_at_recovery("auto", 7);
+}
+
+#[test]
+fn escapees_die_at_recovery_on_the_rlimit_backend() {
+    escapees_die_at_recovery("rlimit", 8);
+}
+
+#[test]
+fn escapees_die_at_recovery_on_cgroup2_where_it_exists() {
+    if cgroup2_usable() {
+        escapees_die_at_recovery("cgroup2", 9);
+    }
 }

@@ -9,7 +9,9 @@
 //!   inherited, which say which attempt it belongs to.
 //!
 //! A process that both escapes its group and clears its environment cannot be attributed; doctor
-//! says so. On macOS there is no subreaper: only the process group is killed.
+//! says so. On macOS there is no subreaper: an escapee is re-parented to launchd, so an
+//! attempt's processes are looked for among all of the user's, by the same variables, read with
+//! `sysctl(KERN_PROCARGS2)`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -115,8 +117,8 @@ impl Tree {
             } else {
                 support(
                     "escapees",
-                    false,
-                    "only the job's process group is killed: a process that calls setsid survives",
+                    true,
+                    "no subreaper: processes that left the job's group are found among all of the user's by their DROVER_JOB_ID/DROVER_ATTEMPT (sysctl KERN_PROCARGS2), at every ending and at recovery (one that also clears its environment is missed)",
                 )
             },
             support(
@@ -236,6 +238,120 @@ fn children_of(pid: i32) -> Vec<i32> {
     out
 }
 
+/// Every process id of the machine (those this user may see, on macOS).
+#[cfg(target_os = "linux")]
+fn all_pids() -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .collect()
+}
+
+/// Every process id of the machine (those this user may see, on macOS).
+#[cfg(target_os = "macos")]
+fn all_pids() -> Vec<i32> {
+    // SAFETY: a null buffer asks for the count.
+    let count = unsafe { libc::proc_listallpids(std::ptr::null_mut(), 0) };
+    if count <= 0 {
+        return Vec::new();
+    }
+    // Room for processes started between the two calls.
+    let mut pids = vec![0i32; count as usize + 64];
+    let bytes = (pids.len() * std::mem::size_of::<i32>()) as libc::c_int;
+    // SAFETY: the buffer holds `bytes` bytes of pid_t.
+    let got = unsafe { libc::proc_listallpids(pids.as_mut_ptr().cast(), bytes) };
+    pids.truncate(got.max(0) as usize);
+    pids.retain(|p| *p > 0);
+    pids
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+fn all_pids() -> Vec<i32> {
+    Vec::new()
+}
+
+/// The environment a process started with: `KEY=VALUE` entries separated by NULs.
+#[cfg(target_os = "linux")]
+fn environ_of(pid: i32) -> Option<Vec<u8>> {
+    std::fs::read(format!("/proc/{pid}/environ")).ok()
+}
+
+/// The environment a process started with, from `sysctl(KERN_PROCARGS2)`: `KEY=VALUE` entries
+/// separated by NULs (macOS answers only for the user's own processes).
+#[cfg(target_os = "macos")]
+fn environ_of(pid: i32) -> Option<Vec<u8>> {
+    let mut argmax_mib = [libc::CTL_KERN, libc::KERN_ARGMAX];
+    let mut argmax: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>();
+    // SAFETY: sysctl writes an int into `argmax`, of `len` bytes.
+    let ok = unsafe {
+        libc::sysctl(
+            argmax_mib.as_mut_ptr(),
+            2,
+            (&mut argmax as *mut libc::c_int).cast(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    } == 0;
+    if !ok || argmax <= 0 {
+        return None;
+    }
+    let mut buf = vec![0u8; argmax as usize];
+    let mut size: libc::size_t = buf.len();
+    let mut mib = [libc::CTL_KERN, libc::KERN_PROCARGS2, pid];
+    // SAFETY: sysctl writes at most `size` bytes into `buf` and sets `size`.
+    let ok = unsafe {
+        libc::sysctl(
+            mib.as_mut_ptr(),
+            3,
+            buf.as_mut_ptr().cast(),
+            &mut size,
+            std::ptr::null_mut(),
+            0,
+        )
+    } == 0;
+    if !ok {
+        return None;
+    }
+    buf.truncate(size);
+    procargs_environ(&buf)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+fn environ_of(_pid: i32) -> Option<Vec<u8>> {
+    None
+}
+
+/// The environment part of a `KERN_PROCARGS2` answer: an `int` argc, the executable's path,
+/// NUL padding, argc arguments, then the environment, each NUL-terminated, up to an empty
+/// string.
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
+fn procargs_environ(buf: &[u8]) -> Option<Vec<u8>> {
+    let argc = i32::from_ne_bytes(buf.get(..4)?.try_into().ok()?);
+    let mut rest = &buf[4..];
+    let path_end = rest.iter().position(|b| *b == 0)?;
+    rest = &rest[path_end..];
+    let start = rest.iter().position(|b| *b != 0)?;
+    rest = &rest[start..];
+    for _ in 0..argc.max(0) {
+        let end = rest.iter().position(|b| *b == 0)?;
+        rest = rest.get(end + 1..)?;
+    }
+    let mut env = Vec::new();
+    for var in rest.split(|b| *b == 0) {
+        if var.is_empty() {
+            break;
+        }
+        env.extend_from_slice(var);
+        env.push(0);
+    }
+    Some(env)
+}
+
 /// An attempt's processes, found by the variables they inherited.
 #[derive(Debug, Clone)]
 pub(super) struct Cell {
@@ -253,8 +369,11 @@ impl Cell {
 
     /// Live processes the node adopted (and their descendants) that carry this attempt's
     /// variables. Processes still in the job's group are the ladder's to find; these are the
-    /// ones that left it and were orphaned.
+    /// ones that left it and were orphaned. On macOS, with no subreaper, the whole machine's.
     pub(super) fn members(&self) -> Vec<i32> {
+        if !cfg!(target_os = "linux") {
+            return self.members_anywhere();
+        }
         let mut found = Vec::new();
         let mut seen = HashSet::new();
         let mut frontier: Vec<i32> = adopted().into_iter().filter(|p| !is_leader(*p)).collect();
@@ -272,20 +391,18 @@ impl Cell {
     }
 
     /// Every live process of this machine that carries this attempt's variables, wherever it
-    /// was re-parented: used when the attempt's owner is gone, so nobody adopted them.
+    /// was re-parented: used when the attempt's owner is gone, so nobody adopted them (and on
+    /// macOS always, where nothing adopts them: an orphan goes to launchd).
     pub(super) fn members_anywhere(&self) -> Vec<i32> {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| !is_zombie(*pid) && self.marks(*pid))
+        let me = std::process::id() as i32;
+        all_pids()
+            .into_iter()
+            .filter(|pid| *pid != me && !is_zombie(*pid) && self.marks(*pid))
             .collect()
     }
 
     fn marks(&self, pid: i32) -> bool {
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        let Some(environ) = environ_of(pid) else {
             return false;
         };
         let mut job = false;
@@ -334,6 +451,19 @@ mod tests {
                 .any(|r| r.resource == libc::RLIMIT_NPROC as i32 && r.value == 50)
         );
         assert!(approximations(&JobLimits::default(), Duration::from_secs(1)).is_empty());
+    }
+
+    #[test]
+    fn the_environment_is_read_from_a_procargs2_answer() {
+        let mut buf = 2i32.to_ne_bytes().to_vec();
+        buf.extend_from_slice(
+            b"/bin/sleep\0\0\0\0sleep\0600\0DROVER_JOB_ID=j\0DROVER_ATTEMPT=2\0\0junk",
+        );
+        assert_eq!(
+            procargs_environ(&buf).as_deref(),
+            Some(&b"DROVER_JOB_ID=j\0DROVER_ATTEMPT=2\0"[..])
+        );
+        assert_eq!(procargs_environ(&buf[..3]), None, "too short");
     }
 
     #[test]
