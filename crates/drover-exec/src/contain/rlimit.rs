@@ -457,7 +457,7 @@ mod tests {
     fn the_environment_is_read_from_a_procargs2_answer() {
         let mut buf = 2i32.to_ne_bytes().to_vec();
         buf.extend_from_slice(
-            b"/bin/sleep\0\0\0\0sleep\0600\0DROVER_JOB_ID=j\0DROVER_ATTEMPT=2\0\0junk",
+            b"/bin/sleep\0\0\0\0sleep\0x600\0DROVER_JOB_ID=j\0DROVER_ATTEMPT=2\0\0junk",
         );
         assert_eq!(
             procargs_environ(&buf).as_deref(),
