@@ -11,12 +11,15 @@ use std::path::Path;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// What a capture saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Captured {
     /// Bytes the job wrote.
     pub seen: u64,
     /// Bytes kept in the file (not counting the truncation marker).
     pub kept: u64,
+    /// Why the file stopped taking output before the limit (a full disk, an I/O error): the
+    /// rest was read and dropped, so the job never blocked or got SIGPIPE.
+    pub write_error: Option<String>,
 }
 
 /// Opens the read end of a job's output as an async reader: a pipe, or the master side of the
@@ -141,19 +144,31 @@ pub async fn capture(
         captured.seen += n as u64;
         let room = limit.saturating_sub(captured.kept);
         let keep = (n as u64).min(room) as usize;
-        if keep > 0 {
-            file.write_all(&buf[..keep]).await?;
-            captured.kept += keep as u64;
+        if keep > 0 && captured.write_error.is_none() {
+            // A write that fails (the disk is full) ends the file, not the capture: the rest
+            // is read and counted, and the ending says what was lost.
+            match file.write_all(&buf[..keep]).await {
+                Ok(()) => captured.kept += keep as u64,
+                Err(err) => captured.write_error = Some(err.to_string()),
+            }
         }
     }
-    if captured.seen > captured.kept {
-        let marker = format!(
+    let marker = match &captured.write_error {
+        Some(err) => Some(format!(
+            "\n[drover: output cut: kept {} of {} bytes: {err}]\n",
+            captured.kept, captured.seen
+        )),
+        None if captured.seen > captured.kept => Some(format!(
             "\n[drover: output truncated: kept {} of {} bytes]\n",
             captured.kept, captured.seen
-        );
-        file.write_all(marker.as_bytes()).await?;
+        )),
+        None => None,
+    };
+    if let Some(marker) = marker {
+        // Best effort: on a full disk the marker may not fit either; the ending still says it.
+        let _ = file.write_all(marker.as_bytes()).await;
     }
-    file.flush().await?;
+    let _ = file.flush().await;
     Ok(captured)
 }
 
@@ -210,7 +225,14 @@ mod tests {
     #[tokio::test]
     async fn keeps_everything_under_the_limit() {
         let (captured, text) = run(b"one\ntwo\n", 1024).await;
-        assert_eq!(captured, Captured { seen: 8, kept: 8 });
+        assert_eq!(
+            captured,
+            Captured {
+                seen: 8,
+                kept: 8,
+                write_error: None
+            }
+        );
         assert_eq!(text, "one\ntwo\n");
     }
 
@@ -222,13 +244,40 @@ mod tests {
             captured,
             Captured {
                 seen: 200_000,
-                kept: 1000
+                kept: 1000,
+                write_error: None
             }
         );
         assert!(text.starts_with(&"x".repeat(1000)));
         assert!(
             text.ends_with("[drover: output truncated: kept 1000 of 200000 bytes]\n"),
             "{text}"
+        );
+    }
+
+    /// A full disk (`/dev/full` answers every write with ENOSPC) ends the file, not the
+    /// capture: the whole output is still read, so the job neither blocks nor gets SIGPIPE.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_full_disk_cuts_the_file_and_says_why() {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let input = vec![b'y'; 300_000];
+        let captured = capture(&input[..], tokio::fs::File::from_std(full), 1 << 20, None)
+            .await
+            .expect("the capture goes on");
+        assert_eq!(captured.seen, 300_000, "everything was read");
+        // tokio's file reports a failed write at the next one: at most one buffer is counted
+        // as kept that was not.
+        assert!(captured.kept <= 64 * 1024, "{captured:?}");
+        assert!(
+            captured
+                .write_error
+                .as_deref()
+                .is_some_and(|e| e.contains("No space left")),
+            "{captured:?}"
         );
     }
 }

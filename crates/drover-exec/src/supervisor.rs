@@ -402,7 +402,14 @@ async fn run_in_cell(
         for (stream, task) in [("stdout", out), ("stderr", err)] {
             let abort = task.abort_handle();
             match timeout(LOG_DRAIN_TIMEOUT, task).await {
-                Ok(Ok(Ok(Captured { seen, kept }))) if seen > kept => {
+                Ok(Ok(Ok(Captured {
+                    seen,
+                    kept,
+                    write_error: Some(error),
+                }))) => {
+                    tracing::error!(%attempt, stream, seen, kept, %error, "log cut: the file stopped taking output");
+                }
+                Ok(Ok(Ok(Captured { seen, kept, .. }))) if seen > kept => {
                     tracing::info!(%attempt, stream, seen, kept, "log truncated at its limit");
                 }
                 Ok(Ok(Ok(_))) => {}

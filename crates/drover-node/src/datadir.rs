@@ -9,6 +9,7 @@
 //!   token             the node's local API token (mode 0600), made at first start
 //!   serve.json        {"url": ..., "pid": ..., "node": ...} while a node serves
 //!   boot-id           the machine's boot the node last started in (a change means a reboot)
+//!   reserve           8 MiB set aside, freed when the disk fills so outcomes still fit
 //!   logs/XX/JOB.N.stdout  per-attempt output (N = attempt number, XX = the id's last byte)
 //!   owners/PID.sock   the socket of each job owner (see drover_exec::owner)
 //!   owners/JOB.N.outcome  an outcome no node has recorded yet
@@ -23,6 +24,23 @@ use std::path::{Path, PathBuf};
 
 use drover_core::{AttemptRef, JobId, NodeId};
 use serde::{Deserialize, Serialize};
+
+/// Space set aside in the data dir for a full disk (`DATA_DIR/reserve`): enough for the store
+/// to write many endings.
+pub const RESERVE_BYTES: u64 = 8 << 20;
+
+/// Bytes free for this user on the file system holding `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the struct it is given; the path is NUL-terminated.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)] // widths differ by OS
+    Some(u64::from(stat.f_bavail as u64) * u64::from(stat.f_frsize as u64))
+}
 
 /// The file a serving node writes its address into.
 pub const ADDRESS_FILE: &str = "serve.json";
@@ -175,6 +193,49 @@ impl DataDir {
             self.root.display(),
             db.display()
         ))
+    }
+
+    /// Makes sure `DATA_DIR/reserve` holds [`RESERVE_BYTES`] of the disk: space set aside, so
+    /// that when the disk fills up, freeing it ([`DataDir::release_reserve_if_full`]) leaves
+    /// room for the endings the store must still write. Best effort: a disk too full for it
+    /// at start gets none.
+    pub fn ensure_reserve(&self) {
+        let path = self.reserve_path();
+        if fs::metadata(&path).is_ok_and(|m| m.len() >= RESERVE_BYTES) {
+            return;
+        }
+        let made = File::create(&path).and_then(|mut file| {
+            // Written, not just sized: a sparse file would reserve nothing.
+            let zeros = vec![0u8; 1 << 20];
+            for _ in 0..RESERVE_BYTES / (1 << 20) {
+                file.write_all(&zeros)?;
+            }
+            file.sync_all()
+        });
+        if let Err(err) = made {
+            let _ = fs::remove_file(&path);
+            tracing::warn!(error = %err, path = %path.display(), "cannot set space aside for a full disk");
+        }
+    }
+
+    /// Frees the reserve if the data dir's disk is (nearly) full: called when the store could
+    /// not write, so that outcomes fit. It is made again at the next start.
+    pub fn release_reserve_if_full(&self) {
+        let path = self.reserve_path();
+        if !path.exists() || free_bytes(&self.root).is_none_or(|free| free > RESERVE_BYTES) {
+            return;
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => tracing::warn!(
+                freed = RESERVE_BYTES,
+                "the data dir's disk is full: freed the space set aside for this, so outcomes can be written; free some space"
+            ),
+            Err(err) => tracing::warn!(error = %err, "cannot free the reserve"),
+        }
+    }
+
+    fn reserve_path(&self) -> PathBuf {
+        self.root.join("reserve")
     }
 
     /// This node's stable id: read from `node-id`, or made up (`HOSTNAME-xxxxxx`) and written.

@@ -306,6 +306,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         }
     }
     let node = data.node_id()?;
+    data.ensure_reserve();
     let credentials = auth::Credentials::new(data.local_token()?, config.token.clone());
     let opened = match &config.database {
         Some(url) => SqlStore::postgres(url).await?,

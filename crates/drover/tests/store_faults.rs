@@ -162,3 +162,147 @@ fn a_damaged_store_is_refused_with_how_to_recover() {
     node.restart();
     assert_eq!(jobs_listed(&node), 30);
 }
+
+/// A tmpfs of `mb` MiB mounted for one test, unmounted when dropped. `None` (the test skips)
+/// when this user cannot mount; CI runs as root, where a failed mount fails the test.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(under: &Path, mb: u32) -> Option<Tmpfs> {
+        let dir = under.join("tmpfs");
+        std::fs::create_dir_all(&dir).expect("mount point");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        match (ok, root) {
+            (true, _) => Some(Tmpfs(dir)),
+            (false, true) => panic!("root cannot mount a tmpfs here"),
+            (false, false) => {
+                eprintln!("SKIPPED: mounting a tmpfs needs root");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Issue #16, defect 2: the data dir's disk full for longer than the old 20 s retry window.
+/// Jobs that exit 0 meanwhile are recorded `succeeded` once there is room (not `lost`, not run
+/// twice), and a job that writes while the disk is full is not hurt by it: its log is cut and
+/// says so.
+#[test]
+fn a_full_disk_loses_no_outcome() {
+    let outer = tempfile::tempdir().expect("tempdir");
+    let Some(fs) = Tmpfs::mount(outer.path(), 24) else {
+        return;
+    };
+    let data = fs.0.join("data");
+    // The harness's nodes live in their own temp dirs; this one's data dir is the tmpfs.
+    let log_path = outer.path().join("node.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("DROVER_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("serve");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !data.join("serve.json").exists() {
+        assert!(Instant::now() < deadline, "the node did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(data.join("reserve").exists(), "space is set aside");
+    let drover = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .output()
+            .expect("drover")
+    };
+    let submit = |args: &[&str]| {
+        let out = drover(&[&["submit"], args].concat());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // Three jobs that end while the disk is full, one that writes 6 MB into it.
+    let quiet: Vec<String> = (0..3)
+        .map(|_| submit(&["--retries", "2", "--", "sleep", "4"]))
+        .collect();
+    let noisy = submit(&[
+        "--",
+        "sh",
+        "-c",
+        "sleep 2; head -c 6000000 /dev/zero | tr '\\0' x; echo; echo done-writing",
+    ]);
+    std::thread::sleep(Duration::from_secs(1));
+    // Fill the disk, and keep it full past the old window.
+    let filler = fs.0.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M", "count=64"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(Stdio::null())
+        .status();
+    std::thread::sleep(Duration::from_secs(25));
+    std::fs::remove_file(&filler).expect("free the disk");
+
+    let mut ids = quiet.clone();
+    ids.push(noisy.clone());
+    let waited = drover(
+        &[
+            &["wait", "--timeout", "60s", "--quiet"],
+            &ids.iter().map(String::as_str).collect::<Vec<_>>()[..],
+        ]
+        .concat(),
+    );
+    let log_text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        waited.status.success(),
+        "{}\n{log_text}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    for id in &ids {
+        let out = drover(&["--json", "status", id]);
+        let job: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(job["state"], "succeeded", "{job:#}\n{log_text}");
+        assert_eq!(job["attempt"], 1, "run once: {job:#}");
+    }
+    assert!(
+        log_text.contains("disk is full"),
+        "the reserve was freed:\n{log_text}"
+    );
+    // The noisy job's log is cut and says why, and the job itself went on to its end.
+    let logs = drover(&["logs", &noisy]);
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        text.contains("[drover: output cut") || text.contains("done-writing"),
+        "{}",
+        &text[text.len().saturating_sub(300)..]
+    );
+    // SAFETY: a pid we own.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "pkill -f 'owner --dir {}'",
+            data.join("owners").display()
+        ))
+        .status();
+}

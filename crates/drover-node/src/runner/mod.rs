@@ -148,6 +148,9 @@ pub(crate) struct Runner {
     data: Arc<DataDir>,
     executor: ExecutorHandle,
     answers: mpsc::UnboundedSender<Answer>,
+    /// Counts the stop signals (the shutdown watch): an ending the store cannot take yet is
+    /// retried until the node stops, then left with its owner for the next start.
+    stopping: watch::Receiver<u32>,
 }
 
 /// Where the answers of the loop's own store calls arrive.
@@ -168,6 +171,7 @@ impl Runner {
             data,
             executor,
             answers,
+            stopping: watch::channel(0).1,
         };
         (runner, answers_rx)
     }
@@ -187,6 +191,7 @@ impl Runner {
         mut reports: mpsc::UnboundedReceiver<Report>,
         mut shutdown: watch::Receiver<u32>,
     ) {
+        self.stopping = shutdown.clone();
         let mut events = self.store.subscribe();
         let mut renewal = interval(self.state.config.renewal_every());
         renewal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -357,6 +362,8 @@ impl Runner {
             }
             Effect::Record { attempt, ending } => {
                 let executor = self.executor.clone();
+                let stopping = self.stopping.clone();
+                let data = Arc::clone(&self.data);
                 let checkpoints = self.data.checkpoint_dir(attempt.job_id);
                 let outputs = self.data.output_dir(attempt);
                 tokio::spawn(async move {
@@ -381,7 +388,9 @@ impl Runner {
                         }
                         other => other,
                     };
-                    let recorded = record::record(store.as_ref(), attempt, ending).await;
+                    let full = move || data.release_reserve_if_full();
+                    let recorded =
+                        record::record(store.as_ref(), attempt, ending, &stopping, &full).await;
                     if recorded.is_ok() {
                         // On disk: the owner may forget it.
                         let _ = executor.send(Command::Ack(attempt));

@@ -22,28 +22,36 @@ pub(crate) enum Recorded {
     Stale,
 }
 
-/// How often, and how long in all, a transient error is retried: about 20 s, long enough to
-/// ride out a restart of the database.
-const TRIES: usize = 12;
+/// The longest pause between two tries of an ending.
+const MAX_PAUSE: Duration = Duration::from_secs(2);
 
 /// Writes `ending` for `attempt`. `Err` when the store could not take it: a permanent error at
-/// once, a transient one after [`TRIES`]; the attempt's lease then runs out and the reaper (or
-/// recovery at the node's next start) ends it.
+/// once, a transient one only when the node stops first (`stopping` counts its stop signals).
+/// The owner keeps the outcome until it is on disk, so whatever stops the retries, the next
+/// start of a node collects it. `disk_full` is called at each transient error: it frees the
+/// data dir's reserve if its disk is full, so the ending fits.
 pub(crate) async fn record(
     store: &dyn Store,
     attempt: AttemptRef,
     ending: Ending,
+    stopping: &tokio::sync::watch::Receiver<u32>,
+    disk_full: &(dyn Fn() + Send + Sync),
 ) -> Result<Recorded, StoreError> {
+    let retry = Retry {
+        stopping,
+        on_transient: disk_full,
+        max_pause: MAX_PAUSE,
+    };
     match ending {
         Ending::Complete(outcome) => {
-            until_answered(attempt, "recording a completion", || {
+            until_answered(attempt, "recording a completion", &retry, || {
                 store.complete(attempt, outcome.clone())
             })
             .await
         }
         // A database restart must not turn a job that never ran into a lost one.
         Ending::Unrun(reason, proof) => {
-            until_answered(attempt, "giving back an unrun attempt", || {
+            until_answered(attempt, "giving back an unrun attempt", &retry, || {
                 store.give_back(attempt, reason.clone(), proof)
             })
             .await
@@ -51,20 +59,35 @@ pub(crate) async fn record(
     }
 }
 
-/// Calls `ending` until the store answers, retrying transient errors with backoff. A stale
-/// answer is final, and so is a permanent error (a corrupt row, an illegal transition): asking
-/// again would meet it again.
+/// How long [`until_answered`] goes on: until the node stops, calling `on_transient` at each
+/// transient error.
+pub(crate) struct Retry<'a> {
+    /// The node's stop signals.
+    pub stopping: &'a tokio::sync::watch::Receiver<u32>,
+    /// Called at each transient error.
+    pub on_transient: &'a (dyn Fn() + Send + Sync),
+    /// The longest pause between two tries ([`MAX_PAUSE`]; shorter in tests).
+    pub max_pause: Duration,
+}
+
+/// Calls `ending` until the store answers, retrying transient errors with backoff for as long
+/// as the node runs: an outcome is never given up on because the database was away or the
+/// disk full for a while (before #16, 20 s of a full disk turned jobs that exited 0 into
+/// `lost`). A stale answer is final, and so is a permanent error (a corrupt row, an illegal
+/// transition): asking again would meet it again.
 pub(crate) async fn until_answered<F, Fut>(
     attempt: AttemptRef,
     what: &str,
+    retry: &Retry<'_>,
     ending: F,
 ) -> Result<Recorded, StoreError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<Completion, StoreError>>,
 {
-    let mut pause = Duration::from_millis(50);
-    let mut tries = 0;
+    let mut pause = Duration::from_millis(50).min(retry.max_pause);
+    let mut tries = 0u64;
+    let mut stopping = retry.stopping.clone();
     loop {
         tries += 1;
         match ending().await {
@@ -79,14 +102,21 @@ where
                 tracing::warn!(%attempt, current_attempt, %current_state, what, "the attempt is no longer live; the store ignored it");
                 return Ok(Recorded::Stale);
             }
-            Err(err) if err.is_transient() && tries < TRIES => {
-                tracing::warn!(%attempt, error = %err, what, "store error; retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
+            Err(err) if err.is_transient() && *stopping.borrow() == 0 => {
+                // Loud at first, then once a minute or so.
+                if tries <= 3 || tries % 30 == 0 {
+                    tracing::warn!(%attempt, error = %err, what, tries, "store error; the outcome is kept and tried again");
+                }
+                (retry.on_transient)();
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    _ = stopping.changed() => {}
+                }
+                pause = (pause * 2).min(retry.max_pause);
             }
             Err(err) => {
                 let error = drover_core::error_chain(&err);
-                tracing::error!(%attempt, %error, what, tries, "cannot record; the lease will run out and the reaper or recovery will end the attempt");
+                tracing::error!(%attempt, %error, what, tries, "cannot record; the owner keeps the outcome for the next start of a node");
                 return Err(err);
             }
         }

@@ -150,8 +150,18 @@ async fn a_permanent_store_error_is_not_retried() {
         exit_code: Some(0),
         ..AttemptOutcome::bare(JobState::Succeeded, Reason::ExitCode(0))
     };
+    let (_stop, stopping) = tokio::sync::watch::channel(0u32);
+    let full = AtomicUsize::new(0);
+    let on_full = || {
+        full.fetch_add(1, Ordering::SeqCst);
+    };
+    let retry = crate::runner::record::Retry {
+        stopping: &stopping,
+        on_transient: &on_full,
+        max_pause: Duration::from_millis(1),
+    };
     let calls = AtomicUsize::new(0);
-    let answer = until_answered(attempt, "recording a completion", || {
+    let answer = until_answered(attempt, "recording a completion", &retry, || {
         calls.fetch_add(1, Ordering::SeqCst);
         store.complete(attempt, outcome.clone())
     })
@@ -163,7 +173,7 @@ async fn a_permanent_store_error_is_not_retried() {
     assert_eq!(calls.load(Ordering::SeqCst), 1, "complete was called once");
 
     let calls = AtomicUsize::new(0);
-    let answer = until_answered(attempt, "recording a completion", || {
+    let answer = until_answered(attempt, "recording a completion", &retry, || {
         let n = calls.fetch_add(1, Ordering::SeqCst);
         async move {
             if n == 0 {
@@ -181,6 +191,42 @@ async fn a_permanent_store_error_is_not_retried() {
         calls.load(Ordering::SeqCst),
         2,
         "a transient error is retried"
+    );
+    assert_eq!(full.load(Ordering::SeqCst), 1, "and the disk is looked at");
+
+    // Far past the old 12 tries, a transient error is still retried; only a stop ends it.
+    let calls = AtomicUsize::new(0);
+    let answer = until_answered(attempt, "recording a completion", &retry, || {
+        let n = calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n < 40 {
+                Err(StoreError::transient("database or disk is full", None))
+            } else {
+                Ok(Completion::Recorded {
+                    state: JobState::Succeeded,
+                })
+            }
+        }
+    });
+    assert!(matches!(
+        answer.await,
+        Ok(Recorded::Done(JobState::Succeeded))
+    ));
+    assert_eq!(calls.load(Ordering::SeqCst), 41);
+    let (stop, stopping) = tokio::sync::watch::channel(0u32);
+    stop.send_replace(1);
+    let retry = crate::runner::record::Retry {
+        stopping: &stopping,
+        on_transient: &on_full,
+        max_pause: Duration::from_millis(1),
+    };
+    let answer = until_answered(attempt, "recording a completion", &retry, || async {
+        Err(StoreError::transient("database or disk is full", None))
+    })
+    .await;
+    assert!(
+        answer.is_err(),
+        "a stopping node leaves the outcome to its owner"
     );
 }
 
@@ -239,9 +285,16 @@ fn ending_of_an_abort(attempt: AttemptRef) -> Ending {
 #[tokio::test]
 async fn an_attempt_aborted_at_the_gate_goes_back_unrun() {
     let (store, _dir, attempt) = store_with_claim().await;
-    record(&store, attempt, ending_of_an_abort(attempt))
-        .await
-        .expect("recorded");
+    let (_stop, stopping) = tokio::sync::watch::channel(0u32);
+    record(
+        &store,
+        attempt,
+        ending_of_an_abort(attempt),
+        &stopping,
+        &|| {},
+    )
+    .await
+    .expect("recorded");
     let job = store.get(attempt.job_id).await.expect("get").expect("job");
     assert_eq!(
         job.state,
@@ -261,9 +314,16 @@ async fn an_abort_that_raced_the_start_goes_back_unrun() {
         .mark_running(attempt, 4242, None)
         .await
         .expect("mark running");
-    record(&store, attempt, ending_of_an_abort(attempt))
-        .await
-        .expect("recorded");
+    let (_stop, stopping) = tokio::sync::watch::channel(0u32);
+    record(
+        &store,
+        attempt,
+        ending_of_an_abort(attempt),
+        &stopping,
+        &|| {},
+    )
+    .await
+    .expect("recorded");
     let job = store.get(attempt.job_id).await.expect("get").expect("job");
     assert_eq!(job.state, JobState::Queued);
     assert_eq!(job.attempts[0].state, JobState::Queued);
