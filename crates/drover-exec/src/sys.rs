@@ -26,6 +26,16 @@ pub fn signal_group(pgid: i32, signal: i32) -> io::Result<bool> {
     }
 }
 
+/// Whether process `pid` exists (as any user's process; a zombie counts).
+pub fn process_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 only checks; it has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
 /// True if process group `pgid` has a member that is not a zombie.
 ///
 /// `kill(-pgid, 0)` alone is not enough: a member whose parent never reaps it (an orphan under
@@ -70,6 +80,8 @@ fn live_members_beyond_zombies(_pgid: i32) -> bool {
 pub struct ProcStat {
     /// R, S, D, Z, T...
     pub state: char,
+    /// Parent process id.
+    pub ppid: i32,
     /// Process group id.
     pub pgrp: i32,
     /// Start time in clock ticks after boot.
@@ -91,6 +103,7 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
     // fields[0] is field 3 (state); pgrp is field 5; starttime is field 22.
     Some(ProcStat {
         state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
         pgrp: fields.get(2)?.parse().ok()?,
         start_time: fields.get(19)?.parse().ok()?,
     })
@@ -118,6 +131,35 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
             )
         };
         (rc == size).then(|| info.pbi_start_tvsec * 1_000_000 + info.pbi_start_tvusec)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    {
+        let _ = pid;
+        None
+    }
+}
+
+/// The parent of process `pid`, or `None` if it is gone or the platform cannot tell.
+pub fn parent_pid(pid: i32) -> Option<i32> {
+    #[cfg(target_os = "linux")]
+    {
+        read_stat(pid).map(|s| s.ppid)
+    }
+    #[cfg(target_os = "macos")]
+    {
+        let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+        // SAFETY: `info` is a properly sized, writable proc_bsdinfo.
+        let rc = unsafe {
+            libc::proc_pidinfo(
+                pid,
+                libc::PROC_PIDTBSDINFO,
+                0,
+                (&mut info as *mut libc::proc_bsdinfo).cast(),
+                size,
+            )
+        };
+        (rc == size).then_some(info.pbi_ppid as i32)
     }
     #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     {

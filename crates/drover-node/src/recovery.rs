@@ -15,8 +15,9 @@
 //!   one with no pid on record never passed its gate and goes back to the queue unrun.
 //!
 //! Owners that hold an attempt the store no longer gives this node (the reaper gave it to
-//! another node meanwhile) are told to stop it. Owners of another protocol are left alone: a
-//! job is never killed because its owner is older or newer than this node.
+//! another node meanwhile) are told to stop it. Owners of another protocol are left alone, and
+//! so is an attempt whose process is such an owner's child: a job is never killed because its
+//! owner is older or newer than this node. Nothing else waits on them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,6 +59,18 @@ impl Recovered {
     }
 }
 
+/// Whether the process recorded as an attempt's leader still runs — its pid is alive and, where
+/// the OS tells start times, started when the record says (a reused pid is someone else) — as
+/// the child of one of `owners`.
+fn held_by_one_of((pid, recorded_start): (i32, Option<u64>), owners: &[i32]) -> bool {
+    use drover_exec::sys;
+    let runs = match (sys::process_start_time(pid), recorded_start) {
+        (Some(now), Some(then)) => now == then,
+        _ => sys::process_alive(pid),
+    };
+    runs && sys::parent_pid(pid).is_some_and(|parent| owners.contains(&parent))
+}
+
 /// Plans the take-over of what this node held (see the module documentation). `rebooted`: the
 /// machine restarted since, so no process of before can be alive.
 pub async fn recover(
@@ -71,6 +84,7 @@ pub async fn recover(
     let mut owners: HashMap<AttemptRef, Phase> = HashMap::new();
     let mut outcomes = HashMap::new();
     let mut recovered = Recovered::default();
+    let mut foreign = Vec::new();
     for item in found {
         match item {
             Found::Owner(hello) => {
@@ -81,9 +95,10 @@ pub async fn recover(
             Found::Outcome(file) => {
                 outcomes.insert(file.attempt, file.outcome);
             }
-            Found::Foreign { socket, why } => {
+            Found::Foreign { socket, pid, why } => {
                 tracing::error!(socket = %socket.display(), %why, "an owner of another drover version holds a job; leaving it alone (a node of that version can collect it)");
                 recovered.foreign += 1;
+                foreign.extend(pid);
             }
         }
     }
@@ -128,9 +143,13 @@ pub async fn recover(
                 attempt: id,
                 outcome,
             });
-        } else if recovered.foreign > 0 {
-            // It may be a foreign owner's: not ours to stop.
-            tracing::warn!(attempt = %id, "no owner of this build holds this attempt; leaving it to the owner of another version");
+        } else if !rebooted && pid.is_some_and(|p| held_by_one_of(p, &foreign)) {
+            // Its process runs as the child of an owner this build cannot talk to: not ours to
+            // stop. (Everything else goes on below whatever owners are foreign: a process that
+            // is gone, or was left by a killed owner, is lost; one that never passed its gate
+            // was aborted by its owner when its node went. So no foreign owner can leave the
+            // rest of the queue stuck.)
+            tracing::warn!(attempt = %id, "an owner of another drover version holds this attempt's process; leaving it to that owner");
         } else if attempt.pid.is_none() {
             // It never passed the gate, so it never ran: give it back without using its budget.
             if let Completion::Recorded { state } =

@@ -277,6 +277,102 @@ fn a_dead_owner_loses_its_attempt_and_the_retry_runs() {
     );
 }
 
+/// An outcome that ends while no node listens, and that the disk will not take (full, or in the
+/// way as here), stays in its owner: the owner lives on and the next node collects it from its
+/// hello. (It once exited with the outcome unwritten, and the job was recorded lost.)
+#[test]
+fn an_outcome_the_disk_refuses_waits_in_its_owner() {
+    let mut node = Node::start(&[]);
+    let id = node.submit(&["--", "sh", "-c", "sleep 2; echo finished"]);
+    node.wait_until(&id, "running", |j| j["state"] == "running");
+    node.kill9();
+    // The outcome file's place is taken, so the owner's rename onto it fails.
+    let blocked = node
+        .data_dir()
+        .join("owners")
+        .join(format!("{id}.1.outcome"));
+    std::fs::create_dir_all(blocked.join("in-the-way")).expect("block the outcome file");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        node.owners().len(),
+        1,
+        "the owner keeps what it could not write"
+    );
+    node.restart();
+    let job = node.wait_until(&id, "the outcome to be collected", |j| {
+        j["state"] != "running"
+    });
+    assert_eq!(job["state"], "succeeded", "{job:#}\n{}", node.log());
+    assert_eq!(job["attempt"], 1);
+    std::fs::remove_dir_all(&blocked).expect("unblock");
+}
+
+/// An owner this build cannot talk to (another drover version's, here a stand-in that says a
+/// hello of protocol 99) keeps its socket and is never killed, but it does not hold the rest of
+/// the queue hostage: an attempt whose process is gone is recorded lost and retried, and one
+/// that never passed its gate goes back to the queue. (Both once stayed `running` for ever.)
+#[test]
+fn a_foreign_owner_does_not_leave_the_queue_stuck() {
+    let mut node = Node::start(&["--slots", "1"]);
+    let marker = marker_sleep(77);
+    let ran = node.submit(&[
+        "--retries",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        &format!("[ \"$DROVER_ATTEMPT\" = 2 ] || sleep {marker}"),
+    ]);
+    node.wait_until(&ran, "running", |j| j["state"] == "running");
+    node.kill9_with_owners();
+    // kill -9 of the owner leaves the job's tree to be found at recovery.
+    let socket = node.data_dir().join("owners").join("4194000.sock");
+    let script = format!(
+        "import socket, time\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         s.bind({path:?})\n\
+         s.listen(8)\n\
+         print('ready', flush=True)\n\
+         end = time.time() + 60\n\
+         while time.time() < end:\n\
+         \x20   c, _ = s.accept()\n\
+         \x20   c.sendall(b'{{\"hello\":{{\"protocol\":99,\"version\":\"9.9.9\",\"pid\":4194000}}}}\\n')\n",
+        path = socket.display().to_string()
+    );
+    let mut foreign = Command::new("python3")
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(foreign.stdout.take().expect("stdout")),
+        &mut ready,
+    )
+    .expect("ready");
+    node.restart();
+    let job = node.wait_until(&ran, "the retry to succeed", |j| j["state"] == "succeeded");
+    assert_eq!(job["attempts"][0]["state"], "lost", "{job:#}");
+    assert_eq!(job["attempts"][0]["reason"], "owner_died");
+    assert_eq!(
+        alive_with(&marker),
+        Vec::<i32>::new(),
+        "the orphaned tree is gone"
+    );
+    assert!(
+        node.log().contains("another drover version"),
+        "{}",
+        node.log()
+    );
+    assert!(
+        foreign.try_wait().expect("poll").is_none(),
+        "the foreign owner is left alone"
+    );
+    assert!(socket.exists(), "its socket is left in place");
+    let _ = foreign.kill();
+    let _ = foreign.wait();
+}
+
 /// Acceptance 7: a job that checkpoints on its signal and exits 85 is requeued at once without
 /// using a retry, and its next attempt finds its progress; one that ignores the signal times out
 /// and is retried by its policy with its directory in place.

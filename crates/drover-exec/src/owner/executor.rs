@@ -17,6 +17,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use drover_core::AttemptRef;
 use tokio::io::BufReader;
@@ -29,7 +30,7 @@ use crate::contain::{Containment, ContainmentSpec};
 use crate::supervisor::SupervisorGone;
 use crate::{Command, Ending, Outcome, Report};
 use cleanup::clean;
-use wire::{Writer, read_hello};
+use wire::{NoHello, Writer, read_hello};
 
 /// How the node's owners are started and kept.
 #[derive(Debug, Clone)]
@@ -59,9 +60,46 @@ pub enum Found {
     Foreign {
         /// Its socket.
         socket: PathBuf,
+        /// Its process id, from the socket's name (`<pid>.sock`).
+        pid: Option<i32>,
         /// Why not.
         why: String,
     },
+}
+
+/// What a socket left in the owners directory answered.
+enum Greeted {
+    Owner(Hello, UnixStream),
+    Foreign(String),
+    Nobody,
+}
+
+/// How many times a socket whose owner gives no hello is tried before it is called foreign.
+const GREET_TRIES: u32 = 3;
+
+/// Connects to an owner's socket and reads its hello. An owner that is busy or closing at that
+/// instant (a reset, or a hello cut short) is asked again after a pause before being taken for
+/// one this build cannot talk to; one that says something else than a hello is foreign at once.
+async fn greet(path: &std::path::Path) -> Greeted {
+    let mut why = String::new();
+    let started = Instant::now();
+    for try_ in 0..GREET_TRIES {
+        if try_ > 0 {
+            if started.elapsed() >= wire::HELLO_TIMEOUT {
+                break; // a silent peer: waited long enough
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let Ok(stream) = UnixStream::connect(path).await else {
+            return Greeted::Nobody;
+        };
+        match read_hello(stream).await {
+            Ok((hello, stream)) => return Greeted::Owner(hello, stream),
+            Err(NoHello::Foreign(err)) => return Greeted::Foreign(err),
+            Err(NoHello::Broken(err)) => why = err,
+        }
+    }
+    Greeted::Foreign(why)
 }
 
 /// Starts executors.
@@ -458,7 +496,9 @@ impl Actor {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".tmp") {
-                let _ = std::fs::remove_file(&path);
+                if super::is_abandoned_tmp(&name) {
+                    let _ = std::fs::remove_file(&path);
+                }
             } else if name.ends_with(".outcome") {
                 outcomes.push(path);
             } else if name.ends_with(".sock") {
@@ -466,22 +506,25 @@ impl Actor {
                     let _ = std::fs::remove_file(&path);
                     continue;
                 }
-                match UnixStream::connect(&path).await {
-                    Ok(stream) => match read_hello(stream).await {
-                        Ok((hello, stream)) => {
-                            let id = self.connect(stream, Some(&hello));
-                            if hello.holding.is_none() {
-                                self.keep_or_dismiss(id);
-                            }
-                            found.push(Found::Owner(hello));
+                match greet(&path).await {
+                    Greeted::Owner(hello, stream) => {
+                        let id = self.connect(stream, Some(&hello));
+                        if hello.holding.is_none() {
+                            self.keep_or_dismiss(id);
                         }
-                        Err(why) => {
-                            tracing::error!(socket = %path.display(), %why, "cannot talk to this job owner; leaving it alone");
-                            found.push(Found::Foreign { socket: path, why });
-                        }
-                    },
+                        found.push(Found::Owner(hello));
+                    }
+                    Greeted::Foreign(why) => {
+                        tracing::error!(socket = %path.display(), %why, "cannot talk to this job owner; leaving it alone");
+                        let pid = name.strip_suffix(".sock").and_then(|p| p.parse().ok());
+                        found.push(Found::Foreign {
+                            socket: path,
+                            pid,
+                            why,
+                        });
+                    }
                     // Nobody listens: the owner is gone (its outcome, if any, is a file).
-                    Err(_) => {
+                    Greeted::Nobody => {
                         let _ = std::fs::remove_file(&path);
                     }
                 }

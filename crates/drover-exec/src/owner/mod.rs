@@ -60,6 +60,30 @@ pub fn outcome_path(dir: &Path, attempt: AttemptRef) -> PathBuf {
     dir.join(format!("{}.{}.outcome", attempt.job_id, attempt.attempt))
 }
 
+/// The temp file a writer with process id `pid` fills before renaming it to `path`. The pid is
+/// in its name so that a node's start-up sweep removes only the torn files of writers that are
+/// gone, never one a live owner is writing at that moment.
+fn tmp_path(path: &Path, pid: u32) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{pid}.tmp"));
+    path.with_file_name(name)
+}
+
+/// Whether `name`, a file in an owners directory, is a temp file nobody will finish: its
+/// writer's pid (see [`tmp_path`]) is gone, or it has no pid in its name.
+pub(crate) fn is_abandoned_tmp(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".tmp") else {
+        return false;
+    };
+    match stem
+        .rsplit_once('.')
+        .and_then(|(_, pid)| pid.parse::<i32>().ok())
+    {
+        Some(pid) if pid > 0 => !crate::sys::process_alive(pid),
+        _ => true,
+    }
+}
+
 /// What an outcome file holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutcomeFile {
@@ -77,7 +101,7 @@ pub struct OutcomeFile {
 /// the rename is trusted (for an owner about to exit with no node having heard it).
 pub fn write_outcome(dir: &Path, file: &OutcomeFile, durable: bool) -> io::Result<()> {
     let path = outcome_path(dir, file.attempt);
-    let tmp = path.with_extension("outcome.tmp");
+    let tmp = tmp_path(&path, std::process::id());
     let bytes = serde_json::to_vec(file).map_err(io::Error::other)?;
     {
         use std::os::unix::fs::OpenOptionsExt;

@@ -38,6 +38,9 @@ use crate::{Command, Report, StopReason, Supervisor, SupervisorHandle};
 /// How long an idle owner waits for its next attempt before it exits.
 const IDLE_EXIT: Duration = Duration::from_secs(60);
 
+/// How often an owner with no node tries again to write an outcome the disk refused.
+const PERSIST_RETRY: Duration = Duration::from_secs(1);
+
 /// What `drover owner` is told on its command line.
 #[derive(Debug, Clone)]
 pub struct OwnerArgs {
@@ -96,6 +99,8 @@ struct Held {
     phase: Phase,
     /// Its outcome is in a file on disk (no node heard it in time).
     persisted: bool,
+    /// A write of its outcome failed already (said once, not at every retry).
+    write_failed: bool,
 }
 
 async fn serve(args: OwnerArgs) -> Result<(), OwnerError> {
@@ -136,6 +141,7 @@ async fn serve(args: OwnerArgs) -> Result<(), OwnerError> {
         }
         let fence_at = owner.fence_at;
         let idle_until = owner.idle_since.map(|since| since + IDLE_EXIT);
+        let persist_retry = owner.persist_pending();
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => owner.attach(stream, &lines_tx).await,
@@ -158,6 +164,7 @@ async fn serve(args: OwnerArgs) -> Result<(), OwnerError> {
                     owner.command(Command::Stop(held.attempt, StopReason::LeaseLost));
                 }
             }
+            _ = tokio::time::sleep(PERSIST_RETRY), if persist_retry => owner.persist(),
             _ = sleep_until(idle_until.unwrap_or(far)), if idle_until.is_some() => {
                 tracing::debug!("idle too long; exiting");
                 break;
@@ -198,20 +205,27 @@ struct Owner {
 impl Owner {
     /// Whether there is nothing left to do: no node and nothing held, or an outcome made durable
     /// that no node is there to collect.
+    ///
+    /// An outcome that could not be written (a full disk) keeps the owner alive: it is then
+    /// held only here, and the next node collects it from this owner's hello.
     fn done(&self) -> bool {
-        if self.terminating {
-            return self
-                .held
-                .as_ref()
-                .is_none_or(|h| matches!(h.phase, Phase::Ended(_)));
-        }
-        if self.link.is_some() {
+        if !self.terminating && self.link.is_some() {
             return false;
         }
         match &self.held {
             None => true,
-            Some(held) => matches!(held.phase, Phase::Ended(_)),
+            Some(held) => matches!(held.phase, Phase::Ended(_)) && held.persisted,
         }
+    }
+
+    /// Whether an ended attempt's outcome still has to reach the disk: no node is there to
+    /// hear it (or this owner is going), and an earlier write failed.
+    fn persist_pending(&self) -> bool {
+        (self.link.is_none() || self.terminating)
+            && self
+                .held
+                .as_ref()
+                .is_some_and(|h| matches!(h.phase, Phase::Ended(_)) && !h.persisted)
     }
 
     fn hello(&self) -> Hello {
@@ -296,6 +310,7 @@ impl Owner {
                     attempt,
                     phase: Phase::Starting,
                     persisted: false,
+                    write_failed: false,
                 });
                 self.idle_since = None;
                 self.fence_at = req.fence_in.map(|d| Instant::now() + d);
@@ -397,9 +412,19 @@ impl Owner {
             boot_id: self.boot_id.clone(),
         };
         match write_outcome(&self.dir, &file, true) {
-            Ok(()) => held.persisted = true,
+            Ok(()) => {
+                if held.write_failed {
+                    tracing::info!(attempt = %held.attempt, "the outcome is on disk at last");
+                }
+                held.persisted = true;
+            }
+            // Kept in memory; tried again every PERSIST_RETRY while no node listens.
+            Err(err) if !held.write_failed => {
+                held.write_failed = true;
+                tracing::error!(attempt = %held.attempt, error = %err, "cannot write the outcome to disk yet; this owner keeps it until a node collects it or the write succeeds");
+            }
             Err(err) => {
-                tracing::error!(attempt = %held.attempt, error = %err, "cannot write the outcome to disk; it is lost if this owner ends before a node collects it");
+                tracing::debug!(attempt = %held.attempt, error = %err, "the outcome still cannot be written");
             }
         }
     }

@@ -44,8 +44,15 @@ async fn an_owner_of_another_protocol_is_reported_and_left_alone() {
     let (config, containment) = config(owners);
     let (_handle, _reports, found) = Executor::start(config, containment).await.expect("start");
     match found.as_slice() {
-        [Found::Foreign { socket: s, why }] => {
+        [
+            Found::Foreign {
+                socket: s,
+                pid,
+                why,
+            },
+        ] => {
             assert_eq!(s, &socket);
+            assert_eq!(*pid, Some(999_999));
             assert!(why.contains("protocol 99"), "{why}");
         }
         other => panic!("expected one foreign owner, found {other:?}"),
@@ -83,9 +90,18 @@ async fn outcomes_are_collected_and_stale_sockets_removed() {
     let stale = super::super::socket_path(&owners, 999_998);
     drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
     std::fs::write(owners.join("x.outcome.tmp"), b"torn").expect("tmp");
+    // A writer that is gone left one; a live one (this test's process) is writing another.
+    std::fs::write(owners.join("y.outcome.999999999.tmp"), b"torn").expect("tmp");
+    let writing = owners.join(format!("z.outcome.{}.tmp", std::process::id()));
+    std::fs::write(&writing, b"half").expect("tmp");
     let (config, containment) = config(owners.clone());
     let (_handle, _reports, found) = Executor::start(config, containment).await.expect("start");
     assert_eq!(found, vec![Found::Outcome(file)]);
     assert!(!stale.exists(), "a socket nobody listens on is removed");
     assert!(!owners.join("x.outcome.tmp").exists());
+    assert!(!owners.join("y.outcome.999999999.tmp").exists());
+    assert!(
+        writing.exists(),
+        "a live writer's temp file is not swept from under it"
+    );
 }

@@ -11,7 +11,7 @@ use tokio::net::UnixStream;
 use crate::owner::protocol::{self, Hello, ToOwner, parse_hello};
 
 /// How long a re-attach waits for an owner's hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where lines to one owner go: written at once from the actor (messages are small and the
 /// socket's buffer large, so this nearly always completes); what the socket will not take yet
@@ -81,20 +81,36 @@ impl Writer {
     }
 }
 
+/// Why a fresh connection gave no hello this build can use.
+pub(super) enum NoHello {
+    /// The connection broke, closed or stayed silent: the owner may be busy or on its way out.
+    Broken(String),
+    /// A whole line came that is not a hello of this protocol: another drover speaks here.
+    Foreign(String),
+}
+
 /// Reads an owner's hello from a fresh connection.
-pub(super) async fn read_hello(stream: UnixStream) -> Result<(Hello, UnixStream), String> {
+pub(super) async fn read_hello(stream: UnixStream) -> Result<(Hello, UnixStream), NoHello> {
     let mut input = BufReader::new(stream);
     let mut line = String::new();
     match tokio::time::timeout(HELLO_TIMEOUT, protocol::read_line(&mut input, &mut line)).await {
         Ok(Ok(Some(()))) => {}
-        Ok(Ok(None)) => return Err("it closed the connection without a hello".into()),
-        Ok(Err(err)) => return Err(err.to_string()),
-        Err(_) => return Err(format!("no hello within {HELLO_TIMEOUT:?}")),
+        Ok(Ok(None)) => {
+            return Err(NoHello::Broken(
+                "it closed the connection without a hello".into(),
+            ));
+        }
+        Ok(Err(err)) => return Err(NoHello::Broken(err.to_string())),
+        Err(_) => {
+            return Err(NoHello::Broken(format!(
+                "no hello within {HELLO_TIMEOUT:?}"
+            )));
+        }
     }
-    let hello = parse_hello(line.trim_end()).map_err(|e| e.to_string())?;
+    let hello = parse_hello(line.trim_end()).map_err(|e| NoHello::Foreign(e.to_string()))?;
     if !input.buffer().is_empty() {
         // Nothing follows a hello before the node speaks; a peer that says more is not an owner.
-        return Err("unexpected data after the hello".into());
+        return Err(NoHello::Foreign("unexpected data after the hello".into()));
     }
     Ok((hello, input.into_inner()))
 }
