@@ -64,6 +64,59 @@ impl fmt::Display for AttemptRef {
     }
 }
 
+/// Which stream of a job's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Stream {
+    /// `stdout` or `stderr`: as the API, the CLI and the log files' names spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+impl fmt::Display for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Output of an attempt that did not all reach its log file: the disk refused a write (the
+/// rest was read and dropped, so the job never blocked), or the log limit was reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogCut {
+    /// Which stream.
+    pub stream: Stream,
+    /// Bytes the job wrote to it.
+    pub written_bytes: u64,
+    /// Bytes its log file kept.
+    pub kept_bytes: u64,
+    /// The error that cut it (`No space left on device (os error 28)`); none when the log
+    /// limit did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl fmt::Display for LogCut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let why = self.error.as_deref().unwrap_or("the log limit");
+        write!(
+            f,
+            "{} cut: kept {} of {} bytes ({why})",
+            self.stream, self.kept_bytes, self.written_bytes
+        )
+    }
+}
+
 /// One attempt at running a job, kept forever.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptRecord {
@@ -96,6 +149,9 @@ pub struct AttemptRecord {
     /// The memory limit this attempt ran under, if it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit_bytes: Option<u64>,
+    /// Output that did not reach its log file, per stream.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_cuts: Vec<LogCut>,
 }
 
 /// A job as the API shows it: its spec, where it is, and every attempt.

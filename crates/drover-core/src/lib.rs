@@ -21,7 +21,7 @@ pub mod units;
 
 pub use event::{Event, EventKind};
 pub use group::{GroupId, GroupKind, GroupRecord, GroupStep, Input, Membership, Sweep};
-pub use job::{AttemptRecord, AttemptRef, JobId, JobRecord, NodeId};
+pub use job::{AttemptRecord, AttemptRef, JobId, JobRecord, LogCut, NodeId, Stream};
 pub use node::{Labels, NodeInfo, NodeLoad, NodeRecord, NodeState, labels_match};
 pub use queue::QueueInfo;
 pub use reason::{Reason, Signal};

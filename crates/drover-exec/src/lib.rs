@@ -286,6 +286,9 @@ pub struct Outcome {
     /// owner's clock, which keeps running while no node records anything.
     #[serde(default)]
     pub ended_at_ms: Option<u64>,
+    /// Output that did not reach its log file (a full disk, or the log limit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_cuts: Vec<drover_core::LogCut>,
 }
 
 impl Outcome {
@@ -302,6 +305,7 @@ impl Outcome {
             oom_killed: false,
             pids_limited: false,
             ended_at_ms: None,
+            log_cuts: Vec::new(),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use drover_core::AttemptRef;
+use drover_core::{AttemptRef, LogCut, Stream};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -398,28 +398,39 @@ async fn run_in_cell(
     };
     let reaped = leader.wait().await.ok();
 
+    let mut log_cuts = Vec::new();
     if let Some((out, err)) = logs {
-        for (stream, task) in [("stdout", out), ("stderr", err)] {
+        for (stream, task) in [(Stream::Stdout, out), (Stream::Stderr, err)] {
             let abort = task.abort_handle();
             match timeout(LOG_DRAIN_TIMEOUT, task).await {
                 Ok(Ok(Ok(Captured {
                     seen,
                     kept,
-                    write_error: Some(error),
-                }))) => {
-                    tracing::error!(%attempt, stream, seen, kept, %error, "log cut: the file stopped taking output");
-                }
-                Ok(Ok(Ok(Captured { seen, kept, .. }))) if seen > kept => {
-                    tracing::info!(%attempt, stream, seen, kept, "log truncated at its limit");
+                    write_error,
+                }))) if seen > kept || write_error.is_some() => {
+                    match &write_error {
+                        Some(error) => {
+                            tracing::error!(%attempt, %stream, seen, kept, %error, "log cut: the file stopped taking output")
+                        }
+                        None => {
+                            tracing::info!(%attempt, %stream, seen, kept, "log truncated at its limit")
+                        }
+                    }
+                    log_cuts.push(LogCut {
+                        stream,
+                        written_bytes: seen,
+                        kept_bytes: kept,
+                        error: write_error,
+                    });
                 }
                 Ok(Ok(Ok(_))) => {}
                 Ok(Ok(Err(err))) => {
-                    tracing::warn!(%attempt, stream, error = %err, "log capture failed")
+                    tracing::warn!(%attempt, %stream, error = %err, "log capture failed")
                 }
-                Ok(Err(err)) => tracing::warn!(%attempt, stream, error = %err, "log task failed"),
+                Ok(Err(err)) => tracing::warn!(%attempt, %stream, error = %err, "log task failed"),
                 Err(_) => {
                     abort.abort();
-                    tracing::warn!(%attempt, stream, "log pipe still open after the tree ended (an escaped process?); stopped capturing");
+                    tracing::warn!(%attempt, %stream, "log pipe still open after the tree ended (an escaped process?); stopped capturing");
                 }
             }
         }
@@ -447,6 +458,7 @@ async fn run_in_cell(
         oom_killed: usage.oom_killed,
         pids_limited: usage.pids_limited,
         ended_at_ms: None,
+        log_cuts,
     }
 }
 

@@ -59,24 +59,7 @@ pub struct ServeInfo {
     pub node: NodeId,
 }
 
-/// Which stream of a job's output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stream {
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
-}
-
-impl Stream {
-    fn extension(self) -> &'static str {
-        match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        }
-    }
-}
+pub use drover_core::Stream;
 
 /// An open, locked data directory.
 #[derive(Debug)]
@@ -359,7 +342,7 @@ pub fn log_path(root: &Path, job: JobId, attempt: u32, stream: Stream) -> PathBu
     let shard = &id[id.len() - 2..];
     root.join("logs")
         .join(shard)
-        .join(format!("{id}.{attempt}.{}", stream.extension()))
+        .join(format!("{id}.{attempt}.{}", stream.name()))
 }
 
 /// Where attempt `attempt` of `job` keeps its outputs, under data dir `root`.

@@ -219,6 +219,8 @@ pub struct AttemptOutcome {
     pub ended_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The result it gave (JSON text, checked by the node), kept as the job's result.
     pub result: Option<String>,
+    /// Output that did not reach its log files.
+    pub log_cuts: Vec<drover_core::LogCut>,
 }
 
 impl AttemptOutcome {
@@ -233,6 +235,7 @@ impl AttemptOutcome {
             cpu_time_ms: None,
             ended_at: None,
             result: None,
+            log_cuts: Vec::new(),
         }
     }
 }

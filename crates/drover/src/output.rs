@@ -211,6 +211,24 @@ pub fn ending(job: &JobRecord) -> Option<String> {
     Some(format!("job {id} {verb}: {why}{attempts}"))
 }
 
+/// A stream's cut in words: `stdout: kept 4.7 MiB of 5.7 MiB (No space left on device)`.
+pub fn log_cut(cut: &drover_core::LogCut) -> String {
+    let why = match cut.error.as_deref() {
+        // "No space left on device (os error 28)": the words say it; the number does not.
+        Some(error) => error
+            .rsplit_once(" (os error ")
+            .map_or(error, |(text, _)| text)
+            .to_string(),
+        None => "the log limit".to_string(),
+    };
+    format!(
+        "{}: kept {} of {} ({why})",
+        cut.stream,
+        format_bytes(cut.kept_bytes),
+        format_bytes(cut.written_bytes)
+    )
+}
+
 /// One job in detail.
 pub fn detail(job: &JobRecord, now: DateTime<Utc>) -> String {
     let mut rows = vec![
@@ -283,6 +301,11 @@ pub fn detail(job: &JobRecord, now: DateTime<Utc>) -> String {
     if !spec.after.is_empty() {
         let ids: Vec<String> = spec.after.iter().map(|id| id.to_string()).collect();
         rows.push(vec!["after".to_string(), ids.join(", ")]);
+    }
+    if let Some(attempt) = job.current_attempt() {
+        for cut in &attempt.log_cuts {
+            rows.push(vec!["output cut".to_string(), log_cut(cut)]);
+        }
     }
     if let (JobState::Scheduled, Some(at)) = (job.state, job.not_before) {
         rows.push(vec!["not before".to_string(), at.to_rfc3339()]);
@@ -541,6 +564,26 @@ fn header(names: &[&str]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cut_log_says_what_was_kept_and_why() {
+        let mut cut = drover_core::LogCut {
+            stream: drover_core::Stream::Stdout,
+            written_bytes: 6 << 20,
+            kept_bytes: 4 << 20,
+            error: Some("No space left on device (os error 28)".into()),
+        };
+        assert_eq!(
+            log_cut(&cut),
+            "stdout: kept 4.0 MiB of 6.0 MiB (No space left on device)"
+        );
+        cut.error = None;
+        cut.stream = drover_core::Stream::Stderr;
+        assert_eq!(
+            log_cut(&cut),
+            "stderr: kept 4.0 MiB of 6.0 MiB (the log limit)"
+        );
+    }
 
     #[test]
     fn tables_align_columns() {

@@ -210,7 +210,9 @@ fn a_full_disk_loses_no_outcome() {
     let log_path = outer.path().join("node.log");
     let log = std::fs::File::create(&log_path).expect("log");
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        // Four slots: the writer runs at once, while the disk is full and before the
+        // reserve is given back.
+        .args(["serve", "--listen", "127.0.0.1:0", "--slots", "4", "--data-dir"])
         .arg(&data)
         .env_remove("DROVER_TOKEN")
         .stdin(Stdio::null())
@@ -287,13 +289,34 @@ fn a_full_disk_loses_no_outcome() {
         log_text.contains("disk is full"),
         "the reserve was freed:\n{log_text}"
     );
-    // The noisy job's log is cut and says why, and the job itself went on to its end.
-    let logs = drover(&["logs", &noisy]);
-    let text = String::from_utf8_lossy(&logs.stdout);
+    // The noisy job went on to its end although its log was cut (it wrote into a full disk):
+    // the cut is on its attempt, and `status` and `logs` say so.
+    let out = drover(&["--json", "status", &noisy]);
+    let job: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let cuts = &job["attempts"][0]["log_cuts"];
+    assert_eq!(cuts[0]["stream"], "stdout", "{job:#}\n{log_text}");
+    assert_eq!(
+        cuts[0]["written_bytes"],
+        6_000_000 + "\ndone-writing\n".len()
+    );
+    assert!(cuts[0]["kept_bytes"].as_u64() < Some(6_000_000), "{job:#}");
     assert!(
-        text.contains("[drover: output cut") || text.contains("done-writing"),
-        "{}",
-        &text[text.len().saturating_sub(300)..]
+        cuts[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("No space left")),
+        "{job:#}"
+    );
+    let status = drover(&["status", &noisy]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("output cut") && status.contains("stdout: kept"),
+        "{status}"
+    );
+    let logs = drover(&["logs", "--stdout", &noisy]);
+    let said = String::from_utf8_lossy(&logs.stderr);
+    assert!(
+        said.contains("output was cut: stdout: kept") && said.contains("No space left on device"),
+        "{said}"
     );
     // SAFETY: a pid we own.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };

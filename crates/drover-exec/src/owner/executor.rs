@@ -69,7 +69,7 @@ pub enum Found {
 
 /// What a socket left in the owners directory answered.
 enum Greeted {
-    Owner(Hello, UnixStream),
+    Owner(Box<Hello>, UnixStream),
     Foreign(String),
     Nobody,
 }
@@ -94,7 +94,7 @@ async fn greet(path: &std::path::Path) -> Greeted {
             return Greeted::Nobody;
         };
         match read_hello(stream).await {
-            Ok((hello, stream)) => return Greeted::Owner(hello, stream),
+            Ok((hello, stream)) => return Greeted::Owner(Box::new(hello), stream),
             Err(NoHello::Foreign(err)) => return Greeted::Foreign(err),
             Err(NoHello::Broken(err)) => why = err,
         }
@@ -512,7 +512,7 @@ impl Actor {
                         if hello.holding.is_none() {
                             self.keep_or_dismiss(id);
                         }
-                        found.push(Found::Owner(hello));
+                        found.push(Found::Owner(*hello));
                     }
                     Greeted::Foreign(why) => {
                         tracing::error!(socket = %path.display(), %why, "cannot talk to this job owner; leaving it alone");

@@ -84,10 +84,7 @@ pub(super) async fn logs(
     {
         let query = format!(
             "/v1/jobs/{id}/logs?stream={}&attempt={attempt}&follow={follow}&offset={offset}",
-            match stream {
-                Stream::Stdout => "stdout",
-                Stream::Stderr => "stderr",
-            }
+            stream.name()
         );
         return crate::remote::proxy_get(
             state.store.as_ref(),

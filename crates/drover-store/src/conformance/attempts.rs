@@ -366,3 +366,28 @@ pub async fn illegal_completion_is_refused(store: &dyn Store) {
         }
     );
 }
+
+/// Output cut from an attempt's logs is kept on the attempt, and an attempt with none has none.
+pub async fn an_attempts_log_cuts_are_kept(store: &dyn Store) {
+    let mut s = spec("x");
+    s.retries = 1;
+    let ids = store.submit(vec![s]).await.unwrap();
+    let me = node("n1");
+    let first = claim_and_run(store, &me).await;
+    let cut = drover_core::LogCut {
+        stream: drover_core::Stream::Stdout,
+        written_bytes: 6_000_000,
+        kept_bytes: 4_680_000,
+        error: Some("No space left on device (os error 28)".into()),
+    };
+    let failed = AttemptOutcome {
+        log_cuts: vec![cut.clone()],
+        ..failed_exit()
+    };
+    store.complete(first, failed).await.unwrap();
+    let second = claim_and_run(store, &me).await;
+    store.complete(second, succeeded()).await.unwrap();
+    let job = store.get(ids[0]).await.unwrap().expect("stored");
+    assert_eq!(job.attempts[0].log_cuts, vec![cut]);
+    assert_eq!(job.attempts[1].log_cuts, Vec::new());
+}

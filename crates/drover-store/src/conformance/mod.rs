@@ -87,6 +87,7 @@ macro_rules! conformance_tests {
             retries_then_final_failure,
             unrun_claims_go_back_without_using_the_budget,
             illegal_completion_is_refused,
+            an_attempts_log_cuts_are_kept,
             cancel_in_every_phase,
             cancel_beats_retry,
             events_are_numbered_in_commit_order,

@@ -137,6 +137,10 @@ ALTER TABLE jobs ADD COLUMN result TEXT;                -- JSON, the latest resu
 ALTER TABLE jobs ADD COLUMN notified BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX jobs_group ON jobs (group_id, seq) WHERE group_id IS NOT NULL;
 "#,
+    r#"
+-- #16: output that did not reach an attempt's log files (a full disk, the log limit).
+ALTER TABLE attempts ADD COLUMN log_cuts TEXT;          -- JSON [LogCut], NULL if none
+"#,
 ];
 
 /// Brings the database to the latest schema, in one transaction, one node at a time.

@@ -7,7 +7,7 @@ use drover_core::{AttemptRecord, Event, JobId, JobRecord, JobSpec, JobState, Nod
 pub(super) const JOB_COLUMNS: &str = "id, name, state, spec, attempt, cancel_requested, reason, created_at, finished_at, not_before, seq, member";
 
 pub(super) const ATTEMPT_COLUMNS: &str = "job_id, attempt, node, state, claimed_at, started_at, \
-     finished_at, lease_expires_at, pid, exit_code, signal, reason, peak_memory_bytes, cpu_time_ms, memory_limit";
+     finished_at, lease_expires_at, pid, exit_code, signal, reason, peak_memory_bytes, cpu_time_ms, memory_limit, log_cuts";
 
 /// Most jobs whose attempts one query reads.
 const ATTEMPTS_PER_QUERY: usize = 5_000;
@@ -113,6 +113,11 @@ fn attempt_row(row: &Row) -> Result<(JobId, AttemptRecord), StoreError> {
     let peak: Option<i64> = row.get(12)?;
     let cpu: Option<i64> = row.get(13)?;
     let memory_limit: Option<i64> = row.get(14)?;
+    let log_cuts: Option<String> = row.get(15)?;
+    let log_cuts = match log_cuts {
+        Some(text) => serde_json::from_str(&text).map_err(|_| corrupt("log cuts", &text))?,
+        None => Vec::new(),
+    };
     {
         Ok((
             parse_id(&job_id)?,
@@ -131,6 +136,7 @@ fn attempt_row(row: &Row) -> Result<(JobId, AttemptRecord), StoreError> {
                 peak_memory_bytes: to_u64(peak),
                 cpu_time_ms: to_u64(cpu),
                 memory_limit_bytes: to_u64(memory_limit),
+                log_cuts,
             },
         ))
     }

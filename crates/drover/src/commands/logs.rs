@@ -54,6 +54,8 @@ pub fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<u8> {
         let mut out = std::io::stdout().lock();
         print_streams(&mut out, &client, id, streams, args.attempt)?;
         out.flush()?;
+        let job: JobRecord = client.get(&format!("/v1/jobs/{id}"))?;
+        say_cuts(&job, streams, args.attempt);
         return Ok(exit::OK);
     }
     let threads: Vec<_> = streams
@@ -79,7 +81,26 @@ pub fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<u8> {
     }
     // Followed to the end: say how the job ended, as `run` does.
     let job: JobRecord = client.patiently(|c| c.get(&format!("/v1/jobs/{id}")))?;
+    say_cuts(&job, streams, args.attempt);
     Ok(job_exit_code(&job))
+}
+
+/// Says on stderr, after the output, which of the streams shown did not all reach the log (a
+/// full disk, the log limit): the file's own marker line may not have fit on a full disk.
+fn say_cuts(job: &JobRecord, streams: &[&str], attempt: Option<u32>) {
+    let attempt = attempt.unwrap_or(job.attempt);
+    let Some(record) = job.attempts.iter().find(|a| a.attempt == attempt) else {
+        return;
+    };
+    for cut in &record.log_cuts {
+        if streams.contains(&cut.stream.name()) {
+            eprintln!(
+                "drover: job {}'s output was cut: {}",
+                job.number,
+                crate::output::log_cut(cut)
+            );
+        }
+    }
 }
 
 fn read(
@@ -113,6 +134,12 @@ fn print_json(client: &Client, id: JobId, attempt: Option<u32>) -> anyhow::Resul
         "state": job.state,
         "stdout": stdout,
         "stderr": stderr,
+        "log_cuts": job
+            .attempts
+            .iter()
+            .find(|a| a.attempt == attempt.unwrap_or(job.attempt))
+            .map(|a| a.log_cuts.clone())
+            .unwrap_or_default(),
     });
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(exit::OK)

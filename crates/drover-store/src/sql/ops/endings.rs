@@ -209,7 +209,7 @@ pub(super) fn complete_in(
     let node: String = tx.conn.query_row(
         "UPDATE attempts SET state = ?1, finished_at = ?2, lease_expires_at = NULL,
                  exit_code = ?3, signal = ?4, reason = ?5, peak_memory_bytes = ?6,
-                 cpu_time_ms = ?7
+                 cpu_time_ms = ?7, log_cuts = ?10
              WHERE job_id = ?8 AND attempt = ?9
              RETURNING node",
         params![
@@ -224,6 +224,7 @@ pub(super) fn complete_in(
             outcome.cpu_time_ms.and_then(|v| i64::try_from(v).ok()),
             attempt.job_id.to_string(),
             attempt.attempt,
+            log_cuts_text(&outcome.log_cuts),
         ],
         |row| row.get(0),
     )?;
@@ -413,4 +414,12 @@ pub(super) async fn live_attempts(
                 .collect()
         })
         .await
+}
+
+/// An attempt's log cuts as stored: a JSON array, or NULL when all output reached its files.
+fn log_cuts_text(cuts: &[drover_core::LogCut]) -> Option<String> {
+    if cuts.is_empty() {
+        return None;
+    }
+    serde_json::to_string(cuts).ok()
 }
