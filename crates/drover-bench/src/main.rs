@@ -4,7 +4,9 @@
 //! harness cannot rot. Speed is never asserted: these machines are shared and noisy.
 
 mod node;
+mod only;
 mod peers;
+mod reliability;
 mod stats;
 mod workloads;
 
@@ -25,6 +27,11 @@ enum Mode {
     All,
     /// Tiny sizes, correctness only; installs nothing; writes target/bench-quick.md.
     Quick,
+    /// The reliability suite of #16 (crash burst, power loss, API fuzzer); writes
+    /// docs/reliability.md and fails on any fault.
+    Reliability,
+    /// The reliability suite at small sizes, for CI; writes target/reliability-quick.md.
+    ReliabilityQuick,
 }
 
 /// Benchmarks drover against xargs -P, GNU parallel and pueue.
@@ -59,6 +66,21 @@ fn main() -> anyhow::Result<()> {
         "no drover binary at {} (run bench/run, which builds it)",
         drover.display()
     );
+    if matches!(args.mode, Mode::Reliability | Mode::ReliabilityQuick) {
+        let quick = args.mode == Mode::ReliabilityQuick;
+        let out = args.out.unwrap_or_else(|| {
+            PathBuf::from(if quick {
+                "target/reliability-quick.md"
+            } else {
+                "docs/reliability.md"
+            })
+        });
+        std::fs::create_dir_all("target")?;
+        let scratch = tempfile::Builder::new()
+            .prefix("reliability-")
+            .tempdir_in("target")?;
+        return reliability::main(&drover, scratch.path(), quick, &out);
+    }
     let out = args.out.unwrap_or_else(|| {
         PathBuf::from(if quick {
             "target/bench-quick.md"
@@ -86,7 +108,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     if let Some(only) = args.only.as_deref() {
-        return run_only(&bench, only);
+        return only::run_only(&bench, only);
     }
     // Read before the run: the commit measured is the one built, whatever lands meanwhile.
     let facts = machine_facts();
@@ -115,67 +137,6 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(&out, report).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("bench: wrote {}", out.display());
     println!("bench: all drover jobs succeeded in every workload");
-    Ok(())
-}
-
-/// One workload, printed rather than written up.
-fn run_only(bench: &Bench, only: &str) -> anyhow::Result<()> {
-    match only {
-        "throughput" => {
-            for row in workloads::throughput(bench)? {
-                println!("{} c={}: {:?}", row.tool, row.concurrency, row.rates);
-            }
-        }
-        "cluster" => {
-            let c = workloads::cluster_throughput(bench)?;
-            println!("{} nodes x {} slots: {:?}", c.nodes, c.slots, c.rates);
-        }
-        "submit" => {
-            let s = workloads::submit_latency(bench)?;
-            println!(
-                "submit p50 {:.2} ms, batch {:?}",
-                percentile(&s.single, 50.0) * 1e3,
-                s.batch_rates
-            );
-        }
-        "events" => {
-            let e = workloads::event_latency(bench)?;
-            println!(
-                "events: {} subscribers, p50 {:.2} ms, p99 {:.2} ms",
-                e.subscribers,
-                percentile(&e.latencies_ms, 50.0),
-                percentile(&e.latencies_ms, 99.0)
-            );
-        }
-        "cancel" => {
-            let c = workloads::cancel_latency(bench)?;
-            println!(
-                "cancel p50 {:.2} ms p99 {:.2} ms",
-                percentile(&c.drover, 50.0) * 1e3,
-                percentile(&c.drover, 99.0) * 1e3
-            );
-        }
-        "sweep" => {
-            let s = workloads::sweep(bench)?;
-            println!(
-                "sweep of {}: drover {:?} s, parallel {:?} s",
-                s.jobs, s.drover, s.parallel
-            );
-        }
-        "memory" => {
-            let m = workloads::memory(bench)?;
-            println!(
-                "idle {} after {}",
-                format_bytes(m.idle_rss),
-                format_bytes(m.after_rss)
-            );
-        }
-        _ => {
-            for row in workloads::claim_scaling(bench)? {
-                println!("{} queued: {:.0} ms", row.queued, row.seconds * 1e3);
-            }
-        }
-    }
     Ok(())
 }
 

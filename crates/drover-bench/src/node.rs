@@ -27,7 +27,11 @@ impl Node {
     pub fn start(drover: &Path, data_dir: &Path, flags: &[&str]) -> anyhow::Result<Node> {
         let _ = std::fs::remove_file(data_dir.join("serve.json"));
         std::fs::create_dir_all(data_dir.parent().unwrap_or(data_dir))?;
-        let log = std::fs::File::create(data_dir.with_extension("log"))?;
+        // Appended to: a node started again on the same data dir (after a crash) adds to it.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.with_extension("log"))?;
         let child = Command::new(drover)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -56,6 +60,26 @@ impl Node {
             std::thread::sleep(Duration::from_millis(5));
         }
         Ok(node)
+    }
+
+    /// The port the node listens on, from its address file.
+    pub fn port(&self) -> anyhow::Result<u16> {
+        let info: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.data_dir.join("serve.json"))?)?;
+        info["url"]
+            .as_str()
+            .and_then(|url| url.rsplit(':').next())
+            .and_then(|port| port.trim_end_matches('/').parse().ok())
+            .context("no port in serve.json")
+    }
+
+    /// SIGKILL of the node (its job owners live on), and waits for it.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
     }
 
     /// The node's pid.

@@ -212,7 +212,14 @@ fn a_full_disk_loses_no_outcome() {
     let mut child = Command::new(BIN)
         // Four slots: the writer runs at once, while the disk is full and before the
         // reserve is given back.
-        .args(["serve", "--listen", "127.0.0.1:0", "--slots", "4", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--slots",
+            "4",
+            "--data-dir",
+        ])
         .arg(&data)
         .env_remove("DROVER_TOKEN")
         .stdin(Stdio::null())
