@@ -106,17 +106,6 @@ pub struct LogCut {
     pub error: Option<String>,
 }
 
-impl fmt::Display for LogCut {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let why = self.error.as_deref().unwrap_or("the log limit");
-        write!(
-            f,
-            "{} cut: kept {} of {} bytes ({why})",
-            self.stream, self.kept_bytes, self.written_bytes
-        )
-    }
-}
-
 /// One attempt at running a job, kept forever.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptRecord {

@@ -219,7 +219,7 @@ pub fn log_cut(cut: &drover_core::LogCut) -> String {
             .rsplit_once(" (os error ")
             .map_or(error, |(text, _)| text)
             .to_string(),
-        None => "the log limit".to_string(),
+        None => "the limit of serve --max-log-size".to_string(),
     };
     format!(
         "{}: kept {} of {} ({why})",
@@ -581,7 +581,7 @@ mod tests {
         cut.stream = drover_core::Stream::Stderr;
         assert_eq!(
             log_cut(&cut),
-            "stderr: kept 4.0 MiB of 6.0 MiB (the log limit)"
+            "stderr: kept 4.0 MiB of 6.0 MiB (the limit of serve --max-log-size)"
         );
     }
 

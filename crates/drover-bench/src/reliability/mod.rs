@@ -294,8 +294,9 @@ fn render(
     writeln!(md)?;
     writeln!(
         md,
-        "- PostgreSQL restarts and terminated backends run as tests (`crates/drover/tests/cluster.rs`), \
-           not here; a held snapshot's cost to claims is not measured yet.\n\
+        "- PostgreSQL restarts and terminated backends, at heartbeats of 1 s and 3 s, run as a test \
+           (`crates/drover/tests/database_restart.rs`), not here; a held snapshot's cost to claims \
+           is not measured yet.\n\
          - The cgroup v2 backend with controllers needs a machine (or VM) with a full cgroup v2 tree."
     )?;
     Ok(md)
