@@ -109,6 +109,25 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
     })
 }
 
+/// What macOS tells of process `pid` (its parent, its start time), or `None` if it is gone.
+#[cfg(target_os = "macos")]
+fn bsd_info(pid: i32) -> Option<libc::proc_bsdinfo> {
+    // SAFETY: an all-zero proc_bsdinfo is a valid value of this plain C struct.
+    let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+    // SAFETY: `info` is a properly sized, writable proc_bsdinfo.
+    let rc = unsafe {
+        libc::proc_pidinfo(
+            pid,
+            libc::PROC_PIDTBSDINFO,
+            0,
+            (&mut info as *mut libc::proc_bsdinfo).cast(),
+            size,
+        )
+    };
+    (rc == size).then_some(info)
+}
+
 /// The start time of process `pid` as the OS counts it (opaque, comparable for equality), or
 /// `None` if it is gone or the platform cannot tell.
 pub fn process_start_time(pid: i32) -> Option<u64> {
@@ -118,19 +137,7 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     }
     #[cfg(target_os = "macos")]
     {
-        let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
-        let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
-        // SAFETY: `info` is a properly sized, writable proc_bsdinfo.
-        let rc = unsafe {
-            libc::proc_pidinfo(
-                pid,
-                libc::PROC_PIDTBSDINFO,
-                0,
-                (&mut info as *mut libc::proc_bsdinfo).cast(),
-                size,
-            )
-        };
-        (rc == size).then(|| info.pbi_start_tvsec * 1_000_000 + info.pbi_start_tvusec)
+        bsd_info(pid).map(|info| info.pbi_start_tvsec * 1_000_000 + info.pbi_start_tvusec)
     }
     #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     {
@@ -147,19 +154,7 @@ pub fn parent_pid(pid: i32) -> Option<i32> {
     }
     #[cfg(target_os = "macos")]
     {
-        let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
-        let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
-        // SAFETY: `info` is a properly sized, writable proc_bsdinfo.
-        let rc = unsafe {
-            libc::proc_pidinfo(
-                pid,
-                libc::PROC_PIDTBSDINFO,
-                0,
-                (&mut info as *mut libc::proc_bsdinfo).cast(),
-                size,
-            )
-        };
-        (rc == size).then_some(info.pbi_ppid as i32)
+        bsd_info(pid).map(|info| info.pbi_ppid as i32)
     }
     #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     {

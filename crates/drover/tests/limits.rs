@@ -531,6 +531,53 @@ fn a_node_leaves_no_empty_cgroup_behind() {
     node.restart();
 }
 
+/// Issue #16, defect 8: a node killed and never started again leaves its empty `drover.<node>`
+/// behind only until another node starts on the machine, which sweeps it; the tree of a dead
+/// node whose job still runs (its owner alive) is kept, and so is a live node's.
+#[test]
+fn a_dead_nodes_empty_cgroup_tree_is_swept_by_the_next_node() {
+    let mut gone = Node::start(&[]);
+    if !gone.log().contains("backend=cgroup") {
+        return; // rlimit: no trees to leave
+    }
+    let gone_id = gone.node_id();
+    gone.submit(&["--", "true"]);
+    assert!(gone.drover(&["wait", "--all"]).status.success());
+    gone.kill9_with_owners();
+    assert!(
+        !cgroup_dirs_of(&gone_id).is_empty(),
+        "kill -9 leaves its tree"
+    );
+
+    let mut busy = Node::start(&[]);
+    let busy_id = busy.node_id();
+    let marker = marker_sleep(61);
+    let job = busy.submit(&["--", "sleep", &marker]);
+    busy.wait_until(&job, "running", |j| j["state"] == "running");
+    busy.kill9();
+    let alive = Node::start(&[]);
+    let alive_id = alive.node_id();
+
+    let sweeper = Node::start(&[]);
+    assert_eq!(
+        cgroup_dirs_of(&gone_id),
+        Vec::<std::path::PathBuf>::new(),
+        "the next node removed the dead node's empty tree:\n{}",
+        sweeper.log()
+    );
+    assert!(
+        !cgroup_dirs_of(&busy_id).is_empty(),
+        "a tree with a job in it is kept"
+    );
+    assert!(
+        !cgroup_dirs_of(&alive_id).is_empty(),
+        "a live node's tree is kept"
+    );
+    busy.restart();
+    assert!(busy.drover(&["cancel", &job]).status.success());
+    busy.wait_until(&job, "cancelled", |j| j["state"] == "cancelled");
+}
+
 /// A job that leaves three escapees of its group: a `setsid` child, a double-forked one and a
 /// daemonized Python process. Each sleeps `marker` followed by the attempt number, so each
 /// attempt's can be told apart.

@@ -69,36 +69,14 @@ pub fn run(
     let mut rng = Rng::new(0x5eed_0001);
     for round in 0..rounds {
         let mut node = Node::start(drover, &data, &["--slots", "4"])?;
-        let port = node.port()?;
-        let bearer = format!("Bearer {}", node.token()?);
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads: Vec<_> = (0..clients)
-            .map(|client| {
-                let stop = Arc::clone(&stop);
-                let bearer = bearer.clone();
-                let ledger = ledger.clone();
-                let marker = marker.clone();
-                std::thread::spawn(move || {
-                    submit_until(port, &bearer, &ledger, &marker, client, &stop)
-                })
-            })
-            .collect();
+        let submitting = Clients::start(&node, clients, &ledger, &marker)?;
         // Kill somewhere in the second half of the window, not at a round number.
         let half = window.as_millis() as usize / 2;
         std::thread::sleep(Duration::from_millis(
             (half + rng.below(half.max(1))) as u64,
         ));
         node.kill9()?;
-        stop.store(true, Ordering::SeqCst);
-        let mut acknowledged = Vec::new();
-        let mut refused = 0;
-        for thread in threads {
-            let (ids, failed) = thread
-                .join()
-                .map_err(|_| anyhow::anyhow!("a client panicked"))?;
-            acknowledged.extend(ids);
-            refused += failed;
-        }
+        let (acknowledged, refused) = submitting.finish()?;
         let integrity = integrity_check(&data.join("drover.db"))?;
         // The next start recovers what the crash left.
         let node = Node::start(drover, &data, &["--slots", "4"])?;
@@ -144,9 +122,57 @@ pub fn run(
     Ok(burst)
 }
 
+/// Clients submitting to one node until told to stop.
+pub(super) struct Clients {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<(Vec<String>, usize)>>,
+}
+
+impl Clients {
+    /// Starts `n` clients on `node`; their jobs append their ids to `ledger`, and every 25th
+    /// sleeps under `marker`.
+    pub(super) fn start(
+        node: &Node,
+        n: usize,
+        ledger: &Path,
+        marker: &str,
+    ) -> anyhow::Result<Clients> {
+        let port = node.port()?;
+        let bearer = format!("Bearer {}", node.token()?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|client| {
+                let stop = Arc::clone(&stop);
+                let bearer = bearer.clone();
+                let ledger = ledger.to_path_buf();
+                let marker = marker.to_string();
+                std::thread::spawn(move || {
+                    submit_until(port, &bearer, &ledger, &marker, client, &stop)
+                })
+            })
+            .collect();
+        Ok(Clients { stop, threads })
+    }
+
+    /// Stops them: the ids the node acknowledged, and how many requests got no answer.
+    pub(super) fn finish(self) -> anyhow::Result<(Vec<String>, usize)> {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut acknowledged = Vec::new();
+        let mut refused = 0;
+        for thread in self.threads {
+            let (ids, failed) = thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("a client panicked"))?;
+            acknowledged.extend(ids);
+            refused += failed;
+        }
+        Ok((acknowledged, refused))
+    }
+}
+
 /// One client: submits single jobs on a keep-alive connection until `stop`; the ids the node
 /// acknowledged, and how many requests got no answer.
-pub(super) fn submit_until(
+fn submit_until(
     port: u16,
     bearer: &str,
     ledger: &Path,

@@ -6,13 +6,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::burst::{states_of, submit_until, wait_for_ends};
+use super::burst::{Clients, states_of, wait_for_ends};
 use super::{integrity_check, pids_with};
 use crate::node::Node;
 
@@ -101,18 +99,7 @@ pub fn run_power(
     let mounted = Mounted::attach(&image, &dir.join("mnt"))?;
     let data = mounted.point.join("data");
     let mut node = Node::start(drover, &data, &["--slots", "4"])?;
-    let port = node.port()?;
-    let bearer = format!("Bearer {}", node.token()?);
-    let stop = Arc::new(AtomicBool::new(false));
-    let threads: Vec<_> = (0..clients)
-        .map(|client| {
-            let stop = Arc::clone(&stop);
-            let bearer = bearer.clone();
-            let ledger = ledger.clone();
-            let marker = marker.clone();
-            std::thread::spawn(move || submit_until(port, &bearer, &ledger, &marker, client, &stop))
-        })
-        .collect();
+    let clients = Clients::start(&node, clients, &ledger, &marker)?;
     std::thread::sleep(window);
     // Freeze everything that writes to the disk, then copy what reached it.
     let owners = pids_with(&format!("owner --dir {}", data.join("owners").display()));
@@ -130,19 +117,12 @@ pub fn run_power(
             "status=none",
         ],
     );
-    stop.store(true, Ordering::SeqCst);
     node.kill9()?;
     for pid in &owners {
         // SAFETY: kill with plain integers.
         unsafe { libc::kill(*pid, libc::SIGKILL) };
     }
-    let mut acknowledged = Vec::new();
-    for thread in threads {
-        let (ids, _) = thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("a client panicked"))?;
-        acknowledged.extend(ids);
-    }
+    let (acknowledged, _) = clients.finish()?;
     // The frozen owners' jobs (the slow ones) are orphans now; they end within seconds.
     std::thread::sleep(Duration::from_secs(3));
     drop(mounted);

@@ -19,6 +19,7 @@
 
 mod cgroupfs;
 mod rlimit;
+mod scopes;
 mod v1;
 mod v2;
 
@@ -114,6 +115,8 @@ pub struct CellUsage {
 pub struct Containment {
     backend: Backend,
     why: String,
+    /// The node's hold on its scope (see `scopes`); none in an owner, or on rlimit.
+    lock: Option<scopes::ScopeLock>,
 }
 
 /// A chosen backend as plain data: what a node hands each job owner, so that owners use the
@@ -156,6 +159,8 @@ impl Containment {
                 BackendKind::Rlimit => &[BackendKind::Rlimit],
             },
         };
+        // Taken before the subtree is made: a sweeping node never sees it unlocked.
+        let mut lock = scopes::lock(scope);
         for kind in wanted {
             let strict = choice == BackendChoice::Auto;
             let attempt = match kind {
@@ -172,7 +177,23 @@ impl Containment {
                         }
                         BackendChoice::Auto => refusals.join("; "),
                     };
-                    return Ok(Containment { backend, why });
+                    let dirs = match &backend {
+                        Backend::V2(tree) => tree.paths(),
+                        Backend::V1(tree) => tree.paths(),
+                        Backend::Rlimit(_) => Vec::new(),
+                    };
+                    if dirs.is_empty() {
+                        lock = None; // no subtree to hold
+                        let _ = std::fs::remove_file(scopes::lock_path(scope));
+                    } else if lock.is_some() {
+                        let parents = dirs
+                            .iter()
+                            .filter_map(|d| d.parent())
+                            .map(std::path::Path::to_path_buf)
+                            .collect();
+                        scopes::sweep(&parents, scope);
+                    }
+                    return Ok(Containment { backend, why, lock });
                 }
                 Err(why) => {
                     if choice != BackendChoice::Auto {
@@ -219,6 +240,7 @@ impl Containment {
         Containment {
             backend,
             why: spec.why,
+            lock: None,
         }
     }
 
@@ -316,17 +338,27 @@ impl Containment {
             Backend::V1(tree) => tree.close(),
             Backend::Rlimit(_) => {}
         }
+        self.forget_scope();
+    }
+
+    /// Drops the scope's lock file once the subtree is gone; a subtree that a job outlived
+    /// keeps its lock file, so that a later node's sweep can tell that nobody holds it.
+    fn forget_scope(&self) {
+        if let Some(lock) = &self.lock {
+            let dirs = match &self.backend {
+                Backend::V2(tree) => tree.paths(),
+                Backend::V1(tree) => tree.paths(),
+                Backend::Rlimit(_) => Vec::new(),
+            };
+            lock.forget_if_gone(&dirs);
+        }
     }
 
     /// Removes this node's subtree at shutdown, sweeping any cell whose removal had not run yet
     /// (nothing runs any more by then).
     pub fn close(&self) {
         self.sweep_except(&[]);
-        match &self.backend {
-            Backend::V2(tree) => tree.close(),
-            Backend::V1(tree) => tree.close(),
-            Backend::Rlimit(_) => {}
-        }
+        self.release();
     }
 }
 
