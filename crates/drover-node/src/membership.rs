@@ -55,6 +55,7 @@ pub fn spawn(
         let mut every = interval(timing.heartbeat);
         every.set_missed_tick_behavior(MissedTickBehavior::Delay);
         every.tick().await; // the first tick is now; `join` already beat
+        let mut snapshots = SnapshotWatch::default();
         loop {
             every.tick().await;
             let current = *load.borrow();
@@ -84,6 +85,52 @@ pub fn spawn(
                 }
                 Err(err) => tracing::warn!(error = %err, "reaper pass failed"),
             }
+            snapshots.check(store.as_ref()).await;
         }
     });
+}
+
+/// A snapshot held this long on the shared database is worth a warning.
+const SNAPSHOT_WARNING: Duration = Duration::from_secs(300);
+
+/// How often the node looks.
+const SNAPSHOT_CHECK_EVERY: Duration = Duration::from_secs(30);
+
+/// Watches for a transaction that holds a snapshot on the shared database for long: it keeps
+/// vacuum from removing what every claim and ending leaves, and claims slow down the longer
+/// it stays (README, "Many machines"). Says so once per such transaction, and when it is gone.
+#[derive(Debug, Default)]
+struct SnapshotWatch {
+    last: Option<tokio::time::Instant>,
+    warned: bool,
+}
+
+impl SnapshotWatch {
+    async fn check(&mut self, store: &dyn Store) {
+        if self
+            .last
+            .is_some_and(|at| at.elapsed() < SNAPSHOT_CHECK_EVERY)
+        {
+            return;
+        }
+        self.last = Some(tokio::time::Instant::now());
+        match store.oldest_snapshot().await {
+            Ok(Some(age)) if age >= SNAPSHOT_WARNING => {
+                if !self.warned {
+                    tracing::warn!(
+                        held = ?Duration::from_secs(age.as_secs()),
+                        "a transaction has held a snapshot on the database this long: vacuum cannot remove finished claims meanwhile, and each claim gets slower; end it (pg_stat_activity names it) or set idle_in_transaction_session_timeout"
+                    );
+                    self.warned = true;
+                }
+            }
+            Ok(_) => {
+                if self.warned {
+                    tracing::info!("the long-held snapshot on the database is gone");
+                    self.warned = false;
+                }
+            }
+            Err(err) => tracing::debug!(error = %err, "cannot read the database's oldest snapshot"),
+        }
+    }
 }

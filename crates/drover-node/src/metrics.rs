@@ -76,6 +76,8 @@ pub struct Metrics {
     pub pressure_memory: FloatGauge,
     /// CPU PSI `some` avg10, in percent (read at scrape).
     pub pressure_cpu: FloatGauge,
+    /// Age of the oldest snapshot another session holds on a shared database (read at scrape).
+    pub oldest_snapshot: FloatGauge,
 }
 
 impl Metrics {
@@ -96,6 +98,7 @@ impl Metrics {
             reserved_cpus: FloatGauge::default(),
             pressure_memory: FloatGauge::default(),
             pressure_cpu: FloatGauge::default(),
+            oldest_snapshot: FloatGauge::default(),
             registry: Registry::default(),
         };
         registry.register("jobs", "Jobs by state", metrics.jobs.clone());
@@ -118,6 +121,11 @@ impl Metrics {
             "claim_duration_seconds",
             "Time to claim a batch of jobs (one transaction)",
             metrics.claim_seconds.clone(),
+        );
+        registry.register(
+            "store_oldest_snapshot_seconds",
+            "Age of the oldest snapshot another session holds on the shared database (PostgreSQL; 0 on SQLite): while one is held, vacuum removes nothing and claims slow down",
+            metrics.oldest_snapshot.clone(),
         );
         registry.register(
             "event_subscribers",
@@ -217,6 +225,13 @@ pub(crate) async fn scrape(State(state): State<ApiState>) -> Result<Response, Ap
     m.pressure_memory
         .set(pressure.memory.map_or(0.0, |p| p.avg10));
     m.pressure_cpu.set(pressure.cpu.map_or(0.0, |p| p.avg10));
+    m.oldest_snapshot.set(
+        state
+            .store
+            .oldest_snapshot()
+            .await?
+            .map_or(0.0, |age| age.as_secs_f64()),
+    );
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

@@ -620,6 +620,12 @@ pub trait Store: Send + Sync + 'static {
     /// Events committed from now on, in commit order.
     fn subscribe(&self) -> broadcast::Receiver<Event>;
 
+    /// How long the oldest snapshot another session holds on this database has been held:
+    /// on PostgreSQL, a transaction left open that long keeps vacuum from removing the row
+    /// versions every claim and ending since has left, and each claim walks more of them.
+    /// `None` when there is none, and on SQLite (no other session can hold one).
+    async fn oldest_snapshot(&self) -> Result<Option<Duration>, StoreError>;
+
     /// Records a node's heartbeat: what it is and how loaded. A node that was declared dead is
     /// alive again; a draining one stays draining. Returns its state.
     async fn heartbeat(&self, node: &NodeInfo, load: NodeLoad) -> Result<NodeState, StoreError>;

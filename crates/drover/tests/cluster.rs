@@ -400,3 +400,41 @@ fn a_short_stop_of_a_node_costs_no_job() {
         assert_eq!(job["attempt"], 1, "no retry was spent: {job:#}");
     }
 }
+
+/// Issue #16, defect 5: a snapshot another session holds on the shared database (a forgotten
+/// `BEGIN` in psql, here) shows on `/metrics` with its age, so that a claim time that climbs
+/// can be traced to it.
+#[test]
+fn a_held_snapshot_shows_on_metrics() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let node = Node::start(&["--db", db.url()]);
+    let mut holder = std::process::Command::new("psql")
+        .args([
+            "-q",
+            "-X",
+            db.url(),
+            "-c",
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1; SELECT pg_sleep(6); COMMIT;",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let text = ureq::get(format!("{}/metrics", node.url()))
+        .header("Authorization", &node.bearer())
+        .call()
+        .expect("GET /metrics")
+        .into_body()
+        .read_to_string()
+        .expect("body");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let age: f64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("drover_store_oldest_snapshot_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no gauge in:\n{text}"));
+    assert!(age >= 2.0, "the snapshot held for 3 s shows as {age} s");
+}

@@ -318,6 +318,17 @@ fn metrics_parse_and_move_when_jobs_run() {
     assert_eq!(metric(&after, "drover_jobs", &[("state", "failed")]), 1.0);
     assert!(metric(&after, "drover_attempt_duration_seconds_count", &[]) >= 2.0);
     assert!(metric(&after, "drover_claim_duration_seconds_count", &[]) >= 1.0);
+    // On SQLite nobody else can hold a snapshot: the gauge is there, at 0.
+    assert!(
+        after
+            .samples
+            .iter()
+            .any(|s| s.metric == "drover_store_oldest_snapshot_seconds")
+    );
+    assert_eq!(
+        metric(&after, "drover_store_oldest_snapshot_seconds", &[]),
+        0.0
+    );
 }
 
 /// `drover watch --json --queue q` prints q's changes as they happen, and nothing else.

@@ -75,3 +75,40 @@ async fn every_node_sees_every_event_in_commit_order() {
         }
     }
 }
+
+/// A snapshot another session holds is seen, with its age; once it goes, it is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_snapshot_is_seen_with_its_age() {
+    let Some((store, db)) = fresh().await else {
+        return;
+    };
+    let url = db.url().to_string();
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .expect("begin");
+        tx.query("SELECT 1", &[]).expect("take the snapshot");
+        held_tx.send(()).expect("say so");
+        release_rx.recv().expect("wait");
+        tx.commit().expect("commit");
+    });
+    held_rx.recv().expect("held");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let age = crate::Store::oldest_snapshot(&store)
+        .await
+        .unwrap()
+        .expect("a snapshot is held");
+    assert!(age >= Duration::from_millis(1000), "{age:?}");
+    release_tx.send(()).expect("release");
+    holder.join().expect("holder");
+    let after = crate::Store::oldest_snapshot(&store).await.unwrap();
+    assert!(
+        after.is_none_or(|age| age < Duration::from_millis(1000)),
+        "{after:?}"
+    );
+}

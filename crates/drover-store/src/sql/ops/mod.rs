@@ -345,6 +345,10 @@ impl Store for SqlStore {
         events::subscribe(self)
     }
 
+    async fn oldest_snapshot(&self) -> Result<Option<Duration>, StoreError> {
+        nodes::oldest_snapshot(self).await
+    }
+
     async fn heartbeat(&self, node: &NodeInfo, load: NodeLoad) -> Result<NodeState, StoreError> {
         nodes::heartbeat(self, node, load).await
     }

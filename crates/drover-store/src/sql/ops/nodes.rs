@@ -176,3 +176,24 @@ pub(super) async fn reap(store: &SqlStore, ttl: Duration) -> Result<Reaped, Stor
         })
         .await
 }
+
+/// See [`crate::Store::oldest_snapshot`]: the age of the oldest transaction of another session
+/// on this database that holds a snapshot (`backend_xmin`), read from `pg_stat_activity`.
+pub(super) async fn oldest_snapshot(store: &SqlStore) -> Result<Option<Duration>, StoreError> {
+    store
+        .read(|conn| {
+            if conn.dialect() != Dialect::Postgres {
+                return Ok(None);
+            }
+            let ms: Option<i64> = conn.query_row(
+                "SELECT CAST(EXTRACT(EPOCH FROM (now() - min(xact_start))) * 1000 AS BIGINT)
+                 FROM pg_stat_activity
+                 WHERE datname = current_database() AND backend_xmin IS NOT NULL
+                   AND xact_start IS NOT NULL AND pid <> pg_backend_pid()",
+                params![],
+                |row| row.get(0),
+            )?;
+            Ok(ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
+        })
+        .await
+}
