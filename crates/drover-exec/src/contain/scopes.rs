@@ -61,6 +61,9 @@ fn try_lock(file: &File) -> bool {
 /// sweep can remove its empty subtree while it runs, as before locks.
 pub(super) fn lock(scope: &str) -> Option<ScopeLock> {
     use std::os::unix::fs::DirBuilderExt;
+    if !cfg!(target_os = "linux") {
+        return None; // no cgroups, no subtrees to hold
+    }
     let path = lock_path(scope);
     let dir = path.parent()?;
     if let Err(err) = std::fs::DirBuilder::new()
