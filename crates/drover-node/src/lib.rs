@@ -321,6 +321,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     )?);
     // However this function returns, an empty cgroup tree of this node does not outlive it.
     let _release = ReleaseTree(Arc::clone(&containment));
+    containment.sweep_gone_nodes();
     let capacity = capacity::resolve(config.memory, config.cpus, config.slots);
     let slots = capacity.slots;
 

@@ -142,6 +142,15 @@ enum Backend {
     Rlimit(rlimit::Tree),
 }
 
+/// The directories of a backend's subtree, one per hierarchy (none for rlimit).
+fn tree_dirs(backend: &Backend) -> Vec<std::path::PathBuf> {
+    match backend {
+        Backend::V2(tree) => tree.paths(),
+        Backend::V1(tree) => tree.paths(),
+        Backend::Rlimit(_) => Vec::new(),
+    }
+}
+
 impl Containment {
     /// Chooses a backend. `scope` names this node's own subtree (`drover.<node id>`), so that
     /// nodes sharing a machine never touch each other's cells.
@@ -177,21 +186,9 @@ impl Containment {
                         }
                         BackendChoice::Auto => refusals.join("; "),
                     };
-                    let dirs = match &backend {
-                        Backend::V2(tree) => tree.paths(),
-                        Backend::V1(tree) => tree.paths(),
-                        Backend::Rlimit(_) => Vec::new(),
-                    };
-                    if dirs.is_empty() {
+                    if tree_dirs(&backend).is_empty() {
                         lock = None; // no subtree to hold
                         let _ = std::fs::remove_file(scopes::lock_path(scope));
-                    } else if lock.is_some() {
-                        let parents = dirs
-                            .iter()
-                            .filter_map(|d| d.parent())
-                            .map(std::path::Path::to_path_buf)
-                            .collect();
-                        scopes::sweep(&parents, scope);
                     }
                     return Ok(Containment { backend, why, lock });
                 }
@@ -345,13 +342,31 @@ impl Containment {
     /// keeps its lock file, so that a later node's sweep can tell that nobody holds it.
     fn forget_scope(&self) {
         if let Some(lock) = &self.lock {
-            let dirs = match &self.backend {
-                Backend::V2(tree) => tree.paths(),
-                Backend::V1(tree) => tree.paths(),
-                Backend::Rlimit(_) => Vec::new(),
-            };
-            lock.forget_if_gone(&dirs);
+            lock.forget_if_gone(&tree_dirs(&self.backend));
         }
+    }
+
+    /// Removes the empty subtrees of nodes on this machine that are gone (killed, never
+    /// started again): for a node at start, not for a probe such as `drover doctor`. Only a
+    /// node that holds its own scope's lock sweeps. Returns how many it removed.
+    pub fn sweep_gone_nodes(&self) -> usize {
+        if self.lock.is_none() {
+            return 0;
+        }
+        let dirs = tree_dirs(&self.backend);
+        let Some(own) = dirs
+            .first()
+            .and_then(|d| d.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+        else {
+            return 0;
+        };
+        let parents = dirs
+            .iter()
+            .filter_map(|d| d.parent())
+            .map(std::path::Path::to_path_buf)
+            .collect();
+        scopes::sweep(&parents, &own)
     }
 
     /// Removes this node's subtree at shutdown, sweeping any cell whose removal had not run yet
