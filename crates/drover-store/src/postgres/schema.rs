@@ -141,6 +141,38 @@ CREATE INDEX jobs_group ON jobs (group_id, seq) WHERE group_id IS NOT NULL;
 -- #16: output that did not reach an attempt's log files (a full disk, the log limit).
 ALTER TABLE attempts ADD COLUMN log_cuts TEXT;          -- JSON [LogCut], NULL if none
 "#,
+    r#"
+-- #16: the claim walks a narrow table of the queued jobs instead of the partial index on jobs.
+-- Under a snapshot some session holds (an idle transaction, a long report), nothing that
+-- earlier claims left behind can be vacuumed, and a walk from the front of the queue visits
+-- all of it: through jobs_claim, one wide jobs page per ten claimed jobs; here, one small page
+-- per ~150 (a row is two numbers and a queue name, keyed by the job's number). A trigger keeps
+-- the table exact, so no write path can forget it. Claim order: priority, then job number.
+CREATE TABLE ready (
+    seq      BIGINT PRIMARY KEY,   -- jobs.seq
+    priority BIGINT NOT NULL,
+    queue    TEXT NOT NULL
+);
+CREATE INDEX ready_order ON ready (priority DESC, seq);
+CREATE FUNCTION drover_ready() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        DELETE FROM ready WHERE seq = OLD.seq;
+    ELSIF NEW.state = 'queued' THEN
+        INSERT INTO ready (seq, priority, queue) VALUES (NEW.seq, NEW.priority, NEW.queue)
+        ON CONFLICT (seq) DO UPDATE SET priority = EXCLUDED.priority, queue = EXCLUDED.queue
+        WHERE (ready.priority, ready.queue) IS DISTINCT FROM (EXCLUDED.priority, EXCLUDED.queue);
+    ELSIF TG_OP = 'UPDATE' AND OLD.state = 'queued' THEN
+        DELETE FROM ready WHERE seq = OLD.seq;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER jobs_ready AFTER INSERT OR DELETE OR UPDATE OF state, priority, queue ON jobs
+    FOR EACH ROW EXECUTE FUNCTION drover_ready();
+INSERT INTO ready (seq, priority, queue) SELECT seq, priority, queue FROM jobs WHERE state = 'queued';
+DROP INDEX jobs_claim;
+"#,
 ];
 
 /// Brings the database to the latest schema, in one transaction, one node at a time.

@@ -22,6 +22,8 @@
 
 pub(crate) mod conn;
 mod ops;
+#[cfg(test)]
+pub(crate) use ops::claim_candidates;
 mod rows;
 
 use std::sync::{Arc, Mutex};

@@ -38,6 +38,32 @@ pub(super) async fn promote_due(
     .await
 }
 
+/// The claim's walk: the first `?1` queued jobs in claim order, outside paused queues. On
+/// SQLite it reads the partial index `jobs_claim` from its start (one writer, no versions left
+/// behind). On PostgreSQL it reads the trigger-kept table `ready` (see the schema: what a held
+/// snapshot keeps from vacuum stays small there), then each candidate's row by its number
+/// (`OFFSET 0` keeps the planner from flattening that into a scan of every queued row).
+pub(crate) fn claim_candidates(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "SELECT id, spec, attempt, updated_at, queue FROM jobs INDEXED BY jobs_claim
+             WHERE state = 'queued'
+               AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)
+             ORDER BY priority DESC, id LIMIT ?1"
+        }
+        Dialect::Postgres => {
+            "SELECT j.id, j.spec, j.attempt, j.updated_at, j.queue
+             FROM (SELECT seq, priority FROM ready
+                   WHERE queue NOT IN (SELECT name FROM queues WHERE paused = 1)
+                   ORDER BY priority DESC, seq LIMIT ?1) r
+             CROSS JOIN LATERAL (SELECT id, spec, attempt, updated_at, queue FROM jobs
+                                 WHERE jobs.seq = r.seq AND jobs.state = 'queued'
+                                 OFFSET 0) j
+             ORDER BY r.priority DESC, r.seq"
+        }
+    }
+}
+
 pub(super) async fn claim_within(
     store: &SqlStore,
     node: &NodeId,
@@ -69,10 +95,7 @@ pub(super) async fn claim_within(
         // passes over (labels, resources, a full queue) stays claimable by other nodes.
         let next = tx
             .conn
-            .query_map("SELECT id, spec, attempt, updated_at, queue FROM jobs INDEXED BY jobs_claim
-                 WHERE state = 'queued'
-                   AND queue NOT IN (SELECT name FROM queues WHERE paused = 1)
-                 ORDER BY priority DESC, id LIMIT ?1", params![limit], |row| {
+            .query_map(claim_candidates(tx.conn.dialect()), params![limit], |row| {
                 Ok((
                     row.get::<String>(0)?,
                     row.get::<String>(1)?,

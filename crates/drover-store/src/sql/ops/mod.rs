@@ -7,6 +7,8 @@
 //! operation here opens a transaction of its own or publishes an event: the writer does both.
 
 mod claim;
+#[cfg(test)]
+pub(crate) use claim::claim_candidates;
 mod endings;
 mod events;
 mod groups;
