@@ -92,9 +92,11 @@ pub enum Command {
     Result(ResultArgs),
     /// Print the results of a sweep or flow, in sweep order, as a table, `--json` or `--csv`.
     Results(ResultsArgs),
-    /// Internal: hold a job for a node (started by the node itself).
-    #[command(hide = true)]
-    Owner(OwnerArgs),
+    /// Print a shell's completion script: `drover completions bash > ~/.local/share/bash-completion/completions/drover`.
+    Completions(CompletionsArgs),
+    /// Print drover's manual page, or with `--dir`, write one page per command there
+    /// (`drover man --dir ~/.local/share/man/man1`, then `man drover-submit`).
+    Man(ManArgs),
     /// Print the web page's login link (secret, like the token): opening it logs a browser in
     /// to the node.
     Web(WebArgs),
@@ -161,7 +163,22 @@ pub struct ResultsArgs {
     pub step: Option<String>,
 }
 
-/// `drover owner` (internal; see drover_exec::owner).
+/// `drover owner`: internal, started by a node to hold its jobs (see drover_exec::owner). It
+/// is parsed apart from [`Cli`], so that help, completions and manual pages never offer it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "drover owner",
+    bin_name = "drover owner",
+    about = "Internal: holds a node's jobs so that they outlive it; started by the node itself.",
+    long_about = None
+)]
+pub struct OwnerCli {
+    /// Where and how.
+    #[command(flatten)]
+    pub args: OwnerArgs,
+}
+
+/// The arguments a node starts `drover owner` with.
 #[derive(Debug, Args)]
 pub struct OwnerArgs {
     /// The owners directory.
@@ -331,6 +348,23 @@ pub struct DoctorArgs {
     /// As `serve --cpus`.
     #[arg(long, value_name = "N")]
     pub cpus: Option<Cpus>,
+}
+
+/// `drover completions`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+/// `drover man`
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write drover.1 and a drover-COMMAND.1 for every command into this directory instead of
+    /// printing drover.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// `drover nodes`

@@ -55,7 +55,16 @@ fn program_hint(err: &clap::Error, args: &[String]) -> Option<String> {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "owner") {
+        // The internal job owner: not part of the public command line (see `cli::OwnerCli`).
+        // It keeps SIGPIPE ignored, as the node does.
+        return match cli::OwnerCli::try_parse_from(&args[1..]) {
+            Ok(owner) => finish(commands::owner(&owner.args)),
+            Err(err) => err.exit(),
+        };
+    }
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(err) => {
             let hint = program_hint(&err, &std::env::args().collect::<Vec<_>>());
@@ -67,7 +76,7 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(code).unwrap_or(exit::USAGE));
         }
     };
-    if !matches!(cli.command, Command::Serve(_) | Command::Owner(_)) {
+    if !matches!(cli.command, Command::Serve(_)) {
         // A client whose reader went away (`drover watch | head`) ends quietly, as other Unix
         // tools do. The node and owners keep ignoring SIGPIPE: a closed socket is an error
         // they handle, not a reason to die.
@@ -98,8 +107,14 @@ fn main() -> ExitCode {
         Command::Flow(args) => commands::flow(&cli, args),
         Command::Result(args) => commands::result(&cli, args),
         Command::Results(args) => commands::results(&cli, args),
-        Command::Owner(args) => commands::owner(args),
+        Command::Completions(args) => commands::completions(args),
+        Command::Man(args) => commands::man(args),
     };
+    finish(result)
+}
+
+/// The process's exit code for a command's result; an error is printed first.
+fn finish(result: anyhow::Result<u8>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

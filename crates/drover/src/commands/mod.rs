@@ -1,10 +1,11 @@
 //! One file per subcommand; each function returns the process exit code (see `main::exit`).
 //!
-//! Every command but `serve`, `owner` and `doctor` is a client: it talks to a node only over
+//! Every command but `serve`, `owner`, `doctor`, `completions` and `man` is a client: it talks to a node only over
 //! its HTTP API (`crate::client`), reads answers as the types of `drover_api`, and builds its
 //! tables in `crate::output`. None reads the store or signals a process.
 
 mod cancel;
+mod completions;
 mod dlq;
 mod doctor;
 mod edit;
@@ -12,6 +13,7 @@ mod flow;
 mod follow;
 mod group;
 mod logs;
+mod man;
 mod nodes;
 mod owner;
 mod priority;
@@ -34,11 +36,13 @@ use crate::client::{Client, default_data_dir};
 use crate::exit;
 
 pub use cancel::cancel;
+pub use completions::completions;
 pub use dlq::dlq;
 pub use doctor::doctor;
 pub use edit::edit;
 pub use flow::flow;
 pub use logs::logs;
+pub use man::man;
 pub use nodes::{drain, nodes};
 pub use owner::owner;
 pub use priority::priority;
