@@ -80,6 +80,40 @@ async fn every_node_sees_every_event_in_commit_order() {
 /// schema's, so one test's would show in the other's reading.
 static SNAPSHOT_HOLDERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Another session holding a snapshot (an open REPEATABLE READ transaction that has read),
+/// as a forgotten `BEGIN` in psql does, until released.
+struct HeldSnapshot {
+    release: std::sync::mpsc::Sender<()>,
+    holder: std::thread::JoinHandle<()>,
+}
+
+impl HeldSnapshot {
+    fn take(url: &str) -> HeldSnapshot {
+        let url = url.to_string();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            let mut tx = client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .start()
+                .expect("begin");
+            tx.query("SELECT 1", &[]).expect("take the snapshot");
+            held_tx.send(()).expect("say so");
+            release_rx.recv().expect("wait");
+            tx.commit().expect("commit");
+        });
+        held_rx.recv().expect("held");
+        HeldSnapshot { release, holder }
+    }
+
+    fn release(self) {
+        self.release.send(()).expect("release");
+        self.holder.join().expect("holder");
+    }
+}
+
 /// A snapshot another session holds is seen, with its age; once it goes, it is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_snapshot_is_seen_with_its_age() {
@@ -87,30 +121,14 @@ async fn a_held_snapshot_is_seen_with_its_age() {
     let Some((store, db)) = fresh().await else {
         return;
     };
-    let url = db.url().to_string();
-    let (held_tx, held_rx) = std::sync::mpsc::channel();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let holder = std::thread::spawn(move || {
-        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-        let mut tx = client
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .start()
-            .expect("begin");
-        tx.query("SELECT 1", &[]).expect("take the snapshot");
-        held_tx.send(()).expect("say so");
-        release_rx.recv().expect("wait");
-        tx.commit().expect("commit");
-    });
-    held_rx.recv().expect("held");
+    let held = HeldSnapshot::take(db.url());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let age = crate::Store::oldest_snapshot(&store)
         .await
         .unwrap()
         .expect("a snapshot is held");
     assert!(age >= Duration::from_millis(1000), "{age:?}");
-    release_tx.send(()).expect("release");
-    holder.join().expect("holder");
+    held.release();
     let after = crate::Store::oldest_snapshot(&store).await.unwrap();
     assert!(
         after.is_none_or(|age| age < Duration::from_millis(1000)),
@@ -129,22 +147,7 @@ async fn a_held_snapshot_does_not_make_the_claim_walk_history() {
     let Some((store, db)) = fresh().await else {
         return;
     };
-    let url = db.url().to_string();
-    let (held_tx, held_rx) = std::sync::mpsc::channel();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let holder = std::thread::spawn(move || {
-        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-        let mut tx = client
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .start()
-            .expect("begin");
-        tx.query("SELECT 1", &[]).expect("take the snapshot");
-        held_tx.send(()).expect("say so");
-        release_rx.recv().expect("wait");
-        tx.commit().expect("commit");
-    });
-    held_rx.recv().expect("held");
+    let held = HeldSnapshot::take(db.url());
 
     // Jobs with a spec the size of a real one (a command line and an environment).
     let spec = || {
@@ -182,8 +185,7 @@ async fn a_held_snapshot_does_not_make_the_claim_walk_history() {
     })
     .await
     .expect("explain");
-    release_tx.send(()).expect("release");
-    holder.join().expect("holder");
+    held.release();
     // Each of the 10 candidates costs ~3 pages (its job's index path and row); what 3,000 claims
     // left behind costs one small page per ~100 of them (measured: 63 in all). Through the
     // partial index on the wide jobs rows, the same walk touched 334.
