@@ -92,6 +92,9 @@ pub enum Command {
     Result(ResultArgs),
     /// Print the results of a sweep or flow, in sweep order, as a table, `--json` or `--csv`.
     Results(ResultsArgs),
+    /// Run `drover serve` as a service of systemd (Linux) or launchd (macOS) that starts at
+    /// boot or login; stopping or restarting it never stops running jobs.
+    Service(ServiceArgs),
     /// Print a shell's completion script: `drover completions bash > ~/.local/share/bash-completion/completions/drover`.
     Completions(CompletionsArgs),
     /// Print drover's manual page, or with `--dir`, write one page per command there
@@ -348,6 +351,53 @@ pub struct DoctorArgs {
     /// As `serve --cpus`.
     #[arg(long, value_name = "N")]
     pub cpus: Option<Cpus>,
+}
+
+/// `drover service`
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ServiceAction,
+}
+
+/// `drover service install|uninstall`
+#[derive(Debug, Subcommand)]
+pub enum ServiceAction {
+    /// Write the unit (systemd) or property list (launchd) for `drover serve` with this data
+    /// dir, and say how to start it.
+    Install(ServiceInstallArgs),
+    /// Remove what `install` wrote, and say how to stop the service (running jobs keep running).
+    Uninstall(ServiceUninstallArgs),
+}
+
+/// `drover service install`
+#[derive(Debug, Args)]
+pub struct ServiceInstallArgs {
+    /// A service of your own (systemd --user, a launchd agent); the default.
+    #[arg(long, conflicts_with = "system")]
+    pub user: bool,
+    /// A service of the machine (/etc/systemd/system, /Library/LaunchDaemons), run as the user
+    /// who called sudo; needs root.
+    #[arg(long)]
+    pub system: bool,
+    /// Print the file instead of writing it.
+    #[arg(long)]
+    pub print: bool,
+    /// A settings file for the node (`serve --config`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `drover service uninstall`
+#[derive(Debug, Args)]
+pub struct ServiceUninstallArgs {
+    /// The per-user service (the default).
+    #[arg(long, conflicts_with = "system")]
+    pub user: bool,
+    /// The machine's service.
+    #[arg(long)]
+    pub system: bool,
 }
 
 /// `drover completions`

@@ -107,6 +107,7 @@ fn main() -> ExitCode {
         Command::Flow(args) => commands::flow(&cli, args),
         Command::Result(args) => commands::result(&cli, args),
         Command::Results(args) => commands::results(&cli, args),
+        Command::Service(args) => commands::service(&cli, args),
         Command::Completions(args) => commands::completions(args),
         Command::Man(args) => commands::man(args),
     };

@@ -1,5 +1,5 @@
-//! Shell integration through the real binary: completion scripts loaded into a real bash, and
-//! manual pages.
+//! Fitting into the user's system, through the real binary: completion scripts loaded into a
+//! real bash, manual pages, and the service files for systemd.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::process::Command;
@@ -95,4 +95,61 @@ fn manual_pages_cover_every_visible_command() {
         );
     }
     assert!(!into.join("drover-owner.1").exists());
+}
+
+/// #17 acceptance 2: the user unit keeps jobs alive across a restart, and `--print` shows what
+/// `install` writes; `uninstall` removes it.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_service_unit_is_what_install_writes() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args(args)
+            .env("HOME", home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .output()
+            .expect("drover");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let printed = run(&["service", "install", "--user", "--print"]);
+    assert!(printed.contains("\nKillMode=process\n"), "{printed}");
+    let data_dir = home.path().join(".local/share/drover");
+    assert!(
+        printed.contains(&format!("serve --data-dir {}\n", data_dir.display())),
+        "{printed}"
+    );
+    let unit = home.path().join(".config/systemd/user/drover.service");
+    assert!(!unit.exists(), "--print wrote the file");
+
+    let said = run(&["service", "install", "--user"]);
+    assert_eq!(std::fs::read_to_string(&unit).expect("the unit"), printed);
+    assert!(
+        said.contains("systemctl --user enable --now drover.service"),
+        "{said}"
+    );
+    // systemd's own parser, where this machine has it: it warns (and still exits 0) on any
+    // line it would ignore.
+    if let Ok(verify) = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .env("HOME", home.path())
+        .output()
+    {
+        let warnings = String::from_utf8_lossy(&verify.stderr);
+        assert!(
+            verify.status.success() && warnings.trim().is_empty(),
+            "systemd-analyze verify: {warnings}"
+        );
+    }
+
+    let said = run(&["service", "uninstall"]);
+    assert!(!unit.exists(), "uninstall left {}", unit.display());
+    assert!(said.contains("running jobs keep running"), "{said}");
 }

@@ -1,8 +1,8 @@
 //! One file per subcommand; each function returns the process exit code (see `main::exit`).
 //!
-//! Every command but `serve`, `owner`, `doctor`, `completions` and `man` is a client: it talks to a node only over
-//! its HTTP API (`crate::client`), reads answers as the types of `drover_api`, and builds its
-//! tables in `crate::output`. None reads the store or signals a process.
+//! Every command but `serve`, `owner`, `doctor`, `service`, `completions` and `man` is a
+//! client: it talks to a node only over its HTTP API (`crate::client`), reads answers as the
+//! types of `drover_api`, and builds its tables in `crate::output`. None reads the store or signals a process.
 
 mod cancel;
 mod completions;
@@ -23,6 +23,7 @@ mod results;
 mod retry;
 mod run;
 mod serve;
+mod service;
 mod status;
 mod submit;
 mod wait;
@@ -51,6 +52,7 @@ pub use results::{result, results};
 pub use retry::retry;
 pub use run::run;
 pub use serve::serve;
+pub use service::service;
 pub use status::status;
 pub use submit::submit;
 pub use wait::wait;
