@@ -587,8 +587,12 @@ pub struct LogsArgs {
     #[arg(long)]
     pub stderr: bool,
     /// Keep printing output as it comes until the attempt ends.
-    #[arg(long, short = 'f')]
+    #[arg(long, short = 'f', conflicts_with = "tail")]
     pub follow: bool,
+    /// Only the last N lines of each stream, read from the end of the file (a large log costs
+    /// what its tail holds).
+    #[arg(long, short = 'n', value_name = "N")]
+    pub tail: Option<u64>,
     /// Which attempt (default: the latest).
     #[arg(long, value_name = "N")]
     pub attempt: Option<u32>,

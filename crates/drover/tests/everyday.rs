@@ -183,6 +183,32 @@ fn logs_show_both_streams() {
     assert_eq!(out.status.code(), Some(1), "the job's exit code");
 }
 
+/// #17 acceptance 8 (second half): `logs --tail N` prints a stream's last N lines, read from the
+/// end of a log far larger than they are.
+#[test]
+fn logs_tail_prints_the_last_lines() {
+    let node = Node::start(&[]);
+    let id = node.submit(&[
+        "--",
+        "python3",
+        "-c",
+        "import sys\nfor i in range(200000): print(f'line {i}')\nsys.stderr.write('warn 1\\nwarn 2')",
+    ]);
+    node.drover(&["wait", &id]);
+    assert_eq!(
+        stdout(&node.drover(&["logs", "--tail", "3", "--stdout", &id])),
+        "line 199997\nline 199998\nline 199999\n"
+    );
+    // Both streams: each stream's tail, stderr under its marker; a last line without a newline
+    // counts.
+    assert_eq!(
+        stdout(&node.drover(&["logs", "-n", "1", &id])),
+        "line 199999\n--- stderr ---\nwarn 2"
+    );
+    let out = node.drover(&["logs", "--tail", "3", "-f", &id]);
+    assert_eq!(out.status.code(), Some(2), "--tail with -f is refused");
+}
+
 /// Acceptance 4: a job's number and a unique prefix of its id work in `status`, `logs`,
 /// `cancel` and `wait`, for 100 jobs submitted within one second; an ambiguous prefix is an
 /// error that lists the candidates.

@@ -24,7 +24,7 @@ use crate::datadir::{Stream, log_path};
 /// owner writes the file), so a short re-read interval bounds the delay without a busy loop.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
 
-/// `GET /v1/jobs/{id}/logs?stream=stdout|stderr&attempt=N&follow=true`
+/// `GET /v1/jobs/{id}/logs?stream=stdout|stderr&attempt=N&follow=true|offset=BYTES|tail=LINES`
 pub(super) async fn logs(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -58,6 +58,19 @@ pub(super) async fn logs(
             .parse::<u64>()
             .map_err(|_| ApiError::bad("offset", format!("`{raw}` is not a byte offset")))?,
     };
+    let tail = match params.get("tail") {
+        None => None,
+        Some(_) if follow || params.contains_key("offset") => {
+            return Err(ApiError::bad(
+                "tail",
+                "tail reads what was written, from the end: not with follow or offset",
+            ));
+        }
+        Some(raw) => Some(
+            raw.parse::<u64>()
+                .map_err(|_| ApiError::bad("tail", format!("`{raw}` is not a number of lines")))?,
+        ),
+    };
     let mut job = load(&state, id).await?;
     if follow && !params.contains_key("attempt") {
         // Which node will own the output is known only once the job is claimed: wait for that
@@ -82,10 +95,14 @@ pub(super) async fn logs(
         .map(|a| &a.node)
         .filter(|owner| **owner != state.node)
     {
-        let query = format!(
-            "/v1/jobs/{id}/logs?stream={}&attempt={attempt}&follow={follow}&offset={offset}",
+        let mut query = format!(
+            "/v1/jobs/{id}/logs?stream={}&attempt={attempt}&follow={follow}",
             stream.name()
         );
+        match tail {
+            Some(lines) => query.push_str(&format!("&tail={lines}")),
+            None => query.push_str(&format!("&offset={offset}")),
+        }
         return crate::remote::proxy_get(
             state.store.as_ref(),
             owner,
@@ -104,6 +121,14 @@ pub(super) async fn logs(
             attempt_header.as_str(),
         ),
     ];
+    if let Some(lines) = tail {
+        let path = path.clone();
+        let bytes = tokio::task::spawn_blocking(move || read_tail(&path, lines))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, None, e.to_string()))?
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, None, e.to_string()))?;
+        return Ok((text_plain, bytes).into_response());
+    }
     if !follow {
         let bytes = match tokio::fs::read(&path).await {
             Ok(mut bytes) => bytes.split_off(
@@ -131,6 +156,51 @@ pub(super) async fn logs(
         state.stopping.clone(),
     ));
     Ok((text_plain, body).into_response())
+}
+
+/// The last `lines` lines of the file at `path` (all of it if it has fewer; nothing if there is
+/// no file), read backwards from its end in blocks, so that the tail of a large log costs what
+/// the tail holds. A last line without a newline counts as a line.
+fn read_tail(path: &std::path::Path, lines: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    const BLOCK: u64 = 64 * 1024;
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    let len = file.metadata()?.len();
+    if lines == 0 || len == 0 {
+        return Ok(Vec::new());
+    }
+    // Newlines to pass, counted from the end: one per line, plus the file's own last one.
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    let mut wanted = lines + u64::from(last[0] == b'\n');
+    let mut start = 0;
+    let mut end = len;
+    let mut block = vec![0u8; BLOCK as usize];
+    'scan: while end > 0 {
+        let from = end.saturating_sub(BLOCK);
+        let part = &mut block[..usize::try_from(end - from).unwrap_or(0)];
+        file.seek(SeekFrom::Start(from))?;
+        file.read_exact(part)?;
+        for (i, byte) in part.iter().enumerate().rev() {
+            if *byte == b'\n' {
+                wanted -= 1;
+                if wanted == 0 {
+                    start = from + i as u64 + 1;
+                    break 'scan;
+                }
+            }
+        }
+        end = from;
+    }
+    let mut out = Vec::with_capacity(usize::try_from(len - start).unwrap_or(0));
+    file.seek(SeekFrom::Start(start))?;
+    file.read_to_end(&mut out)?;
+    Ok(out)
 }
 
 /// Waits until a waiting job has an attempt (or has ended without one, or the node stops), and
@@ -241,4 +311,48 @@ fn follow_log(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_tail;
+
+    fn tail_of(text: &[u8], lines: u64) -> Vec<u8> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stdout.log");
+        std::fs::write(&path, text).expect("write");
+        read_tail(&path, lines).expect("tail")
+    }
+
+    #[test]
+    fn the_tail_is_the_last_lines() {
+        assert_eq!(tail_of(b"a\nb\nc\n", 2), b"b\nc\n");
+        assert_eq!(tail_of(b"a\nb\nc", 1), b"c");
+        assert_eq!(tail_of(b"a\nb\nc", 2), b"b\nc");
+        assert_eq!(tail_of(b"a\nb\n", 5), b"a\nb\n");
+        assert_eq!(tail_of(b"a\nb\n", 0), b"");
+        assert_eq!(tail_of(b"", 3), b"");
+        assert_eq!(tail_of(b"\n\n\n", 2), b"\n\n");
+    }
+
+    /// Lines that straddle the 64 KiB blocks it reads backwards in.
+    #[test]
+    fn the_tail_of_a_large_file_crosses_blocks() {
+        let text: String = (0..50_000).map(|i| format!("line {i}\n")).collect();
+        let tail = tail_of(text.as_bytes(), 3);
+        assert_eq!(tail, b"line 49997\nline 49998\nline 49999\n");
+        let long = format!("{}\nlast\n", "x".repeat(200_000));
+        assert_eq!(tail_of(long.as_bytes(), 2), long.as_bytes());
+        assert_eq!(tail_of(long.as_bytes(), 1), b"last\n");
+    }
+
+    #[test]
+    fn no_file_is_no_output() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(
+            read_tail(&dir.path().join("none"), 3)
+                .expect("tail")
+                .is_empty()
+        );
+    }
 }

@@ -38,7 +38,7 @@ pub fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<u8> {
             }
             let header = format!("==> {} (job {}, {}) <==", job.name, job.number, job.state);
             writeln!(out, "{}", crate::output::paint(&header, Some("1"), on))?;
-            print_streams(&mut out, &client, job.id, streams, args.attempt)?;
+            print_streams(&mut out, &client, job.id, streams, args.attempt, args.tail)?;
         }
         out.flush()?;
         return Ok(exit::OK);
@@ -48,11 +48,11 @@ pub fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<u8> {
         if args.follow {
             return Err(super::UsageError("--json prints what was written; drop -f".into()).into());
         }
-        return print_json(&client, id, args.attempt);
+        return print_json(&client, id, args.attempt, args.tail);
     }
     if !args.follow {
         let mut out = std::io::stdout().lock();
-        print_streams(&mut out, &client, id, streams, args.attempt)?;
+        print_streams(&mut out, &client, id, streams, args.attempt, args.tail)?;
         out.flush()?;
         let job: JobRecord = client.get(&format!("/v1/jobs/{id}"))?;
         say_cuts(&job, streams, args.attempt);
@@ -108,21 +108,34 @@ fn read(
     id: JobId,
     stream: &str,
     attempt: Option<u32>,
+    tail: Option<u64>,
 ) -> anyhow::Result<Box<dyn Read>> {
     let mut path = format!("/v1/jobs/{id}/logs?stream={stream}");
     if let Some(attempt) = attempt {
         path.push_str(&format!("&attempt={attempt}"));
     }
+    if let Some(lines) = tail {
+        path.push_str(&format!("&tail={lines}"));
+    }
     Ok(Box::new(client.stream(&path)?))
 }
 
 /// `logs --json`: the job, its attempt and both streams in one object.
-fn print_json(client: &Client, id: JobId, attempt: Option<u32>) -> anyhow::Result<u8> {
+fn print_json(
+    client: &Client,
+    id: JobId,
+    attempt: Option<u32>,
+    tail: Option<u64>,
+) -> anyhow::Result<u8> {
     let job: JobRecord = client.get(&format!("/v1/jobs/{id}"))?;
     let mut texts = Vec::new();
     for stream in ["stdout", "stderr"] {
         let mut bytes = Vec::new();
-        copy_counting(&mut read(client, id, stream, attempt)?, &mut bytes, &mut 0)?;
+        copy_counting(
+            &mut read(client, id, stream, attempt, tail)?,
+            &mut bytes,
+            &mut 0,
+        )?;
         texts.push(String::from_utf8_lossy(&bytes).into_owned());
     }
     let [stdout, stderr] =
@@ -152,10 +165,11 @@ fn print_streams(
     id: JobId,
     streams: &[&str],
     attempt: Option<u32>,
+    tail: Option<u64>,
 ) -> anyhow::Result<()> {
     let mut ended_with_newline = true;
     for stream in streams {
-        let mut body = read(client, id, stream, attempt)?;
+        let mut body = read(client, id, stream, attempt, tail)?;
         let mut text = Vec::new();
         body.read_to_end(&mut text)?;
         if text.is_empty() {
