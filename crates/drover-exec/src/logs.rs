@@ -1,8 +1,11 @@
 //! Capturing a job's stdout and stderr into per-attempt files.
 //!
 //! The job writes into pipes; one task per stream copies everything to its file until EOF, so no
-//! line is lost, up to `limit` bytes. Past the limit the rest is read and counted (so the job never
-//! blocks on a full pipe) and a marker line says how much was dropped.
+//! line is lost, up to `limit` bytes. Past the limit the rest is still read and counted (so the
+//! job never blocks on a full pipe), and the file keeps its first and its last part — a long
+//! computation's answer is at its end — with a marker line between them that says how much was
+//! dropped. While the job runs, the last part lives in a ring file beside the log
+//! (`stdout.log.tail`); when the stream ends it is appended to the log and removed.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -122,15 +125,21 @@ pub async fn create_log_file(path: &Path) -> io::Result<tokio::fs::File> {
     Ok(tokio::fs::File::from_std(file))
 }
 
-/// Copies `source` into `file` until EOF, keeping at most `limit` bytes.
+/// Copies `source` into `file` until EOF, keeping at most `limit` bytes: all of it, or the first
+/// half of the limit and — with a `tail` path for the ring file — the last half.
 pub async fn capture(
     mut source: impl AsyncRead + Unpin,
     mut file: tokio::fs::File,
     limit: u64,
+    tail: Option<std::path::PathBuf>,
     activity: Option<std::sync::Arc<Activity>>,
 ) -> io::Result<Captured> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut captured = Captured::default();
+    let tail_room = if tail.is_some() { limit / 2 } else { 0 };
+    let head_room = limit - tail_room;
+    let mut ring: Option<Ring> = None;
+    let mut head_closed = false;
     loop {
         let n = match source.read(&mut buf).await {
             Ok(0) => break,
@@ -142,9 +151,26 @@ pub async fn capture(
             activity.touch();
         }
         captured.seen += n as u64;
-        let room = limit.saturating_sub(captured.kept);
-        let keep = (n as u64).min(room) as usize;
-        if keep > 0 && captured.write_error.is_none() {
+        if captured.write_error.is_some() {
+            continue;
+        }
+        let room = if head_closed {
+            0
+        } else {
+            head_room.saturating_sub(captured.kept)
+        };
+        let mut keep = (n as u64).min(room) as usize;
+        if keep < n {
+            // The head fills inside this read: end it at its last whole line (where it has
+            // one), so that the marker follows a whole line; nothing more joins it.
+            head_closed = true;
+            if tail.is_some() {
+                if let Some(at) = buf[..keep].iter().rposition(|b| *b == b'\n') {
+                    keep = at + 1;
+                }
+            }
+        }
+        if keep > 0 {
             // A write that fails (the disk is full) ends the file, not the capture: the rest
             // is read and counted, and the ending says what was lost.
             match file.write_all(&buf[..keep]).await {
@@ -152,13 +178,62 @@ pub async fn capture(
                 Err(err) => captured.write_error = Some(err.to_string()),
             }
         }
+        let rest = &buf[keep..n];
+        if let (false, Some(path), None) = (rest.is_empty(), &tail, &captured.write_error) {
+            if ring.is_none() && tail_room > 0 {
+                // One byte more than the tail: the byte before it says whether the tail
+                // starts at a whole line.
+                match Ring::create(path, tail_room + 1).await {
+                    Ok(created) => ring = Some(created),
+                    Err(err) => captured.write_error = Some(err.to_string()),
+                }
+            }
+            if let Some(ring) = &mut ring {
+                if let Err(err) = ring.push(rest).await {
+                    captured.write_error = Some(err.to_string());
+                }
+            }
+        }
     }
+    let mut last = Vec::new();
+    let mut before = None;
+    if let Some(ring) = ring.take() {
+        match ring.finish().await {
+            Ok(mut bytes) if captured.write_error.is_none() => {
+                if bytes.len() as u64 > tail_room {
+                    before = bytes.first().copied();
+                    bytes.remove(0);
+                }
+                last = bytes;
+            }
+            Ok(_) => {}
+            Err(err) => {
+                captured.write_error.get_or_insert(err.to_string());
+            }
+        }
+    }
+    let head = captured.kept;
+    if captured.seen > head + last.len() as u64 && before != Some(b'\n') {
+        // The tail begins inside a line whose start was dropped: begin it at the next line,
+        // where it has one.
+        if let Some(newline) = last.iter().position(|b| *b == b'\n') {
+            if newline + 1 < last.len() {
+                last.drain(..=newline);
+            }
+        }
+    }
+    let dropped = captured.seen - head - last.len() as u64;
     let marker = match &captured.write_error {
         Some(err) => Some(format!(
             "\n[drover: output cut: kept {} of {} bytes: {err}]\n",
             captured.kept, captured.seen
         )),
-        None if captured.seen > captured.kept => Some(format!(
+        None if dropped > 0 && !last.is_empty() => Some(format!(
+            "\n[drover: output truncated: {dropped} bytes dropped here; kept the first {head} and the last {} of {} bytes]\n",
+            last.len(),
+            captured.seen
+        )),
+        None if dropped > 0 => Some(format!(
             "\n[drover: output truncated: kept {} of {} bytes]\n",
             captured.kept, captured.seen
         )),
@@ -168,8 +243,95 @@ pub async fn capture(
         // Best effort: on a full disk the marker may not fit either; the ending still says it.
         let _ = file.write_all(marker.as_bytes()).await;
     }
+    if !last.is_empty() {
+        match file.write_all(&last).await {
+            Ok(()) => captured.kept += last.len() as u64,
+            Err(err) => captured.write_error = Some(err.to_string()),
+        }
+    }
     let _ = file.flush().await;
     Ok(captured)
+}
+
+/// The ring file of a log's last part: byte `k` past the head is at `k % size`, so it holds the
+/// last `size` bytes whatever was written.
+struct Ring {
+    file: tokio::fs::File,
+    path: std::path::PathBuf,
+    size: u64,
+    written: u64,
+}
+
+impl Ring {
+    async fn create(path: &Path, size: u64) -> io::Result<Ring> {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Read back at the end, so read-write; the owner's only, as the log is.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(path)?;
+        Ok(Ring {
+            file: tokio::fs::File::from_std(file),
+            path: path.to_path_buf(),
+            size,
+            written: 0,
+        })
+    }
+
+    async fn push(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        use tokio::io::AsyncSeekExt;
+        let size = usize::try_from(self.size).unwrap_or(usize::MAX);
+        if bytes.len() > size {
+            // Only the last `size` bytes can survive.
+            self.written += (bytes.len() - size) as u64;
+            bytes = &bytes[bytes.len() - size..];
+        }
+        while !bytes.is_empty() {
+            let at = self.written % self.size;
+            let fits = usize::try_from(self.size - at).unwrap_or(usize::MAX);
+            let part = bytes.len().min(fits);
+            self.file.seek(io::SeekFrom::Start(at)).await?;
+            self.file.write_all(&bytes[..part]).await?;
+            self.written += part as u64;
+            bytes = &bytes[part..];
+        }
+        Ok(())
+    }
+
+    /// The last part in order; the ring file is removed.
+    async fn finish(mut self) -> io::Result<Vec<u8>> {
+        use tokio::io::AsyncSeekExt;
+        self.file.flush().await?;
+        let held = self.written.min(self.size);
+        let start = if self.written > self.size {
+            self.written % self.size
+        } else {
+            0
+        };
+        let mut bytes = Vec::with_capacity(usize::try_from(held).unwrap_or(0));
+        self.file.seek(io::SeekFrom::Start(start)).await?;
+        (&mut self.file)
+            .take(held - start.min(held))
+            .read_to_end(&mut bytes)
+            .await?;
+        if start > 0 {
+            self.file.seek(io::SeekFrom::Start(0)).await?;
+            (&mut self.file).take(start).read_to_end(&mut bytes).await?;
+        }
+        drop(self.file);
+        let _ = tokio::fs::remove_file(&self.path).await;
+        Ok(bytes)
+    }
+}
+
+/// Where the ring file of `log`'s last part lives while its job runs.
+pub fn tail_path(log: &Path) -> std::path::PathBuf {
+    let mut name = log.as_os_str().to_os_string();
+    name.push(".tail");
+    std::path::PathBuf::from(name)
 }
 
 /// When a job last wrote output, for stall detection. Shared by the capture tasks of one
@@ -218,7 +380,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("out.log");
         let file = create_log_file(&path).await.expect("create");
-        let captured = capture(input, file, limit, None).await.expect("capture");
+        let captured = capture(input, file, limit, Some(tail_path(&path)), None)
+            .await
+            .expect("capture");
+        assert!(!tail_path(&path).exists(), "the ring file is removed");
         (captured, std::fs::read_to_string(&path).expect("read"))
     }
 
@@ -236,22 +401,65 @@ mod tests {
         assert_eq!(text, "one\ntwo\n");
     }
 
+    /// Past the limit the file keeps its first and its last half, the marker between them.
     #[tokio::test]
-    async fn truncates_and_says_so() {
-        let input = vec![b'x'; 200_000];
-        let (captured, text) = run(&input, 1000).await;
+    async fn keeps_the_head_and_the_tail_and_says_what_was_dropped() {
+        let input: String = (0..100_000).map(|i| format!("{i:06}\n")).collect();
+        let (captured, text) = run(input.as_bytes(), 1400).await;
+        // 700 bytes of head and of tail: the first and the last 100 lines, whole.
+        assert_eq!(captured.seen, 700_000);
+        assert_eq!(captured.kept, 1400, "{captured:?}");
+        assert_eq!(captured.write_error, None);
+        let head: String = (0..100).map(|i| format!("{i:06}\n")).collect();
+        let tail: String = (99_900..100_000).map(|i| format!("{i:06}\n")).collect();
         assert_eq!(
-            captured,
-            Captured {
-                seen: 200_000,
-                kept: 1000,
-                write_error: None
-            }
+            text,
+            format!(
+                "{head}\n[drover: output truncated: 698600 bytes dropped here; kept the first 700 and the last 700 of 700000 bytes]\n{tail}"
+            )
         );
-        assert!(text.starts_with(&"x".repeat(1000)));
-        assert!(
-            text.ends_with("[drover: output truncated: kept 1000 of 200000 bytes]\n"),
-            "{text}"
+        // A limit that falls inside a line: the head ends at its last whole line, and the tail
+        // begins at the next whole one.
+        let (captured, text) = run(input.as_bytes(), 1404).await;
+        assert_eq!(captured.kept, 700 + 700, "{captured:?}");
+        assert!(text.starts_with(&format!("{head}\n[drover:")), "{text}");
+        assert!(text.ends_with(&format!("bytes]\n{tail}")), "{text}");
+    }
+
+    /// The ring wraps many times, over reads of every size: what it holds is the stream's end.
+    #[tokio::test]
+    async fn the_tail_is_the_end_whatever_the_reads() {
+        let input: Vec<u8> = (0..1_000_003u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("out.log");
+        let file = create_log_file(&log).await.expect("create");
+        let captured = capture(&input[..], file, 2 * 4099, Some(tail_path(&log)), None)
+            .await
+            .expect("capture");
+        assert_eq!(captured.seen, 1_000_003);
+        // No newlines, so nothing is trimmed: the file ends with the stream's last 4099 bytes.
+        let kept = std::fs::read(&log).expect("read");
+        assert!(kept.ends_with(&input[input.len() - 4099..]));
+        assert!(kept.starts_with(&input[..4099]));
+        let path = dir.path().join("ring");
+        let mut ring = Ring::create(&path, 4099).await.expect("ring");
+        // (A ring of 4099 bytes; `capture` asks for one more than its tail.)
+        for chunk in input.chunks(7919) {
+            ring.push(chunk).await.expect("push");
+        }
+        let held = ring.finish().await.expect("finish");
+        assert_eq!(held, &input[input.len() - 4099..]);
+        assert!(!path.exists());
+    }
+
+    /// Output with no newline at all is kept as bytes: the tail is not trimmed to nothing.
+    #[tokio::test]
+    async fn a_tail_without_a_newline_is_kept_whole() {
+        let (captured, text) = run(b"abcdefghij", 8).await;
+        assert_eq!(captured.kept, 8);
+        assert_eq!(
+            text,
+            "abcd\n[drover: output truncated: 2 bytes dropped here; kept the first 4 and the last 4 of 10 bytes]\nghij"
         );
     }
 
@@ -265,9 +473,15 @@ mod tests {
             .open("/dev/full")
             .expect("/dev/full");
         let input = vec![b'y'; 300_000];
-        let captured = capture(&input[..], tokio::fs::File::from_std(full), 1 << 20, None)
-            .await
-            .expect("the capture goes on");
+        let captured = capture(
+            &input[..],
+            tokio::fs::File::from_std(full),
+            1 << 20,
+            None,
+            None,
+        )
+        .await
+        .expect("the capture goes on");
         assert_eq!(captured.seen, 300_000, "everything was read");
         // tokio's file reports a failed write at the next one: at most one buffer is counted
         // as kept that was not.

@@ -14,7 +14,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::contain::{Cell, Containment};
 use crate::ladder::{kill_tree, tree_alive};
-use crate::logs::{Activity, Captured, capture, create_log_file, pipe_reader};
+use crate::logs::{Activity, Captured, capture, create_log_file, pipe_reader, tail_path};
 use crate::spawn::spawn_gated;
 use crate::wait::ExitWatch;
 use crate::{Command, Ending, Outcome, Report, StartRequest, StopReason, sys};
@@ -312,8 +312,20 @@ async fn run_in_cell(
     let activity = req.stall.map(|_| Arc::new(Activity::new()));
     let logs = match (pipe_reader(child.stdout), pipe_reader(child.stderr)) {
         (Ok(out), Ok(err)) => Some((
-            tokio::spawn(capture(out, out_file, req.log_limit, activity.clone())),
-            tokio::spawn(capture(err, err_file, req.log_limit, activity.clone())),
+            tokio::spawn(capture(
+                out,
+                out_file,
+                req.log_limit,
+                Some(tail_path(&req.stdout_path)),
+                activity.clone(),
+            )),
+            tokio::spawn(capture(
+                err,
+                err_file,
+                req.log_limit,
+                Some(tail_path(&req.stderr_path)),
+                activity.clone(),
+            )),
         )),
         (out, err) => {
             let problem = out.err().or(err.err());

@@ -475,7 +475,8 @@ pub struct ServeArgs {
     /// lease before they end, and the reaper requeues attempts whose lease has ended.
     #[arg(long, value_name = "D")]
     pub lease: Option<HumanDuration>,
-    /// Output kept per stream per attempt; the rest is dropped with a note.
+    /// Output kept per stream per attempt: past it, the first and the last half, and a note of
+    /// what was dropped between them.
     #[arg(long, default_value = "256M", value_name = "SIZE")]
     pub max_log_size: Size,
     /// Log format of the node itself.

@@ -183,6 +183,71 @@ fn logs_show_both_streams() {
     assert_eq!(out.status.code(), Some(1), "the job's exit code");
 }
 
+/// #17 acceptance 8 (first half): a job that prints 10 MB past a 1 MB limit keeps its first and
+/// its last lines — the answer of a long computation is at its end — and says what was dropped.
+#[test]
+fn output_past_the_limit_keeps_its_first_and_last_lines() {
+    let node = Node::start(&["--max-log-size", "1M"]);
+    let id = node.submit(&[
+        "--",
+        "python3",
+        "-c",
+        "for i in range(1_000_000): print(f'line {i:07}')\nprint('answer: 42')",
+    ]);
+    node.drover(&["wait", &id]);
+    let text = stdout(&node.drover(&["logs", "--stdout", &id]));
+    assert!(
+        text.starts_with("line 0000000\nline 0000001\n"),
+        "{}",
+        &text[..200]
+    );
+    assert!(
+        text.ends_with("line 0999999\nanswer: 42\n"),
+        "{}",
+        &text[text.len() - 200..]
+    );
+    assert!(text.len() <= (1 << 20) + 200, "kept {} bytes", text.len());
+    let marker = text
+        .lines()
+        .find(|l| l.starts_with("[drover: output truncated:"))
+        .expect("a marker line");
+    // 1,000,000 lines of 13 bytes and the answer; about half a MiB kept at each end.
+    assert!(
+        marker.contains("bytes dropped here; kept the first 5242"),
+        "{marker}"
+    );
+    assert!(marker.ends_with("of 13000011 bytes]"), "{marker}");
+    // Every line kept is whole.
+    for line in text.lines().filter(|l| l.starts_with("line ")) {
+        assert_eq!(line.len(), 12, "a broken line: {line:?}");
+    }
+    assert_eq!(
+        stdout(&node.drover(&["logs", "--tail", "2", "--stdout", &id])),
+        "line 0999999\nanswer: 42\n"
+    );
+    let shown = stdout(&node.drover(&["status", &id]));
+    assert!(shown.contains("output cut"), "{shown}");
+    // The ring file that held the tail while the job ran is gone.
+    let leftovers: Vec<_> = walk(&node.data_dir())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tail"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
 /// #17 acceptance 8 (second half): `logs --tail N` prints a stream's last N lines, read from the
 /// end of a log far larger than they are.
 #[test]
