@@ -299,6 +299,14 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
             addr: config.listen,
         });
     }
+    if !config.listen.ip().is_loopback() {
+        // Plain HTTP: the shared token and every job's spec (its environment too) cross the
+        // network as they are. Said at every start, so nobody relies on it unknowingly.
+        tracing::warn!(
+            addr = %config.listen,
+            "the API listens beyond loopback over plain HTTP: its token and the jobs' specs travel in clear; use it on a network you trust (or behind a TLS proxy)"
+        );
+    }
     let data = Arc::new(DataDir::open(&config.data_dir)?);
     if config.database.is_none() && !config.init {
         if let Some(why) = data.lost_store() {

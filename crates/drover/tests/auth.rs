@@ -134,4 +134,8 @@ fn a_node_beyond_loopback_requires_its_token() {
     node.wait().expect("reap");
     let logged = std::fs::read_to_string(&log).expect("log");
     assert!(!logged.contains(secret), "the token must never be logged");
+    assert!(
+        logged.contains("over plain HTTP: its token and the jobs' specs travel in clear"),
+        "{logged}"
+    );
 }
