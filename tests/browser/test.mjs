@@ -87,6 +87,10 @@ try {
   // Its detail shows both streams; retry runs it again from the page.
   await page.click(`tr[data-id="${bad}"]`);
   await page.waitForSelector("#errlog:has-text('going wrong')", { timeout: 10000 });
+  // It wrote nothing to stdout: the empty box says so rather than showing a blank bar.
+  const empty = await page.$eval("#log", (pre) => pre.textContent === "" ? getComputedStyle(pre, "::before").content : `text: ${pre.textContent}`);
+  if (empty !== '"(nothing written)"') throw new Error(`the empty stdout box shows ${empty}`);
+  console.log("an empty stream says it is empty");
   await page.click(`button[data-retry="${bad}"]`);
   await page.waitForSelector(`tr[data-id="${bad}"] td:has-text("failed #2")`, { timeout: 20000 });
   const retried = await (await fetch(`${url}/v1/jobs/${bad}`, { headers: { authorization: `Bearer ${token}` } })).json();
@@ -99,6 +103,10 @@ try {
   const fit = await page.$eval("#list", (box) => ({ box: box.clientWidth, table: box.querySelector("table").scrollWidth }));
   if (fit.table > fit.box) throw new Error(`the job table is cut off: ${JSON.stringify(fit)}`);
   console.log(`every column fits (${fit.table} of ${fit.box} px)`);
+
+  // Nothing waits or runs now, and no queue has settings: the queues box says so.
+  await page.waitForSelector("#queues td.none", { timeout: 10000 });
+  console.log("an empty queues table says why it is empty");
 
   await page.screenshot({ path: screenshot });
   console.log(`screenshot: ${screenshot}`);

@@ -222,7 +222,11 @@ async function queues() {
   if (!r.ok) return;
   const list = await r.json();
   const body = document.getElementById("queues");
-  body.replaceChildren(...list.map((q) => {
+  if (!list.length) {
+    const tr = el("tr");
+    tr.append(el("td", { colspan: "6", class: "none" }, "no queue has jobs waiting or running, or settings"));
+    body.replaceChildren(tr);
+  } else body.replaceChildren(...list.map((q) => {
     const tr = el("tr");
     tr.replaceChildren(el("td", {}, q.name), el("td", {}, q.paused ? "paused" : "active"),
       el("td", {}, q.concurrency == null ? "-" : String(q.concurrency)), el("td", {}, String(q.queued)),
