@@ -195,42 +195,32 @@ pub async fn capture(
             }
         }
     }
-    let mut last = Vec::new();
-    let mut before = None;
-    if let Some(ring) = ring.take() {
-        match ring.finish().await {
-            Ok(mut bytes) if captured.write_error.is_none() => {
-                if bytes.len() as u64 > tail_room {
-                    before = bytes.first().copied();
-                    bytes.remove(0);
-                }
-                last = bytes;
-            }
-            Ok(_) => {}
-            Err(err) => {
-                captured.write_error.get_or_insert(err.to_string());
-            }
-        }
-    }
     let head = captured.kept;
-    if captured.seen > head + last.len() as u64 && before != Some(b'\n') {
-        // The tail begins inside a line whose start was dropped: begin it at the next line,
-        // where it has one.
-        if let Some(newline) = last.iter().position(|b| *b == b'\n') {
-            if newline + 1 < last.len() {
-                last.drain(..=newline);
+    // The kept tail: where in the ring it starts. It is copied from the ring file to the log
+    // in blocks, never held in memory (it may be half of `--max-log-size`).
+    let mut tail: Option<(Ring, u64)> = None;
+    if let Some(mut ring) = ring.take() {
+        if captured.write_error.is_none() {
+            match ring.tail_start(tail_room, captured.seen - head).await {
+                Ok(from) => tail = Some((ring, from)),
+                Err(err) => {
+                    captured.write_error = Some(err.to_string());
+                    ring.remove().await;
+                }
             }
+        } else {
+            ring.remove().await;
         }
     }
-    let dropped = captured.seen - head - last.len() as u64;
+    let tail_len = tail.as_ref().map_or(0, |(ring, from)| ring.held() - from);
+    let dropped = captured.seen - head - tail_len;
     let marker = match &captured.write_error {
         Some(err) => Some(format!(
             "\n[drover: output cut: kept {} of {} bytes: {err}]\n",
             captured.kept, captured.seen
         )),
-        None if dropped > 0 && !last.is_empty() => Some(format!(
-            "\n[drover: output truncated: {dropped} bytes dropped here; kept the first {head} and the last {} of {} bytes]\n",
-            last.len(),
+        None if dropped > 0 && tail_len > 0 => Some(format!(
+            "\n[drover: output truncated: {dropped} bytes dropped here; kept the first {head} and the last {tail_len} of {} bytes]\n",
             captured.seen
         )),
         None if dropped > 0 => Some(format!(
@@ -243,11 +233,12 @@ pub async fn capture(
         // Best effort: on a full disk the marker may not fit either; the ending still says it.
         let _ = file.write_all(marker.as_bytes()).await;
     }
-    if !last.is_empty() {
-        match file.write_all(&last).await {
-            Ok(()) => captured.kept += last.len() as u64,
+    if let Some((mut ring, from)) = tail {
+        match ring.copy_from(from, &mut file).await {
+            Ok(copied) => captured.kept += copied,
             Err(err) => captured.write_error = Some(err.to_string()),
         }
+        ring.remove().await;
     }
     let _ = file.flush().await;
     Ok(captured)
@@ -301,29 +292,84 @@ impl Ring {
         Ok(())
     }
 
-    /// The last part in order; the ring file is removed.
-    async fn finish(mut self) -> io::Result<Vec<u8>> {
+    /// How many bytes it holds: the last `size` written, or all of them.
+    fn held(&self) -> u64 {
+        self.written.min(self.size)
+    }
+
+    /// Reads from the `at`-th byte it holds (in the order written) into `buf`, up to the end of
+    /// what it holds or of the file; returns how many bytes were read.
+    async fn read_at(&mut self, at: u64, buf: &mut [u8]) -> io::Result<usize> {
         use tokio::io::AsyncSeekExt;
-        self.file.flush().await?;
-        let held = self.written.min(self.size);
-        let start = if self.written > self.size {
+        let oldest = if self.written > self.size {
             self.written % self.size
         } else {
             0
         };
-        let mut bytes = Vec::with_capacity(usize::try_from(held).unwrap_or(0));
-        self.file.seek(io::SeekFrom::Start(start)).await?;
-        (&mut self.file)
-            .take(held - start.min(held))
-            .read_to_end(&mut bytes)
-            .await?;
-        if start > 0 {
-            self.file.seek(io::SeekFrom::Start(0)).await?;
-            (&mut self.file).take(start).read_to_end(&mut bytes).await?;
+        let physical = (oldest + at) % self.size;
+        let n = (buf.len() as u64)
+            .min(self.held() - at)
+            .min(self.size - physical) as usize;
+        self.file.seek(io::SeekFrom::Start(physical)).await?;
+        self.file.read_exact(&mut buf[..n]).await?;
+        Ok(n)
+    }
+
+    /// Where the kept tail starts, given `past_head` bytes came after the head. A ring one byte
+    /// larger than `tail_room` has the byte before the tail first: when something was dropped
+    /// and that byte ends no line, the tail starts after its first newline (where it has one
+    /// before its last byte), so that it begins with a whole line.
+    async fn tail_start(&mut self, tail_room: u64, past_head: u64) -> io::Result<u64> {
+        let held = self.held();
+        let mut byte = [0u8; 1];
+        let (before, mut from) = if held > tail_room {
+            self.read_at(0, &mut byte).await?;
+            (Some(byte[0]), 1)
+        } else {
+            (None, 0)
+        };
+        if past_head > held - from && before != Some(b'\n') {
+            let mut block = vec![0u8; 64 * 1024];
+            let mut at = from;
+            'scan: while at < held {
+                let n = self.read_at(at, &mut block).await?;
+                for (i, b) in block[..n].iter().enumerate() {
+                    if *b == b'\n' {
+                        let newline = at + i as u64;
+                        if newline + 1 < held {
+                            from = newline + 1;
+                        }
+                        break 'scan;
+                    }
+                }
+                at += n as u64;
+            }
         }
-        drop(self.file);
-        let _ = tokio::fs::remove_file(&self.path).await;
-        Ok(bytes)
+        Ok(from)
+    }
+
+    /// Copies what it holds from the `from`-th byte on into `to`, in blocks; returns how many
+    /// bytes were copied.
+    async fn copy_from(
+        &mut self,
+        from: u64,
+        to: &mut (impl tokio::io::AsyncWrite + Unpin),
+    ) -> io::Result<u64> {
+        let mut block = vec![0u8; 64 * 1024];
+        let mut at = from;
+        while at < self.held() {
+            let n = self.read_at(at, &mut block).await?;
+            to.write_all(&block[..n]).await?;
+            at += n as u64;
+        }
+        Ok(at - from)
+    }
+
+    /// Closes and removes the ring file.
+    async fn remove(self) {
+        let Ring { file, path, .. } = self;
+        drop(file);
+        let _ = tokio::fs::remove_file(&path).await;
     }
 }
 
@@ -447,8 +493,10 @@ mod tests {
         for chunk in input.chunks(7919) {
             ring.push(chunk).await.expect("push");
         }
-        let held = ring.finish().await.expect("finish");
+        let mut held = Vec::new();
+        ring.copy_from(0, &mut held).await.expect("copy");
         assert_eq!(held, &input[input.len() - 4099..]);
+        ring.remove().await;
         assert!(!path.exists());
     }
 

@@ -310,22 +310,19 @@ async fn run_in_cell(
         }
     };
     let activity = req.stall.map(|_| Arc::new(Activity::new()));
+    let capture_into = |source, file, path: &std::path::Path| {
+        tokio::spawn(capture(
+            source,
+            file,
+            req.log_limit,
+            Some(tail_path(path)),
+            activity.clone(),
+        ))
+    };
     let logs = match (pipe_reader(child.stdout), pipe_reader(child.stderr)) {
         (Ok(out), Ok(err)) => Some((
-            tokio::spawn(capture(
-                out,
-                out_file,
-                req.log_limit,
-                Some(tail_path(&req.stdout_path)),
-                activity.clone(),
-            )),
-            tokio::spawn(capture(
-                err,
-                err_file,
-                req.log_limit,
-                Some(tail_path(&req.stderr_path)),
-                activity.clone(),
-            )),
+            capture_into(out, out_file, &req.stdout_path),
+            capture_into(err, err_file, &req.stderr_path),
         )),
         (out, err) => {
             let problem = out.err().or(err.err());

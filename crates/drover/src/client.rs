@@ -105,12 +105,16 @@ pub fn default_data_dir() -> anyhow::Result<PathBuf> {
     let home = std::env::var_os("HOME")
         .filter(|v| !v.is_empty())
         .ok_or_else(|| anyhow!("HOME is not set; pass --data-dir"))?;
-    let home = PathBuf::from(home);
-    Ok(if cfg!(target_os = "macos") {
+    Ok(data_dir_in_home(Path::new(&home)))
+}
+
+/// The platform data dir of an account whose home is `home` (without `XDG_DATA_HOME`).
+pub fn data_dir_in_home(home: &Path) -> PathBuf {
+    if cfg!(target_os = "macos") {
         home.join("Library/Application Support/drover")
     } else {
         home.join(".local/share/drover")
-    })
+    }
 }
 
 impl Client {

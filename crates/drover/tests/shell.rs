@@ -4,17 +4,19 @@
 
 use std::process::Command;
 
-fn drover(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(args)
-        .output()
-        .expect("run drover");
+/// Runs `command`, which must succeed.
+fn succeeds(command: &mut Command) -> std::process::Output {
+    let out = command.output().expect("run");
     assert!(
         out.status.success(),
-        "drover {args:?}: {}",
+        "{command:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+fn drover(args: &[&str]) -> std::process::Output {
+    succeeds(Command::new(env!("CARGO_BIN_EXE_drover")).args(args))
 }
 
 /// What bash's completion offers for the words typed so far, with drover's script loaded.
@@ -42,16 +44,7 @@ fn bash_completes(words: &[&str]) -> Vec<String> {
             .copied()
             .unwrap_or(""),
     );
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(program)
-        .output()
-        .expect("bash");
-    assert!(
-        out.status.success(),
-        "bash: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(Command::new("bash").arg("-c").arg(program));
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.is_empty())
@@ -104,17 +97,12 @@ fn manual_pages_cover_every_visible_command() {
 fn the_service_unit_is_what_install_writes() {
     let home = tempfile::tempdir().expect("tempdir");
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_drover"))
-            .args(args)
-            .env("HOME", home.path())
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("XDG_DATA_HOME")
-            .output()
-            .expect("drover");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = succeeds(
+            Command::new(env!("CARGO_BIN_EXE_drover"))
+                .args(args)
+                .env("HOME", home.path())
+                .env_remove("XDG_CONFIG_HOME")
+                .env_remove("XDG_DATA_HOME"),
         );
         String::from_utf8(out.stdout).expect("utf-8")
     };

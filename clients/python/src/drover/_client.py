@@ -321,8 +321,11 @@ class Client:
                 params["since"] = str(last)
             path = "/v1/events" + ("?" + urllib.parse.urlencode(params) if params else "")
             try:
+                # The node sends a keep-alive every 15 s: a minute of silence is a dead
+                # connection, resumed from the last event. Not following: a pause of 1 s is
+                # the end of the backlog.
                 answer = self._request("GET", path, headers=headers,
-                                       timeout=None if follow else 1.0)
+                                       timeout=60.0 if follow else 1.0)
             except Unreachable:
                 if not follow:
                     return

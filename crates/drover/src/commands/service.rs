@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::cli::{Cli, ServiceAction, ServiceArgs};
-use crate::client::default_data_dir;
+use crate::client::{data_dir_in_home, default_data_dir};
 use crate::exit;
 
 /// What a service runs and as whom.
@@ -238,7 +238,7 @@ pub fn service(cli: &Cli, args: &ServiceArgs) -> anyhow::Result<u8> {
                 Some(dir) => absolute(dir)?,
                 None if scope == Scope::System && user.is_some() => {
                     // The account's own default, not root's.
-                    default_data_dir_under(&home)
+                    data_dir_in_home(&home)
                 }
                 None => default_data_dir()?,
             };
@@ -347,15 +347,6 @@ fn home_of(name: &str) -> Option<PathBuf> {
     // SAFETY: pw_dir points into `buffer`, NUL-terminated by getpwnam_r.
     let dir = unsafe { CStr::from_ptr(entry.pw_dir) };
     Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
-}
-
-/// The platform data dir of an account whose home is `home` (see `default_data_dir`).
-fn default_data_dir_under(home: &Path) -> PathBuf {
-    if cfg!(target_os = "macos") {
-        home.join("Library/Application Support/drover")
-    } else {
-        home.join(".local/share/drover")
-    }
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
