@@ -22,8 +22,9 @@ def drover_binary() -> str:
 
 
 class Node:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *serve_args: str) -> None:
         self.data_dir = data_dir
+        self.serve_args = serve_args
         self.process = None
         self.start()
 
@@ -33,7 +34,8 @@ class Node:
             serve.unlink()
         self.log = open(self.data_dir.parent / "node.log", "ab")
         self.process = subprocess.Popen(
-            [drover_binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)],
+            [drover_binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir),
+             *self.serve_args],
             stdout=self.log,
             stderr=self.log,
         )
@@ -62,6 +64,39 @@ def node(tmp_path, monkeypatch):
     data_dir.mkdir()
     monkeypatch.setenv("DROVER_DATA_DIR", str(data_dir))
     running = Node(data_dir)
+    yield running
+    running.stop()
+
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def pki(tmp_path):
+    """A private CA and a node certificate it signed, for 127.0.0.1 and localhost (openssl)."""
+    d = tmp_path / "pki"
+    d.mkdir()
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"),
+            "-days", "2", "-subj", "/CN=drover test CA")
+    openssl("req", *ec, "-keyout", str(d / "node.key"), "-out", str(d / "node.csr"),
+            "-subj", "/CN=localhost")
+    (d / "ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    openssl("x509", "-req", "-in", str(d / "node.csr"), "-CA", str(d / "ca.pem"),
+            "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "2",
+            "-extfile", str(d / "ext"), "-out", str(d / "node.pem"))
+    return d
+
+
+@pytest.fixture
+def tls_node(tmp_path, monkeypatch, pki):
+    for name in ("DROVER_SERVER", "DROVER_TOKEN", "DROVER_TOKEN_FILE", "DROVER_CA_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    monkeypatch.setenv("DROVER_DATA_DIR", str(data_dir))
+    running = Node(data_dir, "--tls-cert", str(pki / "node.pem"), "--tls-key", str(pki / "node.key"))
     yield running
     running.stop()
 

@@ -151,3 +151,21 @@ def test_no_node_is_named_clearly(tmp_path, monkeypatch):
     monkeypatch.delenv("DROVER_SERVER", raising=False)
     with pytest.raises(drover.NodeNotFound, match="drover serve"):
         drover.connect(data_dir=tmp_path)
+
+
+def test_an_https_node_is_trusted_through_its_ca_file(tls_node, pki, monkeypatch):
+    node = drover.connect(ca_file=pki / "ca.pem")
+    assert node.url.startswith("https://127.0.0.1:")
+    job = node.wait(node.submit(["sh", "-c", "echo over-tls"]), timeout=60)
+    assert job.state == "succeeded"
+    assert node.logs(job.id) == "over-tls\n"
+    # The environment's way, as for the CLI.
+    monkeypatch.setenv("DROVER_CA_FILE", str(pki / "ca.pem"))
+    assert drover.connect().job(job.id).state == "succeeded"
+
+
+def test_an_https_node_without_its_ca_is_an_untrusted_certificate(tls_node):
+    with pytest.raises(drover.UntrustedCertificate) as raised:
+        drover.connect().jobs()
+    assert "certificate" in raised.value.reason
+    assert "ca_file=" in str(raised.value)

@@ -33,14 +33,55 @@ pub use state::{JobState, TransitionError};
 pub use units::{HumanDuration, Size, UnitError};
 
 /// An error and its sources, one after the other (`outer: cause: root cause`), for a log line
-/// or a message that must say why, not only what.
+/// or a message that must say why, not only what. A cause that only repeats what the text
+/// already ends with (a wrapper whose message is its source's) is said once.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let said = cause.to_string();
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Link {
+        text: &'static str,
+        #[source]
+        next: Option<Box<Link>>,
+    }
+
+    fn chain(texts: &[&'static str]) -> Link {
+        texts
+            .iter()
+            .rev()
+            .fold(None, |next, text| {
+                Some(Link {
+                    text,
+                    next: next.map(Box::new),
+                })
+            })
+            .expect("one link at least")
+    }
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        assert_eq!(super::error_chain(&chain(&["a", "b", "c"])), "a: b: c");
+        assert_eq!(
+            super::error_chain(&chain(&[
+                "store: handshake failed",
+                "handshake failed",
+                "bad cert"
+            ])),
+            "store: handshake failed: bad cert"
+        );
+    }
 }

@@ -35,11 +35,13 @@ pub mod notify;
 pub mod recovery;
 mod remote;
 mod runner;
+pub mod tls;
 
 pub use capacity::Capacity;
 pub use datadir::{DataDir, DataDirError, ServeInfo, read_serve_info};
 pub use drover_exec::owner::process::{OwnerArgs, run as run_owner};
 pub use drover_exec::{BackendChoice, BackendKind};
+pub use remote::Peers;
 pub use runner::to_attempt_outcome;
 
 /// How a node is set up. Every field has a `drover serve` flag.
@@ -93,6 +95,11 @@ pub struct NodeConfig {
     /// Start even if the data dir's SQLite store is missing or empty although a node ran there
     /// (`serve --init`): an empty queue on purpose.
     pub init: bool,
+    /// Serve the API over HTTPS with this certificate and key (`--tls-cert`, `--tls-key`).
+    pub tls: Option<tls::TlsFiles>,
+    /// The certificates trusted when this node reads from another node over HTTPS
+    /// (`--ca-file`); the public web PKI's when `None`.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -120,6 +127,8 @@ impl NodeConfig {
             stop_jobs_on_exit: false,
             notify: notify::NotifyConfig::default(),
             init: false,
+            tls: None,
+            ca_file: None,
         }
     }
 }
@@ -269,6 +278,9 @@ pub enum NodeError {
     /// A setting breaks a rule.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A TLS certificate, key or CA file cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The data dir's store is missing or empty although a node ran there: see
     /// [`DataDir::lost_store`].
     #[error("{0}")]
@@ -299,12 +311,20 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
             addr: config.listen,
         });
     }
-    if !config.listen.ip().is_loopback() {
+    // Read before anything is created: a wrong path fails the start with its name.
+    let server_tls = config.tls.as_ref().map(tls::server_config).transpose()?;
+    let peers = Peers::new(tls::client_config(config.ca_file.as_deref())?);
+    let scheme = if server_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    if !config.listen.ip().is_loopback() && server_tls.is_none() {
         // Plain HTTP: the shared token and every job's spec (its environment too) cross the
         // network as they are. Said at every start, so nobody relies on it unknowingly.
         tracing::warn!(
             addr = %config.listen,
-            "the API listens beyond loopback over plain HTTP: its token and the jobs' specs travel in clear; use it on a network you trust (or behind a TLS proxy)"
+            "the API listens beyond loopback over plain HTTP: its token and the jobs' specs travel in clear; give it --tls-cert and --tls-key, or use it on a network you trust"
         );
     }
     let data = Arc::new(DataDir::open(&config.data_dir)?);
@@ -399,7 +419,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         id: node.clone(),
         hostname: datadir::hostname(),
         labels: node_labels(&config.labels),
-        url: Some(advertised_url(addr)),
+        url: Some(advertised_url(scheme, addr)),
         capacity: capacity.resources(),
         slots: u32::try_from(slots).unwrap_or(u32::MAX),
         started_at: chrono::Utc::now(),
@@ -432,16 +452,32 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
             addr,
             &config.allow_hosts,
         )),
+        peers,
     });
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop_rx.wait_for(|stop| *stop).await;
+    let stopped = async move {
+        let _ = server_stop_rx.wait_for(|stop| *stop).await;
+    };
+    let server = match server_tls {
+        Some(tls) => {
+            let listener =
+                tls::TlsListener::new(listener, tls).map_err(|source| NodeError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
             })
-            .await
-    });
+        }
+        None => tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }),
+    };
     data.write_serve_info(&ServeInfo {
-        url: format!("http://{addr}"),
+        url: format!("{scheme}://{addr}"),
         pid: std::process::id(),
         node: node.clone(),
     })?;
@@ -524,11 +560,11 @@ fn local_url(addr: SocketAddr) -> String {
     format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
-fn advertised_url(addr: SocketAddr) -> String {
+fn advertised_url(scheme: &str, addr: SocketAddr) -> String {
     if addr.ip().is_unspecified() {
-        format!("http://{}:{}", datadir::hostname(), addr.port())
+        format!("{scheme}://{}:{}", datadir::hostname(), addr.port())
     } else {
-        format!("http://{addr}")
+        format!("{scheme}://{addr}")
     }
 }
 

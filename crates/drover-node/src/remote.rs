@@ -13,16 +13,47 @@ use axum::response::Response;
 use drover_core::NodeId;
 use drover_store::Store;
 use http_body_util::Empty;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::api::ApiError;
+
+/// The client a node reads other nodes with: plain HTTP, or HTTPS verified against the roots
+/// [`crate::tls::client_config`] gives (the node's `--ca-file`, else the public web PKI's).
+/// Built once; its connection pool is shared by every proxied request.
+#[derive(Clone)]
+pub struct Peers {
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+}
+
+impl Peers {
+    /// A client trusting `tls` for `https://` peers.
+    pub fn new(tls: rustls::ClientConfig) -> Self {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+}
+
+impl std::fmt::Debug for Peers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Peers")
+    }
+}
 
 /// How long the owner may take to answer (its headers; a followed log then streams).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// GETs `path_and_query` from `owner`'s API and streams its answer back as is.
 pub(crate) async fn proxy_get(
+    peers: &Peers,
     store: &dyn Store,
     owner: &NodeId,
     path_and_query: &str,
@@ -54,11 +85,10 @@ pub(crate) async fn proxy_get(
     let request = request
         .body(Empty::<Bytes>::new())
         .map_err(|e| unreachable(e.to_string()))?;
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    let answer = tokio::time::timeout(ANSWER_TIMEOUT, client.request(request))
+    let answer = tokio::time::timeout(ANSWER_TIMEOUT, peers.client.request(request))
         .await
         .map_err(|_| unreachable(format!("no answer in {ANSWER_TIMEOUT:?}")))?
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| unreachable(drover_core::error_chain(&e)))?;
     let (parts, body) = answer.into_parts();
     Ok(Response::from_parts(parts, Body::new(body)))
 }

@@ -23,6 +23,11 @@ pub struct Cli {
     /// drover.toml. Without one, the CLI uses the node's own token from its data dir.
     #[arg(long, global = true, env = "DROVER_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Certificates (PEM) to trust when the node serves HTTPS: its own self-signed certificate,
+    /// or the CA that signed it (default: `ca_file` in drover.toml, else the public web PKI's
+    /// roots). `serve` uses it to read logs from other nodes.
+    #[arg(long, global = true, env = "DROVER_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Print JSON instead of text, for scripts: every command that prints something prints
     /// one JSON document (`watch`: one event per line; `run`: the ended job, on stderr after
     /// the job's own output; `logs`: the job and both streams).
@@ -441,6 +446,13 @@ pub struct ServeArgs {
     /// Requests naming any other host are refused, which defeats DNS rebinding.
     #[arg(long = "allow-host", value_name = "NAME")]
     pub allow_hosts: Vec<String>,
+    /// Serve the API over HTTPS with this certificate chain (PEM; the node's certificate
+    /// first). Needs --tls-key. Clients of a self-signed node pass --ca-file.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Start with an empty queue even though this data dir's database is missing or empty
     /// while a node has run here before (which otherwise stops `serve`: a deleted or truncated
     /// database is not a first start).
@@ -522,7 +534,7 @@ pub struct ServeArgs {
     pub node_ttl: Option<HumanDuration>,
     /// Settings file (default: drover.toml in the data dir, if there is one). Its `[serve]`
     /// table takes db, labels, heartbeat, node_ttl, memory, cpus, slots, backend,
-    /// reserve_after and allow_hosts, and `[queues.NAME]` tables give a queue's job defaults;
+    /// reserve_after, allow_hosts, tls_cert and tls_key, and `[queues.NAME]` tables give a queue's job defaults;
     /// flags win over it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -34,6 +34,17 @@ pub enum ClientError {
         #[source]
         source: Box<ureq::Error>,
     },
+    /// The TLS handshake failed: most often the node's certificate is not one this client
+    /// trusts (self-signed, and no `--ca-file`), or names another host. Not retried: asking
+    /// again gets the same certificate. rustls's error is described in the message (and kept
+    /// here) rather than chained as a source, which would say it twice.
+    #[error("{}", tls_message(base, reason))]
+    Tls {
+        /// The node's address.
+        base: String,
+        /// rustls's reason.
+        reason: rustls::Error,
+    },
     /// The node did not come back within [`RECONNECT_FOR`] of a lost connection.
     #[error("waited {}s for the node to come back", RECONNECT_FOR.as_secs())]
     GaveUp(#[source] Box<ClientError>),
@@ -71,6 +82,46 @@ impl ClientError {
     }
 }
 
+/// What the CLI says when TLS fails, in words, with what to do about it.
+fn tls_message(base: &str, err: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(problem) = err else {
+        return format!("cannot speak HTTPS with the node at {base}: {err}");
+    };
+    let why = match problem {
+        C::UnknownIssuer => "it is self-signed or signed by a CA this client does not trust".into(),
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "it does not name the host in the node's address (its subjectAltName)".into()
+        }
+        C::Expired | C::ExpiredContext { .. } => "it has expired".into(),
+        C::NotValidYet | C::NotValidYetContext { .. } => "it is not valid yet".into(),
+        C::BadSignature => "its signature does not verify".into(),
+        // webpki's own reasons come as `Other`; this one is what `openssl req -x509` makes by
+        // default, so it gets words of its own.
+        other if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+            "it is a CA certificate (basicConstraints CA:TRUE) used as the server's own, which TLS clients refuse; make the node's certificate with CA:FALSE (README, \"HTTPS\")".into()
+        }
+        other => format!("{other:?}"),
+    };
+    format!(
+        "the node at {base} presented a TLS certificate this client does not trust: {why}. If you trust it, pass --ca-file FILE with that certificate or the CA that signed it (or set DROVER_CA_FILE, or `ca_file` in drover.toml)"
+    )
+}
+
+/// The rustls error inside a ureq error, if TLS is what failed. ureq reports a failed
+/// handshake either as its own variant or as an I/O error wrapping rustls's (the handshake
+/// runs inside the first read or write).
+fn tls_failure(err: &ureq::Error) -> Option<rustls::Error> {
+    match err {
+        ureq::Error::Rustls(inner) => Some(inner.clone()),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .cloned(),
+        _ => None,
+    }
+}
+
 /// A connection to one node.
 pub struct Client {
     base: String,
@@ -87,6 +138,7 @@ struct Finding {
     server: Option<String>,
     data_dir: Option<PathBuf>,
     token: Option<String>,
+    ca_file: Option<PathBuf>,
 }
 
 /// Whether this process has said it lost the node (several threads of `run` may wait for it at
@@ -95,6 +147,32 @@ static SAID_LOST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 
 /// How long a client that lost its node (a restart, an upgrade) waits for it to come back.
 pub const RECONNECT_FOR: Duration = Duration::from_secs(300);
+
+/// The TLS settings of the CLI's agent: the public web PKI's roots, or those in `ca_file`.
+fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<ureq::tls::TlsConfig> {
+    let builder = ureq::tls::TlsConfig::builder();
+    let Some(path) = ca_file else {
+        return Ok(builder.build());
+    };
+    let pem =
+        std::fs::read(path).with_context(|| format!("reading the CA file {}", path.display()))?;
+    let certs = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
+            Ok(_) => None,
+            Err(err) => Some(Err(err)),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("reading the CA file {}", path.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "the CA file {} holds no PEM certificate (\"BEGIN CERTIFICATE\")",
+        path.display()
+    );
+    Ok(builder
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+        .build())
+}
 
 /// The platform data dir for drover: `$XDG_DATA_HOME/drover`, `~/.local/share/drover`, or on
 /// macOS `~/Library/Application Support/drover`.
@@ -119,15 +197,19 @@ pub fn data_dir_in_home(home: &Path) -> PathBuf {
 
 impl Client {
     /// Finds the node: an explicit URL wins, else the address recorded in the data dir.
+    /// `ca_file` holds the certificates trusted for an `https://` node instead of the public
+    /// web PKI's roots.
     pub fn locate(
         server: Option<&str>,
         data_dir: Option<&Path>,
         token: Option<String>,
+        ca_file: Option<&Path>,
     ) -> anyhow::Result<Self> {
         let found = Finding {
             server: server.map(str::to_string),
             data_dir: data_dir.map(Path::to_path_buf),
             token: token.clone(),
+            ca_file: ca_file.map(Path::to_path_buf),
         };
         let local = data_dir.and_then(|dir| drover_node::read_serve_info(dir).ok());
         let (base, is_local) = match server {
@@ -158,6 +240,7 @@ impl Client {
             // stream sends its headers at once: a node that says nothing for this long is stuck,
             // and the client says so instead of hanging.
             .timeout_recv_response(Some(Duration::from_secs(120)))
+            .tls_config(tls_config(ca_file)?)
             .build()
             .new_agent();
         Ok(Self {
@@ -212,7 +295,12 @@ impl Client {
     /// cannot find one.
     fn relocate(&mut self) {
         let f = self.found.clone();
-        if let Ok(again) = Client::locate(f.server.as_deref(), f.data_dir.as_deref(), f.token) {
+        if let Ok(again) = Client::locate(
+            f.server.as_deref(),
+            f.data_dir.as_deref(),
+            f.token,
+            f.ca_file.as_deref(),
+        ) {
             self.base = again.base;
             self.token = again.token;
         }
@@ -251,6 +339,12 @@ impl Client {
     }
 
     fn unreachable(&self, err: ureq::Error) -> ClientError {
+        if let Some(reason) = tls_failure(&err) {
+            return ClientError::Tls {
+                base: self.base.clone(),
+                reason,
+            };
+        }
         ClientError::Unreachable {
             base: self.base.clone(),
             source: Box::new(err),

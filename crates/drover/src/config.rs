@@ -1,6 +1,8 @@
 //! `drover.toml`: node settings kept in a file instead of repeated on the command line.
 //!
 //! ```toml
+//! ca_file = "/etc/drover/ca.pem"   # trusted when a node serves HTTPS (CLI and nodes)
+//!
 //! [serve]
 //! listen = "127.0.0.1:7878"
 //! db = "postgres://drover@db.lan/drover"  # shared by many nodes; default: SQLite here
@@ -12,6 +14,8 @@
 //! backend = "auto"      # auto | cgroup2 | cgroup1 | rlimit
 //! reserve_after = "60s"
 //! allow_hosts = ["drover.example.org"]   # names the API answers to besides its own
+//! tls_cert = "/etc/drover/cert.pem"      # serve HTTPS (clients of a self-signed node
+//! tls_key = "/etc/drover/key.pem"        #   give `ca_file`, or --ca-file)
 //!
 //! [submit]
 //! env_clear = true      # jobs do not get the submitting shell's environment (as --env-clear)
@@ -49,6 +53,8 @@ pub struct FileConfig {
     pub token: Option<String>,
     /// A file holding the API token.
     pub token_file: Option<PathBuf>,
+    /// Certificates to trust when a node serves HTTPS (as `--ca-file`).
+    pub ca_file: Option<PathBuf>,
     /// Settings of `drover serve`.
     #[serde(default)]
     pub serve: ServeFile,
@@ -107,6 +113,10 @@ pub struct ServeFile {
     /// As `serve --allow-host`, as a list.
     #[serde(default)]
     pub allow_hosts: Vec<String>,
+    /// As `serve --tls-cert` (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// As `serve --tls-key` (with `tls_cert`).
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The `[submit]` table.
@@ -143,6 +153,13 @@ pub fn token(
     let token = raw.trim().to_string();
     anyhow::ensure!(!token.is_empty(), "the API token is empty");
     Ok(Some(token))
+}
+
+/// The certificates to trust for HTTPS: `--ca-file`/`DROVER_CA_FILE`, else `ca_file` in the
+/// settings file.
+pub fn ca_file(flag: Option<&Path>, file: Option<&FileConfig>) -> Option<PathBuf> {
+    flag.map(Path::to_path_buf)
+        .or_else(|| file.and_then(|f| f.ca_file.clone()))
 }
 
 /// The file to read: the one named, else `drover.toml` in the data dir if it exists.

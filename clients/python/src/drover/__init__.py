@@ -9,6 +9,7 @@
 
 Errors carry the node's message: :class:`InvalidRequest` (a bad spec, naming its ``field``),
 :class:`NotFound`, :class:`Unauthorized`, :class:`Conflict`, :class:`Unreachable`,
+:class:`UntrustedCertificate` (an HTTPS node whose certificate is not trusted: pass ``ca_file=``),
 :class:`WaitTimeout`, all :class:`DroverError`.
 """
 
@@ -22,6 +23,7 @@ from ._errors import (
     NotFound,
     Unauthorized,
     Unreachable,
+    UntrustedCertificate,
     WaitTimeout,
 )
 
@@ -39,6 +41,7 @@ __all__ = [
     "NotFound",
     "Unauthorized",
     "Unreachable",
+    "UntrustedCertificate",
     "WaitTimeout",
     "connect",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union, cast
 
 from . import _discovery
-from ._errors import DroverError, Unreachable, WaitTimeout, from_answer
+from ._errors import DroverError, Unreachable, UntrustedCertificate, WaitTimeout, from_answer
 
 #: The states a job ends in.
 TERMINAL_STATES = frozenset({"succeeded", "failed", "timed_out", "cancelled", "lost"})
@@ -95,7 +96,9 @@ class Client:
 
     ``Client()`` finds the node as the ``drover`` CLI does (``DROVER_SERVER``, the data dir's
     ``serve.json``, the token from ``DROVER_TOKEN``/``DROVER_TOKEN_FILE``/``drover.toml``/the local
-    node's own); pass ``server``, ``data_dir`` or ``token`` to choose.
+    node's own); pass ``server``, ``data_dir`` or ``token`` to choose. An ``https://`` node is
+    verified against the system's certificates, or those in ``ca_file`` (else ``DROVER_CA_FILE``,
+    else ``ca_file`` in ``drover.toml``): a self-signed node's certificate, or your CA's.
     """
 
     def __init__(
@@ -104,9 +107,10 @@ class Client:
         *,
         data_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
         token: Optional[str] = None,
+        ca_file: Optional[Union[str, "os.PathLike[str]"]] = None,
         timeout: float = 120.0,
     ) -> None:
-        found = _discovery.find(server, data_dir, token)
+        found = _discovery.find(server, data_dir, token, ca_file)
         # Found through the data dir: after a restart it is looked up there again.
         self._data_dir: Optional[Union[str, "os.PathLike[str]"]] = None
         if not (server or os.environ.get("DROVER_SERVER")):
@@ -116,6 +120,7 @@ class Client:
         self.url = found.url
         self._token = found.token
         self._timeout = timeout
+        self._tls = _tls_context(found.ca_file)
 
     def __repr__(self) -> str:
         return f"drover.Client({self.url!r})"
@@ -143,12 +148,20 @@ class Client:
             request = urllib.request.Request(self.url + path, data=data, method=method,
                                              headers=all_headers)
             try:
-                answer = urllib.request.urlopen(request, timeout=timeout or self._timeout)
+                answer = urllib.request.urlopen(
+                    request, timeout=timeout or self._timeout, context=self._tls
+                )
                 return cast(http.client.HTTPResponse, answer)
             except urllib.error.HTTPError as e:
                 with e:
                     raise from_answer(e.code, e.read()) from None
             except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+                reason = getattr(e, "reason", e)
+                if isinstance(reason, ssl.SSLCertVerificationError):
+                    # Not retried: asking again gets the same certificate.
+                    raise UntrustedCertificate(
+                        self.url, reason.verify_message or str(reason)
+                    ) from e
                 refused = isinstance(getattr(e, "reason", e), ConnectionRefusedError)
                 before = self.url
                 # Refused: nothing was sent, so asking the node again where it now listens (a
@@ -359,6 +372,16 @@ class Client:
             return
         self.url = found.url
         self._token = found.token or self._token
+
+
+def _tls_context(ca_file: Optional[str]) -> Optional[ssl.SSLContext]:
+    """The certificates an ``https://`` node is checked against: the system's, or ``ca_file``'s."""
+    if ca_file is None:
+        return None
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as e:
+        raise DroverError(f"reading the CA file {ca_file}: {e}") from e
 
 
 def _sse(answer: Iterable[bytes]) -> Iterator[Event]:

@@ -18,7 +18,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Dict, Optional, Union
 
 from ._errors import DroverError, NodeNotFound
 
@@ -29,6 +29,7 @@ class Found:
 
     url: str
     token: Optional[str]
+    ca_file: Optional[str] = None
 
 
 def default_data_dir() -> Path:
@@ -41,16 +42,20 @@ def default_data_dir() -> Path:
     return home / ".local" / "share" / "drover"
 
 
-def _settings_token(data_dir: Path) -> Optional[str]:
+def _settings(data_dir: Path) -> Dict[str, Any]:
     path = data_dir / "drover.toml"
     if not path.exists():
-        return None
+        return {}
     try:
         import tomllib  # Python 3.11+
     except ImportError:  # pragma: no cover - older Pythons read no settings file
-        return None
+        return {}
     with path.open("rb") as f:
-        settings = tomllib.load(f)
+        return tomllib.load(f)
+
+
+def _settings_token(data_dir: Path) -> Optional[str]:
+    settings = _settings(data_dir)
     if settings.get("token_file"):
         return _read_token(Path(settings["token_file"]))
     token = settings.get("token")
@@ -71,8 +76,11 @@ def find(
     server: Optional[str] = None,
     data_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
     token: Optional[str] = None,
+    ca_file: Optional[Union[str, "os.PathLike[str]"]] = None,
 ) -> Found:
-    """The node to talk to, found as the CLI finds it."""
+    """The node to talk to, found as the CLI finds it. ``ca_file`` (else ``DROVER_CA_FILE``, else
+    ``ca_file`` in ``drover.toml``) holds the certificates trusted for an ``https://`` node
+    instead of the system's."""
     root = Path(data_dir or os.environ.get("DROVER_DATA_DIR") or default_data_dir())
     local_url = None
     try:
@@ -96,4 +104,5 @@ def find(
             token = (root / "token").read_text().strip() or None
         except OSError:
             token = None
-    return Found(url=url, token=token)
+    ca = ca_file or os.environ.get("DROVER_CA_FILE") or _settings(root).get("ca_file")
+    return Found(url=url, token=token, ca_file=str(ca) if ca else None)

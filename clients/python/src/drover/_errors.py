@@ -18,6 +18,21 @@ class Unreachable(DroverError):
     """The node's address is known but it did not answer (it is stopped or restarting)."""
 
 
+class UntrustedCertificate(DroverError):
+    """The node serves HTTPS with a certificate this client does not trust (self-signed, signed
+    by an unknown CA, or naming another host). Pass ``ca_file=`` (or set ``DROVER_CA_FILE``) with
+    that certificate or the CA that signed it. ``reason`` is the TLS library's."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(
+            f"the node at {url} presented a TLS certificate this client does not trust: {reason}; "
+            "if you trust it, pass ca_file= (or set DROVER_CA_FILE) with that certificate or the "
+            "CA that signed it"
+        )
+        self.url = url
+        self.reason = reason
+
+
 class ApiError(DroverError):
     """The node answered with an error. ``message`` is the node's own words (it starts with the
     field at fault, where there is one), ``field`` that field (``argv``, ``timeout``,

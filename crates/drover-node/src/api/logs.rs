@@ -104,6 +104,7 @@ pub(super) async fn logs(
             None => query.push_str(&format!("&offset={offset}")),
         }
         return crate::remote::proxy_get(
+            &state.peers,
             state.store.as_ref(),
             owner,
             &query,

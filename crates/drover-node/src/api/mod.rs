@@ -83,6 +83,8 @@ pub struct ApiState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Who may make requests, and the tokens they show.
     pub access: Arc<crate::auth::AccessPolicy>,
+    /// The client for reading from other nodes (logs live where they were written).
+    pub peers: crate::remote::Peers,
 }
 
 /// Per queue, the spec fields (as JSON) a job in it gets when it does not set them.

@@ -10,6 +10,7 @@
 //! code serves both databases. Connections are never used from async tasks.
 
 mod schema;
+mod tls;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -51,32 +52,32 @@ impl SqlStore {
             path: location.clone(),
             detail,
         };
-        let mut config: Config = url
-            .parse()
-            .map_err(|e: postgres::Error| open_err(e.to_string()))?;
+        let (mut config, tls) = tls::parse(url).map_err(open_err)?;
         config.connect_timeout(CONNECT_TIMEOUT);
         // A partitioned node must notice a dead server, not wait on TCP for minutes.
         config.keepalives(true);
         config.keepalives_idle(Duration::from_secs(10));
         config.tcp_user_timeout(Duration::from_secs(20));
         config.application_name("drover");
+        let target = Target { config, tls };
         let connect: Connector = {
-            let config = config.clone();
-            Arc::new(move || Ok(Box::new(PgConn::connect(&config)?) as Box<dyn Conn>))
+            let target = target.clone();
+            Arc::new(move || Ok(Box::new(PgConn::connect(&target)?) as Box<dyn Conn>))
         };
-        let mut writer = PgConn::connect(&config).map_err(|e| open_err(e.to_string()))?;
+        let mut writer =
+            PgConn::connect(&target).map_err(|e| open_err(drover_core::error_chain(&e)))?;
         schema::migrate(writer.client.get_mut())?;
         let last = writer.query_row_first("SELECT last FROM event_seq")?;
 
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let stop = Arc::new(AtomicBool::new(false));
         {
-            let config = config.clone();
+            let target = target.clone();
             let events = events.clone();
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("drover-store-listener".into())
-                .spawn(move || listen_loop(&config, &events, &stop, last))
+                .spawn(move || listen_loop(&target, &events, &stop, last))
                 .map_err(|e| open_err(format!("cannot start the listener thread: {e}")))?;
         }
         let store = SqlStore::start(
@@ -110,6 +111,14 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
+/// Where the database is and how to reach it: every connection (writer, readers, listener) is
+/// made from one.
+#[derive(Clone)]
+struct Target {
+    config: Config,
+    tls: tls::Tls,
+}
+
 /// A `postgres` client as a [`Conn`], with its prepared statements.
 struct PgConn {
     client: RefCell<Client>,
@@ -119,8 +128,12 @@ struct PgConn {
 }
 
 impl PgConn {
-    fn connect(config: &Config) -> Result<Self, StoreError> {
-        let client = config.connect(NoTls).map_err(pg_error)?;
+    fn connect(target: &Target) -> Result<Self, StoreError> {
+        let client = match &target.tls {
+            tls::Tls::Off => target.config.connect(NoTls),
+            tls::Tls::On(connector) => target.config.connect(connector.clone()),
+        }
+        .map_err(pg_error)?;
         Ok(Self {
             client: RefCell::new(client),
             statements: RefCell::new(HashMap::new()),
@@ -178,8 +191,19 @@ fn pg_error(err: postgres::Error) -> StoreError {
                 matches!(class, "08" | "40" | "53" | "57" | "58"),
             )
         }
-        // No server answer: the connection broke or could not be made.
-        None => (err.to_string(), true),
+        // No server answer: the connection broke or could not be made. The error's Display
+        // is the context; its cause (a TLS refusal, an I/O error) is the source, so the chain
+        // says each once.
+        None => {
+            let context = err.to_string();
+            return StoreError::Database {
+                context,
+                source: err
+                    .into_source()
+                    .map(|s| s as Box<dyn std::error::Error + Send + Sync>),
+                transient: true,
+            };
+        }
     };
     StoreError::Database {
         context,
@@ -329,14 +353,14 @@ impl Conn for PgConn {
 /// order, after each `NOTIFY` (and every [`FALLBACK_POLL`] in case one was lost). Reconnects
 /// with backoff; after a reconnect it catches up from the table, so nothing is skipped.
 fn listen_loop(
-    config: &Config,
+    target: &Target,
     events: &broadcast::Sender<Event>,
     stop: &AtomicBool,
     mut last: u64,
 ) {
     let mut delay = Duration::from_millis(100);
     while !stop.load(Ordering::Relaxed) {
-        let conn = match PgConn::connect(config) {
+        let conn = match PgConn::connect(target) {
             Ok(conn) => conn,
             Err(err) => {
                 tracing::warn!(error = %err, retry_in = ?delay, "event listener cannot connect");
@@ -399,3 +423,5 @@ fn publish_since(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

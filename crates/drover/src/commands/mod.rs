@@ -98,10 +98,12 @@ fn settings(cli: &Cli) -> anyhow::Result<Option<crate::config::FileConfig>> {
 fn client(cli: &Cli) -> anyhow::Result<Client> {
     let file = settings(cli)?;
     let token = crate::config::token(cli.token_file.as_deref(), file.as_ref())?;
+    let ca_file = crate::config::ca_file(cli.ca_file.as_deref(), file.as_ref());
     Client::locate(
         cli.server.as_deref(),
         client_data_dir(cli)?.as_deref(),
         token,
+        ca_file.as_deref(),
     )
 }
 

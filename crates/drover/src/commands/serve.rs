@@ -21,6 +21,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
         None => None,
     };
     let token = crate::config::token(cli.token_file.as_deref(), loaded.as_ref())?;
+    let ca_file = crate::config::ca_file(cli.ca_file.as_deref(), loaded.as_ref());
     let (file, file_queues, file_notify) = loaded
         .map(|l| (l.serve, l.queues, l.notify))
         .unwrap_or_default();
@@ -66,6 +67,20 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
         .collect();
     config.database = args.db.clone().or(file.db);
     config.token = token;
+    config.ca_file = ca_file;
+    config.tls = match (
+        args.tls_cert.clone().or(file.tls_cert.clone()),
+        args.tls_key.clone().or(file.tls_key.clone()),
+    ) {
+        (Some(cert), Some(key)) => Some(drover_node::tls::TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => {
+            return Err(UsageError(
+                "serve.tls_cert and serve.tls_key go together: give both, or neither".into(),
+            )
+            .into());
+        }
+    };
     config.allow_hosts = file.allow_hosts.clone();
     config.allow_hosts.extend(args.allow_hosts.iter().cloned());
     config.events_retention = args.events_retention.get();

@@ -1,0 +1,171 @@
+//! HTTPS: a node serving its API over TLS with a certificate from a private CA, and the CLI
+//! that trusts it only when told to (`--ca-file`), saying why when it does not.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Node, stdout};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+/// A private CA and, signed by it, certificates for the names asked; PEM files in `dir`.
+struct Pki {
+    ca: PathBuf,
+    dir: PathBuf,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "drover test CA");
+        let cert = params.self_signed(&key).expect("CA");
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, cert.pem()).expect("write CA");
+        Pki {
+            ca,
+            dir: dir.to_path_buf(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A server certificate for `names`: (certificate file, key file).
+    fn server(&self, tag: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().expect("key");
+        let params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        let (cert_file, key_file) = (
+            self.dir.join(format!("{tag}.pem")),
+            self.dir.join(format!("{tag}.key")),
+        );
+        std::fs::write(&cert_file, cert.pem()).expect("write cert");
+        std::fs::write(&key_file, key.serialize_pem()).expect("write key");
+        (cert_file, key_file)
+    }
+}
+
+fn https_node(cert: &Path, key: &Path) -> Node {
+    Node::start(&[
+        "--tls-cert",
+        cert.to_str().expect("utf-8"),
+        "--tls-key",
+        key.to_str().expect("utf-8"),
+    ])
+}
+
+#[test]
+fn the_cli_uses_an_https_node_with_its_ca_and_says_why_it_refuses_without() {
+    let pki_dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(pki_dir.path());
+    let (cert, key) = pki.server("node", &["localhost", "127.0.0.1"]);
+    let node = https_node(&cert, &key);
+    assert!(
+        node.url().starts_with("https://127.0.0.1:"),
+        "{}",
+        node.url()
+    );
+
+    // Trusting the CA: submit, wait and read the output, all over HTTPS.
+    let trusted = |args: &[&str]| {
+        node.command(args)
+            .env("DROVER_CA_FILE", &pki.ca)
+            .output()
+            .expect("run drover")
+    };
+    let submitted = trusted(&["submit", "--", "sh", "-c", "echo over-tls"]);
+    assert!(
+        submitted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let id = stdout(&submitted).trim().to_string();
+    let waited = trusted(&["wait", &id]);
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    assert_eq!(stdout(&trusted(&["logs", &id])).trim(), "over-tls");
+    // `--ca-file` is the flag's spelling of the same thing.
+    let flagged = node
+        .command(&["--ca-file", pki.ca.to_str().expect("utf-8"), "status", &id])
+        .output()
+        .expect("run drover");
+    assert!(flagged.status.success());
+
+    // Without the CA: refused at once (not retried for minutes), naming the problem.
+    let started = std::time::Instant::now();
+    let refused = node.drover(&["status"]);
+    assert_eq!(refused.status.code(), Some(4));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("presented a TLS certificate this client does not trust")
+            && said.contains("signed by a CA this client does not trust")
+            && said.contains("--ca-file"),
+        "{said}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "a certificate problem is not a node that is away"
+    );
+}
+
+#[test]
+fn a_certificate_for_another_host_is_refused_by_name() {
+    let pki_dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(pki_dir.path());
+    let (cert, key) = pki.server("elsewhere", &["elsewhere.example"]);
+    let node = https_node(&cert, &key);
+    let refused = node
+        .command(&["status"])
+        .env("DROVER_CA_FILE", &pki.ca)
+        .output()
+        .expect("run drover");
+    assert_eq!(refused.status.code(), Some(4));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("does not name the host in the node's address"),
+        "{said}"
+    );
+}
+
+#[test]
+fn serve_refuses_tls_files_it_cannot_use() {
+    let pki_dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(pki_dir.path());
+    let (cert, _) = pki.server("node", &["localhost"]);
+    let (_, other_key) = pki.server("other", &["localhost"]);
+    let data = tempfile::tempdir().expect("tempdir");
+    let serve = |args: &[&str]| {
+        std::process::Command::new(common::BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .args(args)
+            .output()
+            .expect("run drover serve")
+    };
+    let cert = cert.to_str().expect("utf-8");
+    let mismatched = serve(&["--tls-cert", cert, "--tls-key", other_key.to_str().unwrap()]);
+    assert!(!mismatched.status.success());
+    let said = String::from_utf8_lossy(&mismatched.stderr);
+    assert!(said.contains("cannot be used together"), "{said}");
+
+    let missing = serve(&["--tls-cert", cert, "--tls-key", "/nonexistent/key.pem"]);
+    assert!(!missing.status.success());
+    let said = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        said.contains("cannot read the TLS key /nonexistent/key.pem"),
+        "{said}"
+    );
+
+    let alone = serve(&["--tls-cert", cert]);
+    assert_eq!(alone.status.code(), Some(2), "--tls-cert needs --tls-key");
+    assert!(!data.path().join("serve.json").exists());
+}
