@@ -2,7 +2,8 @@
 // to log in and gets no data; the login link (`drover web`) logs it in and leaves the address
 // bar; then a submitted job's row turns from running to succeeded without a reload, the cancel
 // button cancels a running job, the state filter narrows the table, the retry button runs a
-// failed job again, and at 1,400 × 900 every column fits.
+// failed job again, a job that takes memory in steps gets a rising memory plot with points (and
+// a sparkline in its row), and at 1,400 × 900 every column fits.
 // Usage: node test.mjs LOGIN_LINK SCREENSHOT.png   (LOGIN_LINK = http://127.0.0.1:PORT/?token=…)
 import { chromium } from "playwright-core";
 
@@ -15,15 +16,16 @@ const login = new URL(link);
 const url = login.origin;
 const token = login.searchParams.get("token");
 
-async function submit(argv) {
+async function submitSpec(spec) {
   const r = await fetch(`${url}/v1/jobs`, {
     method: "POST",
     headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-    body: JSON.stringify({ argv, cwd: "/" }),
+    body: JSON.stringify(spec),
   });
   if (r.status !== 201) throw new Error(`submit: ${r.status} ${await r.text()}`);
   return (await r.json()).id;
 }
+const submit = (argv) => submitSpec({ argv, cwd: "/" });
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -96,6 +98,39 @@ try {
   const retried = await (await fetch(`${url}/v1/jobs/${bad}`, { headers: { authorization: `Bearer ${token}` } })).json();
   if (retried.attempt !== 2) throw new Error(`retry did not run it again: ${JSON.stringify(retried)}`);
   console.log("the retry button ran the failed job again");
+
+  // Resource graphs: a job that takes memory in steps shows a rising memory plot, with points
+  // and its limit, and a sparkline in its row (the node samples every 500 ms here).
+  const grow = await submitSpec({
+    argv: ["python3", "-c", "import time\nkeep = []\nfor i in range(8):\n    keep.append(b'x' * (24 << 20))\n    t = time.time()\n    while time.time() - t < 0.6: pass\n"],
+    cwd: "/", memory: "400M", cpus: 1,
+  });
+  await page.click(`#counts button[data-state=""]`);
+  await page.waitForSelector(`tr[data-id="${grow}"][data-state="running"]`, { timeout: 15000 });
+  await page.click(`tr[data-id="${grow}"]`);
+  await page.waitForFunction(() => document.querySelectorAll("#usage svg.usage-plot circle.point").length >= 6,
+    null, { timeout: 20000 });
+  console.log("the selected running job's graphs fill in while it runs");
+  await page.waitForSelector(`tr[data-id="${grow}"][data-state="succeeded"]`, { timeout: 30000 });
+  const plotted = await page.$$eval("#usage figure.usage", (figs) => figs.map((f) => ({
+    caption: f.querySelector("figcaption").textContent,
+    points: [...f.querySelectorAll("circle.point")].map((c) => Number(c.getAttribute("cy"))),
+    limit: !!f.querySelector("line.limit"),
+  })));
+  const memory = plotted[0];
+  if (!memory || !memory.caption.startsWith("memory") || memory.points.length < 6 || !memory.limit) {
+    throw new Error(`no memory plot with points and a limit: ${JSON.stringify(plotted)}`);
+  }
+  // SVG's y grows downwards: a rising series has a last point above its first.
+  if (!(memory.points[memory.points.length - 1] < memory.points[0] - 10)) {
+    throw new Error(`the memory plot does not rise: ${JSON.stringify(memory.points)}`);
+  }
+  if (!plotted[1] || !plotted[1].caption.startsWith("CPU") || !plotted[1].points.length) {
+    throw new Error(`no CPU plot: ${JSON.stringify(plotted)}`);
+  }
+  await page.waitForSelector(`tr[data-id="${grow}"] td.memory svg.spark polyline`, { timeout: 10000 });
+  console.log(`memory plot: ${memory.points.length} points rising, limit drawn; CPU plot: ${plotted[1].points.length} points; sparkline in the row`);
+  await page.screenshot({ path: screenshot.replace(/\.png$/, "-usage.png") });
 
   // Every column fits at 1,400 px: the table is no wider than its box.
   await page.click(`#counts button[data-state=""]`);

@@ -141,6 +141,10 @@ pub struct AttemptRecord {
     /// Output that did not reach its log file, per stream.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log_cuts: Vec<LogCut>,
+    /// Memory and CPU sampled from its cell while it ran (see [`crate::usage`]). Lists give
+    /// the latest attempt's only, thinned for a sparkline; one job's record gives them whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_series: Option<crate::UsageSeries>,
 }
 
 /// A job as the API shows it: its spec, where it is, and every attempt.

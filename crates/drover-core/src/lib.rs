@@ -18,6 +18,7 @@ pub mod retry;
 pub mod spec;
 pub mod state;
 pub mod units;
+pub mod usage;
 
 pub use event::{Event, EventKind};
 pub use group::{GroupId, GroupKind, GroupRecord, GroupStep, Input, Membership, Sweep};
@@ -31,6 +32,7 @@ pub use retry::Backoff;
 pub use spec::{DEFAULT_QUEUE, JobSpec, Limits, SpecError, valid_queue_name};
 pub use state::{JobState, TransitionError};
 pub use units::{HumanDuration, Size, UnitError};
+pub use usage::{UsagePoint, UsageSeries};
 
 /// An error and its sources, one after the other (`outer: cause: root cause`), for a log line
 /// or a message that must say why, not only what. A cause that only repeats what the text

@@ -36,6 +36,15 @@ pub fn process_alive(pid: i32) -> bool {
     rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
+/// Whether process `pid` exists and is not a zombie (on Linux, not one that is exiting either):
+/// what it uses now is still its own.
+pub fn process_running(pid: i32) -> bool {
+    #[cfg(target_os = "linux")]
+    return pid > 0 && read_stat(pid).is_some_and(|s| !matches!(s.state, 'Z' | 'X' | 'x'));
+    #[cfg(not(target_os = "linux"))]
+    return process_alive(pid);
+}
+
 /// True if process group `pgid` has a member that is not a zombie.
 ///
 /// `kill(-pgid, 0)` alone is not enough: a member whose parent never reaps it (an orphan under
@@ -86,6 +95,11 @@ pub struct ProcStat {
     pub pgrp: i32,
     /// Start time in clock ticks after boot.
     pub start_time: u64,
+    /// User + system CPU time of the process and of the children it has waited for, in clock
+    /// ticks.
+    pub cpu_ticks: u64,
+    /// Resident set size, in pages.
+    pub rss_pages: u64,
 }
 
 /// Reads `/proc/PID/stat`, or `None` if the process is gone.
@@ -106,6 +120,16 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
         ppid: fields.get(1)?.parse().ok()?,
         pgrp: fields.get(2)?.parse().ok()?,
         start_time: fields.get(19)?.parse().ok()?,
+        // utime, stime, cutime, cstime: fields 14 to 17.
+        cpu_ticks: (11..=14)
+            .map(|i| {
+                fields
+                    .get(i)
+                    .and_then(|f| f.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum(),
+        rss_pages: fields.get(21)?.parse().ok()?,
     })
 }
 

@@ -36,6 +36,7 @@ pub mod recovery;
 mod remote;
 mod runner;
 pub mod tls;
+pub mod usage;
 
 pub use capacity::Capacity;
 pub use datadir::{DataDir, DataDirError, ServeInfo, read_serve_info};
@@ -100,6 +101,8 @@ pub struct NodeConfig {
     /// The certificates trusted when this node reads from another node over HTTPS
     /// (`--ca-file`); the public web PKI's when `None`.
     pub ca_file: Option<PathBuf>,
+    /// How often running attempts' memory and CPU are sampled for their usage series.
+    pub sample_interval: Duration,
 }
 
 impl NodeConfig {
@@ -129,6 +132,7 @@ impl NodeConfig {
             init: false,
             tls: None,
             ca_file: None,
+            sample_interval: usage::DEFAULT_INTERVAL,
         }
     }
 }
@@ -137,6 +141,13 @@ impl NodeConfig {
 pub const MAX_SLOTS: usize = 4096;
 /// The shortest heartbeat: more often would spend the database on nothing.
 pub const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// The shortest sampling interval: each round reads every running attempt's cell and writes
+/// its series.
+pub const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The longest sampling interval.
+pub const MAX_SAMPLE_INTERVAL: Duration = Duration::from_secs(3600);
 /// The shortest shared token: anything shorter can be guessed.
 pub const MIN_TOKEN_LEN: usize = 16;
 
@@ -158,6 +169,17 @@ impl NodeConfig {
                     "is {}; it must be at least {}",
                     drover_core::HumanDuration(self.heartbeat),
                     drover_core::HumanDuration(MIN_HEARTBEAT)
+                ),
+            );
+        }
+        if !(MIN_SAMPLE_INTERVAL..=MAX_SAMPLE_INTERVAL).contains(&self.sample_interval) {
+            return bad(
+                "sample_interval",
+                format!(
+                    "is {}; it must be {} to {}",
+                    drover_core::HumanDuration(self.sample_interval),
+                    drover_core::HumanDuration(MIN_SAMPLE_INTERVAL),
+                    drover_core::HumanDuration(MAX_SAMPLE_INTERVAL)
                 ),
             );
         }
@@ -486,6 +508,12 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     tracing::info!("the web page needs a login: `drover web` prints its link");
 
     notify::spawn(Arc::clone(&store), config.notify.clone());
+    usage::spawn(
+        Arc::clone(&store),
+        Arc::clone(&containment),
+        node.clone(),
+        config.sample_interval,
+    );
     spawn_pruner(
         Arc::clone(&store),
         Arc::clone(&data),

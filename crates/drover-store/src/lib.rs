@@ -604,6 +604,15 @@ pub trait Store: Send + Sync + 'static {
     /// Cancels a job: at once if it is waiting, else by asking its node.
     async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError>;
 
+    /// Stores the usage series sampled for `node`'s live attempts, each replacing the one
+    /// stored. A series for an attempt that is no longer live on `node` is dropped: an ending
+    /// keeps the last series written before it.
+    async fn record_usage(
+        &self,
+        node: &NodeId,
+        series: Vec<(AttemptRef, drover_core::UsageSeries)>,
+    ) -> Result<(), StoreError>;
+
     /// The attempts `node` holds that are still `starting` or `running`.
     async fn live_attempts(&self, node: &NodeId) -> Result<Vec<LiveAttempt>, StoreError>;
 

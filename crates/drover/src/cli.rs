@@ -71,6 +71,8 @@ pub enum Command {
     Wait(WaitArgs),
     /// Follow every state change as it happens (pushed by the node, not polled).
     Watch(WatchArgs),
+    /// The running jobs with their live memory and CPU, refreshed in place (like htop).
+    Top(TopArgs),
     /// Change the priority of a waiting job.
     Priority(PriorityArgs),
     /// Change the settings of a job that waits (queued, scheduled or blocked): any `submit`
@@ -229,6 +231,17 @@ pub struct WatchArgs {
     /// Start after this event sequence number (replays what came after it) instead of now.
     #[arg(long, value_name = "SEQ")]
     pub since: Option<u64>,
+}
+
+/// `drover top`
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Print one screen and exit (also when the output is not a terminal, and with --json).
+    #[arg(long)]
+    pub once: bool,
+    /// How often the screen is redrawn.
+    #[arg(long, value_name = "D", default_value = "2s")]
+    pub interval: HumanDuration,
 }
 
 /// `drover edit`
@@ -509,6 +522,10 @@ pub struct ServeArgs {
     /// ahead of it, so that a stream of small jobs cannot starve it (default 60s).
     #[arg(long, value_name = "D")]
     pub reserve_after: Option<HumanDuration>,
+    /// How often each running job's memory and CPU are sampled for its usage series (the web
+    /// page's graphs, `drover top`, `status --json`). Default 5s.
+    #[arg(long, value_name = "D")]
+    pub sample_interval: Option<HumanDuration>,
     /// How long events are kept for `GET /v1/events` clients to resume from; a resume from
     /// before that is answered 410 Gone.
     #[arg(long, default_value = "7d", value_name = "D")]
@@ -534,7 +551,7 @@ pub struct ServeArgs {
     pub node_ttl: Option<HumanDuration>,
     /// Settings file (default: drover.toml in the data dir, if there is one). Its `[serve]`
     /// table takes db, labels, heartbeat, node_ttl, memory, cpus, slots, backend,
-    /// reserve_after, allow_hosts, tls_cert and tls_key, and `[queues.NAME]` tables give a queue's job defaults;
+    /// reserve_after, sample_interval, allow_hosts, tls_cert and tls_key, and `[queues.NAME]` tables give a queue's job defaults;
     /// flags win over it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

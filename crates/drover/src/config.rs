@@ -13,6 +13,7 @@
 //! slots = 8
 //! backend = "auto"      # auto | cgroup2 | cgroup1 | rlimit
 //! reserve_after = "60s"
+//! sample_interval = "5s"  # how often running jobs' memory and CPU are sampled
 //! allow_hosts = ["drover.example.org"]   # names the API answers to besides its own
 //! tls_cert = "/etc/drover/cert.pem"      # serve HTTPS (clients of a self-signed node
 //! tls_key = "/etc/drover/key.pem"        #   give `ca_file`, or --ca-file)
@@ -110,6 +111,8 @@ pub struct ServeFile {
     pub backend: Option<String>,
     /// As `serve --reserve-after`.
     pub reserve_after: Option<HumanDuration>,
+    /// As `serve --sample-interval`.
+    pub sample_interval: Option<HumanDuration>,
     /// As `serve --allow-host`, as a list.
     #[serde(default)]
     pub allow_hosts: Vec<String>,

@@ -97,6 +97,7 @@ fn main() -> ExitCode {
         Command::Priority(args) => commands::priority(&cli, args),
         Command::Edit(args) => commands::edit(&cli, args),
         Command::Watch(args) => commands::watch(&cli, args),
+        Command::Top(args) => commands::top(&cli, args),
         Command::Dlq(args) => commands::dlq(&cli, args),
         Command::Retry(args) => commands::retry(&cli, args),
         Command::Queue(args) => commands::queue(&cli, args),

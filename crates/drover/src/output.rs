@@ -64,6 +64,23 @@ pub fn elapsed(ms: u64) -> String {
     }
 }
 
+/// A sparkline of `values` in block characters (`▁▂▃▅▇`), scaled to `top` (a limit) or to
+/// the highest value.
+pub fn sparkline(values: &[u64], top: Option<u64>) -> String {
+    const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let top = top
+        .unwrap_or(0)
+        .max(values.iter().copied().max().unwrap_or(0))
+        .max(1);
+    values
+        .iter()
+        .map(|v| {
+            let level = (v.saturating_mul(7) + top / 2) / top;
+            BLOCKS[usize::try_from(level).unwrap_or(7).min(7)]
+        })
+        .collect()
+}
+
 /// Prints rows as a table with aligned columns; the first row is the header. A `STATE` column
 /// is coloured by state when colours are on.
 pub fn table(rows: &[Vec<String>]) -> String {
@@ -564,6 +581,17 @@ fn header(names: &[&str]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sparkline_rises_with_its_values_and_scales_to_its_limit() {
+        assert_eq!(sparkline(&[0, 1, 2, 3, 4, 5, 6, 7], None), "▁▂▃▄▅▆▇█");
+        assert_eq!(
+            sparkline(&[10, 10], Some(80)),
+            "▂▂",
+            "scaled to the limit, not the values"
+        );
+        assert_eq!(sparkline(&[], None), "");
+    }
 
     #[test]
     fn a_cut_log_says_what_was_kept_and_why() {

@@ -110,6 +110,15 @@ pub struct CellUsage {
     pub pids_limited: bool,
 }
 
+/// What a live cell uses at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CellSample {
+    /// Memory of the whole tree now, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// User + system CPU time the tree has used so far, in milliseconds.
+    pub cpu_time_ms: Option<u64>,
+}
+
 /// The containment backend in use, chosen once per node.
 #[derive(Debug)]
 pub struct Containment {
@@ -300,6 +309,23 @@ impl Containment {
             Backend::V2(tree) => tree.memory_current(&cell_name(attempt)),
             Backend::V1(tree) => tree.memory_current(&cell_name(attempt)),
             Backend::Rlimit(_) => None,
+        }
+    }
+
+    /// What the cells of `attempts` use now, in the same order: read from the cgroup files, or
+    /// on the rlimit backend summed over the processes that carry each attempt's variables
+    /// (one scan of the machine's processes for all of them).
+    pub fn sample(&self, attempts: &[AttemptRef]) -> Vec<CellSample> {
+        match &self.backend {
+            Backend::V2(tree) => attempts
+                .iter()
+                .map(|a| tree.sample(&cell_name(*a)))
+                .collect(),
+            Backend::V1(tree) => attempts
+                .iter()
+                .map(|a| tree.cell(&cell_name(*a)).sample())
+                .collect(),
+            Backend::Rlimit(_) => rlimit::sample(attempts),
         }
     }
 

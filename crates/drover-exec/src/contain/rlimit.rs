@@ -352,6 +352,108 @@ fn procargs_environ(buf: &[u8]) -> Option<Vec<u8>> {
     Some(env)
 }
 
+/// What the processes of each attempt use now, summed: every live process of the machine that
+/// carries an attempt's `DROVER_JOB_ID` and `DROVER_ATTEMPT`, found in one scan for all of them.
+/// CPU time counts each process's own and that of the children it has waited for; a child that
+/// exited unwaited-for (its parent gone too) no longer counts, so the total can step down.
+pub(super) fn sample(attempts: &[AttemptRef]) -> Vec<super::CellSample> {
+    let mut out = vec![super::CellSample::default(); attempts.len()];
+    if attempts.is_empty() {
+        return out;
+    }
+    let wanted: HashMap<(String, String), usize> = attempts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| ((a.job_id.to_string(), a.attempt.to_string()), i))
+        .collect();
+    let me = std::process::id() as i32;
+    for pid in all_pids() {
+        if pid == me {
+            continue;
+        }
+        let Some(environ) = environ_of(pid) else {
+            continue;
+        };
+        let (mut job, mut attempt) = (None, None);
+        for var in environ.split(|b| *b == 0) {
+            if let Some(v) = var.strip_prefix(b"DROVER_JOB_ID=") {
+                job = std::str::from_utf8(v).ok();
+            } else if let Some(v) = var.strip_prefix(b"DROVER_ATTEMPT=") {
+                attempt = std::str::from_utf8(v).ok();
+            }
+        }
+        let (Some(job), Some(attempt)) = (job, attempt) else {
+            continue;
+        };
+        let Some(&index) = wanted.get(&(job.to_string(), attempt.to_string())) else {
+            continue;
+        };
+        // A process on its way out has given its memory back: it no longer counts.
+        if let Some((memory, cpu_ms)) = process_usage(pid).filter(|(memory, _)| *memory > 0) {
+            let slot = &mut out[index];
+            slot.memory_bytes = Some(slot.memory_bytes.unwrap_or(0) + memory);
+            slot.cpu_time_ms = Some(slot.cpu_time_ms.unwrap_or(0) + cpu_ms);
+        }
+    }
+    out
+}
+
+/// A live process's resident memory (bytes) and CPU time (ms).
+#[cfg(target_os = "linux")]
+fn process_usage(pid: i32) -> Option<(u64, u64)> {
+    let stat = crate::sys::read_stat(pid).filter(|s| s.state != 'Z')?;
+    // SAFETY: sysconf with constant names.
+    let (page, ticks) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PAGESIZE),
+            libc::sysconf(libc::_SC_CLK_TCK),
+        )
+    };
+    let page = u64::try_from(page).ok().filter(|p| *p > 0)?;
+    let ticks = u64::try_from(ticks).ok().filter(|t| *t > 0)?;
+    Some((stat.rss_pages * page, stat.cpu_ticks * 1000 / ticks))
+}
+
+/// A live process's resident memory (bytes) and CPU time (ms), from `proc_pidinfo`. Its times
+/// are in Mach absolute time units, converted with the machine's timebase (1:1 on Intel).
+/// libc marks its Mach items deprecated in favour of the `mach2` crate; `mach_timebase_info`
+/// is a stable system call, not worth a dependency for one struct.
+#[cfg(target_os = "macos")]
+#[allow(deprecated)]
+fn process_usage(pid: i32) -> Option<(u64, u64)> {
+    // SAFETY: an all-zero proc_taskinfo is a valid value of this plain C struct.
+    let mut info: libc::proc_taskinfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::proc_taskinfo>() as libc::c_int;
+    // SAFETY: `info` is a properly sized, writable proc_taskinfo.
+    let rc = unsafe {
+        libc::proc_pidinfo(
+            pid,
+            libc::PROC_PIDTASKINFO,
+            0,
+            (&mut info as *mut libc::proc_taskinfo).cast(),
+            size,
+        )
+    };
+    if rc != size {
+        return None;
+    }
+    let mut timebase = libc::mach_timebase_info { numer: 0, denom: 0 };
+    // SAFETY: writes the two fields of `timebase`.
+    let ok = unsafe { libc::mach_timebase_info(&mut timebase) } == 0;
+    let (numer, denom) = if ok && timebase.denom > 0 {
+        (u64::from(timebase.numer), u64::from(timebase.denom))
+    } else {
+        (1, 1)
+    };
+    let nanos = (info.pti_total_user + info.pti_total_system).saturating_mul(numer) / denom;
+    Some((info.pti_resident_size, nanos / 1_000_000))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+fn process_usage(_pid: i32) -> Option<(u64, u64)> {
+    None
+}
+
 /// An attempt's processes, found by the variables they inherited.
 #[derive(Debug, Clone)]
 pub(super) struct Cell {

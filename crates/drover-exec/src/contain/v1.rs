@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::cgroupfs as fs;
-use super::{CellUsage, JobLimits, LimitSupport, support};
+use super::{CellSample, CellUsage, JobLimits, LimitSupport, support};
 
 /// The CFS period drover sets; the quota is a share of it.
 const CFS_PERIOD: Duration = Duration::from_millis(100);
@@ -259,6 +259,17 @@ impl Cell {
         fs::signal_all(&self.freezer, libc::SIGKILL);
         if froze {
             let _ = fs::write(&self.freezer, "freezer.state", "THAWED");
+        }
+    }
+
+    pub(super) fn sample(&self) -> CellSample {
+        CellSample {
+            memory_bytes: fs::read_u64(&self.memory, "memory.usage_in_bytes"),
+            cpu_time_ms: self
+                .cpuacct
+                .as_ref()
+                .and_then(|d| fs::read_u64(d, "cpuacct.usage"))
+                .map(|ns| ns / 1_000_000),
         }
     }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::cgroupfs as fs;
-use super::{CellUsage, JobLimits, LimitSupport, support};
+use super::{CellSample, CellUsage, JobLimits, LimitSupport, support};
 
 /// The CFS period drover sets; the quota is a share of it.
 const CFS_PERIOD: Duration = Duration::from_millis(100);
@@ -146,6 +146,14 @@ impl Tree {
 
     pub(super) fn memory_current(&self, name: &str) -> Option<u64> {
         fs::read_u64(&self.root.join(name), "memory.current")
+    }
+
+    pub(super) fn sample(&self, name: &str) -> CellSample {
+        let dir = self.root.join(name);
+        CellSample {
+            memory_bytes: fs::read_u64(&dir, "memory.current"),
+            cpu_time_ms: fs::keyed(&dir, "cpu.stat", "usage_usec").map(|us| us / 1000),
+        }
     }
 
     pub(super) fn cell(&self, name: &str) -> Cell {

@@ -125,8 +125,27 @@ pub(super) async fn list(
         );
     }
     filter.limit = super::page_limit(&params, 0)?;
-    let jobs = state.store.list(&filter).await?;
+    let mut jobs = state.store.list(&filter).await?;
+    for job in &mut jobs {
+        thin_usage(job);
+    }
     Ok(Json(waiting::explained(&state, jobs).await?))
+}
+
+/// Points a list keeps of a job's usage series: enough for a sparkline.
+pub const LIST_USAGE_POINTS: usize = 24;
+
+/// A list's job keeps its latest attempt's usage series only, thinned to
+/// [`LIST_USAGE_POINTS`]: a page of a hundred jobs stays small, and one job's record has the
+/// whole series.
+fn thin_usage(job: &mut JobRecord) {
+    let last = job.attempts.len().saturating_sub(1);
+    for (i, attempt) in job.attempts.iter_mut().enumerate() {
+        attempt.usage_series = match attempt.usage_series.take() {
+            Some(series) if i == last => Some(series.thinned(LIST_USAGE_POINTS)),
+            _ => None,
+        };
+    }
 }
 
 /// `GET /v1/counts`: how many jobs are in each state (states with none left out).

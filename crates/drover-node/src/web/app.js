@@ -46,6 +46,86 @@ const runtime = (job) => {
   if (s < 86400) return Math.floor(s / 3600) + "h" + two((s % 3600) / 60) + "m";
   return Math.floor(s / 86400) + "d" + two((s % 86400) / 3600) + "h";
 };
+// Resource graphs, drawn as SVG from the usage series the node samples for each running
+// attempt (`serve --sample-interval`): memory against the job's limit, CPU against its quota.
+const SVG = "http://www.w3.org/2000/svg";
+const svg = (tag, attrs = {}, text = "") => {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text) e.textContent = text;
+  return e;
+};
+const seriesOf = (job) => {
+  const last = job.attempts[job.attempts.length - 1];
+  return (last && last.usage_series && last.usage_series.points) || [];
+};
+const memoryLimitOf = (job) => {
+  const last = job.attempts[job.attempts.length - 1];
+  return (last && last.memory_limit_bytes) || null;
+};
+// A small line of the latest attempt's memory, for the table.
+function sparkline(job) {
+  const points = seriesOf(job).filter((p) => p.memory_bytes != null);
+  if (points.length < 2) return null;
+  const [w, h] = [56, 14];
+  const top = Math.max(memoryLimitOf(job) || 0, ...points.map((p) => p.memory_bytes)) || 1;
+  const end = points[points.length - 1].at_ms || 1;
+  const line = points.map((p) => `${((p.at_ms / end) * w).toFixed(1)},${(h - (p.memory_bytes / top) * (h - 1) - 0.5).toFixed(1)}`);
+  const s = svg("svg", { class: "spark", width: w, height: h, viewBox: `0 0 ${w} ${h}`, "aria-hidden": "true" });
+  s.append(svg("polyline", { points: line.join(" ") }));
+  return s;
+}
+// One plot: `value(point)` over the attempt's time, with its limit as a dashed line.
+function plot(title, points, value, limit, format, running) {
+  const shown = points.filter((p) => value(p) != null);
+  const [w, h, left, bottom] = [420, 120, 64, 18];
+  const box = el("figure", { class: "usage" });
+  if (!shown.length) {
+    box.append(el("figcaption", {}, `${title}: not measured on this node`));
+    return box;
+  }
+  const top = Math.max(limit || 0, ...shown.map(value)) * 1.05 || 1;
+  const end = Math.max(shown[shown.length - 1].at_ms, 1);
+  const x = (p) => left + (p.at_ms / end) * (w - left - 4);
+  const y = (v) => 4 + (1 - v / top) * (h - bottom - 4);
+  const s = svg("svg", { class: "usage-plot", width: w, height: h, viewBox: `0 0 ${w} ${h}`, role: "img",
+    "aria-label": `${title} over time` });
+  s.append(svg("line", { class: "axis", x1: left, y1: h - bottom, x2: w - 4, y2: h - bottom }));
+  s.append(svg("text", { class: "tick", x: left - 4, y: y(top / 1.05) + 4, "text-anchor": "end" }, format(top / 1.05)));
+  s.append(svg("text", { class: "tick", x: left - 4, y: h - bottom, "text-anchor": "end" }, format(0)));
+  s.append(svg("text", { class: "tick", x: w - 4, y: h - 4, "text-anchor": "end" }, `${(end / 1000).toFixed(0)}s`));
+  if (limit) {
+    s.append(svg("line", { class: "limit", x1: left, y1: y(limit), x2: w - 4, y2: y(limit) }));
+    // Above its line, or below it when the line is at the top.
+    const at = y(limit) < 16 ? y(limit) + 11 : y(limit) - 3;
+    s.append(svg("text", { class: "tick limit-label", x: w - 6, y: at, "text-anchor": "end" }, `limit ${format(limit)}`));
+  }
+  s.append(svg("polyline", { class: "series", points: shown.map((p) => `${x(p).toFixed(1)},${y(value(p)).toFixed(1)}`).join(" ") }));
+  for (const p of shown) {
+    const c = svg("circle", { class: "point", cx: x(p).toFixed(1), cy: y(value(p)).toFixed(1), r: 2 });
+    c.append(svg("title", {}, `${(p.at_ms / 1000).toFixed(1)}s: ${format(value(p))}`));
+    s.append(c);
+  }
+  const latest = value(shown[shown.length - 1]);
+  box.append(el("figcaption", {}, `${title}: ${format(latest)} ${running ? "now" : "at the last sample"}, highest ${format(Math.max(...shown.map(value)))}` +
+    (limit ? ` of ${format(limit)}` : "")), s);
+  return box;
+}
+function graphs(job) {
+  const points = seriesOf(job);
+  const wrap = el("div", { id: "usage" });
+  if (!points.length) {
+    wrap.append(el("p", { class: "empty" }, job.state === "running" ? "sampling memory and CPU…" : "no usage was sampled for this attempt"));
+    return wrap;
+  }
+  const cpus = job.spec && job.spec.cpus ? Number(job.spec.cpus) : null;
+  const running = job.state === "running";
+  wrap.append(
+    plot("memory", points, (p) => p.memory_bytes, memoryLimitOf(job), bytes, running),
+    plot("CPU", points, (p) => p.cpus, cpus, (v) => `${v.toFixed(2)} CPU`, running),
+  );
+  return wrap;
+}
 const queueOf = (job) => (job.spec && job.spec.queue) || "default";
 const reasonOf = (job) => job.reason || job.waiting_for || (job.state === "queued" ? "waiting for a free slot" : "-");
 const post = (path, body) => fetch(path, {
@@ -85,7 +165,7 @@ function row(job) {
     el("td", {}, queueOf(job)),
     el("td", {}, job.node || "-"),
     el("td", {}, runtime(job)),
-    el("td", {}, bytes(job.peak_memory_bytes)),
+    memoryCell(job),
     el("td", { class: "reason", title: reason }, reason),
   );
   const cell = el("td", { class: "actions" });
@@ -99,6 +179,17 @@ function row(job) {
   if (DEAD.includes(job.state)) action("dismiss", "data-dismiss", () => post("/v1/dlq/dismiss", { ids: [job.id] }));
   tr.append(cell);
   return tr;
+}
+
+function memoryCell(job) {
+  const running = ["running", "starting"].includes(job.state);
+  const points = seriesOf(job).filter((p) => p.memory_bytes != null);
+  const td = el("td", { class: "memory", title: running && points.length ? "memory now" : "peak memory" });
+  // While it runs: the memory now; after: the peak.
+  td.append(document.createTextNode(running && points.length ? bytes(points[points.length - 1].memory_bytes) : bytes(job.peak_memory_bytes)));
+  const spark = sparkline(job);
+  if (spark) td.append(spark);
+  return td;
 }
 
 function draw() {
@@ -174,7 +265,7 @@ function detail(job) {
   const out = box.querySelector("#log") || el("pre", { id: "log" });
   const err = box.querySelector("#errlog") || el("pre", { id: "errlog", class: "stderr" });
   box.replaceChildren(el("h2", {}, `${job.number} ${job.name} — ${job.state}`), facts, attempts,
-    el("h3", {}, "stdout"), out, el("h3", {}, "stderr"), err);
+    el("h3", {}, "memory and CPU"), graphs(job), el("h3", {}, "stdout"), out, el("h3", {}, "stderr"), err);
 }
 
 // Follows one stream of the selected job as it is written; the request ends when the job does.
@@ -297,5 +388,32 @@ async function start() {
       if (cell) cell.textContent = runtime(job);
     }
   }, 1000);
+  setInterval(updateUsage, USAGE_EVERY);
+}
+
+// Memory and CPU change without an event. While jobs run, their rows' memory cells and the
+// selected job's graphs are re-read every few seconds (one request for the table) and changed
+// in place, so a button is never redrawn under the pointer.
+const USAGE_EVERY = 3000;
+async function updateUsage() {
+  if (![...jobs.values()].some((j) => j.state === "running")) return;
+  const r = await fetch(`/v1/jobs?state=running&limit=${PAGE}`);
+  if (!r.ok) return;
+  for (const job of await r.json()) {
+    if (!jobs.has(job.id) || job.id === selected) continue;
+    jobs.set(job.id, job);
+    const cell = document.querySelector(`tr[data-id="${job.id}"] td.memory`);
+    if (cell) cell.replaceWith(memoryCell(job));
+  }
+  const chosen = jobs.get(selected);
+  if (chosen && chosen.state === "running") {
+    const one = await fetch(`/v1/jobs/${selected}`);
+    if (!one.ok) return;
+    const job = await one.json();
+    jobs.set(job.id, job);
+    const cell = document.querySelector(`tr[data-id="${job.id}"] td.memory`);
+    if (cell) cell.replaceWith(memoryCell(job));
+    if (job.id === selected) detail(job);
+  }
 }
 start();

@@ -391,3 +391,44 @@ pub async fn an_attempts_log_cuts_are_kept(store: &dyn Store) {
     assert_eq!(job.attempts[0].log_cuts, vec![cut]);
     assert_eq!(job.attempts[1].log_cuts, Vec::new());
 }
+
+pub async fn usage_series_are_kept_for_live_attempts_only(store: &dyn Store) {
+    let ids = store.submit(vec![spec("x")]).await.unwrap();
+    let me = node("n1");
+    let attempt = claim_and_run(store, &me).await;
+    let mut series = drover_core::UsageSeries::new(1000);
+    for s in 0..3u64 {
+        series.push(drover_core::UsagePoint {
+            at_ms: s * 1000,
+            memory_bytes: Some((s + 1) << 20),
+            cpu_millis: Some(500),
+        });
+    }
+    store
+        .record_usage(&me, vec![(attempt, series.clone())])
+        .await
+        .unwrap();
+    let job = store.get(ids[0]).await.unwrap().expect("stored");
+    assert_eq!(job.attempts[0].usage_series.as_ref(), Some(&series));
+    let listed = store.list(&JobFilter::default()).await.unwrap();
+    assert_eq!(listed[0].attempts[0].usage_series.as_ref(), Some(&series));
+
+    // Another node's write, and a write after the ending, change nothing.
+    let mut other = series.clone();
+    other.push(drover_core::UsagePoint {
+        at_ms: 9000,
+        memory_bytes: Some(1 << 30),
+        cpu_millis: None,
+    });
+    store
+        .record_usage(&node("n2"), vec![(attempt, other.clone())])
+        .await
+        .unwrap();
+    store.complete(attempt, succeeded()).await.unwrap();
+    store
+        .record_usage(&me, vec![(attempt, other)])
+        .await
+        .unwrap();
+    let job = store.get(ids[0]).await.unwrap().expect("stored");
+    assert_eq!(job.attempts[0].usage_series.as_ref(), Some(&series));
+}

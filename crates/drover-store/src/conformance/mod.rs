@@ -88,6 +88,7 @@ macro_rules! conformance_tests {
             unrun_claims_go_back_without_using_the_budget,
             illegal_completion_is_refused,
             an_attempts_log_cuts_are_kept,
+            usage_series_are_kept_for_live_attempts_only,
             cancel_in_every_phase,
             cancel_beats_retry,
             events_are_numbered_in_commit_order,

@@ -173,6 +173,10 @@ CREATE TRIGGER jobs_ready AFTER INSERT OR DELETE OR UPDATE OF state, priority, q
 INSERT INTO ready (seq, priority, queue) SELECT seq, priority, queue FROM jobs WHERE state = 'queued';
 DROP INDEX jobs_claim;
 "#,
+    r#"
+-- #17: memory and CPU sampled while an attempt runs, bounded (drover_core::UsageSeries).
+ALTER TABLE attempts ADD COLUMN usage_series TEXT;      -- JSON UsageSeries, NULL if none
+"#,
 ];
 
 /// Brings the database to the latest schema, in one transaction, one node at a time.

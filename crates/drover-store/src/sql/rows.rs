@@ -7,7 +7,7 @@ use drover_core::{AttemptRecord, Event, JobId, JobRecord, JobSpec, JobState, Nod
 pub(super) const JOB_COLUMNS: &str = "id, name, state, spec, attempt, cancel_requested, reason, created_at, finished_at, not_before, seq, member";
 
 pub(super) const ATTEMPT_COLUMNS: &str = "job_id, attempt, node, state, claimed_at, started_at, \
-     finished_at, lease_expires_at, pid, exit_code, signal, reason, peak_memory_bytes, cpu_time_ms, memory_limit, log_cuts";
+     finished_at, lease_expires_at, pid, exit_code, signal, reason, peak_memory_bytes, cpu_time_ms, memory_limit, log_cuts, usage_series";
 
 /// Most jobs whose attempts one query reads.
 const ATTEMPTS_PER_QUERY: usize = 5_000;
@@ -118,6 +118,10 @@ fn attempt_row(row: &Row) -> Result<(JobId, AttemptRecord), StoreError> {
         Some(text) => serde_json::from_str(&text).map_err(|_| corrupt("log cuts", &text))?,
         None => Vec::new(),
     };
+    let usage_series: Option<String> = row.get(16)?;
+    let usage_series = usage_series
+        .map(|text| serde_json::from_str(&text).map_err(|_| corrupt("usage series", &text)))
+        .transpose()?;
     {
         Ok((
             parse_id(&job_id)?,
@@ -137,6 +141,7 @@ fn attempt_row(row: &Row) -> Result<(JobId, AttemptRecord), StoreError> {
                 cpu_time_ms: to_u64(cpu),
                 memory_limit_bytes: to_u64(memory_limit),
                 log_cuts,
+                usage_series,
             },
         ))
     }

@@ -139,6 +139,10 @@ CREATE INDEX jobs_group ON jobs (group_id, seq) WHERE group_id IS NOT NULL;
 -- #16: output that did not reach an attempt's log files (a full disk, the log limit).
 ALTER TABLE attempts ADD COLUMN log_cuts TEXT;          -- JSON [LogCut], NULL if none
 "#,
+    r#"
+-- #17: memory and CPU sampled while an attempt runs, bounded (drover_core::UsageSeries).
+ALTER TABLE attempts ADD COLUMN usage_series TEXT;      -- JSON UsageSeries, NULL if none
+"#,
 ];
 
 /// Brings the database to the latest schema, one transaction per migration.

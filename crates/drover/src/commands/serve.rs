@@ -61,6 +61,9 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
     if let Some(wait) = args.reserve_after.or(file.reserve_after) {
         config.reserve_after = wait.get();
     }
+    if let Some(every) = args.sample_interval.or(file.sample_interval) {
+        config.sample_interval = every.get();
+    }
     config.queue_defaults = file_queues
         .into_iter()
         .map(|(name, defaults)| (name, defaults.to_json()))

@@ -309,6 +309,45 @@ pub(super) async fn renew_leases(
         .await
 }
 
+pub(super) async fn record_usage(
+    store: &SqlStore,
+    node: &NodeId,
+    series: Vec<(AttemptRef, drover_core::UsageSeries)>,
+) -> Result<(), StoreError> {
+    if series.is_empty() {
+        return Ok(());
+    }
+    let node = node.clone();
+    let texts = series
+        .into_iter()
+        .map(|(attempt, series)| {
+            serde_json::to_string(&series)
+                .map(|text| (attempt, text))
+                .map_err(|e| {
+                    StoreError::permanent("cannot encode a usage series", Some(Box::new(e)))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    store
+        .write(move |tx| {
+            for (attempt, text) in &texts {
+                tx.conn.execute(
+                    "UPDATE attempts SET usage_series = ?1
+                     WHERE job_id = ?2 AND attempt = ?3 AND node = ?4
+                       AND state IN ('starting', 'running')",
+                    params![
+                        text.as_str(),
+                        attempt.job_id.to_string(),
+                        attempt.attempt,
+                        node.0
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+}
+
 /// What a job that runs after `after` reads in `$DROVER_INPUTS`: each upstream job as it ended,
 /// with its result, in the order of `after`. (Output directories are filled in by the node.)
 fn upstream_inputs(

@@ -314,6 +314,14 @@ impl Store for SqlStore {
         endings::complete(self, attempt, outcome).await
     }
 
+    async fn record_usage(
+        &self,
+        node: &NodeId,
+        series: Vec<(AttemptRef, drover_core::UsageSeries)>,
+    ) -> Result<(), StoreError> {
+        claim::record_usage(self, node, series).await
+    }
+
     async fn give_back(
         &self,
         attempt: AttemptRef,
