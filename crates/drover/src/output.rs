@@ -295,6 +295,31 @@ pub fn detail(job: &JobRecord, now: DateTime<Utc>) -> String {
         ],
         vec!["timeout".to_string(), job.spec.timeout.to_string()],
     ];
+    if let Some(series) = job
+        .current_attempt()
+        .and_then(|a| a.usage_series.as_ref())
+        .filter(|s| !s.points.is_empty())
+    {
+        // The whole series in one line's width: 60 marks at most.
+        let thin = series.thinned(60);
+        let values: Vec<u64> = thin
+            .points
+            .iter()
+            .map(|p| p.memory_bytes.unwrap_or(0))
+            .collect();
+        let limit = job.current_attempt().and_then(|a| a.memory_limit_bytes);
+        let highest = series.peak_memory().map_or("-".into(), format_bytes);
+        let span = series.latest().map_or(0, |p| p.at_ms);
+        rows.push(vec![
+            "memory use".to_string(),
+            format!(
+                "{} highest {highest} over {}, {} samples",
+                sparkline(&values, limit),
+                elapsed(span),
+                series.points.len()
+            ),
+        ]);
+    }
     let spec = &job.spec;
     let mut limits = Vec::new();
     if let Some(memory) = spec.memory {

@@ -262,25 +262,25 @@ impl Cell {
         }
     }
 
+    /// The tree's CPU time so far, from `cpuacct.usage` (nanoseconds), in milliseconds.
+    fn cpu_time_ms(&self) -> Option<u64> {
+        self.cpuacct
+            .as_ref()
+            .and_then(|d| fs::read_u64(d, "cpuacct.usage"))
+            .map(|ns| ns / 1_000_000)
+    }
+
     pub(super) fn sample(&self) -> CellSample {
         CellSample {
             memory_bytes: fs::read_u64(&self.memory, "memory.usage_in_bytes"),
-            cpu_time_ms: self
-                .cpuacct
-                .as_ref()
-                .and_then(|d| fs::read_u64(d, "cpuacct.usage"))
-                .map(|ns| ns / 1_000_000),
+            cpu_time_ms: self.cpu_time_ms(),
         }
     }
 
     pub(super) fn usage(&self) -> CellUsage {
         CellUsage {
             peak_memory_bytes: fs::read_u64(&self.memory, "memory.max_usage_in_bytes"),
-            cpu_time_ms: self
-                .cpuacct
-                .as_ref()
-                .and_then(|d| fs::read_u64(d, "cpuacct.usage"))
-                .map(|ns| ns / 1_000_000),
+            cpu_time_ms: self.cpu_time_ms(),
             oom_killed: fs::keyed(&self.memory, "memory.oom_control", "oom_kill")
                 .is_some_and(|n| n > 0),
             pids_limited: self
