@@ -169,3 +169,73 @@ fn serve_refuses_tls_files_it_cannot_use() {
     assert_eq!(alone.status.code(), Some(2), "--tls-cert needs --tls-key");
     assert!(!data.path().join("serve.json").exists());
 }
+
+/// Nodes of a cluster read each other's logs over HTTPS, trusting the CA in `--ca-file`; a
+/// node that does not trust it says that the certificate is the problem.
+#[test]
+fn nodes_read_each_others_logs_over_https_with_the_ca_file() {
+    let Some(db) = drover_store::testing::TestDatabase::create() else {
+        return;
+    };
+    let pki_dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(pki_dir.path());
+    let (cert, key) = pki.server("node", &["localhost", "127.0.0.1"]);
+    let (cert, key, ca) = (
+        cert.to_str().expect("utf-8"),
+        key.to_str().expect("utf-8"),
+        pki.ca.to_str().expect("utf-8"),
+    );
+    let tls = ["--tls-cert", cert, "--tls-key", key];
+    let runner =
+        Node::start(&[&["--db", db.url(), "--label", "role=runner"][..], &tls[..]].concat());
+    let trusting = Node::start(&[&["--db", db.url(), "--ca-file", ca][..], &tls[..]].concat());
+    let stranger = Node::start(&[&["--db", db.url()][..], &tls[..]].concat());
+    let cli = |node: &Node, args: &[&str]| {
+        node.command(args)
+            .env("DROVER_CA_FILE", ca)
+            .output()
+            .expect("run drover")
+    };
+    let submitted = cli(
+        &trusting,
+        &[
+            "submit",
+            "--require",
+            "role=runner",
+            "--",
+            "echo",
+            "from the runner",
+        ],
+    );
+    assert!(
+        submitted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let id = stdout(&submitted).trim().to_string();
+    let waited = cli(&trusting, &["wait", &id]);
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+
+    // Proxied from the runner, over HTTPS, by the node that trusts its CA.
+    let read = cli(&trusting, &["logs", &id]);
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    assert_eq!(stdout(&read), "from the runner\n");
+
+    // The node without the CA cannot vouch for the runner, and says why.
+    let refused = cli(&stranger, &["logs", &id]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("which cannot be reached") && said.contains("UnknownIssuer"),
+        "{said}"
+    );
+    drop(runner);
+}
