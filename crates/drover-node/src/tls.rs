@@ -193,6 +193,10 @@ impl TlsListener {
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
+                    if speaks_plain_http(&stream).await {
+                        answer_plain_http(stream, local).await;
+                        return;
+                    }
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
@@ -209,6 +213,31 @@ impl TlsListener {
         });
         Ok(Self { ready, local })
     }
+}
+
+/// Whether the client's first byte is a letter, as an HTTP request's method is, rather than a
+/// TLS record's (a handshake starts with 0x16). Waits for that byte up to the handshake limit.
+async fn speaks_plain_http(stream: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await,
+        Ok(Ok(1)) if first[0].is_ascii_uppercase()
+    )
+}
+
+/// Tells a plain-HTTP client, in plain HTTP, to use HTTPS, instead of closing on it: `curl
+/// http://…` and a mistyped `--server` then say what is wrong.
+async fn answer_plain_http(mut stream: TcpStream, local: SocketAddr) {
+    use tokio::io::AsyncWriteExt;
+    let body = format!(
+        "this drover node serves HTTPS only: use https://{local} (with --ca-file if its certificate is your own)\n"
+    );
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.write_all(answer.as_bytes())).await;
+    let _ = stream.shutdown().await;
 }
 
 impl axum::serve::Listener for TlsListener {

@@ -115,6 +115,24 @@ fn the_cli_uses_an_https_node_with_its_ca_and_says_why_it_refuses_without() {
         started.elapsed() < std::time::Duration::from_secs(20),
         "a certificate problem is not a node that is away"
     );
+
+    // Plain HTTP to the HTTPS port gets a plain answer that says so, not a closed connection.
+    let plain = node
+        .command(&["status"])
+        .env("DROVER_SERVER", node.url().replace("https://", "http://"))
+        .output()
+        .expect("run drover");
+    assert_eq!(
+        plain.status.code(),
+        Some(2),
+        "a 400: the address given is wrong"
+    );
+    let said = String::from_utf8_lossy(&plain.stderr);
+    assert!(
+        said.contains("this drover node serves HTTPS only: use https://127.0.0.1:")
+            && said.contains("(HTTP 400)"),
+        "{said}"
+    );
 }
 
 #[test]
