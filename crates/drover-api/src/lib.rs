@@ -27,7 +27,8 @@
 //! | `POST /v1/nodes/{node}/drain`, `.../undrain` | | [`NodeRecord`] |
 //! | `GET /v1/events?since=&queue=&job=` | | server-sent [`Event`]s |
 //!
-//! Every error answer is an [`ErrorBody`].
+//! Every error answer is an [`ErrorBody`]. `GET /v1/openapi.json` describes all of it
+//! (OpenAPI 3.1), generated from these types and the node's handlers.
 
 use drover_core::{BackendReport, Capacity, JobId, JobState, Memory, NodeId, Pressures};
 use serde::{Deserialize, Serialize};
@@ -43,7 +44,7 @@ pub const MAX_PAGE: usize = 1000;
 pub const ATTEMPT_HEADER: &str = "x-drover-attempt";
 
 /// `GET /v1/health`: the node answers, and says who it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
     /// The node's id.
     pub node: NodeId,
@@ -52,7 +53,7 @@ pub struct Health {
 }
 
 /// `GET /v1/node` (and `drover doctor`): what a node is and has.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeReport {
     /// The node's id.
     pub node: NodeId,
@@ -70,29 +71,51 @@ pub struct NodeReport {
 
 /// `POST /v1/jobs` with one spec: the job's id (an idempotency key seen before gives the first
 /// job's).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Submitted {
     /// The job.
     pub id: JobId,
 }
 
 /// `POST /v1/jobs` with an array of specs: their ids, in input order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubmittedBatch {
     /// The jobs.
     pub ids: Vec<JobId>,
 }
 
+/// `POST /v1/jobs`'s body, as the API description gives it: one spec, or an array of them.
+/// (The node reads the body itself, to tell the two apart and name the index of a bad one.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum JobSubmission {
+    /// One job.
+    One(Box<JobSpec>),
+    /// A batch, stored in one transaction.
+    Many(Vec<JobSpec>),
+}
+
+/// `POST /v1/jobs`'s answer, as the API description gives it: [`Submitted`] for one spec,
+/// [`SubmittedBatch`] for an array.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum JobsSubmitted {
+    /// For one spec.
+    One(Submitted),
+    /// For an array.
+    Many(SubmittedBatch),
+}
+
 /// `GET /v1/wait`: whether every job ended (none blocked, scheduled, queued, starting or
 /// running) before the timeout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Idle {
     /// No job is blocked, scheduled, queued, starting or running.
     pub idle: bool,
 }
 
 /// What a cancel did to one job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CancelAnswer {
     /// The job.
     pub id: JobId,
@@ -102,7 +125,7 @@ pub struct CancelAnswer {
 }
 
 /// What a cancel did, by `result`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum CancelResult {
     /// It was waiting and is now cancelled.
@@ -127,7 +150,7 @@ pub enum CancelResult {
 }
 
 /// `POST /v1/cancel`: which jobs to cancel.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelAll {
     /// Only jobs in these states (default: every state that has not ended).
@@ -139,14 +162,14 @@ pub struct CancelAll {
 }
 
 /// `POST /v1/cancel`: what happened to each job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CancelAllAnswer {
     /// One per job.
     pub results: Vec<CancelAnswer>,
 }
 
 /// What a change of one job (a priority, a retry, a dismissal) did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChangeResult {
     /// The job.
     pub id: JobId,
@@ -156,7 +179,7 @@ pub struct ChangeResult {
 }
 
 /// What a change did, by `result`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Change {
     /// Done; the job is now in this state.
@@ -174,14 +197,14 @@ pub enum Change {
 }
 
 /// `POST /v1/retry` and `POST /v1/dlq/dismiss`: what happened to each job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Changes {
     /// One per job, in the order asked.
     pub results: Vec<ChangeResult>,
 }
 
 /// `POST /v1/jobs/{id}/priority`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPriority {
     /// The new priority (higher runs first).
@@ -189,7 +212,7 @@ pub struct SetPriority {
 }
 
 /// `POST /v1/retry`: these jobs, or every dead letter.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retry {
     /// The jobs.
@@ -204,7 +227,7 @@ pub struct Retry {
 }
 
 /// `POST /v1/dlq/dismiss`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Dismiss {
     /// The jobs.
@@ -213,14 +236,14 @@ pub struct Dismiss {
 }
 
 /// `GET /v1/counts`: how many jobs are in each state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Counts {
     /// By state name; a state with no job is left out.
     pub states: std::collections::BTreeMap<String, u64>,
 }
 
 /// `POST /v1/resolve`: the jobs people named, each by any of the words commands take for a job.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resolve {
     /// Each a whole id, a job number (`42` or `#42`), a unique prefix of an id (four
@@ -229,14 +252,14 @@ pub struct Resolve {
 }
 
 /// `POST /v1/resolve`: what each reference names, in the order given.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Resolved {
     /// One per reference.
     pub results: Vec<Resolution>,
 }
 
 /// What one reference names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Resolution {
     /// The reference as given.
     #[serde(rename = "ref")]
@@ -247,7 +270,7 @@ pub struct Resolution {
 }
 
 /// What a reference names, by `found`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "found", rename_all = "snake_case")]
 pub enum Found {
     /// Exactly one job.
@@ -276,7 +299,7 @@ pub enum Found {
 }
 
 /// A job an ambiguous reference may mean.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Candidate {
     /// Its id.
     pub id: JobId,
@@ -289,8 +312,9 @@ pub struct Candidate {
 }
 
 /// `POST /v1/groups`: a sweep or a flow to submit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"kind": "sweep", "flow": {"name": "grid", "steps": {"run": {"argv": ["/bin/echo", "{}"], "each": "1..3"}}}}))]
 pub struct SubmitGroup {
     /// `sweep` (one step with `each`, `drover submit --each`) or `flow` (`drover flow submit`).
     pub kind: drover_core::GroupKind,
@@ -304,7 +328,7 @@ pub struct SubmitGroup {
 }
 
 /// `POST /v1/groups`: what was stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubmittedGroup {
     /// The group.
     pub id: drover_core::GroupId,
@@ -317,14 +341,14 @@ pub struct SubmittedGroup {
 }
 
 /// `GET /v1/groups`: groups, newest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Groups {
     /// The groups.
     pub groups: Vec<drover_core::GroupRecord>,
 }
 
 /// `GET /v1/groups/{id}`: a group and its members (results left out).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupDetail {
     /// The group.
     pub group: drover_core::GroupRecord,
@@ -333,7 +357,7 @@ pub struct GroupDetail {
 }
 
 /// `GET /v1/groups/{id}/results`: every member's result, in sweep order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupResults {
     /// The group.
     pub group: drover_core::GroupRecord,
@@ -342,7 +366,7 @@ pub struct GroupResults {
 }
 
 /// One member's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResultRow {
     /// The job.
     pub id: JobId,
@@ -367,7 +391,7 @@ pub struct ResultRow {
 }
 
 /// `POST /v1/groups/{id}/retry`: which members to run again.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupRetry {
     /// Only those that failed, timed out or were lost (and what failed because of them), not
@@ -377,7 +401,7 @@ pub struct GroupRetry {
 }
 
 /// `POST /v1/queues/{name}`: the settings to change; what is left out stays.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueChange {
     /// Pause (`true`) or resume (`false`).
@@ -399,14 +423,14 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>
 }
 
 /// Every error answer: `{"error": {"message": "timeout: ...", "field": "timeout"}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
 }
 
 /// What went wrong, and where in the request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// For people; starts with the field when there is one.
     pub message: String,

@@ -8,7 +8,7 @@ use crate::reason::Reason;
 use crate::state::JobState;
 
 /// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// A job was stored.
@@ -66,7 +66,7 @@ impl EventKind {
 
 /// One committed change. `seq` increases by one per event, in commit order, and never repeats:
 /// a client that saw `seq` N can ask for everything after N.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// Global sequence number, assigned by the store at commit.
     pub seq: u64,

@@ -23,7 +23,19 @@ pub const MAX_MEMBERS: usize = 100_000;
 const NAME_VALUE_CHARS: usize = 40;
 
 /// A group's id: a UUID v7, like a job's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct GroupId(pub Uuid);
 
@@ -49,7 +61,7 @@ impl FromStr for GroupId {
 }
 
 /// What made a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupKind {
     /// `drover submit --each …`: one command over values.
@@ -81,7 +93,7 @@ impl FromStr for GroupKind {
 }
 
 /// Where a member job sits in its group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Membership {
     /// The group.
     pub group: GroupId,
@@ -92,6 +104,7 @@ pub struct Membership {
     pub index: u32,
     /// Its sweep's values by axis name, in the axes' order (the unnamed axis is `value`).
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "pairs")]
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub values: Vec<(String, String)>,
 }
 
@@ -129,7 +142,7 @@ mod pairs {
 }
 
 /// One step of a group as the store keeps it: enough to draw a flow's tree.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupStep {
     /// The step's name (a sweep's one step has the group's name).
     pub name: String,
@@ -144,7 +157,7 @@ pub struct GroupStep {
 }
 
 /// A group as the API shows it: what it is and how far its members have got.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupRecord {
     /// Time-ordered id.
     pub id: GroupId,
@@ -201,7 +214,7 @@ pub fn group_state(counts: &std::collections::BTreeMap<JobState, u64>) -> JobSta
 }
 
 /// One axis of a sweep: a name (`""` for the unnamed one) and its values in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Axis {
     /// `{name}` in argv, `$DROVER_EACH_NAME` in the environment; `""` is `{}` and
     /// `$DROVER_EACH`.
@@ -211,7 +224,7 @@ pub struct Axis {
 }
 
 /// The axes of a sweep; their product is its points, the first axis varying slowest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Sweep {
     /// At least one, each with at least one value.
     pub axes: Vec<Axis>,
@@ -499,7 +512,7 @@ pub fn member_name(base: &str, point: &[(String, String)]) -> String {
 }
 
 /// One upstream job as a downstream job reads it in `$DROVER_INPUTS`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Input {
     /// The upstream job.
     pub id: JobId,
@@ -515,6 +528,7 @@ pub struct Input {
     pub index: Option<u32>,
     /// Its sweep values.
     #[serde(default, with = "pairs")]
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub values: Vec<(String, String)>,
     /// How it ended (`succeeded`: a job runs only after its upstreams succeeded).
     pub state: JobState,

@@ -12,7 +12,19 @@ use crate::spec::JobSpec;
 use crate::state::JobState;
 
 /// A job's id: a UUID v7, so ids sort by submit time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct JobId(pub Uuid);
 
@@ -38,7 +50,9 @@ impl FromStr for JobId {
 }
 
 /// A node's stable id (kept in its data dir).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct NodeId(pub String);
 
@@ -50,7 +64,19 @@ impl fmt::Display for NodeId {
 
 /// The fencing token of one attempt: a completion or heartbeat is accepted only for the attempt
 /// the store currently considers live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub struct AttemptRef {
     /// The job.
     pub job_id: JobId,
@@ -65,7 +91,7 @@ impl fmt::Display for AttemptRef {
 }
 
 /// Which stream of a job's output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Stream {
     /// Standard output.
@@ -92,7 +118,7 @@ impl fmt::Display for Stream {
 
 /// Output of an attempt that did not all reach its log file: the disk refused a write (the
 /// rest was read and dropped, so the job never blocked), or the log limit was reached.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogCut {
     /// Which stream.
     pub stream: Stream,
@@ -107,7 +133,7 @@ pub struct LogCut {
 }
 
 /// One attempt at running a job, kept forever.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     /// 1 for the first attempt.
     pub attempt: u32,
@@ -151,7 +177,7 @@ pub struct AttemptRecord {
 ///
 /// The top-level outcome fields (`exit_code`, `signal`, `reason`, `node`, times, usage) are those
 /// of the latest attempt, so scripts need not dig into `attempts`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobRecord {
     /// Time-ordered id.
     pub id: JobId,

@@ -15,6 +15,7 @@ pub mod reason;
 pub mod report;
 pub mod resources;
 pub mod retry;
+mod schema;
 pub mod spec;
 pub mod state;
 pub mod units;

@@ -80,7 +80,7 @@ pub fn describe_labels(labels: &Labels) -> String {
 }
 
 /// A node's membership state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeState {
     /// Heartbeating and claiming.
@@ -123,7 +123,7 @@ impl std::str::FromStr for NodeState {
 }
 
 /// What a node says about itself in every heartbeat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeInfo {
     /// Stable id, kept in its data dir.
     pub id: NodeId,
@@ -142,7 +142,7 @@ pub struct NodeInfo {
 }
 
 /// What a node is doing, sent with each heartbeat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeLoad {
     /// Attempts starting or running.
     pub running: u32,
@@ -151,7 +151,7 @@ pub struct NodeLoad {
 }
 
 /// A node as the cluster knows it: `drover nodes`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeRecord {
     /// What it said about itself.
     #[serde(flatten)]

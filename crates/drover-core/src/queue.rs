@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A queue's settings and load.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueInfo {
     /// Its name.
     pub name: String,

@@ -11,7 +11,7 @@ use crate::resources::{Cpus, Resources};
 use crate::units::format_bytes;
 
 /// A node's capacity, as `drover doctor` and `GET /v1/node` show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Capacity {
     /// Memory admission may hand out, in bytes.
     pub memory_bytes: u64,
@@ -42,7 +42,7 @@ impl Capacity {
 }
 
 /// Which containment backend runs jobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum BackendKind {
     /// A cgroup v2 leaf per attempt.
     #[serde(rename = "cgroup2")]
@@ -73,7 +73,7 @@ impl fmt::Display for BackendKind {
 }
 
 /// How one kind of limit is enforced by the chosen backend.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LimitSupport {
     /// `memory`, `cpus`, `pids`, `nofile`, `escapees` or `accounting`.
     pub limit: String,
@@ -84,20 +84,21 @@ pub struct LimitSupport {
 }
 
 /// What `drover doctor` shows about containment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BackendReport {
     /// The backend in use.
     pub backend: BackendKind,
     /// Why it was chosen (and why the ones before it were not).
     pub why: String,
     /// The directories under which attempt cgroups are made.
+    #[schema(value_type = Vec<String>)]
     pub cgroup_paths: Vec<PathBuf>,
     /// Each limit kind and whether it is enforced.
     pub limits: Vec<LimitSupport>,
 }
 
 /// Memory figures from `/proc/meminfo`, in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Memory {
     /// `MemTotal`.
     pub total_bytes: u64,
@@ -106,7 +107,7 @@ pub struct Memory {
 }
 
 /// One PSI line: the share of time some task was stalled on a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Pressure {
     /// Percent of the last 10 s.
     pub avg10: f64,
@@ -115,7 +116,7 @@ pub struct Pressure {
 }
 
 /// PSI for memory and CPU (`some` lines), where the kernel has it.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Pressures {
     /// `/proc/pressure/memory`.
     pub memory: Option<Pressure>,

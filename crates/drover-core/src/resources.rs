@@ -106,7 +106,7 @@ impl<'de> Deserialize<'de> for Cpus {
 }
 
 /// An amount of the two resources admission counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Resources {
     /// Memory, in bytes.
     pub memory_bytes: u64,

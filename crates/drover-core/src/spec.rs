@@ -20,10 +20,12 @@ pub const DEFAULT_GRACE: HumanDuration = HumanDuration::from_secs(10);
 /// Its fields are written here and once more, as flags, in the CLI's `SpecArgs`; a test there
 /// keeps the two equal. `Default` is every field at its default and an empty argv (which
 /// [`JobSpec::validate`] refuses): give the argv with [`JobSpec::new`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"argv": ["/bin/sh", "-c", "echo hello"], "timeout": "1m", "memory": "64M"}))]
 pub struct JobSpec {
     /// The program and its arguments. `argv[0]` is looked up in `PATH` if it has no slash.
+    #[schema(min_items = 1)]
     pub argv: Vec<String>,
     /// A label for people; defaults to the program name.
     #[serde(default, skip_serializing_if = "Option::is_none")]

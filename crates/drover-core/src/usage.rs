@@ -24,13 +24,29 @@ pub struct UsagePoint {
 }
 
 /// [`UsagePoint`] as the API spells it.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = UsagePoint)]
 struct PointWire {
+    /// Milliseconds since the attempt started.
     at_ms: u64,
+    /// Memory the whole tree used, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     memory_bytes: Option<u64>,
+    /// CPUs the tree kept busy since the sample before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cpus: Option<f64>,
+}
+
+impl utoipa::PartialSchema for UsagePoint {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <PointWire as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for UsagePoint {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "UsagePoint".into()
+    }
 }
 
 impl From<UsagePoint> for PointWire {
@@ -80,7 +96,7 @@ fn higher(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 }
 
 /// An attempt's samples, oldest first, spaced at least `step_ms` apart.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UsageSeries {
     /// The spacing of the points: the sampling interval at first, doubled at each merge.
     pub step_ms: u64,

@@ -63,6 +63,9 @@ impl Filter {
 }
 
 /// `GET /v1/events?since=SEQ&job=ID&queue=Q&state=S,...` (or the `Last-Event-ID` header).
+#[utoipa::path(get, path = "/v1/events", tag = "events",
+    params(("since" = Option<u64>, Query, description = "replay the events after this sequence number (or the Last-Event-ID header)"), ("job" = Option<String>, Query, description = "only this job"), ("queue" = Option<String>, Query, description = "only this queue"), ("state" = Option<String>, Query, description = "only changes to these states, comma-separated")),
+    responses((status = 200, description = "server-sent events: one `event: KIND` with the JSON Event per state change, and keep-alive comments", content_type = "text/event-stream", body = String), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(crate) async fn events(
     State(state): State<ApiState>,
     headers: HeaderMap,

@@ -602,12 +602,15 @@ fn a_dead_nodes_empty_cgroup_tree_is_swept_by_the_next_node() {
 }
 
 /// A job that leaves three escapees of its group: a `setsid` child, a double-forked one and a
-/// daemonized Python process. Each sleeps `marker` followed by the attempt number, so each
-/// attempt's can be told apart.
+/// daemonized Python process. Each ends up as `sleep MARKER`, `marker` followed by the attempt
+/// number, so each attempt's can be told apart. The Python one reads the marker from its
+/// environment and becomes `sleep` only once it has daemonized: its intermediate processes
+/// never carry the marker, so three marked processes means all three escaped (a slow machine
+/// once counted the Python parent before it forked, then six).
 fn escaping_job(marker: &str) -> String {
     format!(
-        "M={marker}$DROVER_ATTEMPT; setsid sleep $M & ( sleep $M & ) & \
-         {py} -c \"import os,time\nif os.fork(): os._exit(0)\nos.setsid()\nif os.fork(): os._exit(0)\ntime.sleep(float('$M'))\" & \
+        "export M={marker}$DROVER_ATTEMPT; setsid sleep $M & ( sleep $M & ) & \
+         {py} -c \"import os\nif os.fork(): os._exit(0)\nos.setsid()\nif os.fork(): os._exit(0)\nos.execvp('sleep', ['sleep', os.environ['M']])\" & \
          exec sleep 600",
         py = python()
     )

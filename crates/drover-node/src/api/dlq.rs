@@ -13,6 +13,8 @@ use super::parse::{parse_json, read_body};
 use super::*;
 
 /// `GET /v1/dlq?limit=N`: the dead-letter queue, newest first.
+#[utoipa::path(get, path = "/v1/dlq", tag = "dead letters", params(("limit" = Option<u32>, Query, description = "at most this many")),
+    responses((status = 200, description = "jobs that ended unsuccessfully after their retries, newest first", body = Vec<drover_core::JobRecord>), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn dead_letters(
     State(state): State<ApiState>,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -23,6 +25,8 @@ pub(super) async fn dead_letters(
 }
 
 /// `POST /v1/dlq/dismiss {"ids": [...]}`.
+#[utoipa::path(post, path = "/v1/dlq/dismiss", tag = "dead letters", request_body = drover_api::Dismiss,
+    responses((status = 200, description = "what changed for each job", body = drover_api::Changes), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn dismiss(
     State(state): State<ApiState>,
     request: Request,
@@ -37,6 +41,8 @@ pub(super) async fn dismiss(
 
 /// `POST /v1/retry {"ids": [...]}` or `{"all_dlq": true}`: runs ended jobs again with a fresh
 /// retry budget; with `"spec": {...}`, with those settings changed.
+#[utoipa::path(post, path = "/v1/retry", tag = "dead letters", request_body = drover_api::Retry,
+    responses((status = 200, description = "what changed for each job", body = drover_api::Changes), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn retry(
     State(state): State<ApiState>,
     request: Request,

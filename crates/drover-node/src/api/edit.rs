@@ -15,6 +15,9 @@ use super::*;
 const WAITING: [JobState; 3] = [JobState::Queued, JobState::Scheduled, JobState::Blocked];
 
 /// `POST /v1/jobs/{id}/edit` with a patch: the waiting job's spec changes.
+#[utoipa::path(post, path = "/v1/jobs/{id}/edit", tag = "jobs", params(("id" = String, Path, description = "the job: its id, number, id prefix or name")),
+    request_body(content = Object, description = "spec fields to change; `env` and `require` change key by key"),
+    responses((status = 200, description = "what changed", body = drover_api::ChangeResult), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn edit(
     State(state): State<ApiState>,
     Path(id): Path<String>,

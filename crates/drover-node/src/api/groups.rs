@@ -24,6 +24,8 @@ const AT_ONCE: usize = 512;
 
 /// `POST /v1/groups`: 201 with the group's id, number and members; 422 naming the part of the
 /// flow at fault (`steps.work.after`), and nothing stored.
+#[utoipa::path(post, path = "/v1/groups", tag = "groups", request_body = drover_api::SubmitGroup,
+    responses((status = 201, description = "the group's id, number and members", body = drover_api::SubmittedGroup), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn submit(
     State(state): State<ApiState>,
     request: Request,
@@ -128,6 +130,9 @@ async fn load_group(state: &ApiState, id: GroupId) -> Result<GroupRecord, ApiErr
 }
 
 /// `GET /v1/groups?active=true&name=NAME&limit=N`: newest first.
+#[utoipa::path(get, path = "/v1/groups", tag = "groups",
+    params(("active" = Option<bool>, Query, description = "true: only groups with members that have not ended"), ("name" = Option<String>, Query, description = "only this name"), ("limit" = Option<u32>, Query, description = "at most this many")),
+    responses((status = 200, description = "groups, newest first", body = drover_api::Groups), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn list(
     State(state): State<ApiState>,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -156,6 +161,8 @@ pub(super) async fn list(
 }
 
 /// `GET /v1/groups/{id}`: the group and its members.
+#[utoipa::path(get, path = "/v1/groups/{id}", tag = "groups", params(("id" = String, Path, description = "the group: its id, number or name")),
+    responses((status = 200, description = "the group and its members", body = drover_api::GroupDetail), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn get_group(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -169,6 +176,8 @@ pub(super) async fn get_group(
 
 /// `GET /v1/groups/{id}/results`: each member's result in sweep order (`null` where it gave
 /// none), with its values and state.
+#[utoipa::path(get, path = "/v1/groups/{id}/results", tag = "groups", params(("id" = String, Path, description = "the group: its id, number or name")),
+    responses((status = 200, description = "each member's result, in sweep order", body = drover_api::GroupResults), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn results(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -208,6 +217,8 @@ pub(super) async fn results(
 }
 
 /// `POST /v1/groups/{id}/cancel`: cancels every member that has not ended.
+#[utoipa::path(post, path = "/v1/groups/{id}/cancel", tag = "groups", params(("id" = String, Path, description = "the group: its id, number or name")),
+    responses((status = 200, description = "what the cancel did to each member", body = drover_api::CancelAllAnswer), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn cancel(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -239,6 +250,9 @@ pub(super) async fn cancel(
 /// `POST /v1/groups/{id}/retry {"failed": true}`: runs again the members that ended
 /// unsuccessfully (with `failed`, not the cancelled ones), upstream ones first, so that a member
 /// that failed because of another waits for it.
+#[utoipa::path(post, path = "/v1/groups/{id}/retry", tag = "groups", params(("id" = String, Path, description = "the group: its id, number or name")),
+    request_body(content = drover_api::GroupRetry, description = "optional; `{\"failed\": true}` retries only the members that failed"),
+    responses((status = 200, description = "what the retry did to each member", body = drover_api::Changes), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn retry(
     State(state): State<ApiState>,
     Path(id): Path<String>,

@@ -23,6 +23,9 @@ use super::*;
 
 /// `POST /v1/jobs`: one spec (an object) → `{"id"}`, or a batch (an array) → `{"ids"}` in input
 /// order. A batch is stored in one transaction: all of it or, on any error, none of it.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    request_body(content = drover_api::JobSubmission, description = "one job spec, or an array of them (stored all or none)"),
+    responses((status = 201, description = "the job's id, or the batch's ids in input order", body = drover_api::JobsSubmitted), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn submit(
     State(state): State<ApiState>,
     request: Request,
@@ -63,6 +66,9 @@ pub(super) async fn submit(
 /// `GET /v1/wait?timeout=30s`: answers `{"idle": true}` once no job is queued, starting or
 /// running, or `{"idle": false}` at the timeout. Woken by committed events; it looks again only
 /// after an event, and a look is one index probe.
+#[utoipa::path(get, path = "/v1/wait", tag = "jobs",
+    params(("timeout" = Option<String>, Query, description = "how long to wait (`30s`), at most 60s")),
+    responses((status = 200, description = "whether every job has ended", body = drover_api::Idle), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn wait_idle(
     State(state): State<ApiState>,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -89,6 +95,8 @@ pub(super) async fn wait_idle(
     }
 }
 
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "the job: its id, number, id prefix or name")),
+    responses((status = 200, description = "the job with all its attempts", body = drover_core::JobRecord), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn get_job(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -96,6 +104,9 @@ pub(super) async fn get_job(
     Ok(Json(load(&state, parse_id(&id)?).await?))
 }
 
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
+    params(("state" = Option<String>, Query, description = "states, comma-separated"), ("queue" = Option<String>, Query, description = "only this queue"), ("name" = Option<String>, Query, description = "only this name"), ("since" = Option<String>, Query, description = "submitted after this RFC 3339 time"), ("before" = Option<String>, Query, description = "page on from this job id"), ("limit" = Option<u32>, Query, description = "at most this many (up to 1000)")),
+    responses((status = 200, description = "recent jobs, newest first; each keeps its latest attempt's usage series only, thinned", body = Vec<drover_core::JobRecord>), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn list(
     State(state): State<ApiState>,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -149,6 +160,8 @@ fn thin_usage(job: &mut JobRecord) {
 }
 
 /// `GET /v1/counts`: how many jobs are in each state (states with none left out).
+#[utoipa::path(get, path = "/v1/counts", tag = "jobs",
+    responses((status = 200, description = "how many jobs are in each state", body = drover_api::Counts), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn counts(State(state): State<ApiState>) -> Result<Json<Counts>, ApiError> {
     let counts = state.store.counts().await?;
     Ok(Json(Counts {
@@ -161,6 +174,8 @@ pub(super) async fn counts(State(state): State<ApiState>) -> Result<Json<Counts>
 
 /// Holds the request until the job is terminal or `timeout` passes, then answers with the job.
 /// Driven by the store's event broadcast, not by re-reading.
+#[utoipa::path(get, path = "/v1/jobs/{id}/wait", tag = "jobs", params(("id" = String, Path, description = "the job: its id, number, id prefix or name"), ("timeout" = Option<String>, Query, description = "how long to wait (`30s`), at most 60s")),
+    responses((status = 200, description = "the job, once it has ended or at the timeout", body = drover_core::JobRecord), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn wait_job(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -193,6 +208,8 @@ pub(super) async fn wait_job(
     Ok(Json(load(&state, id).await?))
 }
 
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "the job: its id, number, id prefix or name")),
+    responses((status = 200, description = "what the cancel did", body = drover_api::CancelAnswer), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn cancel(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -225,6 +242,9 @@ pub(super) fn cancel_result(outcome: CancelOutcome) -> CancelResult {
 
 /// `POST /v1/jobs/{id}/priority {"priority": N}`: only while the job waits; 404 for no such
 /// job, 409 for one that has started or ended.
+#[utoipa::path(post, path = "/v1/jobs/{id}/priority", tag = "jobs", params(("id" = String, Path, description = "the job: its id, number, id prefix or name")),
+    request_body = drover_api::SetPriority,
+    responses((status = 200, description = "what changed", body = drover_api::ChangeResult), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn set_priority(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -251,6 +271,8 @@ pub(super) async fn set_priority(
 /// `POST /v1/cancel {"states": [...], "queue": "q"}`: cancels every job in those states
 /// (default: every job that has not ended), in that queue if one is named. Answers one result
 /// per job.
+#[utoipa::path(post, path = "/v1/cancel", tag = "jobs", request_body = drover_api::CancelAll,
+    responses((status = 200, description = "what the cancel did to each job", body = drover_api::CancelAllAnswer), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn cancel_many(
     State(state): State<ApiState>,
     request: Request,

@@ -25,6 +25,9 @@ use crate::datadir::{Stream, log_path};
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
 
 /// `GET /v1/jobs/{id}/logs?stream=stdout|stderr&attempt=N&follow=true|offset=BYTES|tail=LINES`
+#[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs",
+    params(("id" = String, Path, description = "the job: its id, number, id prefix or name"), ("stream" = Option<String>, Query, description = "stdout (default) or stderr"), ("attempt" = Option<u32>, Query, description = "which attempt (default: the latest)"), ("follow" = Option<bool>, Query, description = "true: stream as it is written, until the attempt ends"), ("offset" = Option<u64>, Query, description = "start at this byte"), ("tail" = Option<u32>, Query, description = "only the last this many lines")),
+    responses((status = 200, description = "the output, as written; the x-drover-attempt header names the attempt", content_type = "text/plain", body = String), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn logs(
     State(state): State<ApiState>,
     Path(id): Path<String>,

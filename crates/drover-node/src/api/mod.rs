@@ -18,6 +18,7 @@ mod groups;
 mod jobs;
 mod logs;
 mod nodes;
+pub mod openapi;
 mod parse;
 mod queues;
 mod resolve;
@@ -33,7 +34,7 @@ use axum::Router;
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::get;
 use drover_core::{JobId, JobRecord, Limits, NodeId};
 use drover_store::Store;
 use tokio::sync::broadcast;
@@ -98,33 +99,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/web/app.css", get(web::style))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/metrics", get(crate::metrics::scrape))
-        .route("/v1/health", get(nodes::health))
-        .route("/v1/node", get(nodes::node_info))
-        .route("/v1/jobs", post(jobs::submit).get(jobs::list))
-        .route("/v1/wait", get(jobs::wait_idle))
-        .route("/v1/counts", get(jobs::counts))
-        .route("/v1/jobs/{id}", get(jobs::get_job))
-        .route("/v1/jobs/{id}/wait", get(jobs::wait_job))
-        .route("/v1/jobs/{id}/logs", get(logs::logs))
-        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/v1/jobs/{id}/priority", post(jobs::set_priority))
-        .route("/v1/jobs/{id}/edit", post(edit::edit))
-        .route("/v1/cancel", post(jobs::cancel_many))
-        .route("/v1/resolve", post(resolve::resolve))
-        .route("/v1/groups", post(groups::submit).get(groups::list))
-        .route("/v1/groups/{id}", get(groups::get_group))
-        .route("/v1/groups/{id}/results", get(groups::results))
-        .route("/v1/groups/{id}/cancel", post(groups::cancel))
-        .route("/v1/groups/{id}/retry", post(groups::retry))
-        .route("/v1/dlq", get(dlq::dead_letters))
-        .route("/v1/dlq/dismiss", post(dlq::dismiss))
-        .route("/v1/retry", post(dlq::retry))
-        .route("/v1/events", get(crate::events::events))
-        .route("/v1/queues", get(queues::queues))
-        .route("/v1/queues/{name}", post(queues::set_queue))
-        .route("/v1/nodes", get(nodes::nodes))
-        .route("/v1/nodes/{node}/drain", post(nodes::drain))
-        .route("/v1/nodes/{node}/undrain", post(nodes::undrain))
+        // Every /v1 route, each with its description (`openapi.rs`).
+        .merge(Router::from(openapi::routes()))
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state.access),

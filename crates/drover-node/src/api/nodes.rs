@@ -9,6 +9,8 @@ use drover_core::{NodeId, NodeRecord};
 use super::*;
 
 /// `GET /v1/health`: the node answers, and says who it is.
+#[utoipa::path(get, path = "/v1/health", tag = "nodes",
+    responses((status = 200, description = "the node answers", body = drover_api::Health), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn health(State(state): State<ApiState>) -> Json<drover_api::Health> {
     Json(drover_api::Health {
         node: state.node.clone(),
@@ -17,11 +19,15 @@ pub(super) async fn health(State(state): State<ApiState>) -> Json<drover_api::He
 }
 
 /// `GET /v1/node`: capacity, containment backend, and the machine's memory and pressure now.
+#[utoipa::path(get, path = "/v1/node", tag = "nodes",
+    responses((status = 200, description = "capacity, containment, the machine's memory and pressure", body = drover_api::NodeReport), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn node_info(State(state): State<ApiState>) -> Json<drover_api::NodeReport> {
     Json(crate::refreshed(&state.info))
 }
 
 /// `GET /v1/nodes`: every node of the cluster (one, on SQLite).
+#[utoipa::path(get, path = "/v1/nodes", tag = "nodes",
+    responses((status = 200, description = "every node sharing the database", body = Vec<drover_core::NodeRecord>), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn nodes(
     State(state): State<ApiState>,
 ) -> Result<Json<Vec<NodeRecord>>, ApiError> {
@@ -29,6 +35,8 @@ pub(super) async fn nodes(
 }
 
 /// `POST /v1/nodes/{node}/drain`: the node claims nothing more and finishes what it runs.
+#[utoipa::path(post, path = "/v1/nodes/{node}/drain", tag = "nodes", params(("node" = String, Path, description = "the node: its id or host name")),
+    responses((status = 200, description = "the node, draining", body = drover_core::NodeRecord), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn drain(
     State(state): State<ApiState>,
     Path(node): Path<String>,
@@ -37,6 +45,8 @@ pub(super) async fn drain(
 }
 
 /// `POST /v1/nodes/{node}/undrain`.
+#[utoipa::path(post, path = "/v1/nodes/{node}/undrain", tag = "nodes", params(("node" = String, Path, description = "the node: its id or host name")),
+    responses((status = 200, description = "the node, claiming again", body = drover_core::NodeRecord), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn undrain(
     State(state): State<ApiState>,
     Path(node): Path<String>,

@@ -20,6 +20,8 @@ const CANDIDATES: usize = 10;
 pub(crate) const MIN_PREFIX: usize = 4;
 
 /// `POST /v1/resolve`
+#[utoipa::path(post, path = "/v1/resolve", tag = "jobs", request_body = drover_api::Resolve,
+    responses((status = 200, description = "what each word names", body = drover_api::Resolved), (status = "4XX", description = "refused: the message says why, naming the field at fault", body = drover_api::ErrorBody)))]
 pub(super) async fn resolve(
     State(state): State<ApiState>,
     request: Request,
