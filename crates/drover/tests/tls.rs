@@ -135,6 +135,45 @@ fn the_cli_uses_an_https_node_with_its_ca_and_says_why_it_refuses_without() {
     );
 }
 
+/// The self-signed case, as `openssl req -x509 … -addext basicConstraints=CA:FALSE` makes it:
+/// the node's certificate is its own issuer, and `--ca-file` names the certificate itself.
+#[test]
+fn a_self_signed_node_is_trusted_with_its_own_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("self-signed");
+    let (cert, key) = (dir.path().join("node.pem"), dir.path().join("node.key"));
+    std::fs::write(&cert, made.cert.pem()).expect("write");
+    std::fs::write(&key, made.signing_key.serialize_pem()).expect("write");
+    let node = https_node(&cert, &key);
+    let trusted = |args: &[&str]| {
+        node.command(args)
+            .env("DROVER_CA_FILE", &cert)
+            .output()
+            .expect("run drover")
+    };
+    let submitted = trusted(&["submit", "--", "true"]);
+    assert!(
+        submitted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let id = stdout(&submitted).trim().to_string();
+    let waited = trusted(&["wait", &id]);
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    let refused = node.drover(&["wait", &id]);
+    assert_eq!(refused.status.code(), Some(4));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("it is self-signed or signed by a CA this client does not trust"),
+        "{said}"
+    );
+}
+
 #[test]
 fn a_certificate_for_another_host_is_refused_by_name() {
     let pki_dir = tempfile::tempdir().expect("tempdir");
