@@ -60,6 +60,32 @@ fn https_node(cert: &Path, key: &Path) -> Node {
     ])
 }
 
+/// The CLI against `node`, trusting the certificates in `ca`.
+fn trusting(node: &Node, ca: &Path, args: &[&str]) -> std::process::Output {
+    node.command(args)
+        .env("DROVER_CA_FILE", ca)
+        .output()
+        .expect("run drover")
+}
+
+/// `drover submit ARGS` through a CLI trusting `ca`, then waits for the job to succeed: its id.
+fn run_over_https(node: &Node, ca: &Path, args: &[&str]) -> String {
+    let submitted = trusting(node, ca, &[&["submit"][..], args].concat());
+    assert!(
+        submitted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let id = stdout(&submitted).trim().to_string();
+    let waited = trusting(node, ca, &["wait", &id]);
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    id
+}
+
 #[test]
 fn the_cli_uses_an_https_node_with_its_ca_and_says_why_it_refuses_without() {
     let pki_dir = tempfile::tempdir().expect("tempdir");
@@ -73,26 +99,11 @@ fn the_cli_uses_an_https_node_with_its_ca_and_says_why_it_refuses_without() {
     );
 
     // Trusting the CA: submit, wait and read the output, all over HTTPS.
-    let trusted = |args: &[&str]| {
-        node.command(args)
-            .env("DROVER_CA_FILE", &pki.ca)
-            .output()
-            .expect("run drover")
-    };
-    let submitted = trusted(&["submit", "--", "sh", "-c", "echo over-tls"]);
-    assert!(
-        submitted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&submitted.stderr)
+    let id = run_over_https(&node, &pki.ca, &["--", "sh", "-c", "echo over-tls"]);
+    assert_eq!(
+        stdout(&trusting(&node, &pki.ca, &["logs", &id])).trim(),
+        "over-tls"
     );
-    let id = stdout(&submitted).trim().to_string();
-    let waited = trusted(&["wait", &id]);
-    assert!(
-        waited.status.success(),
-        "{}",
-        String::from_utf8_lossy(&waited.stderr)
-    );
-    assert_eq!(stdout(&trusted(&["logs", &id])).trim(), "over-tls");
     // `--ca-file` is the flag's spelling of the same thing.
     let flagged = node
         .command(&["--ca-file", pki.ca.to_str().expect("utf-8"), "status", &id])
@@ -146,25 +157,7 @@ fn a_self_signed_node_is_trusted_with_its_own_certificate() {
     std::fs::write(&cert, made.cert.pem()).expect("write");
     std::fs::write(&key, made.signing_key.serialize_pem()).expect("write");
     let node = https_node(&cert, &key);
-    let trusted = |args: &[&str]| {
-        node.command(args)
-            .env("DROVER_CA_FILE", &cert)
-            .output()
-            .expect("run drover")
-    };
-    let submitted = trusted(&["submit", "--", "true"]);
-    assert!(
-        submitted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&submitted.stderr)
-    );
-    let id = stdout(&submitted).trim().to_string();
-    let waited = trusted(&["wait", &id]);
-    assert!(
-        waited.status.success(),
-        "{}",
-        String::from_utf8_lossy(&waited.stderr)
-    );
+    let id = run_over_https(&node, &cert, &["--", "true"]);
     let refused = node.drover(&["wait", &id]);
     assert_eq!(refused.status.code(), Some(4));
     let said = String::from_utf8_lossy(&refused.stderr);
@@ -245,40 +238,17 @@ fn nodes_read_each_others_logs_over_https_with_the_ca_file() {
     let tls = ["--tls-cert", cert, "--tls-key", key];
     let runner =
         Node::start(&[&["--db", db.url(), "--label", "role=runner"][..], &tls[..]].concat());
-    let trusting = Node::start(&[&["--db", db.url(), "--ca-file", ca][..], &tls[..]].concat());
+    let reader = Node::start(&[&["--db", db.url(), "--ca-file", ca][..], &tls[..]].concat());
     let stranger = Node::start(&[&["--db", db.url()][..], &tls[..]].concat());
-    let cli = |node: &Node, args: &[&str]| {
-        node.command(args)
-            .env("DROVER_CA_FILE", ca)
-            .output()
-            .expect("run drover")
-    };
-    let submitted = cli(
-        &trusting,
-        &[
-            "submit",
-            "--require",
-            "role=runner",
-            "--",
-            "echo",
-            "from the runner",
-        ],
-    );
-    assert!(
-        submitted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&submitted.stderr)
-    );
-    let id = stdout(&submitted).trim().to_string();
-    let waited = cli(&trusting, &["wait", &id]);
-    assert!(
-        waited.status.success(),
-        "{}",
-        String::from_utf8_lossy(&waited.stderr)
+    let ca = pki.ca.as_path();
+    let id = run_over_https(
+        &reader,
+        ca,
+        &["--require", "role=runner", "--", "echo", "from the runner"],
     );
 
     // Proxied from the runner, over HTTPS, by the node that trusts its CA.
-    let read = cli(&trusting, &["logs", &id]);
+    let read = trusting(&reader, ca, &["logs", &id]);
     assert!(
         read.status.success(),
         "{}",
@@ -287,7 +257,7 @@ fn nodes_read_each_others_logs_over_https_with_the_ca_file() {
     assert_eq!(stdout(&read), "from the runner\n");
 
     // The node without the CA cannot vouch for the runner, and says why.
-    let refused = cli(&stranger, &["logs", &id]);
+    let refused = trusting(&stranger, ca, &["logs", &id]);
     assert!(!refused.status.success());
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(
