@@ -133,23 +133,26 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
     })
 }
 
+/// What macOS's `proc_pidinfo` tells of process `pid` for `flavor`, or `None` if it is gone.
+///
+/// # Safety
+/// `T` must be the plain C struct `flavor` fills (`proc_bsdinfo` for `PROC_PIDTBSDINFO`,
+/// `proc_taskinfo` for `PROC_PIDTASKINFO`): all-zero must be a valid value of it.
+#[cfg(target_os = "macos")]
+pub(crate) unsafe fn pid_info<T>(pid: i32, flavor: libc::c_int) -> Option<T> {
+    // SAFETY: the caller promises all-zero is a valid T.
+    let mut info: T = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<T>() as libc::c_int;
+    // SAFETY: `info` is a properly sized, writable T of the kind `flavor` writes.
+    let rc = unsafe { libc::proc_pidinfo(pid, flavor, 0, (&mut info as *mut T).cast(), size) };
+    (rc == size).then_some(info)
+}
+
 /// What macOS tells of process `pid` (its parent, its start time), or `None` if it is gone.
 #[cfg(target_os = "macos")]
 fn bsd_info(pid: i32) -> Option<libc::proc_bsdinfo> {
-    // SAFETY: an all-zero proc_bsdinfo is a valid value of this plain C struct.
-    let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
-    // SAFETY: `info` is a properly sized, writable proc_bsdinfo.
-    let rc = unsafe {
-        libc::proc_pidinfo(
-            pid,
-            libc::PROC_PIDTBSDINFO,
-            0,
-            (&mut info as *mut libc::proc_bsdinfo).cast(),
-            size,
-        )
-    };
-    (rc == size).then_some(info)
+    // SAFETY: proc_bsdinfo is the plain C struct PROC_PIDTBSDINFO fills.
+    unsafe { pid_info(pid, libc::PROC_PIDTBSDINFO) }
 }
 
 /// The start time of process `pid` as the OS counts it (opaque, comparable for equality), or

@@ -486,17 +486,9 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
                     addr: config.listen,
                     source,
                 })?;
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await
-            })
+            tokio::spawn(serve_api(listener, app, stopped))
         }
-        None => tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stopped)
-                .await
-        }),
+        None => tokio::spawn(serve_api(listener, app, stopped)),
     };
     data.write_serve_info(&ServeInfo {
         url: format!("{scheme}://{addr}"),
@@ -586,6 +578,21 @@ fn local_url(addr: SocketAddr) -> String {
         ip => ip,
     };
     format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Serves `app` on `listener` (plain TCP or [`tls::TlsListener`]) until `stopped`.
+async fn serve_api<L>(
+    listener: L,
+    app: axum::Router,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stopped)
+        .await
 }
 
 fn advertised_url(scheme: &str, addr: SocketAddr) -> String {

@@ -60,6 +60,9 @@ pub enum TlsError {
         /// What was wrong.
         detail: String,
     },
+    /// The crypto provider offers none of rustls's default protocol versions (a build fault).
+    #[error("the TLS provider supports none of TLS 1.2 and 1.3")]
+    Provider(#[source] rustls::Error),
     /// rustls refused the certificate and key (they do not belong together, say).
     #[error("the TLS certificate {} and key {} cannot be used together", cert.display(), key.display())]
     Refused {
@@ -124,7 +127,7 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
     };
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(refused)?
+        .map_err(TlsError::Provider)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(refused)?;
@@ -151,11 +154,7 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Tls
     }
     let config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|source| TlsError::Refused {
-            cert: PathBuf::new(),
-            key: PathBuf::new(),
-            source,
-        })?
+        .map_err(TlsError::Provider)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(config)

@@ -421,22 +421,8 @@ fn process_usage(pid: i32) -> Option<(u64, u64)> {
 #[cfg(target_os = "macos")]
 #[allow(deprecated)]
 fn process_usage(pid: i32) -> Option<(u64, u64)> {
-    // SAFETY: an all-zero proc_taskinfo is a valid value of this plain C struct.
-    let mut info: libc::proc_taskinfo = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::proc_taskinfo>() as libc::c_int;
-    // SAFETY: `info` is a properly sized, writable proc_taskinfo.
-    let rc = unsafe {
-        libc::proc_pidinfo(
-            pid,
-            libc::PROC_PIDTASKINFO,
-            0,
-            (&mut info as *mut libc::proc_taskinfo).cast(),
-            size,
-        )
-    };
-    if rc != size {
-        return None;
-    }
+    // SAFETY: proc_taskinfo is the plain C struct PROC_PIDTASKINFO fills.
+    let info: libc::proc_taskinfo = unsafe { crate::sys::pid_info(pid, libc::PROC_PIDTASKINFO) }?;
     let mut timebase = libc::mach_timebase_info { numer: 0, denom: 0 };
     // SAFETY: writes the two fields of `timebase`.
     let ok = unsafe { libc::mach_timebase_info(&mut timebase) } == 0;

@@ -4,7 +4,6 @@
 
 use std::sync::{Arc, OnceLock};
 
-use axum::Json;
 use utoipa::openapi::OpenApi as Description;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -85,8 +84,24 @@ pub fn description() -> Arc<Description> {
 /// `GET /v1/openapi.json`.
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "nodes",
     responses((status = 200, description = "this description (OpenAPI 3.1)", body = Object)))]
-pub(super) async fn openapi_json() -> Json<Description> {
-    Json((*description()).clone())
+pub(super) async fn openapi_json() -> Result<axum::response::Response, super::ApiError> {
+    use axum::response::IntoResponse;
+    // Encoded once: the description never changes while the node runs.
+    static JSON: OnceLock<Result<String, String>> = OnceLock::new();
+    let json =
+        JSON.get_or_init(|| serde_json::to_string(&*description()).map_err(|e| e.to_string()));
+    match json {
+        Ok(json) => Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            json.as_str(),
+        )
+            .into_response()),
+        Err(why) => Err(super::ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            None,
+            format!("cannot encode the API description: {why}"),
+        )),
+    }
 }
 
 #[cfg(test)]
