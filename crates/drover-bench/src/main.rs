@@ -8,6 +8,7 @@ mod only;
 mod peers;
 mod reliability;
 mod stats;
+mod targets;
 mod workloads;
 
 use std::fmt::Write as _;
@@ -53,7 +54,7 @@ struct Args {
     #[arg(long, value_name = "TEXT", default_value = "before")]
     baseline_label: String,
     /// Run one workload only and print its rows instead of writing a report (for profiling).
-    #[arg(long, value_parser = ["throughput", "cluster", "submit", "cancel", "memory", "claim", "events", "sweep"])]
+    #[arg(long, value_parser = ["throughput", "cluster", "submit", "cancel", "memory", "claim", "claim-cost", "events", "sweep"])]
     only: Option<String>,
 }
 
@@ -118,6 +119,7 @@ fn main() -> anyhow::Result<()> {
     let cancel = workloads::cancel_latency(&bench)?;
     let memory = workloads::memory(&bench)?;
     let claims = workloads::claim_scaling(&bench)?;
+    let claim_cost = workloads::claim_cost(&bench)?;
     let events = workloads::event_latency(&bench)?;
     let sweep = workloads::sweep(&bench)?;
 
@@ -131,6 +133,7 @@ fn main() -> anyhow::Result<()> {
         &cancel,
         &memory,
         &claims,
+        &claim_cost,
         &events,
         &sweep,
     )?;
@@ -220,6 +223,7 @@ fn render(
     cancel: &workloads::CancelLatency,
     memory: &workloads::Memory,
     claims: &[workloads::ClaimScaling],
+    claim_cost: &(Vec<workloads::ClaimCost>, Option<String>),
     events: &workloads::EventLatency,
     sweep: &workloads::Sweep,
 ) -> anyhow::Result<String> {
@@ -316,6 +320,16 @@ fn render(
     let one_node = median_of("drover", 2).unwrap_or(f64::NAN);
     match &cluster.rates {
         Ok(rates) => {
+            let one = spread(&cluster.one_node_rates);
+            writeln!(
+                md,
+                "| drover, 1 node × {} slots, PostgreSQL | {:.0} [{:.0}–{:.0}] | {:.2}× |",
+                cluster.slots,
+                one.median,
+                one.min,
+                one.max,
+                one.median / one_node
+            )?;
             let sp = spread(rates);
             writeln!(
                 md,
@@ -326,6 +340,25 @@ fn render(
                 sp.min,
                 sp.max,
                 sp.median / one_node
+            )?;
+            let splits: Vec<String> = cluster
+                .per_node
+                .iter()
+                .map(|counts| {
+                    counts
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                })
+                .collect();
+            writeln!(
+                md,
+                "\nPer node: {:.0} jobs/s each ({} nodes, {:.2}× one node on the same database, run for run). Jobs each node ran, per run: {}.",
+                sp.median / cluster.nodes as f64,
+                cluster.nodes,
+                sp.median / one.median,
+                splits.join("; ")
             )?;
         }
         Err(why) => writeln!(
@@ -346,10 +379,20 @@ fn render(
     )?;
     for p in [50.0, 99.0] {
         let v = percentile(&submit.single, p);
+        let per_round = spread(
+            &submit
+                .rounds
+                .iter()
+                .map(|r| percentile(r, p))
+                .collect::<Vec<_>>(),
+        );
         writeln!(
             md,
-            "| `drover submit` (whole CLI process), p{p:.0} over {} | {} | {:.1}× |",
+            "| `drover submit` (whole CLI process), p{p:.0} over {} ({} rounds: {}–{}) | {} | {:.1}× |",
             submit.single.len(),
+            submit.rounds.len(),
+            ms(per_round.min),
+            ms(per_round.max),
             ms(v),
             v / raw_p50
         )?;
@@ -440,6 +483,8 @@ fn render(
         )?;
     }
 
+    workloads::write_claim_cost(&mut md, &claim_cost.0, claim_cost.1.as_deref())?;
+
     writeln!(
         md,
         "\n## 6. A sweep: {} × a short Python script, to the last result collected\n",
@@ -478,72 +523,18 @@ fn render(
         }
     }
 
-    writeln!(md, "\n## Targets (issue #4)\n")?;
-    writeln!(md, "| target | measured | met |\n|---|---|---|")?;
-    let yes = |ok: bool| if ok { "yes" } else { "**no**" };
-    for c in [2, 8] {
-        if let (Some(d), Some(x)) = (median_of("drover", c), median_of("xargs -P", c)) {
-            writeln!(
-                md,
-                "| throughput ≥ 0.8× xargs -P at {c} | {:.2}× | {} |",
-                d / x,
-                yes(d / x >= 0.8)
-            )?;
-        }
-        if let (Some(d), Some(p)) = (median_of("drover", c), median_of("GNU parallel", c)) {
-            writeln!(
-                md,
-                "| throughput ≥ 5× GNU parallel at {c} | {:.1}× | {} |",
-                d / p,
-                yes(d / p >= 5.0)
-            )?;
-        }
-        if let (Some(d), Some(p)) = (median_of("drover", c), median_of("pueue", c)) {
-            writeln!(
-                md,
-                "| throughput ≥ 100× pueue at {c} | {:.0}× | {} |",
-                d / p,
-                yes(d / p >= 100.0)
-            )?;
-        }
-    }
-    writeln!(
-        md,
-        "| batch submit ≥ 20k jobs/s | {:.0} jobs/s | {} |",
-        b.median,
-        yes(b.median >= 20_000.0)
+    targets::render(
+        &mut md,
+        &targets::Measured {
+            throughput,
+            cluster,
+            submit,
+            cancel,
+            memory,
+            claim_cost: &claim_cost.0,
+            events,
+        },
     )?;
-    writeln!(
-        md,
-        "| idle RSS < 15 MB | {} | {} |",
-        format_bytes(memory.idle_rss),
-        yes(memory.idle_rss < 15_000_000)
-    )?;
-    writeln!(
-        md,
-        "| RSS < 60 MB with {} finished jobs | {} | {} |",
-        memory.jobs,
-        format_bytes(memory.after_rss),
-        yes(memory.after_rss < 60_000_000)
-    )?;
-    let p99 = percentile(&cancel.drover, 99.0);
-    writeln!(
-        md,
-        "| cancel → tree gone p99 < 50 ms | {} | {} |",
-        ms(p99),
-        yes(p99 < 0.050)
-    )?;
-    if let (Some(first), Some(last)) = (claims.first(), claims.last()) {
-        let ratio = last.seconds / first.seconds;
-        writeln!(
-            md,
-            "| claim time with {} queued ≤ 2× that with {} | {:.2}× | {} |",
-            last.queued,
-            first.queued,
-            ratio,
-            yes(ratio <= 2.0)
-        )?;
-    }
 
     if let Ok(analysis) = std::fs::read_to_string("bench/analysis.md") {
         writeln!(md, "\n{}", analysis.trim_end())?;

@@ -58,6 +58,24 @@ pub fn run_only(bench: &Bench, only: &str) -> anyhow::Result<()> {
                 format_bytes(m.after_rss)
             );
         }
+        "claim-cost" => {
+            let (rows, skipped) = workloads::claim_cost(bench)?;
+            for row in &rows {
+                println!(
+                    "{} {} queued: median {:.0} µs, rounds {:?}",
+                    row.backend,
+                    row.queued,
+                    percentile(&row.all, 50.0) * 1e6,
+                    row.round_medians
+                        .iter()
+                        .map(|s| (s * 1e6).round())
+                        .collect::<Vec<_>>()
+                );
+            }
+            if let Some(why) = skipped {
+                println!("PostgreSQL skipped: {why}");
+            }
+        }
         _ => {
             for row in workloads::claim_scaling(bench)? {
                 println!("{} queued: {:.0} ms", row.queued, row.seconds * 1e3);

@@ -3,11 +3,13 @@
 //! cancel, events), and footprint (memory, claim cost as the queue grows). This file holds the
 //! sizes and the harness they share.
 
+mod claim_cost;
 mod footprint;
 mod latency;
 mod sweep;
 mod throughput;
 
+pub use claim_cost::{ClaimCost, claim_cost, flatness, write_section as write_claim_cost};
 pub use footprint::{ClaimScaling, Memory, claim_scaling, memory};
 pub use latency::{
     CancelLatency, EventLatency, SubmitLatency, cancel_latency, event_latency, submit_latency,
@@ -38,6 +40,10 @@ pub struct Sizes {
     pub memory_jobs: usize,
     pub claim_queues: Vec<usize>,
     pub claim_jobs: usize,
+    /// Rounds of single-job claims timed per store in the claim-cost workload (5b).
+    pub claim_rounds: usize,
+    /// Claims per round.
+    pub claim_samples: usize,
     pub event_subscribers: usize,
     pub event_changes: usize,
     /// Jobs in the sweep workload (a short Python script each).
@@ -57,6 +63,8 @@ impl Sizes {
             memory_jobs: 1000,
             claim_queues: vec![1000, 10_000],
             claim_jobs: 100,
+            claim_rounds: 1,
+            claim_samples: 20,
             event_subscribers: 10,
             event_changes: 20,
             sweep_jobs: 20,
@@ -75,6 +83,8 @@ impl Sizes {
             memory_jobs: 100_000,
             claim_queues: vec![1000, 100_000, 1_000_000],
             claim_jobs: 1000,
+            claim_rounds: 3,
+            claim_samples: 100,
             event_subscribers: 100,
             event_changes: 200,
             sweep_jobs: 200,

@@ -158,6 +158,11 @@ pub struct ClusterThroughput {
     pub slots: usize,
     /// Jobs per second per run, or why it was skipped.
     pub rates: Result<Vec<f64>, String>,
+    /// The same jobs through one node on the same database, run for run beside the cluster:
+    /// the cluster over this says whether more nodes add capacity or contend.
+    pub one_node_rates: Vec<f64>,
+    /// How many jobs each node ran, per run of the cluster (busiest first).
+    pub per_node: Vec<Vec<usize>>,
 }
 
 /// `n` × /bin/true submitted through one of three nodes on one database (a fresh schema of
@@ -170,12 +175,41 @@ pub fn cluster_throughput(bench: &Bench) -> anyhow::Result<ClusterThroughput> {
             nodes,
             slots,
             rates: Err("no PostgreSQL: set DROVER_TEST_DATABASE_URL".into()),
+            one_node_rates: Vec::new(),
+            per_node: Vec::new(),
         });
     };
-    let n = bench.sizes.jobs;
     let mut rates = Vec::new();
+    let mut one_node_rates = Vec::new();
+    let mut per_node = Vec::new();
     for _ in 0..bench.sizes.runs {
-        eprintln!("bench: throughput drover, {nodes} nodes on PostgreSQL");
+        let (rate, _) = cluster_run(bench, &db, 1, slots)?;
+        one_node_rates.push(rate);
+        let (rate, counts) = cluster_run(bench, &db, nodes, slots)?;
+        rates.push(rate);
+        per_node.push(counts);
+    }
+    // Drop the schema only after every node has stopped.
+    drop(db);
+    Ok(ClusterThroughput {
+        nodes,
+        slots,
+        rates: Ok(rates),
+        one_node_rates,
+        per_node,
+    })
+}
+
+/// One run of `n` jobs through `nodes` nodes on `db`: the rate, and how many jobs each node ran.
+fn cluster_run(
+    bench: &Bench,
+    db: &drover_store::testing::TestDatabase,
+    nodes: usize,
+    slots: usize,
+) -> anyhow::Result<(f64, Vec<usize>)> {
+    let n = bench.sizes.jobs;
+    {
+        eprintln!("bench: throughput drover, {nodes} node(s) on PostgreSQL");
         let slot_flag = slots.to_string();
         let cluster = (0..nodes)
             .map(|_| bench.node("cluster", &["--db", db.url(), "--slots", &slot_flag]))
@@ -184,10 +218,10 @@ pub fn cluster_throughput(bench: &Bench) -> anyhow::Result<ClusterThroughput> {
         write_batch(&batch, n, &["/bin/true"])?;
         let start = Instant::now();
         let ids = cluster[0].submit_batch(&batch)?;
-        cluster[1].cli_ok(&["wait", "--all", "--quiet"])?;
+        cluster[nodes / 2].cli_ok(&["wait", "--all", "--quiet"])?;
         let rate = n as f64 / seconds(start);
         ensure!(ids.len() == n, "submitted {} of {n}", ids.len());
-        let jobs = cluster[2].jobs(n)?;
+        let jobs = cluster[nodes - 1].jobs(n)?;
         let succeeded = jobs
             .iter()
             .filter(|j| j["state"] == "succeeded" && j["attempt"] == 1)
@@ -207,15 +241,10 @@ pub fn cluster_throughput(bench: &Bench) -> anyhow::Result<ClusterThroughput> {
         for node in cluster {
             node.stop()?;
         }
-        rates.push(rate);
+        let mut counts: Vec<usize> = per_node.into_values().collect();
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        Ok((rate, counts))
     }
-    // Drop the schema only after every node has stopped.
-    drop(db);
-    Ok(ClusterThroughput {
-        nodes,
-        slots,
-        rates: Ok(rates),
-    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,184 @@
+//! Workload 5b: what one claim costs as the queue grows, on SQLite and on PostgreSQL.
+//!
+//! Section 5 times 1000 jobs end to end behind N queued ones, so every claim there also waits
+//! on fsyncs, whose latency on a VM swings more between runs than the claim does. This times the
+//! claim alone: `Store::claim` (its whole transaction: the walk of the claim index, the attempt
+//! row, the job's new state, the event) called directly against a store prefilled with N queued
+//! jobs, with durability out of the loop — the SQLite file lives on tmpfs (its fsync is a no-op)
+//! and the PostgreSQL session runs with `synchronous_commit = off`. The prefill and the claims
+//! are the same code the node runs; only the disk is taken away.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use drover_core::{JobSpec, NodeId};
+use drover_store::{SqlStore, Store};
+
+use crate::stats::percentile;
+use crate::workloads::Bench;
+
+/// One backend at one queue length.
+pub struct ClaimCost {
+    pub backend: &'static str,
+    pub queued: usize,
+    /// Median seconds per claim in each round.
+    pub round_medians: Vec<f64>,
+    /// Every claim's seconds, all rounds.
+    pub all: Vec<f64>,
+}
+
+/// The claim timed on both backends at every size of `claim_queues`; PostgreSQL is skipped
+/// (with the reason) when `DROVER_TEST_DATABASE_URL` is not set.
+pub fn claim_cost(bench: &Bench) -> anyhow::Result<(Vec<ClaimCost>, Option<String>)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let mut rows = Vec::new();
+    let tmpfs = Path::new("/dev/shm");
+    ensure!(tmpfs.is_dir(), "no /dev/shm to hold the SQLite store");
+    for &queued in &bench.sizes.claim_queues {
+        eprintln!("bench: claim cost, SQLite, {queued} queued");
+        let dir = tempfile::Builder::new()
+            .prefix("drover-claim-")
+            .tempdir_in(tmpfs)?;
+        let db = dir.path().join("drover.db");
+        rows.push(runtime.block_on(async {
+            let store = SqlStore::sqlite(&db)?;
+            measure(bench, &store, "SQLite", queued).await
+        })?);
+    }
+    for &queued in &bench.sizes.claim_queues {
+        let Some(db) = drover_store::testing::TestDatabase::create() else {
+            return Ok((
+                rows,
+                Some("no PostgreSQL: set DROVER_TEST_DATABASE_URL".into()),
+            ));
+        };
+        eprintln!("bench: claim cost, PostgreSQL, {queued} queued");
+        // Commits return before their WAL reaches the disk: the claim's own work is measured.
+        let url = format!("{}%20-csynchronous_commit%3Doff", db.url());
+        rows.push(runtime.block_on(async {
+            let store = SqlStore::postgres(&url).await?;
+            measure(bench, &store, "PostgreSQL", queued).await
+        })?);
+        drop(db);
+    }
+    Ok((rows, None))
+}
+
+/// Prefills `store` with `queued` jobs, then times `claim_rounds` rounds of `claim_samples`
+/// single-job claims.
+async fn measure(
+    bench: &Bench,
+    store: &SqlStore,
+    backend: &'static str,
+    queued: usize,
+) -> anyhow::Result<ClaimCost> {
+    let spec = JobSpec::new(["/bin/true"]);
+    let mut left = queued;
+    while left > 0 {
+        let n = left.min(20_000);
+        store.submit(vec![spec.clone(); n]).await?;
+        left -= n;
+    }
+    let node = NodeId("bench-claim".into());
+    let lease = Duration::from_secs(3600);
+    let (rounds, samples) = (bench.sizes.claim_rounds, bench.sizes.claim_samples);
+    ensure!(
+        rounds * samples <= queued,
+        "{rounds} rounds of {samples} claims need {} queued jobs",
+        rounds * samples
+    );
+    // A few claims first, so that the caches hold what a node's steady state holds.
+    for _ in 0..10.min(queued - rounds * samples) {
+        store.claim(&node, lease, 1).await?;
+    }
+    let mut round_medians = Vec::new();
+    let mut all = Vec::new();
+    for _ in 0..rounds {
+        let mut round = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let start = Instant::now();
+            let claimed = store.claim(&node, lease, 1).await?;
+            round.push(start.elapsed().as_secs_f64());
+            ensure!(
+                claimed.len() == 1,
+                "a claim with {queued} queued took nothing"
+            );
+        }
+        round_medians.push(percentile(&round, 50.0));
+        all.extend(round);
+    }
+    Ok(ClaimCost {
+        backend,
+        queued,
+        round_medians,
+        all,
+    })
+}
+
+/// Section 5b of the report.
+pub fn write_section(
+    md: &mut String,
+    rows: &[ClaimCost],
+    skipped: Option<&str>,
+) -> std::fmt::Result {
+    use std::fmt::Write as _;
+    writeln!(md, "\n## 5b. Claim cost\n")?;
+    writeln!(
+        md,
+        "One `Store::claim` of one job (its whole transaction) called directly against a store holding N queued jobs, with durability out of the loop: SQLite on tmpfs, PostgreSQL with `synchronous_commit = off`. Median per claim over every round, [min–max] of the rounds' medians, and the 90th percentile.\n"
+    )?;
+    writeln!(
+        md,
+        "| backend | queued | per claim | p90 | ratio to the smallest queue |\n|---|---|---|---|---|"
+    )?;
+    for row in rows {
+        let base = rows
+            .iter()
+            .find(|r| r.backend == row.backend)
+            .map_or(f64::NAN, |r| percentile(&r.all, 50.0));
+        let rounds = crate::stats::spread(&row.round_medians);
+        let median = percentile(&row.all, 50.0);
+        writeln!(
+            md,
+            "| {} | {} | {:.0} µs [{:.0}–{:.0}] | {:.0} µs | {:.2}× |",
+            row.backend,
+            row.queued,
+            median * 1e6,
+            rounds.min * 1e6,
+            rounds.max * 1e6,
+            percentile(&row.all, 90.0) * 1e6,
+            median / base
+        )?;
+    }
+    if let Some(why) = skipped {
+        writeln!(
+            md,
+            "| PostgreSQL | | skipped: {} | | |",
+            why.replace('|', "/")
+        )?;
+    }
+    Ok(())
+}
+
+/// For backend `backend`: the largest queue's median claim over the smallest's, with the
+/// spread of the same ratio taken round by round.
+pub fn flatness(rows: &[ClaimCost], backend: &str) -> Option<crate::stats::Spread> {
+    let mine: Vec<&ClaimCost> = rows.iter().filter(|r| r.backend == backend).collect();
+    let (first, last) = (mine.first()?, mine.last()?);
+    if first.queued == last.queued {
+        return None;
+    }
+    let by_round: Vec<f64> = first
+        .round_medians
+        .iter()
+        .zip(&last.round_medians)
+        .map(|(small, large)| large / small)
+        .collect();
+    let mut spread = crate::stats::spread(&by_round);
+    spread.median = percentile(&last.all, 50.0) / percentile(&first.all, 50.0);
+    Some(spread)
+}
