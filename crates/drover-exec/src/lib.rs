@@ -41,6 +41,7 @@ pub mod host;
 pub mod ladder;
 pub mod logs;
 pub mod orphan;
+pub mod outdir;
 pub mod owner;
 pub mod spawn;
 pub mod supervisor;

@@ -101,7 +101,11 @@ impl AsyncRead for PtyReader {
 /// thread: they are a few local metadata operations, and a hand-off to another thread and back
 /// would cost more on every short job.
 pub async fn create_log_file(path: &Path) -> io::Result<tokio::fs::File> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    open_log(path).map(tokio::fs::File::from_std)
+}
+
+fn open_log(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
     let open = || {
         std::fs::OpenOptions::new()
             .create(true)
@@ -110,26 +114,71 @@ pub async fn create_log_file(path: &Path) -> io::Result<tokio::fs::File> {
             .mode(0o600)
             .open(path)
     };
-    let file = match open() {
+    match open() {
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            if let Some(parent) = path.parent() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(parent)?;
-            }
-            open()?
+            prepare_log_dir(path)?;
+            open()
         }
-        other => other?,
-    };
-    Ok(tokio::fs::File::from_std(file))
+        other => other,
+    }
+}
+
+/// Makes the directory a log file at `path` goes into (owner-only), if it is missing. Done
+/// before a job may exec, so that a data dir that cannot take logs stops the job before it runs.
+pub fn prepare_log_dir(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match path.parent() {
+        Some(parent) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent),
+        None => Ok(()),
+    }
+}
+
+/// A log file made at its first byte. Most short jobs write nothing to one of their streams or
+/// to both, and each file made is an inode allocated in the data dir's filesystem: on ext4 that
+/// was the largest share of an owner's CPU per job (#18). A stream that never writes leaves no
+/// file, which every reader takes as an empty log.
+pub struct LogFile {
+    path: std::path::PathBuf,
+    file: Option<tokio::fs::File>,
+}
+
+impl LogFile {
+    /// The log at `path`, not made yet.
+    pub fn at(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            file: None,
+        }
+    }
+
+    /// The open file, made now if this is its first use.
+    async fn file(&mut self) -> io::Result<&mut tokio::fs::File> {
+        match &mut self.file {
+            Some(file) => Ok(file),
+            slot => Ok(slot.insert(create_log_file(&self.path).await?)),
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file().await?.write_all(bytes).await
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match &mut self.file {
+            Some(file) => file.flush().await,
+            None => Ok(()),
+        }
+    }
 }
 
 /// Copies `source` into `file` until EOF, keeping at most `limit` bytes: all of it, or the first
 /// half of the limit and — with a `tail` path for the ring file — the last half.
 pub async fn capture(
     mut source: impl AsyncRead + Unpin,
-    mut file: tokio::fs::File,
+    mut file: LogFile,
     limit: u64,
     tail: Option<std::path::PathBuf>,
     activity: Option<std::sync::Arc<Activity>>,
@@ -234,7 +283,11 @@ pub async fn capture(
         let _ = file.write_all(marker.as_bytes()).await;
     }
     if let Some((mut ring, from)) = tail {
-        match ring.copy_from(from, &mut file).await {
+        let copied = match file.file().await {
+            Ok(file) => ring.copy_from(from, file).await,
+            Err(err) => Err(err),
+        };
+        match copied {
             Ok(copied) => captured.kept += copied,
             Err(err) => captured.write_error = Some(err.to_string()),
         }
@@ -425,10 +478,15 @@ mod tests {
     async fn run(input: &[u8], limit: u64) -> (Captured, String) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("out.log");
-        let file = create_log_file(&path).await.expect("create");
-        let captured = capture(input, file, limit, Some(tail_path(&path)), None)
-            .await
-            .expect("capture");
+        let captured = capture(
+            input,
+            LogFile::at(&path),
+            limit,
+            Some(tail_path(&path)),
+            None,
+        )
+        .await
+        .expect("capture");
         assert!(!tail_path(&path).exists(), "the ring file is removed");
         (captured, std::fs::read_to_string(&path).expect("read"))
     }
@@ -445,6 +503,49 @@ mod tests {
             }
         );
         assert_eq!(text, "one\ntwo\n");
+    }
+
+    /// A log that cannot be made at the first byte (its directory cannot exist) is a cut
+    /// like a full disk: the output is read to its end and the ending says why.
+    #[tokio::test]
+    async fn a_log_that_cannot_be_made_is_cut_not_fatal() {
+        let input = vec![b'z'; 200_000];
+        let captured = capture(
+            &input[..],
+            LogFile::at(Path::new("/dev/null/ab/job.1.stdout")),
+            1 << 20,
+            None,
+            None,
+        )
+        .await
+        .expect("the capture goes on");
+        assert_eq!(captured.seen, 200_000);
+        assert_eq!(captured.kept, 0);
+        assert!(captured.write_error.is_some(), "{captured:?}");
+    }
+
+    /// A stream that writes nothing leaves no file (readers take a missing log as empty); the
+    /// first byte makes it, in a directory made if missing.
+    #[tokio::test]
+    async fn a_silent_stream_makes_no_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ab").join("job.1.stdout");
+        let captured = capture(
+            &b""[..],
+            LogFile::at(&path),
+            1024,
+            Some(tail_path(&path)),
+            None,
+        )
+        .await
+        .expect("capture");
+        assert_eq!(captured, Captured::default());
+        assert!(!path.exists());
+        let captured = capture(&b"hi\n"[..], LogFile::at(&path), 1024, None, None)
+            .await
+            .expect("capture");
+        assert_eq!(captured.kept, 3);
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "hi\n");
     }
 
     /// Past the limit the file keeps its first and its last half, the marker between them.
@@ -478,10 +579,15 @@ mod tests {
         let input: Vec<u8> = (0..1_000_003u32).map(|i| b'a' + (i % 26) as u8).collect();
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("out.log");
-        let file = create_log_file(&log).await.expect("create");
-        let captured = capture(&input[..], file, 2 * 4099, Some(tail_path(&log)), None)
-            .await
-            .expect("capture");
+        let captured = capture(
+            &input[..],
+            LogFile::at(&log),
+            2 * 4099,
+            Some(tail_path(&log)),
+            None,
+        )
+        .await
+        .expect("capture");
         assert_eq!(captured.seen, 1_000_003);
         // No newlines, so nothing is trimmed: the file ends with the stream's last 4099 bytes.
         let kept = std::fs::read(&log).expect("read");
@@ -516,14 +622,10 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_full_disk_cuts_the_file_and_says_why() {
-        let full = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/full")
-            .expect("/dev/full");
         let input = vec![b'y'; 300_000];
         let captured = capture(
             &input[..],
-            tokio::fs::File::from_std(full),
+            LogFile::at(Path::new("/dev/full")),
             1 << 20,
             None,
             None,

@@ -14,7 +14,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::contain::{Cell, Containment};
 use crate::ladder::{kill_tree, tree_alive};
-use crate::logs::{Activity, Captured, capture, create_log_file, pipe_reader, tail_path};
+use crate::logs::{Activity, Captured, LogFile, capture, pipe_reader, prepare_log_dir, tail_path};
 use crate::spawn::spawn_gated;
 use crate::wait::ExitWatch;
 use crate::{Command, Ending, Outcome, Report, StartRequest, StopReason, sys};
@@ -180,8 +180,8 @@ async fn run_attempt(
     }
     tokio::task::spawn_blocking(move || {
         if let Some(dir) = output {
-            // Fails, as it should, when the directory holds anything.
-            let _ = std::fs::remove_dir(dir);
+            // Kept when it holds anything; an empty one waits for this owner's next attempt.
+            crate::outdir::finish(&dir);
         }
         cell.remove();
         if let Some(path) = heartbeat {
@@ -246,54 +246,11 @@ async fn run_in_cell(
         gated.abort().await;
         return Outcome::without_process(Ending::Aborted(why));
     }
-
-    // No job runs without somewhere to put its output: the files exist before it may exec.
-    let files = tokio::try_join!(
-        create_log_file(&req.stdout_path),
-        create_log_file(&req.stderr_path)
-    );
-    if let Some(dir) = &req.checkpoint_dir {
-        // One mkdir, done here: its parent normally exists, and a thread hand-off would cost
-        // more than the call.
-        use std::os::unix::fs::DirBuilderExt;
-        let made = match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir),
-            other => other,
-        };
-        if let Err(err) = made {
-            gated.abort().await;
-            return Outcome::without_process(Ending::SpawnFailed(format!(
-                "cannot create the checkpoint directory {}: {err}",
-                dir.display()
-            )));
-        }
-    }
-    if let Err(err) = prepare_output(req) {
+    if let Err(err) = prepare_files(req) {
         gated.abort().await;
         return Outcome::without_process(Ending::SpawnFailed(err));
     }
-    if let Some(path) = &req.heartbeat_path {
-        if let Err(err) = std::fs::File::create(path) {
-            gated.abort().await;
-            return Outcome::without_process(Ending::SpawnFailed(format!(
-                "cannot create the heartbeat file {}: {err}",
-                path.display()
-            )));
-        }
-    }
-    let (out_file, err_file) = match files {
-        Ok(files) => files,
-        Err(err) => {
-            gated.abort().await;
-            return Outcome::without_process(Ending::SpawnFailed(format!(
-                "cannot create log files: {err}"
-            )));
-        }
-    };
+    let (out_file, err_file) = (LogFile::at(&req.stdout_path), LogFile::at(&req.stderr_path));
     let child = match gated.release().await {
         Ok(child) => child,
         Err(err) => return Outcome::without_process(Ending::SpawnFailed(err.to_string())),
@@ -473,18 +430,48 @@ async fn run_in_cell(
 
 /// Makes the attempt's output directory (its parent too, the first time) and writes its inputs
 /// file, before the job may exec.
-fn prepare_output(req: &StartRequest) -> Result<(), String> {
+/// Everything an attempt needs on disk before it may exec: its log directory (the files are
+/// made at their first byte, `LogFile`), its checkpoint directory, its output directory and
+/// inputs, and its heartbeat file.
+fn prepare_files(req: &StartRequest) -> Result<(), String> {
     use std::os::unix::fs::DirBuilderExt;
-    if let Some(dir) = &req.output_dir {
-        let made = match std::fs::DirBuilder::new().mode(0o755).create(dir) {
+    prepare_log_dir(&req.stdout_path)
+        .and_then(
+            |()| match (req.stdout_path.parent(), req.stderr_path.parent()) {
+                (a, b) if a == b => Ok(()),
+                _ => prepare_log_dir(&req.stderr_path),
+            },
+        )
+        .map_err(|err| format!("cannot create the log directory: {err}"))?;
+    if let Some(dir) = &req.checkpoint_dir {
+        // One mkdir, done here: its parent normally exists, and a thread hand-off would cost
+        // more than the call.
+        let made = match std::fs::DirBuilder::new().mode(0o700).create(dir) {
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
                 .recursive(true)
-                .mode(0o755)
+                .mode(0o700)
                 .create(dir),
             other => other,
         };
         made.map_err(|err| {
+            format!(
+                "cannot create the checkpoint directory {}: {err}",
+                dir.display()
+            )
+        })?;
+    }
+    prepare_output(req)?;
+    if let Some(path) = &req.heartbeat_path {
+        std::fs::File::create(path)
+            .map_err(|err| format!("cannot create the heartbeat file {}: {err}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn prepare_output(req: &StartRequest) -> Result<(), String> {
+    if let Some(dir) = &req.output_dir {
+        crate::outdir::make(dir).map_err(|err| {
             format!(
                 "cannot create the output directory {}: {err}",
                 dir.display()

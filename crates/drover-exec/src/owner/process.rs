@@ -184,6 +184,7 @@ async fn serve(args: OwnerArgs) -> Result<(), OwnerError> {
         }
     }
     // The cells of this owner's attempts are gone by now; the subtree is the node's.
+    crate::outdir::release();
     let _ = std::fs::remove_file(&path);
     Ok(())
 }
