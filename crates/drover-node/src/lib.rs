@@ -29,6 +29,7 @@ pub mod auth;
 pub mod capacity;
 pub mod datadir;
 mod events;
+mod heap;
 pub mod membership;
 pub mod metrics;
 pub mod notify;
@@ -506,6 +507,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         node.clone(),
         config.sample_interval,
     );
+    heap::spawn_trimmer();
     spawn_pruner(
         Arc::clone(&store),
         Arc::clone(&data),
