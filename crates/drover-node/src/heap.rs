@@ -15,15 +15,28 @@ use std::time::Duration;
 /// Between trims.
 pub(crate) const EVERY: Duration = Duration::from_secs(10);
 
-/// Starts the trimmer (a housekeeping timer: nothing waits on it).
+/// Starts the trimmer (a housekeeping timer: nothing waits on it). Where the allocator returns
+/// memory itself there is nothing to start.
 pub(crate) fn spawn_trimmer() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) {
+        return;
+    }
     tokio::spawn(async {
         let mut every = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
         loop {
             every.tick().await;
-            // SAFETY: malloc_trim takes no pointers and may be called from any thread.
-            let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
+            let _ = tokio::task::spawn_blocking(trim).await;
         }
     });
 }
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim() {
+    // SAFETY: malloc_trim takes no pointers and may be called from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() {}
