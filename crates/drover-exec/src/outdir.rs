@@ -41,7 +41,7 @@ fn spare_in(root: &Path) -> PathBuf {
 /// Makes the empty output directory `dir`, from this owner's spare when it has one.
 pub fn make(dir: &Path) -> io::Result<()> {
     let Some(root) = root_of(dir) else {
-        return mkdir(dir);
+        return mkdir(dir, MODE);
     };
     static SWEEP: Once = Once::new();
     SWEEP.call_once(|| sweep_dead(root));
@@ -67,15 +67,17 @@ pub fn make(dir: &Path) -> io::Result<()> {
             }
         }
     }
-    mkdir(dir)
+    mkdir(dir, MODE)
 }
 
-fn mkdir(dir: &Path) -> io::Result<()> {
-    match std::fs::DirBuilder::new().mode(MODE).create(dir) {
+/// Makes `dir` with `mode` if it is missing: one `mkdir` when its parent exists (the usual
+/// case), its parents too when not.
+pub(crate) fn mkdir(dir: &Path, mode: u32) -> io::Result<()> {
+    match std::fs::DirBuilder::new().mode(mode).create(dir) {
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(err) if err.kind() == io::ErrorKind::NotFound => std::fs::DirBuilder::new()
             .recursive(true)
-            .mode(MODE)
+            .mode(mode)
             .create(dir),
         other => other,
     }

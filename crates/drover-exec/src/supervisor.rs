@@ -434,7 +434,6 @@ async fn run_in_cell(
 /// made at their first byte, `LogFile`), its checkpoint directory, its output directory and
 /// inputs, and its heartbeat file.
 fn prepare_files(req: &StartRequest) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt;
     prepare_log_dir(&req.stdout_path)
         .and_then(
             |()| match (req.stdout_path.parent(), req.stderr_path.parent()) {
@@ -446,15 +445,7 @@ fn prepare_files(req: &StartRequest) -> Result<(), String> {
     if let Some(dir) = &req.checkpoint_dir {
         // One mkdir, done here: its parent normally exists, and a thread hand-off would cost
         // more than the call.
-        let made = match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir),
-            other => other,
-        };
-        made.map_err(|err| {
+        crate::outdir::mkdir(dir, 0o700).map_err(|err| {
             format!(
                 "cannot create the checkpoint directory {}: {err}",
                 dir.display()

@@ -208,43 +208,41 @@ fn cluster_run(
     slots: usize,
 ) -> anyhow::Result<(f64, Vec<usize>)> {
     let n = bench.sizes.jobs;
-    {
-        eprintln!("bench: throughput drover, {nodes} node(s) on PostgreSQL");
-        let slot_flag = slots.to_string();
-        let cluster = (0..nodes)
-            .map(|_| bench.node("cluster", &["--db", db.url(), "--slots", &slot_flag]))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let batch = cluster[0].data_dir.with_extension("jsonl");
-        write_batch(&batch, n, &["/bin/true"])?;
-        let start = Instant::now();
-        let ids = cluster[0].submit_batch(&batch)?;
-        cluster[nodes / 2].cli_ok(&["wait", "--all", "--quiet"])?;
-        let rate = n as f64 / seconds(start);
-        ensure!(ids.len() == n, "submitted {} of {n}", ids.len());
-        let jobs = cluster[nodes - 1].jobs(n)?;
-        let succeeded = jobs
-            .iter()
-            .filter(|j| j["state"] == "succeeded" && j["attempt"] == 1)
-            .count();
-        ensure!(
-            succeeded == n,
-            "only {succeeded} of {n} jobs succeeded in one attempt"
-        );
-        let mut per_node = std::collections::BTreeMap::<String, usize>::new();
-        for job in &jobs {
-            *per_node.entry(job["node"].to_string()).or_default() += 1;
-        }
-        ensure!(
-            per_node.len() == nodes,
-            "not every node ran jobs: {per_node:?}"
-        );
-        for node in cluster {
-            node.stop()?;
-        }
-        let mut counts: Vec<usize> = per_node.into_values().collect();
-        counts.sort_unstable_by(|a, b| b.cmp(a));
-        Ok((rate, counts))
+    eprintln!("bench: throughput drover, {nodes} node(s) on PostgreSQL");
+    let slot_flag = slots.to_string();
+    let cluster = (0..nodes)
+        .map(|_| bench.node("cluster", &["--db", db.url(), "--slots", &slot_flag]))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let batch = cluster[0].data_dir.with_extension("jsonl");
+    write_batch(&batch, n, &["/bin/true"])?;
+    let start = Instant::now();
+    let ids = cluster[0].submit_batch(&batch)?;
+    cluster[nodes / 2].cli_ok(&["wait", "--all", "--quiet"])?;
+    let rate = n as f64 / seconds(start);
+    ensure!(ids.len() == n, "submitted {} of {n}", ids.len());
+    let jobs = cluster[nodes - 1].jobs(n)?;
+    let succeeded = jobs
+        .iter()
+        .filter(|j| j["state"] == "succeeded" && j["attempt"] == 1)
+        .count();
+    ensure!(
+        succeeded == n,
+        "only {succeeded} of {n} jobs succeeded in one attempt"
+    );
+    let mut per_node = std::collections::BTreeMap::<String, usize>::new();
+    for job in &jobs {
+        *per_node.entry(job["node"].to_string()).or_default() += 1;
     }
+    ensure!(
+        per_node.len() == nodes,
+        "not every node ran jobs: {per_node:?}"
+    );
+    for node in cluster {
+        node.stop()?;
+    }
+    let mut counts: Vec<usize> = per_node.into_values().collect();
+    counts.sort_unstable_by(|a, b| b.cmp(a));
+    Ok((rate, counts))
 }
 
 // ---------------------------------------------------------------------------------------------
