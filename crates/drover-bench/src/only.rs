@@ -17,6 +17,8 @@ pub fn run_only(bench: &Bench, only: &str) -> anyhow::Result<()> {
         "cluster" => {
             let c = workloads::cluster_throughput(bench)?;
             println!("{} nodes x {} slots: {:?}", c.nodes, c.slots, c.rates);
+            println!("1 node on the same database: {:?}", c.one_node_rates);
+            println!("jobs per node: {:?}", c.per_node);
         }
         "submit" => {
             let s = workloads::submit_latency(bench)?;
@@ -62,9 +64,10 @@ pub fn run_only(bench: &Bench, only: &str) -> anyhow::Result<()> {
             let (rows, skipped) = workloads::claim_cost(bench)?;
             for row in &rows {
                 println!(
-                    "{} {} queued: median {:.0} µs, rounds {:?}",
+                    "{} {} queued, {} held in a paused queue: median {:.0} µs, rounds {:?}",
                     row.backend,
                     row.queued,
+                    row.held,
                     percentile(&row.all, 50.0) * 1e6,
                     row.round_medians
                         .iter()

@@ -167,7 +167,7 @@ pub fn render(md: &mut String, m: &Measured<'_>) -> std::fmt::Result {
         let sizes: Vec<usize> = m
             .claim_cost
             .iter()
-            .filter(|r| r.backend == backend)
+            .filter(|r| r.backend == backend && r.held == 0)
             .map(|r| r.queued)
             .collect();
         let label = match (sizes.first(), sizes.last()) {

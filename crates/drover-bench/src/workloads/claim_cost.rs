@@ -7,6 +7,9 @@
 //! jobs, with durability out of the loop — the SQLite file lives on tmpfs (its fsync is a no-op)
 //! and the PostgreSQL session runs with `synchronous_commit = off`. The prefill and the claims
 //! are the same code the node runs; only the disk is taken away.
+//!
+//! One more row per backend holds the largest size in a paused queue, at a higher priority than
+//! the smallest size queued beside it: the claim must not read past the jobs it may not take.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -22,6 +25,8 @@ use crate::workloads::Bench;
 pub struct ClaimCost {
     pub backend: &'static str,
     pub queued: usize,
+    /// Jobs held besides, ahead of the queued ones, in a paused queue.
+    pub held: usize,
     /// Median seconds per claim in each round.
     pub round_medians: Vec<f64>,
     /// Every claim's seconds, all rounds.
@@ -38,51 +43,63 @@ pub fn claim_cost(bench: &Bench) -> anyhow::Result<(Vec<ClaimCost>, Option<Strin
     let mut rows = Vec::new();
     let tmpfs = Path::new("/dev/shm");
     ensure!(tmpfs.is_dir(), "no /dev/shm to hold the SQLite store");
-    for &queued in &bench.sizes.claim_queues {
-        eprintln!("bench: claim cost, SQLite, {queued} queued");
+    for (queued, held) in shapes(&bench.sizes.claim_queues) {
+        eprintln!("bench: claim cost, SQLite, {queued} queued, {held} held");
         let dir = tempfile::Builder::new()
             .prefix("drover-claim-")
             .tempdir_in(tmpfs)?;
         let db = dir.path().join("drover.db");
         rows.push(runtime.block_on(async {
             let store = SqlStore::sqlite(&db)?;
-            measure(bench, &store, "SQLite", queued).await
+            measure(bench, &store, "SQLite", queued, held).await
         })?);
     }
-    for &queued in &bench.sizes.claim_queues {
+    for (queued, held) in shapes(&bench.sizes.claim_queues) {
         let Some(db) = drover_store::testing::TestDatabase::create() else {
             return Ok((
                 rows,
                 Some("no PostgreSQL: set DROVER_TEST_DATABASE_URL".into()),
             ));
         };
-        eprintln!("bench: claim cost, PostgreSQL, {queued} queued");
+        eprintln!("bench: claim cost, PostgreSQL, {queued} queued, {held} held");
         // Commits return before their WAL reaches the disk: the claim's own work is measured.
         let url = format!("{}%20-csynchronous_commit%3Doff", db.url());
         rows.push(runtime.block_on(async {
             let store = SqlStore::postgres(&url).await?;
-            measure(bench, &store, "PostgreSQL", queued).await
+            measure(bench, &store, "PostgreSQL", queued, held).await
         })?);
         drop(db);
     }
     Ok((rows, None))
 }
 
-/// Prefills `store` with `queued` jobs, then times `claim_rounds` rounds of `claim_samples`
-/// single-job claims.
+/// Each size with nothing held, then the smallest size behind the largest held in a paused
+/// queue.
+fn shapes(sizes: &[usize]) -> Vec<(usize, usize)> {
+    let mut shapes: Vec<(usize, usize)> = sizes.iter().map(|&n| (n, 0)).collect();
+    if let (Some(&small), Some(&large)) = (sizes.first(), sizes.last()) {
+        shapes.push((small, large));
+    }
+    shapes
+}
+
+/// Prefills `store` with `held` jobs in a paused queue ahead of `queued` jobs, then times
+/// `claim_rounds` rounds of `claim_samples` single-job claims.
 async fn measure(
     bench: &Bench,
     store: &SqlStore,
     backend: &'static str,
     queued: usize,
+    held: usize,
 ) -> anyhow::Result<ClaimCost> {
-    let spec = JobSpec::new(["/bin/true"]);
-    let mut left = queued;
-    while left > 0 {
-        let n = left.min(20_000);
-        store.submit(vec![spec.clone(); n]).await?;
-        left -= n;
+    let mut ahead = JobSpec::new(["/bin/true"]);
+    ahead.queue = Some("held".into());
+    ahead.priority = 10;
+    prefill(store, &ahead, held).await?;
+    if held > 0 {
+        store.set_queue("held".into(), Some(true), None).await?;
     }
+    prefill(store, &JobSpec::new(["/bin/true"]), queued).await?;
     let node = NodeId("bench-claim".into());
     let lease = Duration::from_secs(3600);
     let (rounds, samples) = (bench.sizes.claim_rounds, bench.sizes.claim_samples);
@@ -114,9 +131,21 @@ async fn measure(
     Ok(ClaimCost {
         backend,
         queued,
+        held,
         round_medians,
         all,
     })
+}
+
+/// Submits `n` copies of `spec`, in batches.
+async fn prefill(store: &SqlStore, spec: &JobSpec, n: usize) -> anyhow::Result<()> {
+    let mut left = n;
+    while left > 0 {
+        let batch = left.min(20_000);
+        store.submit(vec![spec.clone(); batch]).await?;
+        left -= batch;
+    }
+    Ok(())
 }
 
 /// Section 5b of the report.
@@ -129,7 +158,7 @@ pub fn write_section(
     writeln!(md, "\n## 5b. Claim cost\n")?;
     writeln!(
         md,
-        "One `Store::claim` of one job (its whole transaction) called directly against a store holding N queued jobs, with durability out of the loop: SQLite on tmpfs, PostgreSQL with `synchronous_commit = off`. Median per claim over every round, [min–max] of the rounds' medians, and the 90th percentile.\n"
+        "One `Store::claim` of one job (its whole transaction) called directly against a store holding N queued jobs, with durability out of the loop: SQLite on tmpfs, PostgreSQL with `synchronous_commit = off`. Median per claim over every round, [min–max] of the rounds' medians, and the 90th percentile. The last row of each backend holds the largest queue besides, in a paused queue at a higher priority: jobs the claim may not take, ahead of those it may.\n"
     )?;
     writeln!(
         md,
@@ -144,9 +173,14 @@ pub fn write_section(
         let median = percentile(&row.all, 50.0);
         writeln!(
             md,
-            "| {} | {} | {:.0} µs [{:.0}–{:.0}] | {:.0} µs | {:.2}× |",
+            "| {} | {}{} | {:.0} µs [{:.0}–{:.0}] | {:.0} µs | {:.2}× |",
             row.backend,
             row.queued,
+            if row.held > 0 {
+                format!(" (+ {} in a paused queue)", row.held)
+            } else {
+                String::new()
+            },
             median * 1e6,
             rounds.min * 1e6,
             rounds.max * 1e6,
@@ -167,7 +201,10 @@ pub fn write_section(
 /// For backend `backend`: the largest queue's median claim over the smallest's, with the
 /// spread of the same ratio taken round by round.
 pub fn flatness(rows: &[ClaimCost], backend: &str) -> Option<crate::stats::Spread> {
-    let mine: Vec<&ClaimCost> = rows.iter().filter(|r| r.backend == backend).collect();
+    let mine: Vec<&ClaimCost> = rows
+        .iter()
+        .filter(|r| r.backend == backend && r.held == 0)
+        .collect();
     let (first, last) = (mine.first()?, mine.last()?);
     if first.queued == last.queued {
         return None;

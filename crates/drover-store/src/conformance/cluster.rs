@@ -77,6 +77,55 @@ fn in_queue(argv0: &str, queue: &str) -> JobSpec {
     s
 }
 
+/// While a queue is paused the claim walks the other queues one by one (so that it never reads
+/// past the paused queue's jobs); what it takes must be what the one walk takes: every queue
+/// but the paused ones, by priority, then in submission order.
+pub async fn a_paused_queue_leaves_the_claim_order_of_the_rest(store: &dyn Store) {
+    let with = |argv0: &str, queue: &str, priority: i32| {
+        let mut s = in_queue(argv0, queue);
+        s.priority = priority;
+        s
+    };
+    let ids = store
+        .submit(vec![
+            with("held-1", "held", 9),
+            with("b-low", "b", 0),
+            with("held-2", "held", 9),
+            with("c-high", "c", 5),
+            spec("default-low"),
+            with("b-high", "b", 5),
+            with("held-3", "held", 0),
+            with("c-low", "c", 0),
+        ])
+        .await
+        .unwrap();
+    store
+        .set_queue("held".into(), Some(true), None)
+        .await
+        .unwrap();
+    let order = |claims: Vec<crate::Claim>| -> Vec<drover_core::JobId> {
+        claims.iter().map(|c| c.attempt.job_id).collect()
+    };
+    let first = order(store.claim(&node("n"), LEASE, 3).await.unwrap());
+    assert_eq!(
+        first,
+        vec![ids[3], ids[5], ids[1]],
+        "priority, then age, across queues"
+    );
+    let rest = order(store.claim(&node("n"), LEASE, 10).await.unwrap());
+    assert_eq!(rest, vec![ids[4], ids[7]], "nothing of the paused queue");
+    store
+        .set_queue("held".into(), Some(false), None)
+        .await
+        .unwrap();
+    let resumed = order(store.claim(&node("n"), LEASE, 10).await.unwrap());
+    assert_eq!(
+        resumed,
+        vec![ids[0], ids[2], ids[6]],
+        "resumed, in its order"
+    );
+}
+
 pub async fn queues_pause_and_limit_what_is_claimed(store: &dyn Store) {
     let ids = store
         .submit(vec![in_queue("a", "q"), in_queue("b", "q"), spec("c")])

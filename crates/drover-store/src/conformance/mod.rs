@@ -104,6 +104,7 @@ macro_rules! conformance_tests {
             dependents_wait_then_run_or_fail_down_the_chain,
             cancelling_a_job_cancels_its_dependents,
             queues_pause_and_limit_what_is_claimed,
+            a_paused_queue_leaves_the_claim_order_of_the_rest,
             pruned_events_are_reported_gone,
             heartbeats_list_nodes_and_drain_stops_claims,
             labels_route_jobs,

@@ -317,6 +317,23 @@ impl Conn for PgConn {
         Dialect::Postgres
     }
 
+    fn begin(&self) -> Result<i64, StoreError> {
+        // Both in one simple-protocol message: the explicit BEGIN's block outlasts it.
+        let messages = self
+            .client
+            .borrow_mut()
+            .simple_query("BEGIN; SELECT CAST(EXTRACT(EPOCH FROM now()) * 1000 AS BIGINT)")
+            .map_err(|e| self.fail(e))?;
+        messages
+            .iter()
+            .find_map(|message| match message {
+                postgres::SimpleQueryMessage::Row(row) => row.get(0),
+                _ => None,
+            })
+            .and_then(|text| text.parse::<i64>().ok())
+            .ok_or_else(|| StoreError::permanent("the server did not say what time it is", None))
+    }
+
     fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
         let statement = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as _).collect();

@@ -177,6 +177,11 @@ DROP INDEX jobs_claim;
 -- #17: memory and CPU sampled while an attempt runs, bounded (drover_core::UsageSeries).
 ALTER TABLE attempts ADD COLUMN usage_series TEXT;      -- JSON UsageSeries, NULL if none
 "#,
+    r#"
+-- #18: while a queue is paused, the claim walks each other queue's ready jobs by this index
+-- (and finds the queues by skipping through it), instead of walking past every paused job.
+CREATE INDEX ready_queue ON ready (queue, priority DESC, seq);
+"#,
 ];
 
 /// Brings the database to the latest schema, in one transaction, one node at a time.

@@ -180,7 +180,7 @@ async fn a_held_snapshot_does_not_make_the_claim_walk_history() {
         explain_buffers(
             &url,
             crate::sql::claim_candidates(crate::sql::Dialect::Postgres),
-            limit,
+            &[&limit],
         )
     })
     .await
@@ -192,13 +192,65 @@ async fn a_held_snapshot_does_not_make_the_claim_walk_history() {
     assert!(buffers <= 100, "the claim touched {buffers} buffers");
 }
 
+/// Jobs held in a paused queue ahead of the rest must cost the claim nothing: it finds the
+/// other queues by skipping through `ready_queue` and walks each of them alone. Counted in
+/// buffers: with 20,000 jobs held, the one walk over everything reads past all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_held_in_a_paused_queue_cost_the_claim_nothing() {
+    use crate::Store;
+    let Some((store, db)) = fresh().await else {
+        return;
+    };
+    let mut held = drover_core::JobSpec::new(["held"]);
+    held.queue = Some("held".into());
+    held.priority = 10;
+    store.submit(vec![held; 20_000]).await.expect("submit");
+    store
+        .set_queue("held".into(), Some(true), None)
+        .await
+        .expect("pause");
+    let ready = store
+        .submit(vec![drover_core::JobSpec::new(["ready"]); 10])
+        .await
+        .expect("submit");
+    let claimed = store
+        .claim(&drover_core::NodeId("n".into()), Duration::from_secs(60), 1)
+        .await
+        .expect("claim");
+    assert_eq!(claimed[0].attempt.job_id, ready[0]);
+
+    let url = db.url().to_string();
+    let limit = i64::try_from(1 + crate::ADMISSION_WINDOW).expect("small");
+    let (queues, walk, everything) = tokio::task::spawn_blocking(move || {
+        use crate::sql::Dialect::Postgres;
+        let queue = "default".to_string();
+        (
+            explain_buffers(&url, crate::sql::queued_queues(Postgres), &[]),
+            explain_buffers(
+                &url,
+                crate::sql::queue_candidates(Postgres),
+                &[&queue, &limit],
+            ),
+            explain_buffers(&url, crate::sql::claim_candidates(Postgres), &[&limit]),
+        )
+    })
+    .await
+    .expect("explain");
+    assert!(queues <= 30, "finding the queues touched {queues} buffers");
+    assert!(walk <= 60, "the walk of one queue touched {walk} buffers");
+    assert!(
+        everything > 120,
+        "the one walk touched only {everything} buffers: this test no longer shows the difference"
+    );
+}
+
 /// The shared buffers (hit and read) one run of `sql` touches, from the top line of
 /// `EXPLAIN (ANALYZE, BUFFERS)`.
-fn explain_buffers(url: &str, sql: &str, limit: i64) -> u64 {
+fn explain_buffers(url: &str, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> u64 {
     let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
     let sql = format!("EXPLAIN (ANALYZE, BUFFERS) {}", rewrite(sql));
     let lines: Vec<String> = client
-        .query(sql.as_str(), &[&limit])
+        .query(sql.as_str(), params)
         .expect("explain")
         .iter()
         .map(|row| row.get(0))

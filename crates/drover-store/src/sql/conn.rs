@@ -52,6 +52,10 @@ pub(crate) trait Conn: Send {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError>;
     /// Runs a query and returns all its rows.
     fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError>;
+    /// Begins a batch's transaction and returns the batch's time (ms since the epoch): on
+    /// SQLite this machine's clock, on PostgreSQL the server's, so that the leases one node
+    /// writes and another node's reaper reads are on one clock. One round trip on PostgreSQL.
+    fn begin(&self) -> Result<i64, StoreError>;
     /// Whether the connection is gone for good (the server closed it); a broken connection is
     /// replaced, not reused.
     fn is_broken(&self) -> bool {

@@ -2,10 +2,13 @@
 //!
 //! # Why a writer thread
 //! Every change is sent to one dedicated thread that owns the node's write connection. That
-//! thread takes whatever changes are waiting, runs them in ONE transaction (a savepoint each, so a
-//! failing change rolls back alone), commits once, and only then answers the callers. This is
-//! group commit: an acknowledged change is durable, and the commit's cost (an fsync for SQLite, a
-//! round trip and a WAL flush for PostgreSQL) is shared by everything that arrived meanwhile.
+//! thread takes whatever changes are waiting, runs them in ONE transaction (a savepoint each when
+//! there are several, so a failing change rolls back alone), commits once, and only then answers
+//! the callers. This is group commit: an acknowledged change is durable, and the commit's cost
+//! (an fsync for SQLite, a round trip and a WAL flush for PostgreSQL) is shared by everything
+//! that arrived meanwhile. On PostgreSQL every statement is a round trip of the writer's one
+//! connection, so the hot paths are written in few: the batch's BEGIN and clock are one, its
+//! events (counter, rows and NOTIFY) are one, and a claim takes a job in one.
 //! SQLite allows one writer at a time anyway; on PostgreSQL each node has its own writer, and
 //! nodes coordinate through row locks (`FOR UPDATE`, `SKIP LOCKED` for claims).
 //!
@@ -23,7 +26,7 @@
 pub(crate) mod conn;
 mod ops;
 #[cfg(test)]
-pub(crate) use ops::claim_candidates;
+pub(crate) use ops::{claim_candidates, queue_candidates, queued_queues};
 mod rows;
 
 use std::sync::{Arc, Mutex};
@@ -104,65 +107,103 @@ fn write_events(
     if pending.is_empty() {
         return Ok(Vec::new());
     }
-    let count = i64::try_from(pending.len()).unwrap_or(i64::MAX);
-    // PostgreSQL: the counter's row lock is held until COMMIT; SQLite numbers each row itself.
-    let mut next_seq = match conn.dialect() {
-        Dialect::Postgres => Some(
-            conn.query_row(
-                "UPDATE event_seq SET last = last + ?1 RETURNING last",
-                params![count],
-                |row| row.get::<i64>(0),
-            )? - count
-                + 1,
-        ),
-        Dialect::Sqlite => None,
+    let seqs = match conn.dialect() {
+        Dialect::Postgres => {
+            let first = insert_events_postgres(conn, &pending, now_ms)?;
+            (first..).take(pending.len()).collect()
+        }
+        Dialect::Sqlite => insert_events_sqlite(conn, &pending, now_ms)?,
     };
-    let mut events = Vec::with_capacity(pending.len());
-    for event in pending {
-        let kind = event.kind.as_str();
-        let values = params![
-            next_seq,
-            now_ms,
-            kind,
-            event.job_id.to_string(),
-            event.attempt,
-            event.state.as_str(),
-            event.node.as_ref().map(|n| n.0.as_str()),
-            event.reason.as_ref().map(|r| r.to_string()),
-        ];
-        let seq: i64 = match next_seq {
-            Some(seq) => {
-                conn.execute(
-                    "INSERT INTO events (seq, at, kind, job_id, attempt, state, node, reason)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    values,
-                )?;
-                next_seq = Some(seq + 1);
-                seq
-            }
-            None => conn.query_row(
-                "INSERT INTO events (seq, at, kind, job_id, attempt, state, node, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq",
-                values,
+    pending
+        .into_iter()
+        .zip(seqs)
+        .map(|(event, seq)| {
+            Ok(Event {
+                seq: u64::try_from(seq)
+                    .map_err(|_| StoreError::Corrupt(format!("event seq {seq}")))?,
+                at: ms_to_time(now_ms),
+                kind: event.kind,
+                job_id: event.job_id,
+                attempt: event.attempt,
+                state: event.state,
+                node: event.node,
+                reason: event.reason,
+            })
+        })
+        .collect()
+}
+
+/// SQLite numbers each row itself (AUTOINCREMENT, under the one writer): one insert per event,
+/// in process. Returns each event's seq.
+fn insert_events_sqlite(
+    conn: &dyn Conn,
+    pending: &[Pending],
+    now_ms: i64,
+) -> Result<Vec<i64>, StoreError> {
+    pending
+        .iter()
+        .map(|event| {
+            conn.query_row(
+                "INSERT INTO events (at, kind, job_id, attempt, state, node, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq",
+                params![
+                    now_ms,
+                    event.kind.as_str(),
+                    event.job_id.to_string(),
+                    event.attempt,
+                    event.state.as_str(),
+                    event.node.as_ref().map(|n| n.0.as_str()),
+                    event.reason.as_ref().map(|r| r.to_string()),
+                ],
                 |row| row.get(0),
-            )?,
-        };
-        events.push(Event {
-            seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("event seq {seq}")))?,
-            at: ms_to_time(now_ms),
-            kind: event.kind,
-            job_id: event.job_id,
-            attempt: event.attempt,
-            state: event.state,
-            node: event.node,
-            reason: event.reason,
-        });
-    }
-    if conn.dialect() == Dialect::Postgres {
-        // Delivered at COMMIT, to every node's listener.
-        conn.query("SELECT pg_notify('drover_events', '')", params![])?;
-    }
-    Ok(events)
+            )
+        })
+        .collect()
+}
+
+/// PostgreSQL: ONE statement takes the batch's numbers from the counter row (whose lock is then
+/// held until COMMIT), inserts every event from a JSON array, and queues the `NOTIFY` that is
+/// delivered at commit. One round trip whatever the count, so the counter's lock is held for
+/// that statement and the COMMIT only. Returns the first event's seq.
+fn insert_events_postgres(
+    conn: &dyn Conn,
+    pending: &[Pending],
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    let count = i64::try_from(pending.len()).unwrap_or(i64::MAX);
+    let rows: Vec<serde_json::Value> = pending
+        .iter()
+        .enumerate()
+        .map(|(ord, event)| {
+            serde_json::json!({
+                "ord": ord,
+                "kind": event.kind.as_str(),
+                "job_id": event.job_id.to_string(),
+                "attempt": event.attempt,
+                "state": event.state.as_str(),
+                "node": event.node.as_ref().map(|n| n.0.as_str()),
+                "reason": event.reason.as_ref().map(|r| r.to_string()),
+            })
+        })
+        .collect();
+    let rows = serde_json::Value::Array(rows).to_string();
+    let last: Option<i64> = conn.query_row(
+        "WITH notified AS (SELECT pg_notify('drover_events', '')),
+              counter AS (UPDATE event_seq SET last = last + ?1 FROM notified RETURNING last),
+              written AS (
+                INSERT INTO events (seq, at, kind, job_id, attempt, state, node, reason)
+                SELECT counter.last - ?1 + 1 + e.ord, ?2, e.kind, e.job_id, e.attempt, e.state,
+                       e.node, e.reason
+                FROM counter, json_to_recordset(CAST(?3 AS TEXT)::json)
+                     AS e(ord BIGINT, kind TEXT, job_id TEXT, attempt BIGINT, state TEXT,
+                          node TEXT, reason TEXT)
+                RETURNING seq)
+         SELECT MAX(seq) FROM written",
+        params![count, now_ms, rows],
+        |row| row.get(0),
+    )?;
+    let last = last.ok_or_else(|| StoreError::permanent("no event was written", None))?;
+    Ok(last - count + 1)
 }
 
 pub(crate) fn parse_kind(text: &str) -> Result<EventKind, StoreError> {
@@ -349,12 +390,6 @@ fn write_loop(
     mut ops: mpsc::UnboundedReceiver<WriteOp>,
     publisher: Option<broadcast::Sender<Event>>,
 ) {
-    let begin = match conn.dialect() {
-        // IMMEDIATE: take the write lock now, not at the first write, so that a batch never
-        // fails halfway on a lock another process took.
-        Dialect::Sqlite => "BEGIN IMMEDIATE",
-        Dialect::Postgres => "BEGIN",
-    };
     let mut reconnect = Reconnect::default();
     let mut batch: Vec<WriteOp> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = ops.blocking_recv() {
@@ -374,10 +409,7 @@ fn write_loop(
                 }
             }
         }
-        let begun = conn
-            .execute(begin, params![])
-            .and_then(|_| clock(conn.as_ref()));
-        let now_ms = match begun {
+        let now_ms = match conn.begin() {
             Ok(now_ms) => now_ms,
             Err(err) => {
                 tracing::error!(error = %err, "cannot begin a transaction; refusing this batch");
@@ -392,6 +424,19 @@ fn write_loop(
             now_ms,
         };
         let mut replies = Vec::with_capacity(batch.len());
+        // A change alone in its batch needs no savepoint: if it fails, the batch is rolled
+        // back whole, which undoes exactly that change (two round trips fewer on PostgreSQL).
+        if batch.len() == 1 {
+            if let Some(op) = batch.pop() {
+                let (ok, reply) = op(Some(&mut tx));
+                if !ok {
+                    let _ = conn.execute("ROLLBACK", params![]);
+                    reply(Ok(()));
+                    continue;
+                }
+                replies.push(reply);
+            }
+        }
         for op in batch.drain(..) {
             let events_before = tx.events.len();
             if conn.execute("SAVEPOINT op", params![]).is_err() {
@@ -440,19 +485,6 @@ fn write_loop(
         }
     }
     tracing::debug!("store writer stopped");
-}
-
-/// The time of a batch. On PostgreSQL it is the server's, so that the leases one node writes
-/// and another node's reaper reads are on one clock, whatever the machines' clocks say.
-fn clock(conn: &dyn Conn) -> Result<i64, StoreError> {
-    match conn.dialect() {
-        Dialect::Sqlite => Ok(now_ms()),
-        Dialect::Postgres => conn.query_row(
-            "SELECT CAST(EXTRACT(EPOCH FROM now()) * 1000 AS BIGINT)",
-            params![],
-            |row| row.get(0),
-        ),
-    }
 }
 
 /// Answers every change of a batch that could not run with an error.

@@ -171,6 +171,13 @@ impl Conn for SqliteConn {
         Dialect::Sqlite
     }
 
+    fn begin(&self) -> Result<i64, StoreError> {
+        // IMMEDIATE: take the write lock now, not at the first write, so that a batch never
+        // fails halfway on a lock another process took.
+        self.execute("BEGIN IMMEDIATE", &[])?;
+        Ok(crate::sql::now_ms())
+    }
+
     fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
         let mut stmt = self.conn.prepare_cached(sql)?;
         let changed = stmt.execute(rusqlite::params_from_iter(params.iter().map(to_sqlite)))?;
@@ -232,6 +239,40 @@ mod tests {
             ops.contains("FROM jobs INDEXED BY jobs_claim"),
             "the claim query changed"
         );
+    }
+
+    /// While a queue is paused the claim finds the other queues by skipping through
+    /// `jobs_claim_queue` and walks each by it: index searches only, no scan, no sort.
+    #[test]
+    fn the_claim_around_a_paused_queue_searches_its_index() {
+        let (store, _dir) = fresh();
+        let conn = rusqlite::Connection::open(store.location()).expect("open");
+        let plan = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Vec<String> {
+            conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("prepare")
+                .query_map(params, |row| row.get::<_, String>(3))
+                .expect("plan")
+                .collect::<Result<_, _>>()
+                .expect("rows")
+        };
+        use crate::sql::Dialect::Sqlite;
+        let queues = plan(crate::sql::queued_queues(Sqlite), &[]);
+        let walk = plan(crate::sql::queue_candidates(Sqlite), &[&"q", &8]);
+        for steps in [&queues, &walk] {
+            let on_jobs: Vec<&String> = steps.iter().filter(|s| s.contains(" jobs")).collect();
+            assert!(!on_jobs.is_empty(), "{steps:?}");
+            assert!(
+                on_jobs
+                    .iter()
+                    .all(|s| s.starts_with("SEARCH jobs USING")
+                        && s.contains("INDEX jobs_claim_queue")),
+                "{steps:?}"
+            );
+            assert!(
+                !steps.iter().any(|s| s.contains("TEMP B-TREE")),
+                "{steps:?}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -143,6 +143,11 @@ ALTER TABLE attempts ADD COLUMN log_cuts TEXT;          -- JSON [LogCut], NULL i
 -- #17: memory and CPU sampled while an attempt runs, bounded (drover_core::UsageSeries).
 ALTER TABLE attempts ADD COLUMN usage_series TEXT;      -- JSON UsageSeries, NULL if none
 "#,
+    r#"
+-- #18: while a queue is paused, the claim walks each other queue's queued jobs by this index
+-- (and finds the queues by skipping through it), instead of walking past every paused job.
+CREATE INDEX jobs_claim_queue ON jobs (queue, priority DESC, id) WHERE state = 'queued';
+"#,
 ];
 
 /// Brings the database to the latest schema, one transaction per migration.

@@ -64,6 +64,95 @@ pub(crate) fn claim_candidates(dialect: Dialect) -> &'static str {
     }
 }
 
+/// A queued job as the claim's walk reads it: id, spec, attempt, when it was queued, queue.
+type Candidate = (String, String, u32, i64, String);
+
+fn candidate(row: &crate::sql::Row) -> Result<Candidate, StoreError> {
+    Ok((
+        row.get::<String>(0)?,
+        row.get::<String>(1)?,
+        row.get::<u32>(2)?,
+        row.get::<i64>(3)?,
+        row.get::<String>(4)?,
+    ))
+}
+
+/// The queues that have queued jobs, found by skipping through the per-queue claim index: one
+/// index lookup per queue, however many jobs each holds.
+pub(crate) fn queued_queues(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "WITH RECURSIVE q(name) AS (
+                 SELECT MIN(queue) FROM jobs INDEXED BY jobs_claim_queue WHERE state = 'queued'
+                 UNION ALL
+                 SELECT (SELECT MIN(queue) FROM jobs INDEXED BY jobs_claim_queue
+                         WHERE state = 'queued' AND queue > q.name)
+                 FROM q WHERE q.name IS NOT NULL)
+             SELECT name FROM q WHERE name IS NOT NULL"
+        }
+        Dialect::Postgres => {
+            "WITH RECURSIVE q(name) AS (
+                 SELECT MIN(queue) FROM ready
+                 UNION ALL
+                 SELECT (SELECT MIN(queue) FROM ready WHERE queue > q.name)
+                 FROM q WHERE q.name IS NOT NULL)
+             SELECT name FROM q WHERE name IS NOT NULL"
+        }
+    }
+}
+
+/// The first `?2` queued jobs of queue `?1` in claim order, with the claim order's key
+/// (priority, then the job's number on PostgreSQL or its id on SQLite).
+pub(crate) fn queue_candidates(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "SELECT id, spec, attempt, updated_at, queue, priority, 0 FROM jobs
+             INDEXED BY jobs_claim_queue
+             WHERE state = 'queued' AND queue = ?1
+             ORDER BY priority DESC, id LIMIT ?2"
+        }
+        Dialect::Postgres => {
+            "SELECT j.id, j.spec, j.attempt, j.updated_at, j.queue, r.priority, r.seq
+             FROM (SELECT seq, priority FROM ready WHERE queue = ?1
+                   ORDER BY priority DESC, seq LIMIT ?2) r
+             CROSS JOIN LATERAL (SELECT id, spec, attempt, updated_at, queue FROM jobs
+                                 WHERE jobs.seq = r.seq AND jobs.state = 'queued'
+                                 OFFSET 0) j
+             ORDER BY r.priority DESC, r.seq"
+        }
+    }
+}
+
+/// The claim's walk while some queues are paused: the first `limit` queued jobs in claim order
+/// outside `paused`, merged from each other queue's own walk. The one walk of
+/// [`claim_candidates`] would read past every job of a paused queue on every claim, so a
+/// million jobs held in a paused queue made each claim (and so each submit's wake-up) O(n).
+fn candidates_around_paused(
+    conn: &dyn crate::sql::Conn,
+    paused: &std::collections::HashSet<String>,
+    limit: i64,
+) -> Result<Vec<Candidate>, StoreError> {
+    let dialect = conn.dialect();
+    let queues = conn.query_map(queued_queues(dialect), params![], |row| {
+        row.get::<String>(0)
+    })?;
+    let mut keyed = Vec::new();
+    for queue in queues.into_iter().filter(|q| !paused.contains(q)) {
+        let rows = conn.query_map(queue_candidates(dialect), params![queue, limit], |row| {
+            let priority: i64 = row.get(5)?;
+            let number: i64 = row.get(6)?;
+            let job = candidate(row)?;
+            // Claim order: higher priority first, then the job's number (PostgreSQL) or id
+            // (SQLite, whose number column reads 0 here).
+            Ok(((std::cmp::Reverse(priority), number, job.0.clone()), job))
+        })?;
+        keyed.extend(rows);
+    }
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok(keyed.into_iter().map(|(_, job)| job).collect())
+}
+
 pub(super) async fn claim_within(
     store: &SqlStore,
     node: &NodeId,
@@ -75,11 +164,28 @@ pub(super) async fn claim_within(
     store.write(move |tx| {
         // A draining node claims nothing; a node with no row yet (before its first
         // heartbeat) has no labels.
-        let me = tx.conn.query_opt(
-            "SELECT state, labels FROM nodes WHERE id = ?1",
+        // With it, the paused queues (one statement: one round trip on PostgreSQL).
+        let rows = tx.conn.query_map(
+            "SELECT 'node', state, labels FROM nodes WHERE id = ?1
+             UNION ALL SELECT 'paused', name, '' FROM queues WHERE paused = 1",
             params![node.0],
-            |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?)),
+            |row| {
+                Ok((
+                    row.get::<String>(0)?,
+                    row.get::<String>(1)?,
+                    row.get::<String>(2)?,
+                ))
+            },
         )?;
+        let mut me = None;
+        let mut paused = std::collections::HashSet::new();
+        for (what, first, second) in rows {
+            if what == "node" {
+                me = Some((first, second));
+            } else {
+                paused.insert(first);
+            }
+        }
         let labels: Labels = match me {
             Some((state, _)) if state == NodeState::Draining.as_str() => {
                 return Ok(ClaimBatch::default());
@@ -93,17 +199,12 @@ pub(super) async fn claim_within(
         // job per claim; this reads the claim index from its start. The candidates are not
         // locked: on PostgreSQL only the ones this claim takes are (below), so that a job it
         // passes over (labels, resources, a full queue) stays claimable by other nodes.
-        let next = tx
-            .conn
-            .query_map(claim_candidates(tx.conn.dialect()), params![limit], |row| {
-                Ok((
-                    row.get::<String>(0)?,
-                    row.get::<String>(1)?,
-                    row.get::<u32>(2)?,
-                    row.get::<i64>(3)?,
-                    row.get::<String>(4)?,
-                ))
-            })?;
+        let next = if paused.is_empty() {
+            tx.conn
+                .query_map(claim_candidates(tx.conn.dialect()), params![limit], candidate)?
+        } else {
+            candidates_around_paused(tx.conn, &paused, limit)?
+        };
         // Room left in each queue that has a concurrency limit, counted once per claim. The
         // rows are locked (in name order) so that two nodes cannot both fill the last place.
         let limits = tx
@@ -151,40 +252,14 @@ pub(super) async fn claim_within(
                     break;
                 }
             }
-            // Lock it only now that it is taken: another node may be claiming it right now (or
-            // has), so skip it rather than wait. (Its resources stay counted for this walk:
-            // at worst this claim takes fewer, never too many.)
-            if tx.conn.dialect() == Dialect::Postgres
-                && tx
-                    .conn
-                    .query_opt(
-                        "SELECT attempt FROM jobs WHERE id = ?1 AND state = 'queued'
-                         /*skip locked*/",
-                        params![id.to_string()],
-                        |row| row.get::<u32>(0),
-                    )?
-                    .is_none_or(|attempt| attempt != previous)
-            {
+            let attempt = previous + 1;
+            if !take_claim(tx, id, previous, &node, lease_expires, spec.memory)? {
+                // Another node is claiming it right now (or has).
                 continue;
             }
             if let Some(left) = room.get_mut(&queue) {
                 *left -= 1;
             }
-            let attempt = previous + 1;
-            set_job_state(tx, id, JobState::Queued, JobState::Starting, None)?;
-            tx.conn
-                .execute("UPDATE jobs SET attempt = ?1, cancel_requested = 0 WHERE id = ?2", params![attempt, id.to_string()])?;
-            tx.conn
-                .execute("INSERT INTO attempts (job_id, attempt, node, state, claimed_at,
-                                           lease_expires_at, memory_limit)
-                     VALUES (?1, ?2, ?3, 'starting', ?4, ?5, ?6)", params![
-                    id.to_string(),
-                    attempt,
-                    node.0,
-                    tx.now_ms,
-                    lease_expires,
-                    spec.memory.and_then(|m| i64::try_from(m.bytes()).ok()),
-                ])?;
             tx.emit(
                 EventKind::Claimed,
                 id,
@@ -241,9 +316,10 @@ pub(super) async fn mark_running(
                 None,
             )?;
             let proc_start = proc_start.and_then(|s| i64::try_from(s).ok());
-            tx.conn.execute(
+            let node: Option<String> = tx.conn.query_opt(
                 "UPDATE attempts SET state = 'running', pid = ?1, proc_start = ?2, started_at = ?3
-                 WHERE job_id = ?4 AND attempt = ?5",
+                 WHERE job_id = ?4 AND attempt = ?5
+                 RETURNING node",
                 params![
                     pid,
                     proc_start,
@@ -251,10 +327,6 @@ pub(super) async fn mark_running(
                     attempt.job_id.to_string(),
                     attempt.attempt
                 ],
-            )?;
-            let node: Option<String> = tx.conn.query_opt(
-                "SELECT node FROM attempts WHERE job_id = ?1 AND attempt = ?2",
-                params![attempt.job_id.to_string(), attempt.attempt],
                 |r| r.get(0),
             )?;
             tx.emit(
@@ -346,6 +418,83 @@ pub(super) async fn record_usage(
             Ok(())
         })
         .await
+}
+
+/// Takes queued job `id` (whose attempt was `previous`) for `node`: the job `starting` with its
+/// next attempt, and that attempt's row. `false` if another node holds or has taken it.
+///
+/// On PostgreSQL the job is locked only now that this claim takes it, and skipped rather than
+/// waited for if another node is claiming it right now, so that a job a claim passes over
+/// (labels, resources, a full queue) stays claimable by other nodes. There the lock, the state
+/// change and the attempt's row are one statement: one round trip instead of three. (Its
+/// resources stay counted for the walk when it is skipped: at worst a claim takes fewer,
+/// never too many.)
+fn take_claim(
+    tx: &mut Tx<'_>,
+    id: JobId,
+    previous: u32,
+    node: &NodeId,
+    lease_expires: i64,
+    memory: Option<drover_core::Size>,
+) -> Result<bool, StoreError> {
+    JobState::Queued.check(JobState::Starting)?;
+    let attempt = previous + 1;
+    let memory_limit = memory.and_then(|m| i64::try_from(m.bytes()).ok());
+    match tx.conn.dialect() {
+        Dialect::Postgres => {
+            let taken = tx.conn.execute(
+                "WITH locked AS (SELECT id FROM jobs
+                                 WHERE id = ?1 AND state = 'queued' AND attempt = ?2
+                                 FOR UPDATE SKIP LOCKED),
+                      moved AS (UPDATE jobs SET state = 'starting', updated_at = ?3,
+                                                finished_at = NULL, attempt = ?2 + 1,
+                                                cancel_requested = 0
+                                FROM locked WHERE jobs.id = locked.id
+                                RETURNING jobs.id)
+                 INSERT INTO attempts (job_id, attempt, node, state, claimed_at,
+                                       lease_expires_at, memory_limit)
+                 SELECT id, ?2 + 1, ?4, 'starting', ?3, ?5, ?6 FROM moved",
+                params![
+                    id.to_string(),
+                    previous,
+                    tx.now_ms,
+                    node.0,
+                    lease_expires,
+                    memory_limit
+                ],
+            )?;
+            Ok(taken == 1)
+        }
+        Dialect::Sqlite => {
+            // The one writer holds the database: the job is as the walk read it.
+            let changed = tx.conn.execute(
+                "UPDATE jobs SET state = 'starting', updated_at = ?1, finished_at = NULL,
+                                 attempt = ?2, cancel_requested = 0
+                 WHERE id = ?3 AND state = 'queued'",
+                params![tx.now_ms, attempt, id.to_string()],
+            )?;
+            if changed != 1 {
+                return Err(StoreError::permanent(
+                    format!("job {id} was not queued when claiming it"),
+                    None,
+                ));
+            }
+            tx.conn.execute(
+                "INSERT INTO attempts (job_id, attempt, node, state, claimed_at,
+                                       lease_expires_at, memory_limit)
+                 VALUES (?1, ?2, ?3, 'starting', ?4, ?5, ?6)",
+                params![
+                    id.to_string(),
+                    attempt,
+                    node.0,
+                    tx.now_ms,
+                    lease_expires,
+                    memory_limit
+                ],
+            )?;
+            Ok(true)
+        }
+    }
 }
 
 /// What a job that runs after `after` reads in `$DROVER_INPUTS`: each upstream job as it ended,

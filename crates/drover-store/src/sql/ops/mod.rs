@@ -8,7 +8,7 @@
 
 mod claim;
 #[cfg(test)]
-pub(crate) use claim::claim_candidates;
+pub(crate) use claim::{claim_candidates, queue_candidates, queued_queues};
 mod endings;
 mod events;
 mod groups;
