@@ -132,6 +132,11 @@ pub struct JobSpec {
     /// timeout; it never holds up other jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<String>,
+    /// The part of a session this job is (set by `drover session start` and `drover exec`,
+    /// never by hand): a session's host runs the interpreter, an exec runs one piece of code in
+    /// it. See [`crate::session`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<crate::session::SessionRole>,
 }
 
 /// The checkpoint exit code of a job with a checkpoint signal and no code of its own
@@ -195,6 +200,11 @@ impl JobSpec {
         self.queue.as_deref().unwrap_or(DEFAULT_QUEUE)
     }
 
+    /// Whether the job holds one of its node's slots while it runs (all but a session's host).
+    pub fn takes_slot(&self) -> bool {
+        crate::session::SessionRole::takes_slot(self.session.as_ref())
+    }
+
     /// What admission reserves for this job on a node: its declared memory and CPUs.
     pub fn resources(&self) -> Resources {
         Resources::of_job(self.memory.map(Size::bytes), self.cpus)
@@ -217,6 +227,14 @@ impl JobSpec {
         }
         if self.argv[0].is_empty() {
             return Err(SpecError::new("argv[0]", "must not be empty"));
+        }
+        if let Some(crate::session::SessionRole::Exec { .. }) = self.session {
+            if self.argv.len() != 1 {
+                return Err(SpecError::new(
+                    "argv",
+                    "of a session's exec must be the code, as one entry",
+                ));
+            }
         }
         if self.argv.len() > limits.max_argv_len {
             return Err(SpecError::new(

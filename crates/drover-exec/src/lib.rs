@@ -43,6 +43,7 @@ pub mod logs;
 pub mod orphan;
 pub mod outdir;
 pub mod owner;
+pub mod session;
 pub mod spawn;
 pub mod supervisor;
 pub mod sys;

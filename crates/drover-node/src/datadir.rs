@@ -14,6 +14,7 @@
 //!   owners/PID.sock   the socket of each job owner (see drover_exec::owner)
 //!   owners/JOB.N.outcome  an outcome no node has recorded yet
 //!   checkpoints/JOB/  $DROVER_CHECKPOINT_DIR: kept across a job's attempts
+//!   sessions/JOB.sock the socket of a session's host (see drover_exec::session)
 //! ```
 
 use std::fs::{self, File, OpenOptions};
@@ -298,6 +299,11 @@ impl DataDir {
     /// Where job owners keep their sockets and the outcomes no node has recorded yet.
     pub fn owners_dir(&self) -> PathBuf {
         self.root.join("owners")
+    }
+
+    /// The socket of the session whose host is the job `host` (made by the host itself).
+    pub fn session_socket(&self, host: JobId) -> PathBuf {
+        self.root.join("sessions").join(format!("{host}.sock"))
     }
 
     /// The checkpoint directory of `job` (`$DROVER_CHECKPOINT_DIR`), kept across its attempts.

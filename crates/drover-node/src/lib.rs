@@ -42,6 +42,9 @@ pub mod usage;
 pub use capacity::Capacity;
 pub use datadir::{DataDir, DataDirError, ServeInfo, read_serve_info};
 pub use drover_exec::owner::process::{OwnerArgs, run as run_owner};
+/// The processes a session is made of, which the binary runs when a node asks it to
+/// (`drover session-host`, `drover session-exec`).
+pub use drover_exec::session;
 pub use drover_exec::{BackendChoice, BackendKind};
 pub use remote::Peers;
 pub use runner::to_attempt_outcome;
@@ -387,7 +390,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     let (executor, reports, found) = Executor::start(
         ExecutorConfig {
             dir: data.owners_dir(),
-            program,
+            program: program.clone(),
             containment: containment.spec(),
             env_remove: NODE_SECRETS.iter().map(|s| s.to_string()).collect(),
             // Running attempts, plus as many whose outcome is on its way to the store.
@@ -441,7 +444,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     let member = drover_core::NodeInfo {
         id: node.clone(),
         hostname: datadir::hostname(),
-        labels: node_labels(&config.labels),
+        labels: node_labels(&node, &config.labels),
         url: Some(advertised_url(scheme, addr)),
         capacity: capacity.resources(),
         slots: u32::try_from(slots).unwrap_or(u32::MAX),
@@ -527,6 +530,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     );
     let (mut runner, internal) = runner::Runner::new(
         runner::RunnerConfig {
+            program,
             node,
             slots,
             lease: config.lease,
@@ -561,9 +565,14 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// The node's labels: the detected `os` and `arch`, then the configured ones (which win).
-pub fn node_labels(configured: &drover_core::Labels) -> drover_core::Labels {
+/// The node's labels: the detected `os` and `arch`, its id as `node` (which pins a session's
+/// execs to the node of its host), then the configured ones (which win).
+pub fn node_labels(
+    node: &drover_core::NodeId,
+    configured: &drover_core::Labels,
+) -> drover_core::Labels {
     let mut labels = drover_core::Labels::new();
+    labels.insert("node".into(), node.0.clone());
     labels.insert("os".into(), std::env::consts::OS.into());
     labels.insert("arch".into(), std::env::consts::ARCH.into());
     labels.extend(configured.clone());

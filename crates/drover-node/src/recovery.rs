@@ -117,6 +117,7 @@ pub async fn recover(
                         grace: attempt.grace,
                         pid: Some((pid, proc_start)),
                         released: true,
+                        takes_slot: attempt.takes_slot,
                     });
                 }
                 Phase::Starting | Phase::AtGate { .. } => {
@@ -127,6 +128,7 @@ pub async fn recover(
                         grace: attempt.grace,
                         pid: None,
                         released: false,
+                        takes_slot: attempt.takes_slot,
                     });
                 }
                 Phase::Ended(outcome) => {
@@ -188,6 +190,7 @@ pub async fn recover(
                     grace: Duration::ZERO,
                     pid: None,
                     released: true,
+                    takes_slot: false,
                 });
             }
         }

@@ -317,6 +317,8 @@ pub struct LiveAttempt {
     pub grace: Duration,
     /// What the job reserves on its node (for a node that re-attaches to it).
     pub resources: drover_core::Resources,
+    /// Whether it holds one of its node's slots (all but a session's host).
+    pub takes_slot: bool,
 }
 
 /// What one pass of the reaper did.

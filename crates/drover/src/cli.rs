@@ -99,6 +99,12 @@ pub enum Command {
     Undrain(NodeArgs),
     /// Workflows: submit a DAG of steps from a TOML file, show one as a tree, cancel or retry it.
     Flow(FlowArgs),
+    /// Sessions: a Python, SageMath or PARI/GP interpreter that keeps its variables between
+    /// `drover exec`s, run as a job (limited, accounted, alive across a restart of the node).
+    Session(SessionArgs),
+    /// Run code in a session and print its output; exits 0 if it ran without an error, 1 on
+    /// an exception or GP error (its message on stderr), 130 when its timeout interrupted it.
+    Exec(Box<ExecArgs>),
     /// Print one job's result (what it wrote to `$DROVER_OUTPUT_DIR/result.json`).
     Result(ResultArgs),
     /// Print the results of a sweep or flow, in sweep order, as a table, `--json` or `--csv`.
@@ -155,6 +161,113 @@ pub enum FlowAction {
         #[arg(long)]
         failed: bool,
     },
+}
+
+/// `drover session`
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: SessionAction,
+}
+
+/// `drover session ...`
+#[derive(Debug, Subcommand)]
+pub enum SessionAction {
+    /// Start a session: its interpreter runs as a job named NAME until `session stop` or its
+    /// timeout (default 24h); returns once it runs. Takes `submit`'s job flags (`--memory`,
+    /// `--cpus`, `--timeout`, `-e`, ...); after `--`, the interpreter's command if not the
+    /// kind's own (`python3`, `sage -python`, `gp`).
+    Start(Box<SessionStartArgs>),
+    /// The sessions that run or wait to, with their job numbers.
+    Ls,
+    /// Stop a session (its job is cancelled: the interpreter and everything it started end).
+    Stop {
+        /// The session's name.
+        name: String,
+    },
+}
+
+/// `drover session start`
+#[derive(Debug, Args)]
+pub struct SessionStartArgs {
+    /// The session's name, which `drover exec` takes (and its job's name).
+    #[arg(value_name = "NAME")]
+    pub session: String,
+    /// The interpreter: python, sage or gp.
+    #[arg(long, value_name = "KIND")]
+    pub kind: drover_core::SessionKind,
+    /// Return at once instead of waiting until the session runs.
+    #[arg(long)]
+    pub detach: bool,
+    /// The job's settings, as `submit` takes them.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+/// `drover exec`
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The session's name.
+    pub session: String,
+    /// Run the code in FILE instead of the code given after `--` (`-` for stdin; with neither,
+    /// the code is read from stdin).
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Interrupt the code after this long (SIGINT to the interpreter; the session goes on),
+    /// default 24h.
+    #[arg(long, value_name = "D")]
+    pub timeout: Option<drover_core::HumanDuration>,
+    /// How long the interrupted code may take to stop before the session is given up
+    /// (default 10s).
+    #[arg(long, value_name = "D")]
+    pub grace: Option<drover_core::HumanDuration>,
+    /// Print the exec's job id and return at once instead of printing its output.
+    #[arg(long)]
+    pub detach: bool,
+    /// The code, its words joined by spaces (`drover exec s -- 'x = 41'`).
+    #[arg(last = true, value_name = "CODE")]
+    pub code: Vec<String>,
+}
+
+/// `drover session-host`: internal, the job a session is (see drover_exec::session).
+#[derive(Debug, Parser)]
+#[command(
+    name = "drover session-host",
+    bin_name = "drover session-host",
+    about = "Internal: a session's interpreter, run by its node as the session's job.",
+    long_about = None
+)]
+pub struct SessionHostCli {
+    /// The interpreter.
+    #[arg(long)]
+    pub kind: drover_core::SessionKind,
+    /// The socket execs reach the session on.
+    #[arg(long)]
+    pub socket: PathBuf,
+    /// The interpreter's command.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// `drover session-exec`: internal, the job one exec is (see drover_exec::session).
+#[derive(Debug, Parser)]
+#[command(
+    name = "drover session-exec",
+    bin_name = "drover session-exec",
+    about = "Internal: one piece of code run in a session, run by its node as the exec's job.",
+    long_about = None
+)]
+pub struct SessionExecCli {
+    /// The session's socket.
+    #[arg(long)]
+    pub socket: PathBuf,
+    /// How long the host may take to bring its interpreter back after an interrupt.
+    #[arg(long)]
+    pub interrupt_wait_ms: u64,
+    /// The code.
+    #[arg(last = true, required = true)]
+    pub code: Vec<String>,
 }
 
 /// `drover result`

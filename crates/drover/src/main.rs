@@ -64,6 +64,19 @@ fn main() -> ExitCode {
             Err(err) => err.exit(),
         };
     }
+    // The jobs a session is made of, run by a node: internal too.
+    if args.get(1).is_some_and(|a| a == "session-host") {
+        return match cli::SessionHostCli::try_parse_from(&args[1..]) {
+            Ok(host) => finish(commands::session_host(&host)),
+            Err(err) => err.exit(),
+        };
+    }
+    if args.get(1).is_some_and(|a| a == "session-exec") {
+        return match cli::SessionExecCli::try_parse_from(&args[1..]) {
+            Ok(exec) => finish(commands::session_exec(&exec)),
+            Err(err) => err.exit(),
+        };
+    }
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(err) => {
@@ -106,6 +119,8 @@ fn main() -> ExitCode {
         Command::Undrain(args) => commands::drain(&cli, args, false),
         Command::Web(args) => commands::web(&cli, args),
         Command::Flow(args) => commands::flow(&cli, args),
+        Command::Session(args) => commands::session(&cli, args),
+        Command::Exec(args) => commands::exec(&cli, args),
         Command::Result(args) => commands::result(&cli, args),
         Command::Results(args) => commands::results(&cli, args),
         Command::Service(args) => commands::service(&cli, args),

@@ -146,6 +146,11 @@ pub struct SpecArgs {
     #[arg(long, value_name = "CMD")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<String>,
+    /// The part of a session the job is: set by `drover session start` and `drover exec`,
+    /// not a flag of `submit`.
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<drover_core::SessionRole>,
     /// The program and its arguments (no shell: use `sh -c '...'` to ask for one).
     #[arg(last = true, value_name = "ARGV")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -154,7 +159,7 @@ pub struct SpecArgs {
 
 /// The fields that name one job rather than describe a kind of job: a queue cannot give them
 /// as defaults.
-const PER_JOB: [&str; 8] = [
+const PER_JOB: [&str; 9] = [
     "argv",
     "name",
     "env_clear",
@@ -163,6 +168,7 @@ const PER_JOB: [&str; 8] = [
     "idempotency_key",
     "at",
     "delay",
+    "session",
 ];
 
 impl SpecArgs {
@@ -259,6 +265,9 @@ mod tests {
         spec.checkpoint_exit_code = Some(85);
         spec.result_stdout = true;
         spec.notify = Some("echo done".into());
+        spec.session = Some(drover_core::SessionRole::Host {
+            kind: drover_core::SessionKind::Python,
+        });
         spec
     }
 

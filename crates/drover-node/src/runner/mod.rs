@@ -49,6 +49,8 @@ use state::State;
 /// Settings of the loop.
 #[derive(Debug, Clone)]
 pub(crate) struct RunnerConfig {
+    /// The drover binary, which a session's jobs run (`session-host`, `session-exec`).
+    pub program: std::path::PathBuf,
     /// This node.
     pub node: NodeId,
     /// How many attempts may run at once.
@@ -126,6 +128,8 @@ pub(crate) enum Adopted {
         grace: Duration,
         pid: Option<(i32, Option<u64>)>,
         released: bool,
+        /// It holds a slot (all but a session's host).
+        takes_slot: bool,
     },
     /// It ended while no node listened: record this outcome.
     Ended {

@@ -3,6 +3,7 @@
 //! its limits and its fence, its output directory and its inputs. Nothing here creates a file
 //! or touches the store (it only looks whether an upstream's output directory is on this disk).
 
+use drover_core::SessionRole;
 use drover_exec::{CheckpointPlan, JobLimits, StartRequest};
 use drover_store::Claim;
 
@@ -85,9 +86,20 @@ pub(crate) fn request(config: &RunnerConfig, data: &DataDir, claim: Claim) -> St
             path.to_string_lossy().into_owned(),
         ));
     }
+    let argv = match spec.session {
+        None => spec.argv,
+        Some(role) => session_argv(
+            config,
+            data,
+            attempt.job_id,
+            role,
+            spec.argv,
+            spec.grace.get(),
+        ),
+    };
     StartRequest {
         attempt,
-        argv: spec.argv,
+        argv,
         env,
         env_clear: spec.env_clear,
         pty: spec.pty,
@@ -116,6 +128,49 @@ pub(crate) fn request(config: &RunnerConfig, data: &DataDir, claim: Claim) -> St
         result_stdout: spec.result_stdout,
         inputs,
     }
+}
+
+/// What a session's job runs: this node's own binary as the session's host (its argv is the
+/// interpreter's command) or as one exec (its argv is the code). An exec gives the host three
+/// quarters of its grace to bring the interpreter back after an interrupt, so that it can still
+/// say how the exec ended before the owner's SIGKILL.
+fn session_argv(
+    config: &RunnerConfig,
+    data: &DataDir,
+    job: drover_core::JobId,
+    role: SessionRole,
+    argv: Vec<String>,
+    grace: std::time::Duration,
+) -> Vec<String> {
+    let program = config.program.to_string_lossy().into_owned();
+    let (socket, mut out) = match role {
+        SessionRole::Host { kind } => (
+            data.session_socket(job),
+            vec![
+                program,
+                "session-host".into(),
+                "--kind".into(),
+                kind.to_string(),
+            ],
+        ),
+        SessionRole::Exec { session } => {
+            let wait = (grace * 3 / 4).max(std::time::Duration::from_millis(100));
+            (
+                data.session_socket(session),
+                vec![
+                    program,
+                    "session-exec".into(),
+                    "--interrupt-wait-ms".into(),
+                    wait.as_millis().to_string(),
+                ],
+            )
+        }
+    };
+    out.push("--socket".into());
+    out.push(socket.to_string_lossy().into_owned());
+    out.push("--".into());
+    out.extend(argv);
+    out
 }
 
 /// `$DROVER_INPUTS`: the upstream jobs as a JSON array, each with its output directory when its

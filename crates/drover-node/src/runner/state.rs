@@ -53,6 +53,9 @@ pub(crate) struct Live {
     /// Taken over from an earlier run of the node: `since` is not when it started, so its run
     /// time says nothing about how long jobs run.
     pub adopted: bool,
+    /// It holds a slot: all but a session's host, which sits idle between the execs that each
+    /// take one.
+    pub takes_slot: bool,
 }
 
 impl Live {
@@ -67,6 +70,7 @@ impl Live {
             memory_used: None,
             cleaning: None,
             adopted: false,
+            takes_slot: true,
         }
     }
 }
@@ -142,11 +146,13 @@ impl State {
                     grace,
                     pid,
                     released,
+                    takes_slot,
                 } => {
                     let mut live = Live::new(needs, grace);
                     live.pid = pid;
                     live.released = released;
                     live.adopted = true;
+                    live.takes_slot = takes_slot;
                     self.live.insert(attempt, live);
                     if !released {
                         // It waits at a gate the node that claimed it never opened.
@@ -183,12 +189,22 @@ impl State {
         let short = self.recent_runtime.is_some_and(|r| r < CLAIM_AHEAD_BELOW);
         let ahead = if short { self.config.slots } else { 0 };
         (self.config.slots + ahead)
-            .saturating_sub(self.live.len() + self.ahead.len() + self.claiming)
+            .saturating_sub(self.busy_slots() + self.ahead.len() + self.claiming)
     }
 
-    /// Starts claimed-ahead attempts while slots are free.
+    /// Slots held by what runs (a session's host holds none).
+    pub(crate) fn busy_slots(&self) -> usize {
+        self.live.values().filter(|live| live.takes_slot).count()
+    }
+
+    /// Starts claimed-ahead attempts while slots are free, and a session's host at once.
     pub(crate) fn fill_slots(&mut self) {
-        while self.live.len() < self.config.slots {
+        while let Some(at) = self.ahead.iter().position(|c| !c.spec.takes_slot()) {
+            if let Some(claim) = self.ahead.remove(at) {
+                self.start(claim);
+            }
+        }
+        while self.busy_slots() < self.config.slots {
             let Some(claim) = self.ahead.pop_front() else {
                 break;
             };
@@ -402,7 +418,9 @@ impl State {
         let needs = claim.spec.resources();
         let grace = claim.spec.grace.get();
         tracing::debug!(attempt = %claim.attempt, "starting");
-        self.live.insert(claim.attempt, Live::new(needs, grace));
+        let mut live = Live::new(needs, grace);
+        live.takes_slot = claim.spec.takes_slot();
+        self.live.insert(claim.attempt, live);
         self.effects.push(Effect::Start(Box::new(claim)));
     }
 

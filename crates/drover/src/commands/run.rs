@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use drover_api::CancelAnswer;
-use drover_core::JobRecord;
+use drover_core::{JobId, JobRecord};
 
 use super::follow::{follow_output, job_exit_code};
 use super::submit::{Origin, require_program, submit_one};
 use super::{UsageError, client};
 use crate::cli::{Cli, RunArgs};
+use crate::client::Client;
 use crate::exit;
 
 /// Ctrl-C presses seen by `drover run` (counted by a signal handler).
@@ -50,6 +51,12 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
         }
         return Ok(exit::OK);
     }
+    stay_with(cli, client, id)
+}
+
+/// Streams job `id`'s output here until it ends and returns its exit code, with `run`'s Ctrl-C
+/// handling (shared with `drover exec`).
+pub(super) fn stay_with(cli: &Cli, client: Client, id: JobId) -> anyhow::Result<u8> {
     // SAFETY: installs a handler that only does an atomic add.
     unsafe {
         libc::signal(

@@ -181,3 +181,34 @@ async fn the_gate_opens_only_on_a_recorded_start() {
     }
     assert!(state.all_released());
 }
+
+/// A session's host sits idle between execs, and each exec takes a slot while it runs: the host
+/// starts without a slot and leaves the node's slots to its execs. On a one-slot node, a host
+/// that took the slot would leave its own execs queued for good.
+#[tokio::test]
+async fn a_session_host_takes_no_slot() {
+    let mut state = State::new(config(1, false));
+    state.maybe_claim();
+    assert_eq!(claim_asked(&effects(&mut state)), Some(1));
+    let mut host = claim(1);
+    host.spec.session = Some(drover_core::SessionRole::Host {
+        kind: drover_core::SessionKind::Python,
+    });
+    let host_attempt = host.attempt;
+    answer_claim(&mut state, 1, vec![host]);
+    assert_eq!(started(&effects(&mut state)), vec![host_attempt]);
+    assert_eq!(state.busy_slots(), 0, "the host holds no slot");
+    assert!(state.want_claim, "the claim was filled: there may be more");
+    state.maybe_claim();
+    assert_eq!(
+        claim_asked(&effects(&mut state)),
+        Some(1),
+        "the slot is still free for an exec"
+    );
+    let exec = claim(1);
+    let exec_attempt = exec.attempt;
+    answer_claim(&mut state, 1, vec![exec]);
+    assert_eq!(started(&effects(&mut state)), vec![exec_attempt]);
+    assert_eq!(state.busy_slots(), 1);
+    assert_eq!(state.claim_room(), 0, "the exec holds the one slot");
+}

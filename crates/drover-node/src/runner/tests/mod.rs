@@ -22,6 +22,7 @@ use crate::runner::{PassedOver, RunnerConfig};
 
 pub(super) fn config(slots: usize, fence: bool) -> RunnerConfig {
     RunnerConfig {
+        program: "drover".into(),
         node: NodeId("n".into()),
         slots,
         lease: Duration::from_secs(30),

@@ -408,6 +408,7 @@ pub(super) async fn live_attempts(
                             cancel_requested,
                             grace: spec.grace.get(),
                             resources: spec.resources(),
+                            takes_slot: spec.takes_slot(),
                         })
                     },
                 )
