@@ -65,8 +65,10 @@ impl std::str::FromStr for SessionKind {
     }
 }
 
-/// What part of a session a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// What part of a session or of a pool a job is. A pool is warm sessions that do not keep
+/// state: each of its parents has imported the pool's modules once and forks a fresh child for
+/// every job of the pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "role")]
 pub enum SessionRole {
     /// The session's interpreter; the job's argv is the interpreter's command (`python3`).
@@ -81,12 +83,38 @@ pub enum SessionRole {
         /// The host's job id.
         session: JobId,
     },
+    /// One warm parent of the pool `pool`; the job's argv is the interpreter's command. Like a
+    /// host it takes no slot: the pool's jobs each take one.
+    PoolParent {
+        /// The pool's name.
+        pool: String,
+        /// Which interpreter.
+        kind: SessionKind,
+        /// Modules imported once, before the first fork (`sympy`, `numpy.linalg`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        preload: Vec<String>,
+        /// Recycle the parent (a fresh attempt of its job) after it has forked this many.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_jobs: Option<u32>,
+        /// Recycle the parent when its own memory grows past this many bytes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_memory: Option<crate::units::Size>,
+    },
+    /// A job run in a forked child of a parent of the pool `pool`, in its own cell; the job's
+    /// argv is a script and its arguments, `-c CODE` or `-m MODULE`.
+    Pooled {
+        /// The pool's name.
+        pool: String,
+    },
 }
 
 impl SessionRole {
     /// Whether a job of this role holds one of its node's slots while it runs.
     pub fn takes_slot(role: Option<&SessionRole>) -> bool {
-        !matches!(role, Some(SessionRole::Host { .. }))
+        !matches!(
+            role,
+            Some(SessionRole::Host { .. } | SessionRole::PoolParent { .. })
+        )
     }
 }
 

@@ -228,13 +228,36 @@ impl JobSpec {
         if self.argv[0].is_empty() {
             return Err(SpecError::new("argv[0]", "must not be empty"));
         }
-        if let Some(crate::session::SessionRole::Exec { .. }) = self.session {
-            if self.argv.len() != 1 {
+        match &self.session {
+            Some(crate::session::SessionRole::Exec { .. }) if self.argv.len() != 1 => {
                 return Err(SpecError::new(
                     "argv",
                     "of a session's exec must be the code, as one entry",
                 ));
             }
+            Some(
+                crate::session::SessionRole::PoolParent { pool, .. }
+                | crate::session::SessionRole::Pooled { pool },
+            ) if !valid_queue_name(pool) => {
+                return Err(SpecError::new(
+                    "session.pool",
+                    format!("`{pool}` is not a pool name: letters, digits, `-`, `_` and `.`"),
+                ));
+            }
+            Some(crate::session::SessionRole::PoolParent { preload, .. })
+                if preload.iter().any(|m| {
+                    m.is_empty()
+                        || !m
+                            .chars()
+                            .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+                }) =>
+            {
+                return Err(SpecError::new(
+                    "session.preload",
+                    "names modules: letters, digits, `_` and `.`",
+                ));
+            }
+            _ => {}
         }
         if self.argv.len() > limits.max_argv_len {
             return Err(SpecError::new(

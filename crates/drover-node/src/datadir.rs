@@ -15,6 +15,7 @@
 //!   owners/JOB.N.outcome  an outcome no node has recorded yet
 //!   checkpoints/JOB/  $DROVER_CHECKPOINT_DIR: kept across a job's attempts
 //!   sessions/JOB.sock the socket of a session's host (see drover_exec::session)
+//!   pools/NAME/ID.sock the socket of each parent of pool NAME (ID: its job id's last 12 digits)
 //! ```
 
 use std::fs::{self, File, OpenOptions};
@@ -304,6 +305,20 @@ impl DataDir {
     /// The socket of the session whose host is the job `host` (made by the host itself).
     pub fn session_socket(&self, host: JobId) -> PathBuf {
         self.root.join("sessions").join(format!("{host}.sock"))
+    }
+
+    /// Where the parents of the pool `pool` keep their sockets.
+    pub fn pool_dir(&self, pool: &str) -> PathBuf {
+        self.root.join("pools").join(pool)
+    }
+
+    /// The socket of the pool parent `parent` (made by the parent). Short, for the ~100 bytes
+    /// a socket's path may have: the last 12 hex digits of a v7 id are random, which tells the
+    /// parents of one pool apart.
+    pub fn pool_socket(&self, pool: &str, parent: JobId) -> PathBuf {
+        let id = parent.to_string();
+        let tail = &id[id.len().saturating_sub(12)..];
+        self.pool_dir(pool).join(format!("{tail}.sock"))
     }
 
     /// The checkpoint directory of `job` (`$DROVER_CHECKPOINT_DIR`), kept across its attempts.

@@ -102,6 +102,9 @@ pub enum Command {
     /// Sessions: a Python, SageMath or PARI/GP interpreter that keeps its variables between
     /// `drover exec`s, run as a job (limited, accounted, alive across a restart of the node).
     Session(SessionArgs),
+    /// Warm pools: parents that have imported a pool's modules once (Python, SageMath) and
+    /// fork a fresh child for each job submitted with `--pool`, in the job's own cell.
+    Pool(PoolArgs),
     /// Run code in a session and print its output; exits 0 if it ran without an error, 1 on
     /// an exception or GP error (its message on stderr), 130 when its timeout interrupted it.
     Exec(Box<ExecArgs>),
@@ -228,6 +231,78 @@ pub struct ExecArgs {
     /// The code, its words joined by spaces (`drover exec s -- 'x = 41'`).
     #[arg(last = true, value_name = "CODE")]
     pub code: Vec<String>,
+}
+
+/// `drover pool`
+#[derive(Debug, Args)]
+pub struct PoolArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: PoolAction,
+}
+
+/// `drover pool ...`
+#[derive(Debug, Subcommand)]
+pub enum PoolAction {
+    /// Start a pool: --size parents (jobs named NAME, on the node this command talks to),
+    /// each importing --preload once; `drover submit --pool NAME -- script.py ARGS` then runs
+    /// in a forked child. Takes `submit`'s job flags for the parents (default --timeout 30d);
+    /// after `--`, the interpreter's command if not the kind's own.
+    Create(Box<PoolCreateArgs>),
+    /// The pools with their parents.
+    Ls,
+    /// Remove a pool: its parents are cancelled. Its jobs that run keep their cells until their
+    /// parent has gone, then end; those that wait fail once no parent answers.
+    Rm {
+        /// The pool's name.
+        name: String,
+    },
+}
+
+/// `drover pool create`
+#[derive(Debug, Args)]
+pub struct PoolCreateArgs {
+    /// The pool's name, which `submit --pool` takes.
+    #[arg(value_name = "NAME")]
+    pub pool: String,
+    /// The interpreter: python or sage.
+    #[arg(long, value_name = "KIND")]
+    pub kind: drover_core::SessionKind,
+    /// Modules each parent imports before its first fork (repeatable, or comma-separated).
+    #[arg(long, value_name = "MODULES", value_delimiter = ',')]
+    pub preload: Vec<String>,
+    /// How many parents (default 1; one parent forks any number of jobs at once).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub size: u32,
+    /// Recycle a parent (a fresh start of its job) after it has forked this many jobs.
+    #[arg(long, value_name = "K")]
+    pub max_jobs: Option<u32>,
+    /// Recycle a parent whose own memory grows past this.
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<drover_core::Size>,
+    /// The parents' job settings, as `submit` takes them.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+/// `drover pool-run`: internal, the job one pooled job is (see drover_exec::session::pool_run).
+#[derive(Debug, Parser)]
+#[command(
+    name = "drover pool-run",
+    bin_name = "drover pool-run",
+    about = "Internal: one job of a pool, run by its node; a warm parent forks the job's code.",
+    long_about = None
+)]
+pub struct PoolRunCli {
+    /// The pool.
+    #[arg(long)]
+    pub pool: String,
+    /// Where its parents' sockets are.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The job: a script and its arguments, `-c CODE` or `-m MODULE`.
+    #[arg(last = true, required = true)]
+    pub argv: Vec<String>,
 }
 
 /// `drover session-host`: internal, the job a session is (see drover_exec::session).
@@ -694,6 +769,11 @@ pub struct SubmitArgs {
     /// Make a sweep over the lines of FILE (`-` for stdin), one job per non-empty line.
     #[arg(long, value_name = "FILE", conflicts_with = "each")]
     pub each_line: Option<PathBuf>,
+    /// Run in a forked child of the warm pool NAME (`drover pool create`): the program is a
+    /// script and its arguments, `-c CODE` or `-m MODULE`, run by the pool's interpreter with
+    /// its modules already imported. The job's own flags (limits, timeout) apply to it alone.
+    #[arg(long, value_name = "NAME", conflicts_with = "batch")]
+    pub pool: Option<String>,
 }
 
 /// `drover status`

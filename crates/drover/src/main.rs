@@ -77,6 +77,12 @@ fn main() -> ExitCode {
             Err(err) => err.exit(),
         };
     }
+    if args.get(1).is_some_and(|a| a == "pool-run") {
+        return match cli::PoolRunCli::try_parse_from(&args[1..]) {
+            Ok(run) => commands::pool_run(&run),
+            Err(err) => err.exit(),
+        };
+    }
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(err) => {
@@ -120,6 +126,7 @@ fn main() -> ExitCode {
         Command::Web(args) => commands::web(&cli, args),
         Command::Flow(args) => commands::flow(&cli, args),
         Command::Session(args) => commands::session(&cli, args),
+        Command::Pool(args) => commands::pool(&cli, args),
         Command::Exec(args) => commands::exec(&cli, args),
         Command::Result(args) => commands::result(&cli, args),
         Command::Results(args) => commands::results(&cli, args),

@@ -206,7 +206,7 @@ fn a_session_name_is_taken_once() {
     ]);
     assert!(!broken.status.success());
     assert!(
-        stderr(&broken).contains("ended before it ran"),
+        stderr(&broken).contains("ended as it started"),
         "{}",
         stderr(&broken)
     );

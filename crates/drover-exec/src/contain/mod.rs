@@ -501,3 +501,81 @@ impl Cell {
         }
     }
 }
+
+/// The `cgroup.procs` files of this process's own cell, where it runs in one named
+/// `cell_name` (`JOB.ATTEMPT`): one per hierarchy on cgroup v1, one on v2, none on the rlimit
+/// backend or off Linux. A process that writes its pid into each joins the cell whole — how a
+/// pool's forked child becomes its job (see `session`).
+pub fn own_cell_procs(cell_name: &str) -> Vec<std::path::PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    own_cell_procs_in(&text, &cgroupfs::read_mounts(), cell_name)
+}
+
+fn own_cell_procs_in(
+    membership: &str,
+    mounts: &[cgroupfs::Mount],
+    cell_name: &str,
+) -> Vec<std::path::PathBuf> {
+    let in_cell = |path: &str| path.rsplit('/').next() == Some(cell_name);
+    let mut files = std::collections::BTreeSet::new();
+    if let Some(path) = cgroupfs::parse_v2_membership(membership).filter(|p| in_cell(p)) {
+        if let Some(mount) = mounts.iter().find(|m| m.unified) {
+            files.insert(cgroupfs::join(&mount.path, &path).join("cgroup.procs"));
+        }
+    }
+    for (controllers, path) in cgroupfs::parse_membership(membership) {
+        if controllers.is_empty() || !in_cell(&path) {
+            continue;
+        }
+        if let Some(mount) = mounts
+            .iter()
+            .find(|m| !m.unified && m.controllers.iter().any(|c| controllers.contains(c)))
+        {
+            files.insert(cgroupfs::join(&mount.path, &path).join("cgroup.procs"));
+        }
+    }
+    files.into_iter().collect()
+}
+
+#[cfg(test)]
+mod own_cell_tests {
+    use super::cgroupfs::Mount;
+    use super::*;
+
+    #[test]
+    fn the_cell_is_found_in_every_hierarchy_that_holds_it() {
+        let mounts = vec![
+            Mount {
+                path: "/sys/fs/cgroup/memory".into(),
+                unified: false,
+                controllers: vec!["memory".into()],
+            },
+            Mount {
+                path: "/sys/fs/cgroup/cpu,cpuacct".into(),
+                unified: false,
+                controllers: vec!["cpu".into(), "cpuacct".into()],
+            },
+            Mount {
+                path: "/sys/fs/cgroup/unified".into(),
+                unified: true,
+                controllers: vec![],
+            },
+        ];
+        let membership = "12:memory:/drover.n/J.1\n4:cpu,cpuacct:/drover.n/J.1\n1:name=systemd:/x\n0::/user.slice\n";
+        assert_eq!(
+            own_cell_procs_in(membership, &mounts, "J.1"),
+            vec![
+                std::path::PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/drover.n/J.1/cgroup.procs"),
+                std::path::PathBuf::from("/sys/fs/cgroup/memory/drover.n/J.1/cgroup.procs"),
+            ]
+        );
+        // Outside a cell (the rlimit backend): nothing to join.
+        assert!(own_cell_procs_in("0::/user.slice\n", &mounts, "J.1").is_empty());
+        assert_eq!(
+            own_cell_procs_in("0::/drover.n/J.1\n", &mounts, "J.1"),
+            vec![std::path::PathBuf::from(
+                "/sys/fs/cgroup/unified/drover.n/J.1/cgroup.procs"
+            )]
+        );
+    }
+}

@@ -4,14 +4,13 @@
 //! interrupt the code; the exec then ends with what the code printed until then.
 
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use super::wire::{self, Request};
-use super::{ExecStatus, exit};
+use super::{ExecStatus, exit, poll_in};
 
 /// Why an exec could not be handed to its session.
 #[derive(Debug, thiserror::Error)]
@@ -33,17 +32,6 @@ pub enum ExecError {
     HostGone(#[source] io::Error),
 }
 
-/// The write end of the pipe the signal handler wakes the loop with (-1 when none).
-static WAKE: AtomicI32 = AtomicI32::new(-1);
-
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    let fd = WAKE.load(Ordering::SeqCst);
-    if fd >= 0 {
-        // SAFETY: write is async-signal-safe; a full pipe only drops the byte.
-        unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
-    }
-}
-
 /// Runs `code` in the session listening on `socket`. The host is given `interrupt_wait` to
 /// bring its interpreter back after an interrupt. Returns the exit code (see [`exit`]).
 pub fn run_exec(socket: &Path, code: &str, interrupt_wait: Duration) -> Result<u8, ExecError> {
@@ -51,7 +39,7 @@ pub fn run_exec(socket: &Path, code: &str, interrupt_wait: Duration) -> Result<u
         path: socket.to_path_buf(),
         source,
     })?;
-    let wake = stop_signals().map_err(ExecError::HostGone)?;
+    let wake = super::signal_pipe(&[libc::SIGTERM, libc::SIGINT]).map_err(ExecError::HostGone)?;
     let request = Request {
         code: code.to_string(),
         interrupt_wait_ms: u64::try_from(interrupt_wait.as_millis()).unwrap_or(u64::MAX),
@@ -61,11 +49,7 @@ pub fn run_exec(socket: &Path, code: &str, interrupt_wait: Duration) -> Result<u
     let mut interrupt_sent = false;
     loop {
         let mut fds = [poll_in(conn.as_raw_fd()), poll_in(wake.as_raw_fd())];
-        // SAFETY: a valid array of two pollfd.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if rc < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            return Err(ExecError::HostGone(io::Error::last_os_error()));
-        }
+        super::poll(&mut fds, None).map_err(ExecError::HostGone)?;
         if fds[1].revents != 0 {
             let mut sink = [0u8; 64];
             // SAFETY: reading into a local buffer from our own pipe.
@@ -116,34 +100,6 @@ fn report(status: &ExecStatus) -> u8 {
         exit::SESSION_ENDED
     } else {
         exit::ERROR
-    }
-}
-
-/// SIGTERM and SIGINT write to a pipe that the loop polls; returns its read end.
-fn stop_signals() -> io::Result<OwnedFd> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: pipe2 writes two fds into the array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both were just made; the write end is kept open for the process's life (the
-    // handler may run at any time), so it is leaked on purpose.
-    let read = unsafe { OwnedFd::from_raw_fd(fds[0]) };
-    WAKE.store(fds[1], Ordering::SeqCst);
-    for signal in [libc::SIGTERM, libc::SIGINT] {
-        // SAFETY: the handler only does an atomic load and a write(2).
-        unsafe {
-            libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t);
-        }
-    }
-    Ok(read)
-}
-
-fn poll_in(fd: RawFd) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -20,7 +20,11 @@ use std::time::{Duration, Instant};
 use drover_core::SessionKind;
 
 use super::wire::{self, Request};
-use super::{ExecStatus, PYTHON_SHIM};
+use super::{ExecStatus, PYTHON_SHIM, poll};
+
+/// The line the host writes to its stderr (the session job's log) once the interpreter has
+/// started and imported what it imports: `drover session start` returns when it sees it.
+pub const READY_LINE: &str = "drover: the session is ready";
 
 /// How often the host looks whether its interpreter still runs while nothing else happens.
 const TICK: Duration = Duration::from_millis(500);
@@ -68,8 +72,16 @@ fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> HostError {
 /// job ends with: the interpreter's.
 pub fn run_host(kind: SessionKind, command: &[String], socket: &Path) -> Result<u8, HostError> {
     let mut interpreter = Interpreter::start(kind, command)?;
+    // Listening at once: an exec that comes while the interpreter still starts (Sage takes
+    // seconds to import) waits in the backlog instead of failing.
     let listener = listen(socket)?;
-    tracing::info!(%kind, socket = %socket.display(), pid = interpreter.child.id(), "session ready");
+    if let Some(code) = interpreter.wait_ready()? {
+        eprintln!("drover: the session's interpreter ended (exit code {code}) before it was ready");
+        let _ = std::fs::remove_file(socket);
+        return Ok(code);
+    }
+    // `drover session start` waits for this line in the host's log.
+    eprintln!("{READY_LINE}");
     let code = loop {
         if let Some(code) = interpreter.ended() {
             break code;
@@ -354,9 +366,9 @@ impl Interpreter {
             .take()
             .map(|s| File::from(OwnedFd::from(s)))
             .ok_or_else(|| spawn_err(io::Error::other("no stderr pipe")))?;
-        for fd in [stdout.as_raw_fd(), stderr.as_raw_fd()]
+        for fd in [stdout.as_fd(), stderr.as_fd()]
             .into_iter()
-            .chain(statuses.as_ref().map(|s| s.as_raw_fd()))
+            .chain(statuses.as_ref().map(|s| s.as_fd()))
         {
             set_nonblocking(fd).map_err(spawn_err)?;
         }
@@ -375,6 +387,57 @@ impl Interpreter {
             gp_done: false,
             exit_code: None,
         })
+    }
+
+    /// Waits until the interpreter says it is ready (the shim's first status; gp's answer to a
+    /// first marker), copying what it prints meanwhile to the host's own log. `Some(code)` if
+    /// it ended first.
+    fn wait_ready(&mut self) -> Result<Option<u8>, HostError> {
+        let mut quiet = Exec {
+            conn: None,
+            interrupted_at: None,
+            interrupt_wait: Duration::ZERO,
+        };
+        if self.kind == SessionKind::Gp {
+            self.send("")
+                .map_err(io_err("cannot talk to the session's interpreter"))?;
+        }
+        loop {
+            if let Some(code) = self.ended() {
+                self.copy_idle_output(true);
+                self.copy_idle_output(false);
+                return Ok(Some(code));
+            }
+            match self.kind {
+                SessionKind::Gp if self.gp_done => return Ok(None),
+                SessionKind::Python | SessionKind::Sage
+                    if self.statuses_read.pop_front().is_some() =>
+                {
+                    return Ok(None);
+                }
+                _ => {}
+            }
+            let mut fds = vec![
+                poll_fd(self.stdout.as_raw_fd()),
+                poll_fd(self.stderr.as_raw_fd()),
+            ];
+            if let Some(statuses) = &self.statuses {
+                fds.push(poll_fd(statuses.as_raw_fd()));
+            }
+            poll(&mut fds, Some(TICK)).map_err(io_err("cannot wait for the interpreter"))?;
+            if readable(&fds[0]) {
+                match self.kind {
+                    SessionKind::Gp => self.read_stdout(&mut quiet),
+                    _ => self.copy_idle_output(true),
+                }
+            }
+            if readable(&fds[1]) {
+                self.copy_idle_output(false);
+            }
+            if fds.len() > 2 && readable(&fds[2]) {
+                self.read_statuses();
+            }
+        }
     }
 
     /// Hands `code` to the interpreter.
@@ -561,8 +624,8 @@ impl Interpreter {
 fn gp_request(code: &str, marker: &str) -> String {
     let inputs = gp_inputs(code);
     let quiet = match inputs.last() {
-        Some(last) if last.ends_with(';') => ";",
-        _ => "",
+        Some(last) if !last.ends_with(';') => "",
+        _ => ";",
     };
     let evals: Vec<String> = inputs
         .iter()
@@ -647,6 +710,11 @@ fn gp_inputs(code: &str) -> Vec<String> {
     inputs
 }
 
+fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let owned = fd.try_clone_to_owned()?;
+    crate::sys::set_nonblocking(&owned)
+}
+
 /// `error("impossible inverse in gdiv: 0.")` → `impossible inverse in gdiv: 0.`
 fn gp_error_text(printed: &str) -> String {
     printed
@@ -701,13 +769,7 @@ fn nonce() -> u64 {
 
 /// A close-on-exec pipe whose ends are both numbered 10 or above.
 fn high_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: pipe2 writes two fds into the array it is given.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both fds were just made and are owned by nobody else.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read, write) = crate::sys::pipe_cloexec()?;
     Ok((raise(read)?, raise(write)?))
 }
 
@@ -721,39 +783,12 @@ fn raise(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(high) })
 }
 
-fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on an open fd of ours.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 fn poll_fd(fd: RawFd) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    }
+    super::poll_in(fd)
 }
 
 fn readable(fd: &libc::pollfd) -> bool {
     fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
-}
-
-fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<()> {
-    let ms = timeout.map_or(-1, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));
-    // SAFETY: `fds` is a valid array of pollfd of the length given.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-    if rc < 0 {
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -22,6 +22,16 @@ if kind == "sage":
     from sage.repl.preparse import preparse
 
 
+def report(status):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    statuses.write(json.dumps(status).encode() + b"\n")
+
+
+# Everything is imported: the host may say the session is ready.
+report({"ok": True, "ready": True})
+
+
 def run(code):
     """Runs `code` in the session's namespace; a last bare expression is printed, as a REPL does."""
     if preparse is not None:
@@ -35,12 +45,6 @@ def run(code):
         value = eval(compile(last, "<exec>", "eval"), namespace)
         if value is not None:
             print(repr(value))
-
-
-def report(status):
-    sys.stdout.flush()
-    sys.stderr.flush()
-    statuses.write(json.dumps(status).encode() + b"\n")
 
 
 while True:

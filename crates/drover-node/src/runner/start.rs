@@ -130,10 +130,12 @@ pub(crate) fn request(config: &RunnerConfig, data: &DataDir, claim: Claim) -> St
     }
 }
 
-/// What a session's job runs: this node's own binary as the session's host (its argv is the
-/// interpreter's command) or as one exec (its argv is the code). An exec gives the host three
-/// quarters of its grace to bring the interpreter back after an interrupt, so that it can still
-/// say how the exec ended before the owner's SIGKILL.
+/// What a session's or pool's job runs. A session's host and each exec are this node's own
+/// binary (`session-host` with the interpreter's command, `session-exec` with the code); a
+/// pool's parent is the user's interpreter running drover's pool shim; a pool's job is this
+/// binary's `pool-run` with the job's argv. An exec gives the host three quarters of its grace
+/// to bring the interpreter back after an interrupt, so that it can still say how the exec
+/// ended before the owner's SIGKILL.
 fn session_argv(
     config: &RunnerConfig,
     data: &DataDir,
@@ -143,31 +145,57 @@ fn session_argv(
     grace: std::time::Duration,
 ) -> Vec<String> {
     let program = config.program.to_string_lossy().into_owned();
-    let (socket, mut out) = match role {
-        SessionRole::Host { kind } => (
-            data.session_socket(job),
-            vec![
-                program,
-                "session-host".into(),
-                "--kind".into(),
-                kind.to_string(),
-            ],
-        ),
+    let path = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
+    let mut out = match role {
+        SessionRole::Host { kind } => vec![
+            program,
+            "session-host".into(),
+            "--kind".into(),
+            kind.to_string(),
+            "--socket".into(),
+            path(data.session_socket(job)),
+        ],
         SessionRole::Exec { session } => {
             let wait = (grace * 3 / 4).max(std::time::Duration::from_millis(100));
-            (
-                data.session_socket(session),
-                vec![
-                    program,
-                    "session-exec".into(),
-                    "--interrupt-wait-ms".into(),
-                    wait.as_millis().to_string(),
-                ],
-            )
+            vec![
+                program,
+                "session-exec".into(),
+                "--interrupt-wait-ms".into(),
+                wait.as_millis().to_string(),
+                "--socket".into(),
+                path(data.session_socket(session)),
+            ]
         }
+        SessionRole::PoolParent {
+            pool,
+            kind,
+            preload,
+            max_jobs,
+            max_memory,
+        } => {
+            // The interpreter itself, with the shim and its settings after its own arguments.
+            let mut out = argv;
+            out.extend([
+                "-u".to_string(),
+                "-c".to_string(),
+                drover_exec::session::POOL_SHIM.to_string(),
+                kind.to_string(),
+                path(data.pool_socket(&pool, job)),
+                preload.join(","),
+                max_jobs.unwrap_or(0).to_string(),
+                max_memory.map_or(0, |m| m.bytes()).to_string(),
+            ]);
+            return out;
+        }
+        SessionRole::Pooled { pool } => vec![
+            program,
+            "pool-run".into(),
+            "--pool".into(),
+            pool.clone(),
+            "--dir".into(),
+            path(data.pool_dir(&pool)),
+        ],
     };
-    out.push("--socket".into());
-    out.push(socket.to_string_lossy().into_owned());
     out.push("--".into());
     out.extend(argv);
     out

@@ -22,6 +22,9 @@ pub(super) fn submit_sweep(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
     let client = super::client(cli)?;
     let origin = Origin::here(cli)?;
     let mut spec = args.spec.clone();
+    if let Some(pool) = &args.pool {
+        super::pool::into_pool(&client, pool, &mut spec)?;
+    }
     absolute_cwd(&mut spec)?;
     if !spec.after.is_empty() {
         let ids = super::resolve(&client, &spec.after)?;

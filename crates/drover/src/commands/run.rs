@@ -42,7 +42,11 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
     }
     require_program(&args.submit.spec)?;
     let client = client(cli)?;
-    let id = submit_one(&client, &args.submit.spec, &Origin::here(cli)?)?;
+    let mut spec = args.submit.spec.clone();
+    if let Some(pool) = &args.submit.pool {
+        super::pool::into_pool(&client, pool, &mut spec)?;
+    }
+    let id = submit_one(&client, &spec, &Origin::here(cli)?)?;
     if args.detach {
         if cli.json {
             crate::output::json(&drover_api::Submitted { id })?;

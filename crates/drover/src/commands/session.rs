@@ -43,8 +43,13 @@ pub fn session(cli: &Cli, args: &SessionArgs) -> anyhow::Result<u8> {
     }
 }
 
-/// The hosts of sessions that have not ended, newest first.
-fn live_sessions(client: &Client, name: Option<&str>) -> anyhow::Result<Vec<JobRecord>> {
+/// The jobs that have not ended (of `name`, if given) and play a part `is` picks out, newest
+/// first.
+pub(super) fn live_with_role(
+    client: &Client,
+    name: Option<&str>,
+    is: impl Fn(&SessionRole) -> bool,
+) -> anyhow::Result<Vec<JobRecord>> {
     let mut path = format!("/v1/jobs?state={LIVE}&limit=1000");
     if let Some(name) = name {
         path.push_str("&name=");
@@ -53,21 +58,28 @@ fn live_sessions(client: &Client, name: Option<&str>) -> anyhow::Result<Vec<JobR
     let jobs: Vec<JobRecord> = client.get(&path)?;
     Ok(jobs
         .into_iter()
-        .filter(|job| matches!(job.spec.session, Some(SessionRole::Host { .. })))
+        .filter(|job| job.spec.session.as_ref().is_some_and(&is))
         .collect())
 }
 
-/// The host of the session `name`.
+/// The hosts of sessions that have not ended, newest first.
+fn live_sessions(client: &Client, name: Option<&str>) -> anyhow::Result<Vec<JobRecord>> {
+    live_with_role(client, name, |role| {
+        matches!(role, SessionRole::Host { .. })
+    })
+}
+
+/// The host of the session `name` (one being stopped is no longer there).
 fn find(client: &Client, name: &str) -> anyhow::Result<JobRecord> {
     live_sessions(client, Some(name))?
         .into_iter()
-        .next()
+        .find(|job| !job.cancel_requested)
         .ok_or_else(|| NoSuchSession(name.to_string()).into())
 }
 
 fn kind_of(job: &JobRecord) -> Option<SessionKind> {
-    match job.spec.session {
-        Some(SessionRole::Host { kind }) => Some(kind),
+    match &job.spec.session {
+        Some(SessionRole::Host { kind }) => Some(*kind),
         _ => None,
     }
 }
@@ -105,11 +117,16 @@ fn start(cli: &Cli, args: &SessionStartArgs) -> anyhow::Result<u8> {
     if args.detach {
         return print_id(cli, id);
     }
-    let job = wait_running(&client, id)?;
+    let job = wait_running(&client, id, "the session")?;
+    let job = if job.state == JobState::Running {
+        wait_ready(&client, id, drover_node::session::READY_LINE)?
+    } else {
+        job
+    };
     if job.state != JobState::Running {
         let why = crate::output::ending(&job).unwrap_or_else(|| job.state.to_string());
         anyhow::bail!(
-            "the session `{}` ended before it ran: {why}; `drover logs {}` shows what it printed",
+            "the session `{}` ended as it started: {why}; `drover logs {}` shows what it printed",
             args.session,
             job.number
         );
@@ -125,8 +142,36 @@ fn start(cli: &Cli, args: &SessionStartArgs) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-/// Waits until job `id` runs or ends; says once if it is still waiting for room.
-fn wait_running(client: &Client, id: JobId) -> anyhow::Result<JobRecord> {
+/// Waits until job `id` (a session's host, a pool's parent) has written `line` to its stderr
+/// log — its interpreter has started and imported what it imports — or has ended; returns the
+/// job as it then is.
+pub(super) fn wait_ready(client: &Client, id: JobId, line: &str) -> anyhow::Result<JobRecord> {
+    let began = Instant::now();
+    let mut said = false;
+    loop {
+        let mut log = String::new();
+        client
+            .stream(&format!("/v1/jobs/{id}/logs?stream=stderr"))?
+            .read_to_string(&mut log)
+            .context("cannot read the session's log")?;
+        let job: JobRecord = client.get(&format!("/v1/jobs/{id}"))?;
+        if log.contains(line) || job.state.is_terminal() {
+            return Ok(job);
+        }
+        if !said && began.elapsed() > Duration::from_secs(2) {
+            said = true;
+            eprintln!(
+                "drover: job {} is starting its interpreter (importing takes a while: Sage's takes seconds)",
+                job.number
+            );
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Waits until job `id` (`what`: "the session", "a parent of the pool") runs or ends; says once
+/// if it is still waiting for room.
+pub(super) fn wait_running(client: &Client, id: JobId, what: &str) -> anyhow::Result<JobRecord> {
     let began = Instant::now();
     let mut said = false;
     loop {
@@ -137,7 +182,7 @@ fn wait_running(client: &Client, id: JobId) -> anyhow::Result<JobRecord> {
         if !said && began.elapsed() > Duration::from_secs(2) {
             said = true;
             eprintln!(
-                "drover: the session is {} (job {}): it starts when its node claims it; Ctrl-C leaves it waiting",
+                "drover: {what} is {} (job {}): it starts when its node claims it; Ctrl-C leaves it waiting",
                 job.state, job.number
             );
         }
@@ -183,16 +228,32 @@ fn ls(cli: &Cli) -> anyhow::Result<u8> {
 fn stop(cli: &Cli, name: &str) -> anyhow::Result<u8> {
     let client = client(cli)?;
     let host = find(&client, name)?;
-    let _: CancelAnswer = client.post(
-        &format!("/v1/jobs/{}/cancel", host.id),
-        &serde_json::json!({}),
-    )?;
+    stop_jobs(&client, &[host.id])?;
     if !cli.json {
-        println!("session {name} is stopping (job {})", host.number);
+        println!("session {name} stopped (job {})", host.number);
     } else {
         crate::output::json(&Submitted { id: host.id })?;
     }
     Ok(exit::OK)
+}
+
+/// Cancels `ids` and waits until each has ended (their trees go by the kill ladder), so that
+/// the name is free once this returns.
+pub(super) fn stop_jobs(client: &Client, ids: &[JobId]) -> anyhow::Result<()> {
+    for id in ids {
+        let _: CancelAnswer =
+            client.post(&format!("/v1/jobs/{id}/cancel"), &serde_json::json!({}))?;
+    }
+    for id in ids {
+        loop {
+            let job: JobRecord = client.get(&format!("/v1/jobs/{id}"))?;
+            if job.state.is_terminal() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+    Ok(())
 }
 
 /// `drover exec`
@@ -263,7 +324,7 @@ fn code_of(args: &ExecArgs) -> anyhow::Result<String> {
     Ok(code)
 }
 
-fn print_id(cli: &Cli, id: JobId) -> anyhow::Result<u8> {
+pub(super) fn print_id(cli: &Cli, id: JobId) -> anyhow::Result<u8> {
     if cli.json {
         crate::output::json(&Submitted { id })?;
     } else {

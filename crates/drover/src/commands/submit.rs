@@ -39,6 +39,9 @@ pub fn submit(cli: &Cli, args: &SubmitArgs) -> anyhow::Result<u8> {
         return super::group::submit_sweep(cli, args);
     }
     require_program(&args.spec)?;
+    if let Some(pool) = &args.pool {
+        return super::pool::submit_pooled(cli, pool, &args.spec);
+    }
     let id = submit_one(&client(cli)?, &args.spec, &Origin::here(cli)?)?;
     if cli.json {
         crate::output::json(&Submitted { id })?;
