@@ -54,7 +54,7 @@ struct Args {
     #[arg(long, value_name = "TEXT", default_value = "before")]
     baseline_label: String,
     /// Run one workload only and print its rows instead of writing a report (for profiling).
-    #[arg(long, value_parser = ["throughput", "cluster", "submit", "cancel", "memory", "claim", "claim-cost", "events", "sweep"])]
+    #[arg(long, value_parser = ["throughput", "cluster", "submit", "cancel", "memory", "claim", "claim-cost", "events", "sweep", "pool"])]
     only: Option<String>,
 }
 
@@ -122,6 +122,7 @@ fn main() -> anyhow::Result<()> {
     let claim_cost = workloads::claim_cost(&bench)?;
     let events = workloads::event_latency(&bench)?;
     let sweep = workloads::sweep(&bench)?;
+    let pool = workloads::pool_sweep(&bench)?;
 
     let report = render(
         &bench,
@@ -136,6 +137,7 @@ fn main() -> anyhow::Result<()> {
         &claim_cost,
         &events,
         &sweep,
+        &pool,
     )?;
     std::fs::write(&out, report).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("bench: wrote {}", out.display());
@@ -212,6 +214,49 @@ fn ms(seconds: f64) -> String {
     format!("{:.1} ms", seconds * 1000.0)
 }
 
+/// Section 7: the warm pool against cold starts (#19).
+fn write_pool(md: &mut String, pool: &workloads::PoolSweep) -> std::fmt::Result {
+    writeln!(
+        md,
+        "\n## 7. A warm pool: {} × a Python script whose imports take over a second\n",
+        pool.jobs
+    )?;
+    writeln!(
+        md,
+        "Each job imports {} (`slowmod` sleeps 1 s at import, as a heavy library's import costs), then prints the time as its result; {} at once. Pooled: `pool create --preload {}` once (not timed), then `submit --pool --each 1..{}`; cold: `submit --each 1..{} -- python3 job.py {{}}`. Both in a clean environment, run for run. \"claim → first line\" is the job's printed time less its attempt's `claimed_at`.\n",
+        pool.preload.join(" and "),
+        pool.slots,
+        pool.preload.join(","),
+        pool.jobs,
+        pool.jobs
+    )?;
+    writeln!(
+        md,
+        "| | seconds for all | claim → first line p50 | p99 |\n|---|---|---|---|"
+    )?;
+    for (what, runs) in [("warm pool", &pool.pooled), ("cold", &pool.cold)] {
+        let secs = spread(&runs.iter().map(|r| r.seconds).collect::<Vec<_>>());
+        let lines: Vec<f64> = runs.iter().flat_map(|r| r.first_line_ms.clone()).collect();
+        writeln!(
+            md,
+            "| {what} | {:.2} [{:.2}–{:.2}] | {:.1} ms | {:.1} ms |",
+            secs.median,
+            secs.min,
+            secs.max,
+            percentile(&lines, 50.0),
+            percentile(&lines, 99.0)
+        )?;
+    }
+    let warm = spread(&pool.pooled.iter().map(|r| r.seconds).collect::<Vec<_>>());
+    let cold = spread(&pool.cold.iter().map(|r| r.seconds).collect::<Vec<_>>());
+    writeln!(
+        md,
+        "\ncold / warm pool, time for all {} jobs: {:.1}×",
+        pool.jobs,
+        cold.median / warm.median
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
 fn render(
     bench: &Bench,
@@ -226,6 +271,7 @@ fn render(
     claim_cost: &(Vec<workloads::ClaimCost>, Option<String>),
     events: &workloads::EventLatency,
     sweep: &workloads::Sweep,
+    pool: &workloads::PoolSweep,
 ) -> anyhow::Result<String> {
     let s = &bench.sizes;
     let mut md = String::new();
@@ -523,6 +569,8 @@ fn render(
         }
     }
 
+    write_pool(&mut md, pool)?;
+
     targets::render(
         &mut md,
         &targets::Measured {
@@ -533,6 +581,7 @@ fn render(
             memory,
             claim_cost: &claim_cost.0,
             events,
+            pool,
         },
     )?;
 

@@ -52,6 +52,19 @@ pub fn run_only(bench: &Bench, only: &str) -> anyhow::Result<()> {
                 s.jobs, s.drover, s.parallel
             );
         }
+        "pool" => {
+            let p = workloads::pool_sweep(bench)?;
+            for (what, runs) in [("warm pool", &p.pooled), ("cold", &p.cold)] {
+                let lines: Vec<f64> = runs.iter().flat_map(|r| r.first_line_ms.clone()).collect();
+                println!(
+                    "{what}: {} jobs in {:?} s, claim -> first line p50 {:.1} ms p99 {:.1} ms",
+                    p.jobs,
+                    runs.iter().map(|r| r.seconds).collect::<Vec<_>>(),
+                    percentile(&lines, 50.0),
+                    percentile(&lines, 99.0)
+                );
+            }
+        }
         "memory" => {
             let m = workloads::memory(bench)?;
             println!(

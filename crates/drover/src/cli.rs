@@ -732,7 +732,7 @@ pub struct ServeArgs {
     )]
     pub db: Option<String>,
     /// A label of this node (repeatable): `--label has=sage`. Jobs submitted with `--require`
-    /// run only on nodes with those labels. `os` and `arch` are detected.
+    /// run only on nodes with those labels. `os`, `arch` and `node` (the node's id) are detected.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = drover_core::node::parse_label)]
     pub labels: Vec<(String, String)>,
     /// How often the node writes its heartbeat and runs the reaper (default 5s).

@@ -246,6 +246,21 @@ pub fn log_cut(cut: &drover_core::LogCut) -> String {
     )
 }
 
+/// What part of a session or pool a job is, for `status JOB`.
+pub fn role_text(role: &drover_core::SessionRole) -> String {
+    use drover_core::SessionRole;
+    match role {
+        SessionRole::Host { kind } => {
+            format!("a {kind} session's interpreter (`drover exec NAME`)")
+        }
+        SessionRole::Exec { session } => format!("an exec in the session of job {session}"),
+        SessionRole::PoolParent { pool, kind, .. } => {
+            format!("a parent of the {kind} pool `{pool}`")
+        }
+        SessionRole::Pooled { pool } => format!("a job of the pool `{pool}`, forked warm"),
+    }
+}
+
 /// One job in detail.
 pub fn detail(job: &JobRecord, now: DateTime<Utc>) -> String {
     let mut rows = vec![
@@ -295,6 +310,9 @@ pub fn detail(job: &JobRecord, now: DateTime<Utc>) -> String {
         ],
         vec!["timeout".to_string(), job.spec.timeout.to_string()],
     ];
+    if let Some(role) = &job.spec.session {
+        rows.insert(6, vec!["role".to_string(), role_text(role)]);
+    }
     if let Some(series) = job
         .current_attempt()
         .and_then(|a| a.usage_series.as_ref())

@@ -6,6 +6,7 @@
 mod claim_cost;
 mod footprint;
 mod latency;
+mod pool;
 mod sweep;
 mod throughput;
 
@@ -14,6 +15,7 @@ pub use footprint::{ClaimScaling, Memory, claim_scaling, memory};
 pub use latency::{
     CancelLatency, EventLatency, SubmitLatency, cancel_latency, event_latency, submit_latency,
 };
+pub use pool::{PoolSweep, pool_sweep};
 pub use sweep::{Sweep, sweep};
 pub use throughput::{ClusterThroughput, Throughput, cluster_throughput, throughput};
 
@@ -48,6 +50,8 @@ pub struct Sizes {
     pub event_changes: usize,
     /// Jobs in the sweep workload (a short Python script each).
     pub sweep_jobs: usize,
+    /// Jobs per run of the pool workload (through a warm pool, then cold).
+    pub pool_jobs: usize,
 }
 
 impl Sizes {
@@ -68,6 +72,7 @@ impl Sizes {
             event_subscribers: 10,
             event_changes: 20,
             sweep_jobs: 20,
+            pool_jobs: 5,
         }
     }
 
@@ -88,6 +93,7 @@ impl Sizes {
             event_subscribers: 100,
             event_changes: 200,
             sweep_jobs: 200,
+            pool_jobs: 50,
         }
     }
 }
