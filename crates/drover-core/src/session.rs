@@ -38,13 +38,14 @@ impl SessionKind {
         }
     }
 
-    /// The interpreter's command when the session names none.
-    pub fn default_command(self) -> &'static [&'static str] {
-        match self {
+    /// The interpreter's command when the session or pool names none.
+    pub fn default_argv(self) -> Vec<String> {
+        let words: &[&str] = match self {
             SessionKind::Python => &["python3"],
             SessionKind::Sage => &["sage", "-python"],
             SessionKind::Gp => &["gp"],
-        }
+        };
+        words.iter().map(ToString::to_string).collect()
     }
 }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use drover_api::NodeReport;
 use drover_core::{HumanDuration, JobRecord, JobState, SessionKind, SessionRole};
 
-use super::session::{live_with_role, print_id, stop_jobs, wait_ready, wait_running};
+use super::session::{live_with_role, print_id, stop_jobs, wait_started};
 use super::submit::{Origin, submit_one};
 use super::{UsageError, client};
 use crate::cli::{Cli, PoolAction, PoolArgs, PoolCreateArgs, PoolRunCli, SpecArgs};
@@ -99,12 +99,7 @@ fn create(cli: &Cli, args: &PoolCreateArgs) -> anyhow::Result<u8> {
         max_memory: args.max_memory,
     });
     if spec.argv.is_empty() {
-        spec.argv = args
-            .kind
-            .default_command()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        spec.argv = args.kind.default_argv();
     }
     let origin = Origin::here(cli)?;
     let mut ids = Vec::new();
@@ -112,20 +107,13 @@ fn create(cli: &Cli, args: &PoolCreateArgs) -> anyhow::Result<u8> {
         ids.push(submit_one(&client, &spec, &origin)?);
     }
     for id in &ids {
-        let job = wait_running(&client, *id, "a parent of the pool")?;
-        let job = if job.state == JobState::Running {
-            wait_ready(&client, *id, drover_node::session::POOL_READY_LINE)?
-        } else {
-            job
-        };
-        if job.state != JobState::Running {
-            let why = crate::output::ending(&job).unwrap_or_else(|| job.state.to_string());
-            anyhow::bail!(
-                "a parent of the pool `{}` ended as it started: {why}; `drover logs {}` shows what it printed (a --preload module that does not import?)",
-                args.pool,
-                job.number
-            );
-        }
+        wait_started(
+            &client,
+            *id,
+            &format!("a parent of the pool `{}`", args.pool),
+            drover_node::session::POOL_READY_LINE,
+            " (a --preload module that does not import?)",
+        )?;
     }
     if cli.json {
         crate::output::json(&ids)?;

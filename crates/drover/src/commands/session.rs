@@ -106,31 +106,19 @@ fn start(cli: &Cli, args: &SessionStartArgs) -> anyhow::Result<u8> {
     spec.name = Some(args.session.clone());
     spec.session = Some(SessionRole::Host { kind: args.kind });
     if spec.argv.is_empty() {
-        spec.argv = args
-            .kind
-            .default_command()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        spec.argv = args.kind.default_argv();
     }
     let id = submit_one(&client, &spec, &Origin::here(cli)?)?;
     if args.detach {
         return print_id(cli, id);
     }
-    let job = wait_running(&client, id, "the session")?;
-    let job = if job.state == JobState::Running {
-        wait_ready(&client, id, drover_node::session::READY_LINE)?
-    } else {
-        job
-    };
-    if job.state != JobState::Running {
-        let why = crate::output::ending(&job).unwrap_or_else(|| job.state.to_string());
-        anyhow::bail!(
-            "the session `{}` ended as it started: {why}; `drover logs {}` shows what it printed",
-            args.session,
-            job.number
-        );
-    }
+    let job = wait_started(
+        &client,
+        id,
+        &format!("the session `{}`", args.session),
+        drover_node::session::READY_LINE,
+        "",
+    )?;
     if cli.json {
         crate::output::json(&job)?;
     } else {
@@ -142,10 +130,35 @@ fn start(cli: &Cli, args: &SessionStartArgs) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
+/// Waits until job `id` — `what`, for messages — runs and has written `line` (its interpreter
+/// is ready); fails if it ended first, saying how and where its output is, then `hint`.
+pub(super) fn wait_started(
+    client: &Client,
+    id: JobId,
+    what: &str,
+    line: &str,
+    hint: &str,
+) -> anyhow::Result<JobRecord> {
+    let job = wait_running(client, id, what)?;
+    let job = if job.state == JobState::Running {
+        wait_ready(client, id, line)?
+    } else {
+        job
+    };
+    if job.state != JobState::Running {
+        let why = crate::output::ending(&job).unwrap_or_else(|| job.state.to_string());
+        anyhow::bail!(
+            "{what} ended as it started: {why}; `drover logs {}` shows what it printed{hint}",
+            job.number
+        );
+    }
+    Ok(job)
+}
+
 /// Waits until job `id` (a session's host, a pool's parent) has written `line` to its stderr
 /// log — its interpreter has started and imported what it imports — or has ended; returns the
 /// job as it then is.
-pub(super) fn wait_ready(client: &Client, id: JobId, line: &str) -> anyhow::Result<JobRecord> {
+fn wait_ready(client: &Client, id: JobId, line: &str) -> anyhow::Result<JobRecord> {
     let began = Instant::now();
     let mut said = false;
     loop {
@@ -171,7 +184,7 @@ pub(super) fn wait_ready(client: &Client, id: JobId, line: &str) -> anyhow::Resu
 
 /// Waits until job `id` (`what`: "the session", "a parent of the pool") runs or ends; says once
 /// if it is still waiting for room.
-pub(super) fn wait_running(client: &Client, id: JobId, what: &str) -> anyhow::Result<JobRecord> {
+fn wait_running(client: &Client, id: JobId, what: &str) -> anyhow::Result<JobRecord> {
     let began = Instant::now();
     let mut said = false;
     loop {
