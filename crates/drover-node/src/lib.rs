@@ -30,6 +30,7 @@ pub mod capacity;
 pub mod datadir;
 mod events;
 mod heap;
+mod lane;
 pub mod membership;
 pub mod metrics;
 pub mod notify;
@@ -387,20 +388,24 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         tracing::warn!("the machine rebooted since this node last ran: what it held is lost");
     }
     let program = std::env::current_exe().map_err(NodeError::Owners)?;
-    let (executor, reports, found) = Executor::start(
-        ExecutorConfig {
-            dir: data.owners_dir(),
-            program: program.clone(),
-            containment: containment.spec(),
-            env_remove: NODE_SECRETS.iter().map(|s| s.to_string()).collect(),
-            // Running attempts, plus as many whose outcome is on its way to the store.
-            keep_idle: 2 * slots,
-            reattach: !rebooted,
-        },
-        Arc::clone(&containment),
-    )
-    .await
-    .map_err(NodeError::Owners)?;
+    // The executor and the runner live on the job lane (see `lane`): the tasks they spawn,
+    // and the owners' sockets, are polled there.
+    let lane = lane::Lane::start().map_err(NodeError::Owners)?;
+    let (executor, reports, found) = lane
+        .run(Executor::start(
+            ExecutorConfig {
+                dir: data.owners_dir(),
+                program: program.clone(),
+                containment: containment.spec(),
+                env_remove: NODE_SECRETS.iter().map(|s| s.to_string()).collect(),
+                // Running attempts, plus as many whose outcome is on its way to the store.
+                keep_idle: 2 * slots,
+                reattach: !rebooted,
+            },
+            Arc::clone(&containment),
+        ))
+        .await
+        .map_err(NodeError::Owners)?;
     let recovered = recovery::recover(&store, &node, found, rebooted, config.lease).await?;
     if recovered.reattached + recovered.collected + recovered.orphaned + recovered.given_back > 0 {
         tracing::info!(
@@ -550,10 +555,15 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         Arc::clone(&data),
         executor.clone(),
     );
-    runner.adopt(recovered.adopted);
-    runner.run(internal, reports, shutdown_rx).await;
-    // Running jobs go on under their owners (the executor says how many in the log).
-    executor.detach().await;
+    let adopted = recovered.adopted;
+    let detaching = executor.clone();
+    lane.run(async move {
+        runner.adopt(adopted);
+        runner.run(internal, reports, shutdown_rx).await;
+        // Running jobs go on under their owners (the executor says how many in the log).
+        detaching.detach().await;
+    })
+    .await;
     data.remove_serve_info();
     let _ = server_stop_tx.send(true);
     match server.await {

@@ -106,7 +106,7 @@ pub enum Command {
     /// fork a fresh child for each job submitted with `--pool`, in the job's own cell.
     Pool(PoolArgs),
     /// Run code in a session and print its output; exits 0 if it ran without an error, 1 on
-    /// an exception or GP error (its message on stderr), 130 when its timeout interrupted it.
+    /// an exception or GP error (its message on stderr), 124 when its timeout interrupted it.
     Exec(Box<ExecArgs>),
     /// Print one job's result (what it wrote to `$DROVER_OUTPUT_DIR/result.json`).
     Result(ResultArgs),
