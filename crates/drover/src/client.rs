@@ -384,9 +384,13 @@ impl Client {
         path: &str,
         body: &impl serde::Serialize,
     ) -> Result<T, ClientError> {
+        // Compact JSON: ureq's `send_json` indents it, which made a batch of 10,000 specs a
+        // third larger for both sides to write and parse.
+        let bytes = serde_json::to_vec(body).map_err(|e| self.unreachable(ureq::Error::Json(e)))?;
         let response = self
             .authorized(self.agent.post(format!("{}{path}", self.base)))
-            .send_json(body)
+            .content_type("application/json")
+            .send(&bytes[..])
             .map_err(|e| self.unreachable(e))?;
         Self::check(response)?
             .body_mut()

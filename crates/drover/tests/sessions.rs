@@ -82,7 +82,11 @@ fn a_python_session_keeps_its_state_and_survives_errors_and_timeouts() {
     assert!(!text.contains("shim"), "no frame of drover's shim: {text}");
 
     let looped = exec(&node, "py", "while True: pass", &["--timeout", "1s"]);
-    assert_eq!(looped.status.code(), Some(124), "a timeout exits 124, as run does");
+    assert_eq!(
+        looped.status.code(),
+        Some(124),
+        "a timeout exits 124, as run does"
+    );
     assert!(
         stderr(&looped).contains("KeyboardInterrupt"),
         "{}",

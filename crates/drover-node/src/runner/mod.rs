@@ -260,6 +260,8 @@ impl Runner {
                     state.next_due = None;
                     state.promote_due();
                 }
+                // Held writes go out at the loop's next `perform`.
+                _ = sleep_until(state.held_until.unwrap_or(far)), if state.held_until.is_some() => {}
                 _ = sleep_until(state.retry_claim_at.unwrap_or(far)), if state.retry_claim_at.is_some() => {
                     state.retry_claim_at = None;
                     state.want_claim = true;
@@ -313,9 +315,10 @@ impl Runner {
         });
     }
 
-    /// Carries out every effect the handlers decided on, in order.
+    /// Carries out the effects the handlers decided on, in order, but for the writes
+    /// [`State::settle`] holds for the next pid record.
     fn perform(&mut self) {
-        let effects = std::mem::take(&mut self.state.effects);
+        let effects = self.state.settle(Instant::now());
         for effect in effects {
             self.perform_one(effect);
         }

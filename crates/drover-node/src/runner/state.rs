@@ -18,6 +18,9 @@ use super::effect::{Answer, Effect};
 use super::{Adopted, RunnerConfig};
 
 mod endings;
+mod fold;
+#[cfg(test)]
+pub(crate) use fold::FOLD_WINDOW;
 mod leases;
 
 /// Claim one job ahead per slot only while recent jobs ran shorter than this. A claimed-ahead
@@ -104,8 +107,13 @@ pub(crate) struct State {
     promote_again: bool,
     /// How long recent attempts ran (moving average): claiming ahead pays only for short jobs.
     pub(crate) recent_runtime: Option<Duration>,
-    /// What the handlers decided, in order, for the driver to carry out.
+    /// What the handlers decided, in order, for the driver to carry out (through
+    /// [`State::settle`]).
     pub(crate) effects: Vec<Effect>,
+    /// Writes held to ride with the next pid record (see `fold`), in the order decided.
+    pub(crate) held: Vec<Effect>,
+    /// When held writes go out even if no pid record came.
+    pub(crate) held_until: Option<Instant>,
 }
 
 impl State {
@@ -128,6 +136,8 @@ impl State {
             promote_again: false,
             recent_runtime: None,
             effects: Vec::new(),
+            held: Vec::new(),
+            held_until: None,
         }
     }
 

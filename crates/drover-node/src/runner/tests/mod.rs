@@ -5,6 +5,7 @@
 
 mod claims;
 mod endings;
+mod fold;
 mod leases;
 
 use std::sync::Arc;

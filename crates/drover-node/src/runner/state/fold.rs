@@ -1,0 +1,75 @@
+//! Folding writes: an ending and a claim, which nothing on this node waits for, ride in the
+//! same batch as the next pid record, which a child at its gate does wait for.
+//!
+//! While short jobs run back to back, a slot's job ends and the job claimed ahead of it starts
+//! at once; its owner reports the new child's pid well under a millisecond later. Sent as they
+//! come, the ending (and the claim that refills the slot's place ahead) commit in one batch and
+//! the pid in the next, and the pid's commit queues behind the first one's fsync. Held until the
+//! pid comes, the three are one batch of the store's group commit: one commit and one fsync per
+//! job instead of two, and the pages they share (the events' tail, the attempts') written once.
+//!
+//! Nothing is lost by holding: the owner keeps an outcome until the store has it (the Ack goes
+//! only after the write), and a claim not yet sent holds no job. A write is held only while a
+//! start is in flight, so a job that ends with nothing starting behind it is written at once,
+//! and never longer than [`FOLD_WINDOW`].
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::super::effect::Effect;
+use super::State;
+
+/// The longest a write waits for a pid record to ride with. A reused owner reports its child's
+/// pid in well under a millisecond; a new owner process takes a few.
+pub(crate) const FOLD_WINDOW: Duration = Duration::from_millis(5);
+
+impl State {
+    /// What to carry out now out of what the handlers decided: everything, except that while a
+    /// start is in flight the writes that may wait (see the module) are held for the pid record
+    /// that will carry them. Held writes go out after what was decided with them, so that the
+    /// pid record, which a child waits on, reaches the writer first: if the writer wakes before
+    /// the rest arrive, it commits that one alone, never the others ahead of it.
+    pub(crate) fn settle(&mut self, now: Instant) -> Vec<Effect> {
+        let mut effects = std::mem::take(&mut self.effects);
+        let carrier = effects
+            .iter()
+            .any(|e| matches!(e, Effect::MarkRunning { .. }));
+        let due = self.held_until.is_some_and(|until| until <= now);
+        if carrier || due || !self.awaiting_pid() {
+            self.held_until = None;
+            effects.append(&mut self.held);
+            return effects;
+        }
+        let (held, now_effects): (Vec<_>, Vec<_>) =
+            effects.into_iter().partition(|e| self.may_wait(e));
+        self.held.extend(held);
+        if !self.held.is_empty() && self.held_until.is_none() {
+            self.held_until = Some(now + FOLD_WINDOW);
+        }
+        now_effects
+    }
+
+    /// Whether an attempt was handed to an owner whose child's pid has not come yet: its pid
+    /// record will follow.
+    fn awaiting_pid(&self) -> bool {
+        self.live.values().any(|live| {
+            live.pid.is_none()
+                && !live.released
+                && live.stopping.is_none()
+                && live.cleaning.is_none()
+                && !live.adopted
+        })
+    }
+
+    /// The writes nothing on this node waits for: an ending (its slot is already free; the
+    /// owner keeps the outcome until it is written) and, while every slot is busy, a claim (it
+    /// only fills the places ahead of them).
+    fn may_wait(&self, effect: &Effect) -> bool {
+        match effect {
+            Effect::Record { .. } => true,
+            Effect::Claim { .. } => self.busy_slots() >= self.config.slots,
+            _ => false,
+        }
+    }
+}
