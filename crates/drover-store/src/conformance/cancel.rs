@@ -139,3 +139,57 @@ pub async fn concurrent_writers(store: &dyn Store) {
         assert_eq!(pair[1].seq, pair[0].seq + 1);
     }
 }
+
+/// Changes that fail share batches with changes that succeed: each failing one is undone alone
+/// (its savepoint), and every other one commits with its event, numbered without a gap. 32
+/// refused completions go in among 64 submits at once, so the writer's batches hold both.
+pub async fn a_refused_change_is_undone_alone_in_its_batch(store: &dyn Store) {
+    let ids = store
+        .submit((0..32).map(|i| spec(&format!("held{i}"))).collect())
+        .await
+        .unwrap();
+    let me = node("n1");
+    let mut claims = Vec::new();
+    for _ in 0..32 {
+        claims.push(claim_one(store, &me).await.expect("claimed"));
+    }
+    let before = store.events_since(0, 10_000).await.unwrap().len();
+    let submits = (0..64).map(|i| store.submit(vec![spec(&format!("ok{i}"))]));
+    // A starting attempt cannot have succeeded: each of these is refused.
+    let refused = claims
+        .iter()
+        .map(|c| store.complete(c.attempt, succeeded()));
+    let (submitted, refused) = futures::future::join(
+        futures::future::join_all(submits),
+        futures::future::join_all(refused),
+    )
+    .await;
+    assert!(refused.iter().all(Result::is_err), "{refused:?}");
+    let submitted: Vec<_> = submitted.into_iter().map(|r| r.unwrap()[0]).collect();
+    for id in &submitted {
+        let job = store
+            .get(*id)
+            .await
+            .unwrap()
+            .expect("a submit beside a refused change commits");
+        assert_eq!(job.state, JobState::Queued);
+    }
+    for id in &ids {
+        let job = store.get(*id).await.unwrap().expect("stored");
+        assert_eq!(
+            job.state,
+            JobState::Starting,
+            "a refused completion changed nothing"
+        );
+        assert!(job.attempts[0].finished_at.is_none());
+    }
+    let events = store.events_since(0, 10_000).await.unwrap();
+    assert_eq!(
+        events.len() - before,
+        64,
+        "one event per submit, none from the refused"
+    );
+    for pair in events.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1);
+    }
+}

@@ -93,6 +93,7 @@ macro_rules! conformance_tests {
             cancel_beats_retry,
             events_are_numbered_in_commit_order,
             concurrent_writers,
+            a_refused_change_is_undone_alone_in_its_batch,
             admission_skips_what_does_not_fit_and_says_why,
             a_job_that_waited_long_enough_holds_back_the_rest,
             a_backoff_schedules_the_retry_and_the_timer_promotes_it,

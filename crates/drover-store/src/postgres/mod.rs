@@ -334,6 +334,13 @@ impl Conn for PgConn {
             .ok_or_else(|| StoreError::permanent("the server did not say what time it is", None))
     }
 
+    fn next_savepoint(&self) -> Result<(), StoreError> {
+        self.client
+            .borrow_mut()
+            .batch_execute("RELEASE op; SAVEPOINT op")
+            .map_err(|e| self.fail(e))
+    }
+
     fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
         let statement = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as _).collect();

@@ -56,6 +56,14 @@ pub(crate) trait Conn: Send {
     /// SQLite this machine's clock, on PostgreSQL the server's, so that the leases one node
     /// writes and another node's reaper reads are on one clock. One round trip on PostgreSQL.
     fn begin(&self) -> Result<i64, StoreError>;
+    /// Ends the savepoint `op` of the change before (which succeeded) and opens a fresh one for
+    /// the next change of a batch. One round trip on PostgreSQL, where the two go in one
+    /// message.
+    fn next_savepoint(&self) -> Result<(), StoreError> {
+        self.execute("RELEASE op", &[])?;
+        self.execute("SAVEPOINT op", &[])?;
+        Ok(())
+    }
     /// Whether the connection is gone for good (the server closed it); a broken connection is
     /// replaced, not reused.
     fn is_broken(&self) -> bool {

@@ -437,17 +437,26 @@ fn write_loop(
                 replies.push(reply);
             }
         }
+        // A savepoint per change, so that a failing one is undone alone. A change that
+        // succeeded leaves its savepoint open: the next change's release-and-open is one round
+        // trip on PostgreSQL, and the last one's is ended by the COMMIT.
+        let mut open = false;
         for op in batch.drain(..) {
             let events_before = tx.events.len();
-            if conn.execute("SAVEPOINT op", params![]).is_err() {
+            let opened = if open {
+                conn.next_savepoint()
+            } else {
+                conn.execute("SAVEPOINT op", params![]).map(drop)
+            };
+            if opened.is_err() {
+                open = false;
                 let (_, reply) = op(None);
                 replies.push(reply);
                 continue;
             }
             let (ok, reply) = op(Some(&mut tx));
-            if ok {
-                let _ = conn.execute("RELEASE op", params![]);
-            } else {
+            open = ok;
+            if !ok {
                 // Undo this change alone; the rest of the batch still commits.
                 let _ = conn.execute("ROLLBACK TO op", params![]);
                 let _ = conn.execute("RELEASE op", params![]);
