@@ -249,6 +249,10 @@ pub struct Resolve {
     /// Each a whole id, a job number (`42` or `#42`), a unique prefix of an id (four
     /// characters at least), or a name: unique among jobs that have not ended, else among all.
     pub refs: Vec<String>,
+    /// Try groups before jobs at each step (`drover results NAME` when a job has the name of
+    /// a sweep too). Jobs come first when false or left out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub groups_first: bool,
 }
 
 /// `POST /v1/resolve`: what each reference names, in the order given.

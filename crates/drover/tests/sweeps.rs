@@ -66,6 +66,16 @@ fn a_range_sweep_collects_its_results_in_order() {
         lines.next().unwrap().ends_with(",0,1,succeeded,1,1"),
         "{csv}"
     );
+    // By name, even when a job has that name too: `results` takes a group, so the sweep wins.
+    let named = ok(&node.drover(&[
+        "submit", "--name", "squares", "--each", "1..2", "--", "python3", "-c", SQUARE, "{}",
+    ]))
+    .trim()
+    .to_string();
+    ok(&node.drover(&["submit", "--name", "squares", "--", "true"]));
+    ok(&node.drover(&["wait", &named]));
+    let by_name = json(&node.drover(&["results", "squares", "--json"]));
+    assert_eq!(by_name.as_array().map(Vec::len), Some(2), "{by_name}");
     // One member's result alone.
     let first = rows[0]["id"].as_str().unwrap();
     assert_eq!(

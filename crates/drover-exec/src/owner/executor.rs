@@ -491,7 +491,6 @@ impl Actor {
         let Ok(entries) = std::fs::read_dir(&self.config.dir) else {
             return found;
         };
-        let mut outcomes = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -499,8 +498,6 @@ impl Actor {
                 if super::is_abandoned_tmp(&name) {
                     let _ = std::fs::remove_file(&path);
                 }
-            } else if name.ends_with(".outcome") {
-                outcomes.push(path);
             } else if name.ends_with(".sock") {
                 if !self.config.reattach {
                     let _ = std::fs::remove_file(&path);
@@ -530,6 +527,20 @@ impl Actor {
                 }
             }
         }
+        // Outcome files are listed only now, after every socket was tried. An owner that was
+        // letting go while this node started (aborting a child at its gate when the node before
+        // died, say) writes its outcome before it closes its socket: found gone above, its file
+        // is here now, where a listing taken before the sockets missed it and left the
+        // attempt with neither owner nor outcome (recorded `owner_died` instead of given back).
+        let outcomes: Vec<PathBuf> = std::fs::read_dir(&self.config.dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|entry| entry.path())
+                    .filter(|path| path.extension().is_some_and(|ext| ext == "outcome"))
+                    .collect()
+            })
+            .unwrap_or_default();
         for path in outcomes {
             match read_outcome(&path) {
                 Some(file) if self.holder_of(file.attempt).is_none() => {

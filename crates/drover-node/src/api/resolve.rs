@@ -39,15 +39,26 @@ pub(super) async fn resolve(
     }
     let mut results = Vec::with_capacity(asked.refs.len());
     for reference in asked.refs {
-        let found = find(state.store.as_ref(), &reference).await?;
+        let found = find(state.store.as_ref(), &reference, asked.groups_first).await?;
         results.push(Resolution { reference, found });
     }
     Ok(Json(Resolved { results }))
 }
 
 /// What `reference` names, trying in turn: a whole id, a number, an id prefix, a name; at each,
-/// jobs before groups.
-async fn find(store: &dyn drover_store::Store, reference: &str) -> Result<Found, ApiError> {
+/// jobs before groups, or groups before jobs when the caller wants a group.
+async fn find(
+    store: &dyn drover_store::Store,
+    reference: &str,
+    groups_first: bool,
+) -> Result<Found, ApiError> {
+    if groups_first {
+        let found = find_group(store, reference).await?;
+        if found != Found::None {
+            return Ok(found);
+        }
+        return find_job(store, reference).await;
+    }
     let found = find_job(store, reference).await?;
     if found != Found::None {
         return Ok(found);

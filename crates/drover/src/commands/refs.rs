@@ -26,6 +26,16 @@ pub(super) enum Target {
 /// What `refs` name, in order, jobs or groups. An ambiguous reference is a usage error listing
 /// what it may mean; one that names nothing is [`NoSuchJob`]. One request for them all.
 pub(super) fn targets(client: &Client, refs: &[String]) -> anyhow::Result<Vec<Target>> {
+    targets_preferring(client, refs, false)
+}
+
+/// [`targets`], trying groups before jobs when `groups_first` (for commands that take a group
+/// only: a job that shares a sweep's name must not hide the sweep).
+fn targets_preferring(
+    client: &Client,
+    refs: &[String],
+    groups_first: bool,
+) -> anyhow::Result<Vec<Target>> {
     if refs.is_empty() {
         return Ok(Vec::new());
     }
@@ -33,6 +43,7 @@ pub(super) fn targets(client: &Client, refs: &[String]) -> anyhow::Result<Vec<Ta
         "/v1/resolve",
         &Resolve {
             refs: refs.to_vec(),
+            groups_first,
         },
     )?;
     if answer.results.len() != refs.len() {
@@ -105,7 +116,7 @@ pub(super) fn resolve_one(client: &Client, reference: &str) -> anyhow::Result<Jo
 
 /// The group one reference names.
 pub(super) fn resolve_group(client: &Client, reference: &str) -> anyhow::Result<GroupId> {
-    match targets(client, &[reference.to_string()])?.first() {
+    match targets_preferring(client, &[reference.to_string()], true)?.first() {
         Some(Target::Group(id, _)) => Ok(*id),
         Some(Target::Job(_)) => {
             Err(UsageError(format!("`{reference}` is a job, not a sweep or flow")).into())

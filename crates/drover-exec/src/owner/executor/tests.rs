@@ -105,3 +105,38 @@ async fn outcomes_are_collected_and_stale_sockets_removed() {
         "a live writer's temp file is not swept from under it"
     );
 }
+
+/// An owner that lets go while the node starts — it writes its outcome, then closes its socket
+/// without a hello — leaves an outcome the node must find: the files are listed after the
+/// sockets were tried. Listed before (as they were), the file came too late, and the attempt
+/// had neither owner nor outcome (seen in CI: a job aborted at its gate recorded `owner_died`).
+#[tokio::test]
+async fn an_outcome_written_while_its_owner_lets_go_is_found() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let owners = dir.path().join("owners");
+    super::super::process::make_dir(&owners).expect("owners dir");
+    let attempt = AttemptRef {
+        job_id: drover_core::JobId::from_uuid(uuid::Uuid::now_v7()),
+        attempt: 1,
+    };
+    let file = OutcomeFile {
+        protocol: super::super::PROTOCOL,
+        attempt,
+        outcome: Outcome::without_process(Ending::Aborted(crate::StopReason::Shutdown)),
+        boot_id: None,
+    };
+    let socket = super::super::socket_path(&owners, 999_997);
+    let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+    let (dir_for_owner, written) = (owners.clone(), file.clone());
+    let owner = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("accept");
+        super::super::write_outcome(&dir_for_owner, &written, true).expect("outcome");
+        let _ = std::fs::remove_file(super::super::socket_path(&dir_for_owner, 999_997));
+        drop(conn);
+        drop(listener);
+    });
+    let (config, containment) = config(owners);
+    let (_handle, _reports, found) = Executor::start(config, containment).await.expect("start");
+    owner.join().expect("fake owner");
+    assert_eq!(found, vec![Found::Outcome(file)]);
+}
