@@ -22,6 +22,19 @@ fn config(dir: PathBuf) -> (ExecutorConfig, Arc<Containment>) {
     (config, containment)
 }
 
+/// The outcome file an owner leaves for attempt `attempt` of a fresh job that ended so.
+fn outcome_file(attempt: u32, ending: Ending) -> OutcomeFile {
+    OutcomeFile {
+        protocol: super::super::PROTOCOL,
+        attempt: AttemptRef {
+            job_id: drover_core::JobId::from_uuid(uuid::Uuid::now_v7()),
+            attempt,
+        },
+        outcome: Outcome::without_process(ending),
+        boot_id: None,
+    }
+}
+
 /// An upgrade must never kill a job: an owner speaking a protocol this build does not know
 /// (an older or newer drover) is reported, sent nothing, and its socket left in place.
 #[tokio::test]
@@ -76,16 +89,7 @@ async fn outcomes_are_collected_and_stale_sockets_removed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let owners = dir.path().join("owners");
     super::super::process::make_dir(&owners).expect("owners dir");
-    let attempt = AttemptRef {
-        job_id: drover_core::JobId::from_uuid(uuid::Uuid::now_v7()),
-        attempt: 2,
-    };
-    let file = OutcomeFile {
-        protocol: super::super::PROTOCOL,
-        attempt,
-        outcome: Outcome::without_process(Ending::Exited(3)),
-        boot_id: None,
-    };
+    let file = outcome_file(2, Ending::Exited(3));
     super::super::write_outcome(&owners, &file, true).expect("outcome");
     let stale = super::super::socket_path(&owners, 999_998);
     drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
@@ -115,16 +119,7 @@ async fn an_outcome_written_while_its_owner_lets_go_is_found() {
     let dir = tempfile::tempdir().expect("tempdir");
     let owners = dir.path().join("owners");
     super::super::process::make_dir(&owners).expect("owners dir");
-    let attempt = AttemptRef {
-        job_id: drover_core::JobId::from_uuid(uuid::Uuid::now_v7()),
-        attempt: 1,
-    };
-    let file = OutcomeFile {
-        protocol: super::super::PROTOCOL,
-        attempt,
-        outcome: Outcome::without_process(Ending::Aborted(crate::StopReason::Shutdown)),
-        boot_id: None,
-    };
+    let file = outcome_file(1, Ending::Aborted(crate::StopReason::Shutdown));
     let socket = super::super::socket_path(&owners, 999_997);
     let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
     let (dir_for_owner, written) = (owners.clone(), file.clone());
