@@ -128,6 +128,16 @@ pub struct StartRequest {
     /// runs after gave).
     #[serde(default)]
     pub inputs: Option<(PathBuf, String)>,
+    /// The owner opens the gate itself as soon as the child is in its cell, instead of waiting
+    /// for [`Command::Release`]; the node records the pid afterwards. The cell, named by the
+    /// attempt, is then the durable record that the attempt may have run: it exists before the
+    /// child may `exec`, outlives a crash of the node and of the owner (only a reboot removes
+    /// it, and then nothing of the attempt runs), and is removed only once the outcome is on
+    /// disk — recorded by a node ([`Command::Ack`]) or written to the outcome file. Only with
+    /// cgroup cells and a store that no other machine recovers from: another machine's reaper
+    /// cannot look for a cell here.
+    #[serde(default)]
+    pub self_release: bool,
 }
 
 /// When and how a job is told to checkpoint.
@@ -166,6 +176,8 @@ pub enum Command {
     /// Stop a running job through the kill ladder.
     Stop(AttemptRef, StopReason),
     /// The attempt's outcome is recorded: its owner may forget it (and its outcome file go).
+    /// A supervisor then removes the cell of a [`StartRequest::self_release`] attempt, which it
+    /// kept as the record of the start until now.
     Ack(AttemptRef),
     /// These leases were renewed: each owner kills its tree (no grace) unless it hears of the
     /// next renewal within `fence_in` (`None`: no fencing, nothing else can rerun the job).

@@ -64,9 +64,21 @@ async fn route(
     containment: Arc<Containment>,
 ) {
     let mut attempts: HashMap<AttemptRef, mpsc::UnboundedSender<Command>> = HashMap::new();
-    let (done_tx, mut done) = mpsc::unbounded_channel::<AttemptRef>();
+    // Cells of self-released attempts, kept as the record of their start until their outcome
+    // is on disk (`Command::Ack`).
+    let mut kept: HashMap<AttemptRef, Cell> = HashMap::new();
+    let (done_tx, mut done) = mpsc::unbounded_channel::<(AttemptRef, Option<Cell>)>();
     loop {
         tokio::select! {
+            // An attempt's end is sent before its outcome is reported, so taking it first means
+            // its cell is kept here before any Ack for it can be read.
+            biased;
+            Some((attempt, cell)) = done.recv() => {
+                attempts.remove(&attempt);
+                if let Some(cell) = cell {
+                    kept.insert(attempt, cell);
+                }
+            }
             command = commands.recv() => {
                 let Some(command) = command else { break };
                 match command {
@@ -82,9 +94,9 @@ async fn route(
                         let done_tx = done_tx.clone();
                         let containment = Arc::clone(&containment);
                         tokio::spawn(async move {
-                            let outcome = run_attempt(&req, rx, &reports, &containment).await;
+                            let (outcome, cell) = run_attempt(&req, rx, &reports, &containment).await;
+                            let _ = done_tx.send((attempt, cell));
                             let _ = reports.send(Report::Exited { attempt, outcome });
-                            let _ = done_tx.send(attempt);
                         });
                     }
                     Command::Release(attempt)
@@ -94,16 +106,17 @@ async fn route(
                             let _ = tx.send(command);
                         }
                     }
+                    Command::Ack(attempt) => {
+                        if let Some(cell) = kept.remove(&attempt) {
+                            tokio::task::spawn_blocking(move || cell.remove());
+                        }
+                    }
                     // Owners' business, handled by the executor before a supervisor.
-                    Command::Ack(_)
-                    | Command::Lease { .. }
+                    Command::Lease { .. }
                     | Command::ReadMemory(_)
                     | Command::Clean { .. }
                     | Command::Sweep { .. } => {}
                 }
-            }
-            Some(attempt) = done.recv() => {
-                attempts.remove(&attempt);
             }
         }
     }
@@ -141,19 +154,21 @@ async fn next_stop(commands: &mut mpsc::UnboundedReceiver<Command>) -> StopReaso
     }
 }
 
-/// Runs one attempt in a cell of its own, and removes the cell after.
+/// Runs one attempt in a cell of its own, and removes the cell after — or, for a
+/// self-released attempt, returns it to be removed once the outcome is on disk.
 async fn run_attempt(
     req: &StartRequest,
     commands: mpsc::UnboundedReceiver<Command>,
     reports: &mpsc::UnboundedSender<Report>,
     containment: &Containment,
-) -> Outcome {
+) -> (Outcome, Option<Cell>) {
     let cell = match containment.create(req.attempt, &req.limits) {
         Ok(cell) => cell,
         Err(err) => {
-            return Outcome::without_process(Ending::SpawnFailed(format!(
+            let outcome = Outcome::without_process(Ending::SpawnFailed(format!(
                 "cannot create the attempt's cgroup: {err}"
             )));
+            return (outcome, None);
         }
     };
     let rlimits = containment.child_rlimits(&req.limits, req.timeout);
@@ -178,12 +193,20 @@ async fn run_attempt(
             let _ = tokio::task::spawn_blocking(move || write_stdout_result(&dir, &stdout)).await;
         }
     }
+    // A self-released attempt's cell says it may have run until its outcome is on disk.
+    let (remove, kept) = if req.self_release {
+        (None, Some(cell))
+    } else {
+        (Some(cell), None)
+    };
     tokio::task::spawn_blocking(move || {
         if let Some(dir) = output {
             // Kept when it holds anything; an empty one waits for this owner's next attempt.
             crate::outdir::finish(&dir);
         }
-        cell.remove();
+        if let Some(cell) = remove {
+            cell.remove();
+        }
         if let Some(path) = heartbeat {
             let _ = std::fs::remove_file(path);
         }
@@ -191,7 +214,7 @@ async fn run_attempt(
             let _ = std::fs::remove_dir(dir);
         }
     });
-    outcome
+    (outcome, kept)
 }
 
 /// Waits until the attempt has been silent for `stall`: no output and no touch of the
@@ -242,7 +265,18 @@ async fn run_in_cell(
         pid,
         proc_start: gated.proc_start,
     });
-    if let Verdict::Abort(why) = next_verdict(&mut commands).await {
+    // Self-released, the child is in its cell, which records that it may run: no verdict to
+    // wait for. A stop that came while the child was made still keeps it from running; one
+    // that comes later goes through the kill ladder below.
+    let verdict = if req.self_release {
+        match commands.try_recv() {
+            Ok(Command::Abort(_, why) | Command::Stop(_, why)) => Verdict::Abort(why),
+            _ => Verdict::Release,
+        }
+    } else {
+        next_verdict(&mut commands).await
+    };
+    if let Verdict::Abort(why) = verdict {
         gated.abort().await;
         return Outcome::without_process(Ending::Aborted(why));
     }

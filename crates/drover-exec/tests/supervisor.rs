@@ -37,6 +37,7 @@ fn request(dir: &Path, argv: &[&str]) -> StartRequest {
         output_dir: None,
         result_stdout: false,
         inputs: None,
+        self_release: false,
     }
 }
 
@@ -237,6 +238,69 @@ async fn nothing_runs_before_the_gate_opens_and_abort_runs_nothing() {
     let (_, outcome) = run(request(dir.path(), &argv)).await;
     assert_eq!(outcome.ending, Ending::Exited(0));
     assert!(marker.exists());
+}
+
+/// Self-released, the child runs as soon as it is in its cell, with no word from the node; its
+/// cell (where there are cells) stays as the record of the start until the outcome is
+/// acknowledged, and a stop that comes after the start goes through the kill ladder.
+#[tokio::test]
+async fn a_self_released_child_runs_at_once_and_its_cell_waits_for_the_ack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("ran");
+    let (sup, mut reports, scope) = supervisor();
+    let mut req = request(dir.path(), &["touch", marker.to_str().expect("utf-8")]);
+    req.self_release = true;
+    let attempt = req.attempt;
+    sup.send(Command::Start(Box::new(req))).expect("send");
+    assert!(matches!(next(&mut reports).await, Report::Spawned { .. }));
+    let Report::Exited { outcome, .. } = next(&mut reports).await else {
+        panic!("expected Exited");
+    };
+    assert_eq!(
+        outcome.ending,
+        Ending::Exited(0),
+        "it ran without a release"
+    );
+    assert!(marker.exists());
+    let containment = &scope.0;
+    if containment.has_cells() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            containment.cell_exists(attempt),
+            "the cell records the start until the outcome is on disk"
+        );
+        sup.send(Command::Ack(attempt)).expect("send");
+        until_cell_gone(containment, attempt).await;
+    }
+
+    let mut req = request(dir.path(), &["sleep", "30"]);
+    req.self_release = true;
+    let attempt = req.attempt;
+    sup.send(Command::Start(Box::new(req))).expect("send");
+    let Report::Spawned { pid, .. } = next(&mut reports).await else {
+        panic!("expected Spawned");
+    };
+    until_group_has(pid, 1).await;
+    sup.send(Command::Stop(attempt, StopReason::Cancel))
+        .expect("send");
+    let Report::Exited { outcome, .. } = next(&mut reports).await else {
+        panic!("expected Exited");
+    };
+    assert_eq!(outcome.ending, Ending::Stopped(StopReason::Cancel));
+    assert_eq!(live_in_group(pid), 0);
+    sup.send(Command::Ack(attempt)).expect("send");
+    until_cell_gone(containment, attempt).await;
+}
+
+async fn until_cell_gone(containment: &drover_exec::Containment, attempt: AttemptRef) {
+    let gone = tokio::time::Instant::now() + Duration::from_secs(10);
+    while containment.cell_exists(attempt) {
+        assert!(
+            tokio::time::Instant::now() < gone,
+            "the cell outlived its Ack"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]

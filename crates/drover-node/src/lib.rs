@@ -406,7 +406,18 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
         ))
         .await
         .map_err(NodeError::Owners)?;
-    let recovered = recovery::recover(&store, &node, found, rebooted, config.lease).await?;
+    // Owners release their children themselves where an attempt's cell records its start (see
+    // `RunnerConfig::self_release`): cgroup cells, and a store only this node recovers from.
+    let self_release = config.database.is_none() && containment.has_cells();
+    let recovered = recovery::recover(
+        &store,
+        &node,
+        found,
+        rebooted,
+        config.lease,
+        self_release.then_some(containment.as_ref()),
+    )
+    .await?;
     if recovered.reattached + recovered.collected + recovered.orphaned + recovered.given_back > 0 {
         tracing::info!(
             reattached = recovered.reattached,
@@ -544,6 +555,7 @@ pub async fn serve(config: NodeConfig) -> Result<(), NodeError> {
             capacity: capacity.resources(),
             reserve_after: config.reserve_after,
             fence: config.database.is_some(),
+            self_release,
             stop_jobs_on_exit: config.stop_jobs_on_exit,
             passed_over,
             wake,

@@ -12,7 +12,11 @@
 //! - an attempt nothing holds any more (its owner was killed, or the machine rebooted) is
 //!   stopped — its process group if the leader's start time proves it ours, and its cell — and
 //!   recorded `lost` (`owner_died`, or `node_lost` after a reboot), so its retry policy applies;
-//!   one with no pid on record never passed its gate and goes back to the queue unrun.
+//!   one with no pid on record never passed its gate and goes back to the queue unrun — unless
+//!   its owner released it itself (`RunnerConfig::self_release`): then its cell is the record,
+//!   and one whose cell still exists may have run, so it is stopped and recorded `lost` too;
+//! - an owner that runs a self-released attempt whose pid never reached the store is taken
+//!   over, and the pid recorded now.
 //!
 //! Owners that hold an attempt the store no longer gives this node (the reaper gave it to
 //! another node meanwhile) are told to stop it. Owners of another protocol are left alone, and
@@ -24,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drover_core::{AttemptRef, NodeId, Reason, Resources};
+use drover_exec::Containment;
 use drover_exec::owner::{Found, Phase};
 use drover_store::{Completion, Store, StoreError, Unrun};
 
@@ -73,12 +78,16 @@ fn held_by_one_of((pid, recorded_start): (i32, Option<u64>), owners: &[i32]) -> 
 
 /// Plans the take-over of what this node held (see the module documentation). `rebooted`: the
 /// machine restarted since, so no process of before can be alive.
+///
+/// `cells`: the containment, when owners release their children themselves — where an
+/// attempt's cell is the record that it may have run.
 pub async fn recover(
     store: &Arc<dyn Store>,
     node: &NodeId,
     found: Vec<Found>,
     rebooted: bool,
     lease: Duration,
+    cells: Option<&Containment>,
 ) -> Result<Recovered, StoreError> {
     let live = store.live_attempts(node).await?;
     let mut owners: HashMap<AttemptRef, Phase> = HashMap::new();
@@ -118,6 +127,8 @@ pub async fn recover(
                         pid: Some((pid, proc_start)),
                         released: true,
                         takes_slot: attempt.takes_slot,
+                        // Released by its owner before its pid reached the store.
+                        record_start: attempt.pid.is_none(),
                     });
                 }
                 Phase::Starting | Phase::AtGate { .. } => {
@@ -129,6 +140,7 @@ pub async fn recover(
                         pid: None,
                         released: false,
                         takes_slot: attempt.takes_slot,
+                        record_start: false,
                     });
                 }
                 Phase::Ended(outcome) => {
@@ -152,8 +164,9 @@ pub async fn recover(
             // was aborted by its owner when its node went. So no foreign owner can leave the
             // rest of the queue stuck.)
             tracing::warn!(attempt = %id, "an owner of another drover version holds this attempt's process; leaving it to that owner");
-        } else if attempt.pid.is_none() {
-            // It never passed the gate, so it never ran: give it back without using its budget.
+        } else if attempt.pid.is_none() && !cells.is_some_and(|c| c.cell_exists(id)) {
+            // It never passed the gate (or, self-released, never had a cell), so it never ran:
+            // give it back without using its budget.
             if let Completion::Recorded { state } =
                 store.give_back(id, Reason::NodeLost, Unrun::NoPid).await?
             {
@@ -174,6 +187,7 @@ pub async fn recover(
                 grace: attempt.grace,
                 reason,
             });
+            // (With no pid on record, it is here because its cell exists: what is in it goes.)
         }
     }
     // Owners holding what the store no longer gives this node: the runner stops them (their
@@ -191,6 +205,7 @@ pub async fn recover(
                     pid: None,
                     released: true,
                     takes_slot: false,
+                    record_start: false,
                 });
             }
         }

@@ -221,6 +221,11 @@ pub struct AttemptOutcome {
     pub result: Option<String>,
     /// Output that did not reach its log files.
     pub log_cuts: Vec<drover_core::LogCut>,
+    /// Its owner let it run without waiting for its pid record (a self-released start, whose
+    /// cell is the record): it ran even if it is still `starting` in the store, and recording
+    /// the ending then records the start first, so the job goes through `running` as always.
+    /// Without it an ending of a `starting` attempt is one that never ran.
+    pub started: bool,
 }
 
 impl AttemptOutcome {
@@ -236,6 +241,7 @@ impl AttemptOutcome {
             ended_at: None,
             result: None,
             log_cuts: Vec::new(),
+            started: false,
         }
     }
 }
@@ -568,12 +574,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<ClaimBatch, StoreError>;
 
     /// Records the leader pid (= pgid) of a `starting` attempt and makes it `running` — unless it
-    /// was cancelled or fenced meanwhile.
+    /// was cancelled or fenced meanwhile. `started_at`: when it started, if that was before this
+    /// record (a self-released start, recorded with later writes); else the commit's time.
     async fn mark_running(
         &self,
         attempt: AttemptRef,
         pid: i32,
         proc_start: Option<u64>,
+        started_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<StartVerdict, StoreError>;
 
     /// Extends the leases of `node`'s live attempts, and reports pending cancels and lost leases.

@@ -351,13 +351,7 @@ fn doctor_names_the_backend_the_node_uses() {
     );
 
     let node = Node::start(&[]);
-    let info: Value = ureq::get(format!("{}/v1/node", node.url()))
-        .header("Authorization", &node.bearer())
-        .call()
-        .expect("GET /v1/node")
-        .body_mut()
-        .read_json()
-        .expect("json");
+    let info = node.get_json("/v1/node");
     assert_eq!(info["containment"]["backend"], backend);
     assert!(info["capacity"]["memory_bytes"].as_u64().unwrap_or(0) > 0);
 }
@@ -369,13 +363,7 @@ fn capacity_is_read_from_drover_toml() {
     let file = dir.path().join("drover.toml");
     std::fs::write(&file, "[serve]\nmemory = \"1G\"\ncpus = 1\n").expect("write");
     let node = Node::start(&["--config", file.to_str().expect("utf-8")]);
-    let info: Value = ureq::get(format!("{}/v1/node", node.url()))
-        .header("Authorization", &node.bearer())
-        .call()
-        .expect("GET /v1/node")
-        .body_mut()
-        .read_json()
-        .expect("json");
+    let info = node.get_json("/v1/node");
     assert_eq!(info["capacity"]["memory_bytes"], 1u64 << 30);
     let out = node.drover(&["submit", "--cpus", "2", "--", "true"]);
     assert!(

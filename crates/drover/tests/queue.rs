@@ -46,13 +46,22 @@ fn priorities_order_the_starts() {
     );
     assert_eq!(node.job(&moved)["spec"]["priority"], 9);
     assert!(node.drover(&["cancel", &blocker]).status.success());
-    let mut starts: Vec<(DateTime<Utc>, &str)> =
-        [(&moved, "9"), (&p5, "5"), (&p3, "3"), (&p1, "1")]
-            .into_iter()
-            .map(|(id, label)| (at(&ended(&node, id)["started_at"]), label))
-            .collect();
-    starts.sort();
-    let order: Vec<&str> = starts.into_iter().map(|(_, label)| label).collect();
+    let labelled = [(&moved, "9"), (&p5, "5"), (&p3, "3"), (&p1, "1")];
+    for (id, _) in labelled {
+        ended(&node, id);
+    }
+    // The order of the `started` events: start times have millisecond resolution, and these
+    // jobs start within a few of each other.
+    let db = rusqlite::Connection::open(common::db_path(&node)).expect("open");
+    let mut started = db
+        .prepare("SELECT job_id FROM events WHERE kind = 'started' ORDER BY seq")
+        .expect("prepare");
+    let order: Vec<&str> = started
+        .query_map([], |row| row.get::<_, String>(0))
+        .expect("query")
+        .map(|id| id.expect("row"))
+        .filter_map(|id| labelled.iter().find(|(j, _)| **j == id).map(|(_, l)| *l))
+        .collect();
     assert_eq!(order, vec!["9", "5", "3", "1"]);
     // A job that already ran cannot be reprioritized.
     assert!(!node.drover(&["priority", &p1, "2"]).status.success());

@@ -673,3 +673,66 @@ fn a_follow_gets_what_was_written_while_the_node_was_down() {
     );
     assert_eq!(stdout(&out), "line 1\nline 2\nline 3\nline 4\n");
 }
+
+/// With cgroup cells and the embedded store, an owner lets its child run as soon as the child
+/// is in its cell, and the pid record follows with other writes: the cell is the record that
+/// the attempt may have run. Here the node and the owner are killed, and the pid record is taken
+/// out of the store as if it had never arrived; the restarted node finds the attempt's cell
+/// (its job still runs in it), stops what is in it and records the attempt `lost`, rather than
+/// giving it back unrun beside its own processes. (Without the cell, a claim with no pid is
+/// given back unrun: `claimed_but_unrun_jobs_survive_shutdown_and_crash`.)
+#[test]
+fn a_start_whose_pid_record_never_came_is_found_by_its_cell() {
+    let mut node = Node::start(&[]);
+    let info = node.get_json("/v1/node");
+    if info["containment"]["backend"] == "rlimit" {
+        eprintln!("skipped: no cgroup cells here, so owners wait for the pid record (the gate)");
+        return;
+    }
+    let marker = marker_sleep(44);
+    let id = node.submit(&[
+        "--grace",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        &format!("sleep {marker}"),
+    ]);
+    let job = node.wait_until(&id, "running", |j| {
+        j["state"] == "running" && common::sleeps_alive(&marker) == 1
+    });
+    let leader = job["attempts"][0]["pid"].as_i64().expect("pid");
+    let owner = parent_of(leader);
+    node.kill9();
+    // SAFETY: kill with plain integers.
+    unsafe { libc::kill(owner, libc::SIGKILL) };
+    let db = rusqlite::Connection::open(common::db_path(&node)).expect("open");
+    let changed = db
+        .execute(
+            "UPDATE attempts SET state = 'starting', pid = NULL, proc_start = NULL,
+                 started_at = NULL WHERE job_id = ?1",
+            [&id],
+        )
+        .expect("forget the pid")
+        + db.execute("UPDATE jobs SET state = 'starting' WHERE id = ?1", [&id])
+            .expect("back to starting");
+    assert_eq!(changed, 2);
+    drop(db);
+    assert_eq!(
+        common::sleeps_alive(&marker),
+        1,
+        "the job runs on in its cell"
+    );
+
+    node.restart();
+    let job = node.wait_until(&id, "the attempt to be recorded", |j| {
+        j["state"] != "starting"
+    });
+    assert_eq!(job["state"], "lost", "{job:#}");
+    assert_eq!(job["attempts"][0]["reason"], "owner_died");
+    assert_eq!(
+        alive_with(&marker),
+        Vec::<i32>::new(),
+        "what ran in the cell is gone"
+    );
+}

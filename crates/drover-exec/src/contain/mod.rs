@@ -250,6 +250,22 @@ impl Containment {
         }
     }
 
+    /// Whether attempts get cells (cgroups): directories named by the attempt, which outlive
+    /// the node and the owner. The rlimit backend has none.
+    pub fn has_cells(&self) -> bool {
+        !matches!(self.backend, Backend::Rlimit(_))
+    }
+
+    /// Whether `attempt`'s cell exists: made for it and not yet removed. Always false without
+    /// cells.
+    pub fn cell_exists(&self, attempt: AttemptRef) -> bool {
+        match self.cell_of(attempt).inner {
+            CellInner::V2(cell) => cell.exists(),
+            CellInner::V1(cell) => cell.exists(),
+            CellInner::Rlimit(_) => false,
+        }
+    }
+
     /// The backend in use.
     pub fn kind(&self) -> BackendKind {
         match self.backend {

@@ -291,6 +291,12 @@ impl Cell {
         }
     }
 
+    /// Whether any of its directories exists (a cell made in part counts: it may hold the
+    /// child).
+    pub(super) fn exists(&self) -> bool {
+        self.all_dirs().iter().any(|d| d.exists())
+    }
+
     pub(super) fn remove(&self) -> io::Result<()> {
         let mut result = Ok(());
         for dir in self.all_dirs().into_iter().filter(|d| d.exists()) {

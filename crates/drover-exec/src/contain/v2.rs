@@ -280,6 +280,10 @@ impl Cell {
         usage_from(&self.dir)
     }
 
+    pub(super) fn exists(&self) -> bool {
+        self.dir.exists()
+    }
+
     pub(super) fn remove(&self) -> io::Result<()> {
         fs::remove(&self.dir)
     }

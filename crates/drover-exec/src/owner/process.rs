@@ -101,6 +101,9 @@ struct Held {
     persisted: bool,
     /// A write of its outcome failed already (said once, not at every retry).
     write_failed: bool,
+    /// Its child runs once it is in its cell, without waiting for the node
+    /// ([`crate::StartRequest::self_release`]).
+    self_release: bool,
 }
 
 async fn serve(args: OwnerArgs) -> Result<(), OwnerError> {
@@ -312,6 +315,7 @@ impl Owner {
                     phase: Phase::Starting,
                     persisted: false,
                     write_failed: false,
+                    self_release: req.self_release,
                 });
                 self.idle_since = None;
                 self.fence_at = req.fence_in.map(|d| Instant::now() + d);
@@ -353,6 +357,9 @@ impl Owner {
                     if self.held.as_ref().is_some_and(|h| h.persisted) {
                         let _ = std::fs::remove_file(super::outcome_path(&self.dir, attempt));
                     }
+                    // The outcome is on disk: the cell kept as the record of a self-released
+                    // start may go.
+                    self.command(Command::Ack(attempt));
                     self.held = None;
                     self.fence_at = None;
                     self.idle_since = Some(Instant::now());
@@ -380,6 +387,11 @@ impl Owner {
             return;
         };
         match held.phase {
+            // Released by this owner once it is in its cell: it goes on, and the next node
+            // takes it over (its cell is the record of the start).
+            Phase::Starting if held.self_release => {
+                tracing::info!(attempt = %held.attempt, "the node went away while the job started; the job goes on");
+            }
             // Nobody will release it, and it never ran: abort (the next node gives it back).
             Phase::Starting | Phase::AtGate { .. } => {
                 tracing::info!(attempt = %held.attempt, "the node went away before releasing the job; aborting it");
@@ -418,6 +430,10 @@ impl Owner {
                     tracing::info!(attempt = %held.attempt, "the outcome is on disk at last");
                 }
                 held.persisted = true;
+                // On disk in the file now, which the next node reads: the cell kept as the
+                // record of a self-released start may go.
+                let attempt = held.attempt;
+                self.command(Command::Ack(attempt));
             }
             // Kept in memory; tried again every PERSIST_RETRY while no node listens.
             Err(err) if !held.write_failed => {
@@ -437,10 +453,16 @@ impl Owner {
                 pid,
                 proc_start,
             } => {
+                let mut at_gate = false;
                 if let Some(held) = self.held.as_mut().filter(|h| h.attempt == attempt) {
-                    held.phase = Phase::AtGate { pid, proc_start };
+                    held.phase = if held.self_release {
+                        Phase::Running { pid, proc_start }
+                    } else {
+                        Phase::AtGate { pid, proc_start }
+                    };
+                    at_gate = !held.self_release;
                 }
-                if self.link.is_none() {
+                if self.link.is_none() && at_gate {
                     self.command(Command::Abort(attempt, StopReason::Shutdown));
                     return;
                 }

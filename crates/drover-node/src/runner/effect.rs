@@ -34,6 +34,8 @@ pub(crate) enum Effect {
         pid: i32,
         /// The leader's start time.
         proc_start: Option<u64>,
+        /// When it started, if before this record (self-released: when the node heard of it).
+        started_at: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Give a claimed-ahead attempt back to the queue unrun. One try: if it fails, recovery or
     /// the reaper gives it back.
@@ -61,6 +63,13 @@ pub(crate) enum Effect {
     },
     /// Promote due `scheduled` jobs and learn when the next is due.
     PromoteDue,
+}
+
+impl Effect {
+    /// Whether it is a store call (what the store's group commit may put in one batch).
+    pub(crate) fn is_write(&self) -> bool {
+        !matches!(self, Effect::Send(_) | Effect::Start(_))
+    }
 }
 
 /// What a [`Effect::Record`] writes.

@@ -67,6 +67,11 @@ pub(crate) struct RunnerConfig {
     pub reserve_after: Duration,
     /// The store is shared with other nodes: owners fence their jobs when leases run out.
     pub fence: bool,
+    /// Owners open their children's gates themselves once each is in its cell, and pids are
+    /// recorded after, folded with other writes: the cell is the record of the start (see
+    /// [`drover_exec::StartRequest::self_release`]). Only with cgroup cells and the embedded
+    /// store, which only this node recovers from, on this machine, where the cells are.
+    pub self_release: bool,
     /// On SIGTERM/SIGINT, stop running jobs (after `shutdown_timeout`) instead of detaching.
     pub stop_jobs_on_exit: bool,
     /// Queued jobs the last claim passed over, with what each waits for; read by the API.
@@ -130,6 +135,8 @@ pub(crate) enum Adopted {
         released: bool,
         /// It holds a slot (all but a session's host).
         takes_slot: bool,
+        /// Its owner released it before its pid reached the store: record the pid now.
+        record_start: bool,
     },
     /// It ended while no node listened: record this outcome.
     Ended {
@@ -353,9 +360,12 @@ impl Runner {
                 attempt,
                 pid,
                 proc_start,
+                started_at,
             } => {
                 tokio::spawn(async move {
-                    let verdict = store.mark_running(attempt, pid, proc_start).await;
+                    let verdict = store
+                        .mark_running(attempt, pid, proc_start, started_at)
+                        .await;
                     let _ = answers.send(Answer::Verdict(attempt, verdict));
                 });
             }

@@ -168,6 +168,7 @@ pub fn to_attempt_outcome(outcome: &Outcome) -> AttemptOutcome {
             .and_then(chrono::DateTime::from_timestamp_millis),
         result: None,
         log_cuts: outcome.log_cuts.clone(),
+        started: false,
     }
 }
 

@@ -127,6 +127,7 @@ pub(crate) fn request(config: &RunnerConfig, data: &DataDir, claim: Claim) -> St
         output_dir: Some(output_dir),
         result_stdout: spec.result_stdout,
         inputs,
+        self_release: config.self_release,
     }
 }
 

@@ -157,6 +157,7 @@ impl State {
                     pid,
                     released,
                     takes_slot,
+                    record_start,
                 } => {
                     let mut live = Live::new(needs, grace);
                     live.pid = pid;
@@ -164,6 +165,14 @@ impl State {
                     live.adopted = true;
                     live.takes_slot = takes_slot;
                     self.live.insert(attempt, live);
+                    if let (true, Some((pid, proc_start))) = (record_start, pid) {
+                        self.effects.push(Effect::MarkRunning {
+                            attempt,
+                            pid,
+                            proc_start,
+                            started_at: None,
+                        });
+                    }
                     if !released {
                         // It waits at a gate the node that claimed it never opened.
                         self.send(Command::Abort(attempt, StopReason::Shutdown));
@@ -184,7 +193,9 @@ impl State {
                 } => {
                     let mut live = Live::new(Resources::ZERO, grace);
                     live.pid = pid;
-                    live.released = pid.is_some();
+                    // Recovery passes one on only if it may have run: a pid on record, or
+                    // (self-released) a cell that still exists.
+                    live.released = pid.is_some() || self.config.self_release;
                     self.live.insert(attempt, live);
                     self.clean_up(attempt, reason);
                 }
@@ -444,12 +455,17 @@ impl State {
             } => {
                 if let Some(live) = self.live.get_mut(&attempt) {
                     live.pid = Some((pid, start));
+                    // Self-released, it runs already: its cell records the start, and the pid
+                    // record may ride with other writes (see `fold`).
+                    live.released |= self.config.self_release;
                 }
-                // The pid must be on disk before the child may exec.
+                // Gated, the pid must be on disk before the child may exec. Self-released, it
+                // runs from about now, and the record may come a few milliseconds later.
                 self.effects.push(Effect::MarkRunning {
                     attempt,
                     pid,
                     proc_start: start,
+                    started_at: self.config.self_release.then(chrono::Utc::now),
                 });
             }
             Report::Exited { attempt, outcome } => self.on_exited(attempt, outcome),
@@ -471,6 +487,10 @@ impl State {
     }
 
     fn on_verdict(&mut self, attempt: AttemptRef, verdict: Result<StartVerdict, StoreError>) {
+        if self.config.self_release {
+            self.on_late_verdict(attempt, verdict);
+            return;
+        }
         let command = match verdict {
             Ok(StartVerdict::Run) => {
                 if let Some(live) = self.live.get_mut(&attempt) {
@@ -489,6 +509,21 @@ impl State {
         // A stop sent while the child waited at the gate already made the owner abort it; this
         // command then finds no attempt and is dropped.
         self.send(command);
+    }
+
+    /// The store's answer to the pid record of a self-released attempt, which runs already: a
+    /// cancel or a lost lease that came before the record stops it through the kill ladder.
+    fn on_late_verdict(&mut self, attempt: AttemptRef, verdict: Result<StartVerdict, StoreError>) {
+        match verdict {
+            Ok(StartVerdict::Run) => {}
+            Ok(StartVerdict::Cancelled) => self.stop(attempt, StopReason::Cancel),
+            Ok(StartVerdict::Stale) => self.stop(attempt, StopReason::LeaseLost),
+            // Its ending records the start with it (the store takes an ending of a `starting`
+            // attempt as proof that it ran).
+            Err(err) => {
+                tracing::error!(%attempt, error = %err, "cannot record the pid of a running job; its ending will record its start");
+            }
+        }
     }
 
     /// Asks the owner of an attempt we hold to stop it (once per attempt).

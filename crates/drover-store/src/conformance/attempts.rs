@@ -150,7 +150,7 @@ pub async fn claim_opens_an_attempt_with_a_lease(store: &dyn Store) {
 
     assert_eq!(
         store
-            .mark_running(claim.attempt, 99, Some(5))
+            .mark_running(claim.attempt, 99, Some(5), None)
             .await
             .unwrap(),
         StartVerdict::Run
@@ -218,7 +218,7 @@ pub async fn stale_completion_changes_nothing(store: &dyn Store) {
         }
     );
     assert_eq!(
-        store.mark_running(first, 1, None).await.unwrap(),
+        store.mark_running(first, 1, None, None).await.unwrap(),
         StartVerdict::Stale
     );
 
@@ -364,6 +364,52 @@ pub async fn illegal_completion_is_refused(store: &dyn Store) {
         Completion::Recorded {
             state: JobState::Failed
         }
+    );
+}
+
+/// A self-released start's ending may reach the store before its pid record (or without it):
+/// the ending says it started, and the store records the start first, so the job goes through
+/// `running` with its events in order. Its pid record, late, is then stale and changes nothing.
+pub async fn an_ending_of_a_self_released_start_records_the_start(store: &dyn Store) {
+    let ids = store.submit(vec![spec("x")]).await.unwrap();
+    let claim = claim_one(store, &node("n1")).await.expect("claimed");
+    let ran = AttemptOutcome {
+        started: true,
+        ..succeeded()
+    };
+    assert_eq!(
+        store.complete(claim.attempt, ran).await.unwrap(),
+        Completion::Recorded {
+            state: JobState::Succeeded
+        }
+    );
+    let job = store.get(ids[0]).await.unwrap().expect("stored");
+    assert_eq!(job.state, JobState::Succeeded);
+    let attempt = &job.attempts[0];
+    assert_eq!(attempt.state, JobState::Succeeded);
+    assert!(attempt.started_at.is_some() && attempt.finished_at.is_some());
+    let kinds: Vec<_> = store
+        .events_since(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::Submitted,
+            EventKind::Claimed,
+            EventKind::Started,
+            EventKind::Finished
+        ]
+    );
+    assert_eq!(
+        store
+            .mark_running(claim.attempt, 4242, None, None)
+            .await
+            .unwrap(),
+        StartVerdict::Stale
     );
 }
 

@@ -54,7 +54,7 @@ pub async fn cancel_in_every_phase(store: &dyn Store) {
     // Starting: the start is refused so the process never execs.
     store.cancel(b.job_id).await.unwrap();
     assert_eq!(
-        store.mark_running(b, 1, None).await.unwrap(),
+        store.mark_running(b, 1, None, None).await.unwrap(),
         StartVerdict::Cancelled
     );
     store.complete(b, cancelled).await.unwrap();

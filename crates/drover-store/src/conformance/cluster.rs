@@ -317,7 +317,7 @@ pub async fn the_reaper_requeues_expired_attempts(store: &dyn Store) {
     let ran = claims[0].attempt;
     assert_eq!(ran.job_id, ids[0]);
     assert_eq!(
-        store.mark_running(ran, 4242, None).await.unwrap(),
+        store.mark_running(ran, 4242, None, None).await.unwrap(),
         StartVerdict::Run
     );
     tokio::time::sleep(Duration::from_millis(20)).await;

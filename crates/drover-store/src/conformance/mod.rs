@@ -52,7 +52,7 @@ pub(crate) async fn claim_one(store: &dyn Store, node: &NodeId) -> Option<crate:
 pub(crate) async fn claim_and_run(store: &dyn Store, node: &NodeId) -> AttemptRef {
     let claim = claim_one(store, node).await.expect("a queued job");
     let verdict = store
-        .mark_running(claim.attempt, 4242, Some(7))
+        .mark_running(claim.attempt, 4242, Some(7), None)
         .await
         .unwrap();
     assert_eq!(verdict, StartVerdict::Run);
@@ -87,6 +87,7 @@ macro_rules! conformance_tests {
             retries_then_final_failure,
             unrun_claims_go_back_without_using_the_budget,
             illegal_completion_is_refused,
+            an_ending_of_a_self_released_start_records_the_start,
             an_attempts_log_cuts_are_kept,
             usage_series_are_kept_for_live_attempts_only,
             cancel_in_every_phase,

@@ -129,6 +129,17 @@ impl Node {
         info["url"].as_str().expect("url").to_string()
     }
 
+    /// `GET` of an API path, authorized, as JSON.
+    pub fn get_json(&self, path: &str) -> Value {
+        ureq::get(format!("{}{path}", self.url()))
+            .header("Authorization", &self.bearer())
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .body_mut()
+            .read_json()
+            .expect("json")
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().expect("running").id() as i32
     }

@@ -15,7 +15,14 @@ impl State {
         if outcome.survivors {
             tracing::error!(%attempt, "a process of this attempt survived SIGKILL");
         }
-        let recorded = to_attempt_outcome(&outcome);
+        let mut recorded = to_attempt_outcome(&outcome);
+        // Self-released, whatever got past its spawn ran, whether or not its pid record reached
+        // the store.
+        recorded.started = self.config.self_release
+            && !matches!(
+                outcome.ending,
+                drover_exec::Ending::SpawnFailed(_) | drover_exec::Ending::Aborted(_)
+            );
         tracing::info!(%attempt, state = %recorded.state, reason = %recorded.reason, "attempt ended");
         self.config
             .metrics
@@ -85,15 +92,19 @@ impl State {
         tracing::warn!(%attempt, killed, %reason, "stopped what was left of the attempt");
         self.want_claim = true;
         self.recording += 1;
-        let ending = if !live.released {
+        // Self-released, a child that was in its cell may have run before the node heard of it:
+        // only an empty cell proves it did not.
+        let ran = live.released || (self.config.self_release && killed > 0);
+        let ending = if !ran {
             Ending::Unrun(reason, Unrun::StoppedAtGate)
-        } else if live.stopping == Some(StopReason::Cancel) {
-            Ending::Complete(AttemptOutcome::bare(
-                JobState::Cancelled,
-                Reason::CancelledByUser,
-            ))
         } else {
-            Ending::Complete(AttemptOutcome::bare(JobState::Lost, reason))
+            let mut outcome = if live.stopping == Some(StopReason::Cancel) {
+                AttemptOutcome::bare(JobState::Cancelled, Reason::CancelledByUser)
+            } else {
+                AttemptOutcome::bare(JobState::Lost, reason)
+            };
+            outcome.started = self.config.self_release;
+            Ending::Complete(outcome)
         };
         self.effects.push(Effect::Record { attempt, ending });
     }

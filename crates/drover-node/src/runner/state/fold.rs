@@ -12,6 +12,13 @@
 //! only after the write), and a claim not yet sent holds no job. A write is held only while a
 //! start is in flight, so a job that ends with nothing starting behind it is written at once,
 //! and never longer than [`FOLD_WINDOW`].
+//!
+//! Self-released (`RunnerConfig::self_release`: the owner opens the gate once the child is in
+//! its cell), no child waits on any write, so the pid record may wait too: every write that may
+//! wait is held while attempts run, until the window ends or a write that may not wait (a claim
+//! for a free slot) carries them. Short jobs back to back then cost the store a fraction of a
+//! commit each. The held writes go out first: they were decided first, and a job's pid record
+//! must reach the store before its ending.
 
 use std::time::Duration;
 
@@ -32,14 +39,27 @@ impl State {
     /// the rest arrive, it commits that one alone, never the others ahead of it.
     pub(crate) fn settle(&mut self, now: Instant) -> Vec<Effect> {
         let mut effects = std::mem::take(&mut self.effects);
-        let carrier = effects
-            .iter()
-            .any(|e| matches!(e, Effect::MarkRunning { .. }));
         let due = self.held_until.is_some_and(|until| until <= now);
-        if carrier || due || !self.awaiting_pid() {
+        let go = if self.config.self_release {
+            // No child waits on a write: any that may not wait carries the held ones, which go
+            // first (decided first, and a pid record must reach the store before its ending).
+            due || self.live.is_empty() || effects.iter().any(|e| e.is_write() && !self.may_wait(e))
+        } else {
+            due || !self.awaiting_pid()
+                || effects
+                    .iter()
+                    .any(|e| matches!(e, Effect::MarkRunning { .. }))
+        };
+        if go {
             self.held_until = None;
-            effects.append(&mut self.held);
-            return effects;
+            return if self.config.self_release {
+                let mut out = std::mem::take(&mut self.held);
+                out.append(&mut effects);
+                out
+            } else {
+                effects.append(&mut self.held);
+                effects
+            };
         }
         let (held, now_effects): (Vec<_>, Vec<_>) =
             effects.into_iter().partition(|e| self.may_wait(e));
@@ -63,11 +83,13 @@ impl State {
     }
 
     /// The writes nothing on this node waits for: an ending (its slot is already free; the
-    /// owner keeps the outcome until it is written) and, while every slot is busy, a claim (it
-    /// only fills the places ahead of them).
+    /// owner keeps the outcome until it is written), while every slot is busy a claim (it only
+    /// fills the places ahead of them), and the pid record of a self-released child.
     fn may_wait(&self, effect: &Effect) -> bool {
         match effect {
             Effect::Record { .. } => true,
+            // Self-released, the child runs already.
+            Effect::MarkRunning { .. } => self.config.self_release,
             Effect::Claim { .. } => self.busy_slots() >= self.config.slots,
             _ => false,
         }

@@ -136,7 +136,7 @@ async fn endings_are_recorded_and_free_their_slot() {
 async fn a_permanent_store_error_is_not_retried() {
     let (store, dir, attempt) = store_with_claim().await;
     store
-        .mark_running(attempt, 4242, None)
+        .mark_running(attempt, 4242, None, None)
         .await
         .expect("mark running");
     // A state this version cannot read, written behind the store's back.
@@ -311,7 +311,7 @@ async fn an_attempt_aborted_at_the_gate_goes_back_unrun() {
 async fn an_abort_that_raced_the_start_goes_back_unrun() {
     let (store, _dir, attempt) = store_with_claim().await;
     store
-        .mark_running(attempt, 4242, None)
+        .mark_running(attempt, 4242, None, None)
         .await
         .expect("mark running");
     let (_stop, stopping) = tokio::sync::watch::channel(0u32);

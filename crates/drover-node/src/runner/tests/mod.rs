@@ -7,6 +7,7 @@ mod claims;
 mod endings;
 mod fold;
 mod leases;
+mod self_release;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,7 @@ pub(super) fn config(slots: usize, fence: bool) -> RunnerConfig {
         },
         reserve_after: Duration::from_secs(60),
         fence,
+        self_release: false,
         stop_jobs_on_exit: false,
         passed_over: PassedOver::default(),
         load: watch::channel(drover_core::NodeLoad::default()).0,

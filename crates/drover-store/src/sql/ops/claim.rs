@@ -12,7 +12,7 @@ use drover_core::{
 
 use super::*;
 use crate::sql::rows::{parse_id, parse_spec};
-use crate::sql::{Dialect, SqlStore, ms_to_time, params};
+use crate::sql::{Dialect, SqlStore, Tx, ms_to_time, params};
 use crate::{ADMISSION_WINDOW, Claim, ClaimBatch, LeaseStatus, StartVerdict, StoreError};
 
 pub(super) async fn promote_due(
@@ -296,6 +296,7 @@ pub(super) async fn mark_running(
     attempt: AttemptRef,
     pid: i32,
     proc_start: Option<u64>,
+    started_at: Option<DateTime<Utc>>,
 ) -> Result<StartVerdict, StoreError> {
     store
         .write(move |tx| {
@@ -308,38 +309,55 @@ pub(super) async fn mark_running(
             if head.cancel_requested {
                 return Ok(StartVerdict::Cancelled);
             }
-            set_job_state(
-                tx,
-                attempt.job_id,
-                JobState::Starting,
-                JobState::Running,
-                None,
-            )?;
-            let proc_start = proc_start.and_then(|s| i64::try_from(s).ok());
-            let node: Option<String> = tx.conn.query_opt(
-                "UPDATE attempts SET state = 'running', pid = ?1, proc_start = ?2, started_at = ?3
-                 WHERE job_id = ?4 AND attempt = ?5
-                 RETURNING node",
-                params![
-                    pid,
-                    proc_start,
-                    tx.now_ms,
-                    attempt.job_id.to_string(),
-                    attempt.attempt
-                ],
-                |r| r.get(0),
-            )?;
-            tx.emit(
-                EventKind::Started,
-                attempt.job_id,
-                Some(attempt.attempt),
-                JobState::Running,
-                node.map(NodeId).as_ref(),
-                None,
-            );
+            start_in(tx, attempt, Some(pid), proc_start, started_at)?;
             Ok(StartVerdict::Run)
         })
         .await
+}
+
+/// Makes a `starting` attempt `running` (the job too), with its leader's pid where known, and
+/// emits `started`. For [`mark_running`], and for an ending that comes before its attempt's pid
+/// record (a self-released start: the ending proves it ran).
+pub(super) fn start_in(
+    tx: &mut Tx<'_>,
+    attempt: AttemptRef,
+    pid: Option<i32>,
+    proc_start: Option<u64>,
+    started_at: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    set_job_state(
+        tx,
+        attempt.job_id,
+        JobState::Starting,
+        JobState::Running,
+        None,
+    )?;
+    let proc_start = proc_start.and_then(|s| i64::try_from(s).ok());
+    let node: Option<String> = tx.conn.query_opt(
+        "UPDATE attempts SET state = 'running', pid = ?1, proc_start = ?2, started_at = ?3
+         WHERE job_id = ?4 AND attempt = ?5
+         RETURNING node",
+        params![
+            pid,
+            proc_start,
+            // Never after the commit, nor (clocks being what they are) before the claim.
+            started_at
+                .map(|t| t.timestamp_millis().min(tx.now_ms))
+                .unwrap_or(tx.now_ms),
+            attempt.job_id.to_string(),
+            attempt.attempt
+        ],
+        |r| r.get(0),
+    )?;
+    tx.emit(
+        EventKind::Started,
+        attempt.job_id,
+        Some(attempt.attempt),
+        JobState::Running,
+        node.map(NodeId).as_ref(),
+        None,
+    );
+    Ok(())
 }
 
 pub(super) async fn renew_leases(

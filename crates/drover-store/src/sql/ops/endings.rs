@@ -129,11 +129,17 @@ pub(super) fn complete_in(
     attempt: AttemptRef,
     outcome: AttemptOutcome,
 ) -> Result<Completion, StoreError> {
-    let Some(head) = job_head(tx, attempt.job_id)? else {
+    let Some(mut head) = job_head(tx, attempt.job_id)? else {
         return Ok(NO_SUCH_JOB);
     };
     if head.attempt != attempt.attempt || !head.state.has_live_attempt() {
         return Ok(head.stale());
+    }
+    // The ending of a self-released start whose pid record had not reached the store (it
+    // rides with later writes, and may have failed): the start is recorded first.
+    if head.state == JobState::Starting && outcome.started {
+        claim::start_in(tx, attempt, None, None, None)?;
+        head.state = JobState::Running;
     }
     let mut outcome = outcome;
     // A checkpointed attempt hands the job back to the queue at once, and its attempt does not

@@ -293,8 +293,9 @@ impl Store for SqlStore {
         attempt: AttemptRef,
         pid: i32,
         proc_start: Option<u64>,
+        started_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<StartVerdict, StoreError> {
-        claim::mark_running(self, attempt, pid, proc_start).await
+        claim::mark_running(self, attempt, pid, proc_start, started_at).await
     }
 
     async fn renew_leases(
