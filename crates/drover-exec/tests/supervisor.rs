@@ -263,6 +263,32 @@ async fn a_self_released_child_runs_at_once_and_its_cell_waits_for_the_ack() {
     );
     assert!(marker.exists());
     let containment = &scope.0;
+
+    // A stop that reaches the supervisor before the child is made keeps it from running.
+    let stopped_marker = dir.path().join("stopped-ran");
+    let mut early = request(
+        dir.path(),
+        &["touch", stopped_marker.to_str().expect("utf-8")],
+    );
+    early.self_release = true;
+    let early_attempt = early.attempt;
+    sup.send(Command::Start(Box::new(early))).expect("send");
+    sup.send(Command::Stop(early_attempt, StopReason::Cancel))
+        .expect("send");
+    let ended = loop {
+        match next(&mut reports).await {
+            Report::Spawned { .. } => continue,
+            Report::Exited { outcome, .. } => break outcome,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(ended.ending, Ending::Aborted(StopReason::Cancel));
+    assert!(
+        !stopped_marker.exists(),
+        "a child stopped before its start never execs"
+    );
+    sup.send(Command::Ack(early_attempt)).expect("send");
+    until_cell_gone(containment, early_attempt).await;
     if containment.has_cells() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(

@@ -679,8 +679,8 @@ fn a_follow_gets_what_was_written_while_the_node_was_down() {
 /// the attempt may have run. Here the node and the owner are killed, and the pid record is taken
 /// out of the store as if it had never arrived; the restarted node finds the attempt's cell
 /// (its job still runs in it), stops what is in it and records the attempt `lost`, rather than
-/// giving it back unrun beside its own processes. (Without the cell, a claim with no pid is
-/// given back unrun: `claimed_but_unrun_jobs_survive_shutdown_and_crash`.)
+/// giving the claim back to be run again. (Without the cell, a claim with no pid is given back
+/// unrun: `claimed_but_unrun_jobs_survive_shutdown_and_crash`.)
 #[test]
 fn a_start_whose_pid_record_never_came_is_found_by_its_cell() {
     let mut node = Node::start(&[]);
@@ -690,22 +690,11 @@ fn a_start_whose_pid_record_never_came_is_found_by_its_cell() {
         return;
     }
     let marker = marker_sleep(44);
-    let id = node.submit(&[
-        "--grace",
-        "1s",
-        "--",
-        "sh",
-        "-c",
-        &format!("sleep {marker}"),
-    ]);
-    let job = node.wait_until(&id, "running", |j| {
+    let id = node.submit(&["--grace", "1s", "--", "sleep", &marker]);
+    node.wait_until(&id, "running", |j| {
         j["state"] == "running" && common::sleeps_alive(&marker) == 1
     });
-    let leader = job["attempts"][0]["pid"].as_i64().expect("pid");
-    let owner = parent_of(leader);
-    node.kill9();
-    // SAFETY: kill with plain integers.
-    unsafe { libc::kill(owner, libc::SIGKILL) };
+    node.kill9_with_owners();
     let db = rusqlite::Connection::open(common::db_path(&node)).expect("open");
     let changed = db
         .execute(

@@ -340,7 +340,7 @@ pub(super) fn start_in(
         params![
             pid,
             proc_start,
-            // Never after the commit, nor (clocks being what they are) before the claim.
+            // Never after the commit that records it.
             started_at
                 .map(|t| t.timestamp_millis().min(tx.now_ms))
                 .unwrap_or(tx.now_ms),
