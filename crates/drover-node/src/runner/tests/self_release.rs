@@ -132,3 +132,63 @@ async fn an_owner_that_died_with_processes_in_the_cell_ran_its_job() {
         );
     }
 }
+
+/// Whether `effects` ask for a claim.
+fn claims(effects: &[Effect]) -> bool {
+    claim_asked(effects).is_some()
+}
+
+#[tokio::test]
+async fn the_refill_claim_goes_when_the_last_job_ahead_takes_its_slot() {
+    // Two slots of short jobs, two more claimed ahead.
+    let mut state = self_released(2);
+    state.recent_runtime = Some(std::time::Duration::from_millis(1));
+    state.maybe_claim();
+    let asked = claim_asked(&state.settle(Instant::now())).expect("a claim");
+    assert_eq!(asked, 4, "two to run and one ahead of each");
+    let jobs: Vec<_> = (0..4).map(|_| claim(1)).collect();
+    let [a, b, c, d] = [0, 1, 2, 3].map(|i| jobs[i].attempt);
+    answer_claim(&mut state, asked, jobs);
+    let at = Instant::now();
+    assert_eq!(started(&state.settle(at)), vec![a, b]);
+    for (attempt, pid) in [(a, 100), (b, 101)] {
+        state.on_report(Report::Spawned {
+            attempt,
+            pid,
+            proc_start: None,
+        });
+    }
+    assert!(state.settle(at).is_empty(), "the pid records wait");
+
+    let end = |state: &mut State, attempt| {
+        state.on_report(Report::Exited {
+            attempt,
+            outcome: Outcome::without_process(ExecEnding::Exited(0)),
+        });
+        // What the loop does after every report.
+        state.fill_slots();
+        state.maybe_claim();
+        state.settle(at)
+    };
+    // The first ending: the job ahead of it starts, and one still waits ahead, so the claim
+    // that refills the place waits with the ending.
+    let now = end(&mut state, a);
+    assert_eq!(started(&now), vec![c]);
+    assert!(!claims(&now), "a job still waits ahead: {now:?}");
+    assert!(state.held.iter().any(|e| matches!(e, Effect::Claim { .. })));
+
+    // The second: the last job ahead takes the slot. Both slots are busy and jobs still run,
+    // but the next ending would find nothing ahead, so the claim goes now, with what was held.
+    let now = end(&mut state, b);
+    assert_eq!(started(&now), vec![d]);
+    assert!(
+        claims(&now),
+        "the refill goes before any slot frees: {now:?}"
+    );
+    assert!(state.held.is_empty() && state.held_until.is_none());
+    let records = now
+        .iter()
+        .filter(|e| matches!(e, Effect::Record { .. }))
+        .count();
+    assert_eq!(records, 2, "the held endings ride with it: {now:?}");
+}
