@@ -29,7 +29,7 @@ pub mod auth;
 pub mod capacity;
 pub mod datadir;
 mod events;
-mod heap;
+pub mod heap;
 mod lane;
 pub mod membership;
 pub mod metrics;

@@ -106,6 +106,8 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<u8> {
     config
         .check()
         .map_err(|e| UsageError(format!("{e} (set by {})", where_set(e.key))))?;
+    // Before any of the node's threads exists: each would take an allocator arena of its own.
+    drover_node::heap::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("drover-node")
