@@ -53,7 +53,26 @@ pub fn results(cli: &Cli, args: &ResultsArgs) -> anyhow::Result<u8> {
     } else {
         write!(out, "{}", table(&answer))?;
     }
+    if let Some(hint) = no_results_hint(&answer.results) {
+        eprintln!("drover: {hint}");
+    }
     Ok(exit::OK)
+}
+
+/// Why a user sees no results, when jobs succeeded and not one gave a result: most often the
+/// job printed its JSON without `--result-stdout`.
+fn no_results_hint(rows: &[ResultRow]) -> Option<&'static str> {
+    let succeeded = rows
+        .iter()
+        .any(|r| r.state == drover_core::JobState::Succeeded);
+    if succeeded && rows.iter().all(|r| r.result.is_none()) {
+        Some(
+            "no job gave a result: a result is the JSON a job writes to $DROVER_OUTPUT_DIR/result.json, \
+             or its last line of stdout if it was submitted with --result-stdout",
+        )
+    } else {
+        None
+    }
 }
 
 /// The result's fields as columns when results are flat objects, else one `result` column.
@@ -220,6 +239,18 @@ mod tests {
         assert_eq!(lines[1], "2,0,1,succeeded,1,\"a,b\",");
         assert_eq!(lines[2], "3,0,2,succeeded,4,,true");
         assert_eq!(lines[3], "4,0,3,succeeded,,,");
+    }
+
+    #[test]
+    fn succeeded_jobs_without_any_result_get_a_hint() {
+        let none = vec![row(2, &[], None), row(3, &[], None)];
+        assert!(no_results_hint(&none).unwrap().contains("--result-stdout"));
+        let one = vec![row(2, &[], None), row(3, &[], Some(serde_json::json!(1)))];
+        assert_eq!(no_results_hint(&one), None);
+        let mut failed = row(2, &[], None);
+        failed.state = drover_core::JobState::Failed;
+        assert_eq!(no_results_hint(&[failed]), None);
+        assert_eq!(no_results_hint(&[]), None);
     }
 
     #[test]
